@@ -1,0 +1,176 @@
+"""The ``bench`` command line: run a grid, list what is registered, write the leaderboard.
+
+Heavy modules (torch, pandas, the registries) are imported inside the commands so that ``bench --help`` is fast.
+User errors print one line and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from prunebench import __version__
+from prunebench.errors import UsageError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from prunebench.environment import resolve_device
+    from prunebench.grid import expand_grid, parse_methods, parse_scopes, parse_sparsities
+    from prunebench.presets import DEFAULT_PRESET, get_preset
+    from prunebench.progress import RichGridReporter, summary_table
+    from prunebench.results import ResultStore
+    from prunebench.runner import run_grid
+    from rich.console import Console
+
+    console = Console()
+    sparsities = parse_sparsities(args.sparsity)
+    preset = get_preset(args.preset or DEFAULT_PRESET)
+    if args.epochs is not None:
+        preset = preset.with_epochs(args.epochs)
+    methods = parse_methods(args.methods)
+    scopes = parse_scopes(args.scopes)
+    configs = expand_grid(
+        preset, methods, scopes, sparsities, args.seeds, explicit_methods=args.methods.strip() != "all"
+    )
+    device = resolve_device(args.device)
+    store = ResultStore(Path(args.out))
+    store.ensure_writable()
+
+    console.print(
+        f"[bold]prunebench[/] preset [cyan]{preset.name}[/] ({preset.dataset} / {preset.model}, "
+        f"{preset.epochs}-epoch budget), {len(configs)} runs on {device}, results in {store.root}"
+    )
+    started = time.perf_counter()
+    with RichGridReporter(console) as reporter:
+        records = run_grid(configs, store, device, force=args.force, reporter=reporter)
+    elapsed = time.perf_counter() - started
+
+    from prunebench.leaderboard import write_leaderboard
+
+    markdown = write_leaderboard([store.root], store.root)
+    console.print(summary_table(records, elapsed))
+    from rich.markdown import Markdown
+
+    console.print(Markdown(markdown))
+    console.print(
+        f"Leaderboard written to {store.root / 'leaderboard.md'} and {store.root / 'leaderboard.csv'}"
+    )
+    console.print(f"Total wall time: {elapsed:.1f} s")
+    failed = [r for r in records if r["status"] == "failed"]
+    if failed:
+        console.print(
+            f"[red]{len(failed)} run(s) failed[/]; their errors are in the records under {store.runs}"
+        )
+        return 1
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if args.what == "methods":
+        from prunebench.methods.registry import all_methods
+
+        table = Table("method", "schedule", "scopes", "paper")
+        for spec in all_methods():
+            table.add_row(spec.name, spec.schedule, ", ".join(spec.scopes) or "-", spec.paper)
+    elif args.what == "datasets":
+        from prunebench.datasets import all_datasets
+
+        table = Table("dataset", "classes", "input", "description")
+        for data in all_datasets():
+            table.add_row(
+                data.name, str(data.num_classes), "x".join(map(str, data.input_shape)), data.summary
+            )
+    elif args.what == "models":
+        from prunebench.models import all_models
+
+        table = Table("model", "description", "source")
+        for model in all_models():
+            table.add_row(model.name, model.summary, model.source)
+    else:
+        from prunebench.presets import DEFAULT_PRESET, all_presets
+
+        table = Table("preset", "dataset", "model", "budget", "description")
+        for preset in all_presets():
+            name = preset.name + (" (default)" if preset.name == DEFAULT_PRESET else "")
+            budget = f"{preset.epochs} epochs ({preset.finetune_epochs} fine-tune)"
+            table.add_row(name, preset.dataset, preset.model, budget, preset.summary)
+    console.print(table)
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from prunebench.leaderboard import write_leaderboard
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    out = Path(args.out) if args.out else Path(args.dirs[0])
+    markdown = write_leaderboard([Path(d) for d in args.dirs], out, formats)
+    console = Console()
+    console.print(Markdown(markdown))
+    console.print(f"Written to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="prunebench: compare pruning methods on one harness, at fixed sparsities, over seeds.",
+    )
+    parser.add_argument("--version", action="version", version=f"prunebench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run a grid of methods x scopes x sparsities x seeds, then the leaderboard"
+    )
+    run.add_argument(
+        "--preset", help="dataset, model and recipe (default: mnist5k-lenet5; see `bench list presets`)"
+    )
+    run.add_argument("--methods", default="all", help="`all` or comma-separated method names (default: all)")
+    run.add_argument(
+        "--scopes",
+        default="all",
+        help="`all` or comma-separated scopes: global,uniform,uniform_plus,erk,learned",
+    )
+    run.add_argument(
+        "--sparsity", default="0.9,0.95,0.99", help="comma-separated target sparsities in (0, 1)"
+    )
+    run.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default: 3)")
+    run.add_argument("--epochs", type=int, help="weight-update budget in epochs (default: the preset's)")
+    run.add_argument("--out", default="results", help="results directory (default: results/)")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    run.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list", help="list registered methods, datasets, models or presets")
+    listing.add_argument("what", choices=["methods", "datasets", "models", "presets"])
+    listing.set_defaults(handler=_list)
+
+    board = commands.add_parser("leaderboard", help="aggregate results directories into the leaderboard")
+    board.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (merged)")
+    board.add_argument("--out", help="where to write (default: the first DIR)")
+    board.add_argument("--format", default="md,csv", help="comma-separated: md,csv (default: md,csv)")
+    board.set_defaults(handler=_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished runs are saved and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

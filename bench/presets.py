@@ -1,0 +1,105 @@
+"""Presets: a dataset, a model and the training recipe that every method in a grid shares.
+
+``epochs`` is the budget: the number of weight-update epochs every method gets. After-training methods spend
+``epochs - finetune_epochs`` on the shared dense pre-training and ``finetune_epochs`` fine-tuning the pruned model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from prunebench.errors import UsageError, unknown
+from prunebench.trainer import OptimConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    dataset: str
+    model: str
+    epochs: int
+    batch_size: int
+    optim: OptimConfig
+    finetune_epochs: int
+    finetune_optim: OptimConfig
+    summary: str
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pretrain_epochs(self) -> int:
+        return self.epochs - self.finetune_epochs
+
+    def with_epochs(self, epochs: int) -> Preset:
+        """The same recipe at another budget, keeping the fine-tuning share (at least one epoch each side)."""
+        if epochs < 2:
+            raise UsageError(f"--epochs must be at least 2 (pre-training and fine-tuning), got {epochs}")
+        finetune = min(max(1, round(epochs * self.finetune_epochs / self.epochs)), epochs - 1)
+        return replace(self, epochs=epochs, finetune_epochs=finetune)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_PRESETS: dict[str, Preset] = {}
+DEFAULT_PRESET = "mnist5k-lenet5"
+
+
+def register_preset(preset: Preset) -> Preset:
+    _PRESETS[preset.name] = preset
+    return preset
+
+
+def get_preset(name: str) -> Preset:
+    if name not in _PRESETS:
+        raise unknown("preset", name, list(_PRESETS))
+    return _PRESETS[name]
+
+
+def all_presets() -> list[Preset]:
+    return [_PRESETS[name] for name in sorted(_PRESETS)]
+
+
+register_preset(
+    Preset(
+        name="mnist5k-lenet5",
+        dataset="mnist5k",
+        model="lenet5",
+        epochs=9,
+        batch_size=64,
+        optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        finetune_epochs=3,
+        finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        summary="Default: LeNet-5 on the embedded 5000 MNIST digits, 9-epoch budget (CPU, seconds per run)",
+        source="LeNet-5 as in Lee et al. 2019 (SNIP); SGD recipe scaled down to the small embedded set",
+    )
+)
+register_preset(
+    Preset(
+        name="mnist5k-lenet300",
+        dataset="mnist5k",
+        model="lenet300_100",
+        epochs=15,
+        batch_size=64,
+        optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        finetune_epochs=5,
+        finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        summary="LeNet-300-100 on the embedded MNIST digits, 15-epoch budget",
+        source="LeNet-300-100 as in Han et al. 2015 and Lee et al. 2019 (SNIP)",
+    )
+)
+register_preset(
+    Preset(
+        name="synthetic-tiny",
+        dataset="synthetic",
+        model="lenet5",
+        epochs=4,
+        batch_size=64,
+        optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        finetune_epochs=1,
+        finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        summary="A tiny generated problem for tests and smoke runs (seconds for a whole grid)",
+        source="generated",
+    )
+)

@@ -1,0 +1,69 @@
+"""The results store: one JSON record per run under ``<out>/runs/<run_id>.json``, written atomically.
+
+A record is written to a temporary file in the same directory and renamed over the final name, so a crash or Ctrl-C
+never leaves a half-written record: a record exists complete or not at all. Finished runs are skipped by a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prunebench.errors import UsageError
+
+FINISHED = ("ok", "diverged")
+"""Statuses that count as finished (skipped on resume). Failed runs are retried."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    """Records of the runs in one output directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+
+    def ensure_writable(self) -> None:
+        """Create the directory, or raise a :class:`UsageError` saying why it cannot be written."""
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+            probe = self.runs / ".write-probe"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            raise UsageError(f"cannot write results to {self.root}: {error.strerror or error}") from None
+
+    def path(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.json"
+
+    def load(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path(run_id).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def is_finished(self, run_id: str) -> bool:
+        record = self.load(run_id)
+        return record is not None and record.get("status") in FINISHED
+
+    def save(self, record: dict[str, Any]) -> Path:
+        path = self.path(record["run_id"])
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
+        return path

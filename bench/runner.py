@@ -1,0 +1,300 @@
+"""Running one configuration end to end, and a grid of them with resume.
+
+A run is a pure function of its :class:`~prunebench.config.RunConfig`: the seed fixes the initial weights, the data
+order and the augmentation, identically for every method. What happens between initialization and the final
+evaluation depends on the method's schedule:
+
+* ``dense``: train for the whole budget.
+* ``at_init``: score the initial weights, fix the mask, train sparse for the whole budget.
+* ``after_training``: start from the shared dense pre-training (``epochs - finetune_epochs``, cached per dataset,
+  model, seed and recipe), prune once, fine-tune ``finetune_epochs`` with the mask fixed.
+* ``during_training``: the method's session shapes the mask while the weights train; it ends at the exact target,
+  then the model fine-tunes with the mask fixed for the epochs the method reserves. Methods that start from the dense
+  model (movement pruning) spend the pre-training epochs of the budget on it, as after-training methods do.
+
+The final model is evaluated once, on held-out data, at the end. Nothing is selected on the test set.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from prunebench.accounting import account
+from prunebench.allocation import keep_budget
+from prunebench.config import RECORD_VERSION, RunConfig, dense_pretrain_key
+from prunebench.datasets import LoaderRequest, get_dataset
+from prunebench.environment import describe_device, library_versions
+from prunebench.masks import MaskEnforcer, apply_masks
+from prunebench.methods.base import ScoringData, ScoringMethod, TrainingContext, TrainingMethod
+from prunebench.methods.registry import get_method
+from prunebench.models import build_model
+from prunebench.presets import Preset
+from prunebench.prunable import prunable_weights
+from prunebench.results import ResultStore
+from prunebench.trainer import Diverged, Trainer, evaluate
+from torch import nn
+
+EpochCallback = Callable[[str, int, int, float], None]
+"""``(phase, epoch, epochs, loss)``: reported after each training epoch."""
+
+
+class TargetMissed(RuntimeError):
+    """A finished run whose achieved sparsity is not its target: a method broke the exact-sparsity contract."""
+
+
+def initial_model(preset: Preset, seed: int, device: torch.device) -> nn.Module:
+    """The seed's initial weights, identical for every method."""
+    dataset = get_dataset(preset.dataset)
+    torch.manual_seed(seed)
+    return build_model(preset.model, dataset.input_shape, dataset.num_classes).to(device)
+
+
+def dense_pretrained(
+    preset: Preset, seed: int, device: torch.device, loaders, cache_dir: Path, on_epoch: EpochCallback | None
+) -> nn.Module:
+    """The shared dense pre-training for after-training methods, from the cache or trained and cached atomically."""
+    model = initial_model(preset, seed, device)
+    path = cache_dir / f"dense-{dense_pretrain_key(preset, seed)}.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        return model
+    _fit(model, loaders.train, preset.optim, preset.pretrain_epochs, "pretrain", on_epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    torch.save(model.state_dict(), temporary)
+    os.replace(temporary, path)
+    return model
+
+
+def _fit(model, loader, optim, epochs, phase, on_epoch, hooks=(), exclude=()) -> Trainer:
+    trainer = Trainer(
+        model,
+        loader,
+        optim,
+        epochs,
+        hooks=hooks,
+        exclude=exclude,
+        on_epoch_end=(lambda epoch, loss: on_epoch(phase, epoch, epochs, loss)) if on_epoch else None,
+    )
+    trainer.fit()
+    return trainer
+
+
+@dataclass
+class _Outcome:
+    model: nn.Module
+    epochs: dict[str, int]
+    method_sparsity: float | None = None
+    enforcement: str | None = None
+    details: dict[str, Any] | None = None
+
+
+def _train_run(config: RunConfig, device: torch.device, cache_dir: Path, on_epoch: EpochCallback | None):
+    preset = config.preset
+    spec = get_method(config.method)
+    dataset = get_dataset(preset.dataset)
+    loaders = dataset.make_loaders(
+        LoaderRequest(batch_size=preset.batch_size, seed=config.seed, device=device)
+    )
+    method = spec.build()
+    scoring_data = ScoringData(loaders.train, dataset.num_classes)
+
+    def prunable(model: nn.Module) -> dict[str, torch.Tensor]:
+        return prunable_weights(
+            model, keep_first_dense=config.keep_first_dense, keep_last_dense=config.keep_last_dense
+        )
+
+    def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:
+        assert isinstance(method, ScoringMethod)
+        scratch = copy.deepcopy(model)
+        torch.manual_seed(config.seed + 1)
+        return method.masks(scratch, prunable(scratch), config.sparsity, config.scope, scoring_data)
+
+    if spec.schedule == "dense":
+        model = initial_model(preset, config.seed, device)
+        _fit(model, loaders.train, preset.optim, preset.epochs, "train", on_epoch)
+        outcome = _Outcome(model, {"budget": preset.epochs, "dense": preset.epochs})
+    elif spec.schedule == "at_init":
+        model = initial_model(preset, config.seed, device)
+        masks = masks_of(model)
+        apply_masks(model, masks)
+        _fit(
+            model, loaders.train, preset.optim, preset.epochs, "train", on_epoch, [MaskEnforcer(model, masks)]
+        )
+        outcome = _Outcome(model, {"budget": preset.epochs, "sparse": preset.epochs})
+    elif spec.schedule == "after_training":
+        model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch)
+        masks = masks_of(model)
+        apply_masks(model, masks)
+        hooks = [MaskEnforcer(model, masks)]
+        _fit(model, loaders.train, preset.finetune_optim, preset.finetune_epochs, "finetune", on_epoch, hooks)
+        outcome = _Outcome(
+            model,
+            {"budget": preset.epochs, "dense": preset.pretrain_epochs, "finetune": preset.finetune_epochs},
+        )
+    else:
+        outcome = _during_training(
+            config, method, device, loaders, scoring_data, cache_dir, on_epoch, prunable
+        )
+    return outcome, loaders, dataset
+
+
+def _during_training(
+    config, method, device, loaders, scoring_data, cache_dir, on_epoch, prunable
+) -> _Outcome:
+    assert isinstance(method, TrainingMethod)
+    preset = config.preset
+    if method.starts_from == "dense":
+        model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch)
+        available, optim, epochs = (
+            preset.finetune_epochs,
+            preset.finetune_optim,
+            {"dense": preset.pretrain_epochs},
+        )
+    else:
+        model = initial_model(preset, config.seed, device)
+        available, optim, epochs = preset.epochs, preset.optim, {}
+    finetune = method.finetune_epochs(available)
+    learning = available - finetune
+    context = TrainingContext(
+        epochs=learning,
+        steps_per_epoch=len(loaders.train),
+        device=device,
+        seed=config.seed,
+        num_classes=get_dataset(preset.dataset).num_classes,
+        train_data=scoring_data,
+    )
+    torch.manual_seed(config.seed + 1)
+    session = method.attach(model, prunable(model), config.sparsity, config.scope, context)
+    trainer = _fit(
+        model, loaders.train, optim, learning, "learn", on_epoch, [session], session.method_parameters()
+    )
+    final = session.finish(trainer)
+    apply_masks(model, final.masks)
+    if finetune:
+        hooks = [MaskEnforcer(model, final.masks)]
+        _fit(model, loaders.train, method.finetune_optim(preset), finetune, "finetune", on_epoch, hooks)
+    epochs.update({"budget": preset.epochs, "learn": learning, "finetune": finetune})
+    return _Outcome(model, epochs, final.method_sparsity, final.enforcement, final.details)
+
+
+def execute(
+    config: RunConfig, device: torch.device, cache_dir: Path, on_epoch: EpochCallback | None = None
+) -> dict:
+    """Run ``config`` and return its record (status ``ok``; exceptions propagate)."""
+    started = time.perf_counter()
+    outcome, loaders, dataset = _train_run(config, device, cache_dir, on_epoch)
+    metrics = evaluate(outcome.model, loaders.test)
+    weights = prunable_weights(
+        outcome.model, keep_first_dense=config.keep_first_dense, keep_last_dense=config.keep_last_dense
+    )
+    accounting = account(outcome.model, dataset.input_shape, weights)
+    if config.method != "dense":
+        keep = keep_budget(accounting["prunable_weights"], config.sparsity)
+        if abs(accounting["prunable_nonzero"] - keep) > len(weights):
+            raise TargetMissed(
+                f"{accounting['prunable_nonzero']} non-zero weights left, the target keeps {keep} "
+                f"(achieved sparsity {accounting['achieved_sparsity']:.5f}, target {config.sparsity})"
+            )
+    return {
+        **_record_head(config, device),
+        "status": "ok",
+        **metrics,
+        **accounting,
+        "method_sparsity": outcome.method_sparsity,
+        "enforcement": outcome.enforcement,
+        "method_details": outcome.details,
+        "method_hparams": get_method(config.method).build().hyperparameters(),
+        "epochs": outcome.epochs,
+        "loader": loaders.kind,
+        "wall_time_s": time.perf_counter() - started,
+    }
+
+
+def _record_head(config: RunConfig, device: torch.device) -> dict[str, Any]:
+    spec = get_method(config.method)
+    return {
+        "version": RECORD_VERSION,
+        "run_id": config.run_id,
+        "config": config.to_dict(),
+        "dataset": config.dataset,
+        "model": config.model,
+        "preset": config.preset.name,
+        "method": config.method,
+        "schedule": spec.schedule,
+        "scope": config.scope,
+        "sparsity": config.sparsity,
+        "seed": config.seed,
+        "device": describe_device(device),
+        "versions": library_versions(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def failure_record(config: RunConfig, device: torch.device, error: BaseException, wall_time: float) -> dict:
+    """The record of a run that raised: status ``diverged`` for a NaN loss, ``failed`` otherwise, with the error."""
+    return {
+        **_record_head(config, device),
+        "status": "diverged" if isinstance(error, Diverged) else "failed",
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": "".join(traceback.format_exception(error)),
+        "wall_time_s": wall_time,
+    }
+
+
+class GridReporter:
+    """Callbacks of a grid run (the CLI shows them with rich); every one is a no-op by default."""
+
+    def grid_started(self, total: int, skipped: int) -> None: ...
+
+    def run_started(self, config: RunConfig) -> None: ...
+
+    def epoch_done(self, phase: str, epoch: int, epochs: int, loss: float) -> None: ...
+
+    def run_finished(self, config: RunConfig, record: dict | None) -> None:
+        """``record`` is ``None`` when the run was skipped as already finished."""
+
+
+def run_grid(
+    configs: Sequence[RunConfig],
+    store: ResultStore,
+    device: torch.device,
+    *,
+    force: bool = False,
+    reporter: GridReporter | None = None,
+) -> list[dict]:
+    """Run every configuration not finished yet (all with ``force``); return the records of this invocation.
+
+    A failing run is recorded with its error and the grid goes on. Ctrl-C stops the grid; finished records stay.
+    """
+    reporter = reporter or GridReporter()
+    store.ensure_writable()
+    todo = [c for c in configs if force or not store.is_finished(c.run_id)]
+    reporter.grid_started(len(configs), len(configs) - len(todo))
+    cache_dir = store.root / "cache"
+    records = []
+    for config in configs:
+        if config not in todo:
+            reporter.run_finished(config, None)
+            continue
+        reporter.run_started(config)
+        started = time.perf_counter()
+        try:
+            record = execute(config, device, cache_dir, reporter.epoch_done)
+        except Exception as error:  # noqa: BLE001  (a failing method must not stop the grid)
+            record = failure_record(config, device, error, time.perf_counter() - started)
+        store.save(record)
+        records.append(record)
+        reporter.run_finished(config, record)
+    return records

@@ -1,0 +1,206 @@
+"""The training loop every method shares, with hooks where methods act, and the final evaluation.
+
+Methods never write their own loop: they are :class:`TrainHook` objects called at fixed points (epoch start, loss,
+before and after each optimizer step, end). Fixed masks are themselves a hook (:class:`prunebench.masks.MaskEnforcer`)
+that zeroes pruned weights in place after each optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class EpochLoader(Protocol):
+    """Batches of one epoch, already on the training device; ``set_epoch`` reseeds order and augmentation."""
+
+    def __iter__(self): ...
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with momentum and weight decay, and its learning-rate schedule.
+
+    ``schedule``: ``cosine`` (to zero over the phase), ``step`` (multiply by ``gamma`` at each fraction of the phase
+    in ``milestones``) or ``constant``. Milestones are fractions so that a recipe scales with the budget.
+    """
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    grad_clip: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainHook:
+    """Points in the loop where a method (or a fixed mask) acts. Every method has a no-op default."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first step."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before the first step of ``epoch`` (0-based)."""
+
+    def compute_loss(
+        self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The loss to backpropagate, or ``None`` for the default (cross-entropy of one forward pass)."""
+        return None
+
+    def before_step(self, trainer: Trainer) -> None:
+        """After ``backward``, before the weight optimizer steps (gradients are available)."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        """After the weight optimizer stepped."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the last step."""
+
+
+def build_optimizer(params: Iterable[torch.Tensor], config: OptimConfig) -> torch.optim.SGD:
+    """SGD as in ``config``, with PyTorch's foreach implementation."""
+    return torch.optim.SGD(
+        list(params),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov and config.momentum > 0,
+        foreach=True,
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step schedule over ``total_steps``, so recipes given per epoch scale with the budget."""
+    total = max(total_steps, 1)
+    bounds = [m * total for m in config.milestones]
+
+    def factor(step: int) -> float:
+        if config.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        if config.schedule == "step":
+            return config.gamma ** sum(step >= b for b in bounds)
+        return 1.0
+
+    if config.schedule not in ("cosine", "step", "constant"):
+        raise ValueError(f"unknown learning-rate schedule {config.schedule!r}; known: cosine, step, constant")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Trainer:
+    """Trains ``model`` for ``epochs`` epochs of ``loader`` with SGD, calling ``hooks`` at each point of the loop.
+
+    Parameters listed in ``exclude`` (a method's own scores or thresholds) are left out of the weight optimizer.
+    ``on_epoch_end(epoch, mean_loss)`` reports progress.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: EpochLoader,
+        optim: OptimConfig,
+        epochs: int,
+        *,
+        hooks: Sequence[TrainHook] = (),
+        exclude: Sequence[torch.Tensor] = (),
+        on_epoch_end: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.loader = loader
+        self.optim_config = optim
+        self.epochs = epochs
+        self.hooks = list(hooks)
+        self.on_epoch_end = on_epoch_end
+        excluded = {id(p) for p in exclude}
+        self.weight_parameters = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
+        self.optimizer = build_optimizer(self.weight_parameters, optim)
+        self.steps_per_epoch = len(loader)
+        self.total_steps = self.steps_per_epoch * epochs
+        self.scheduler = build_scheduler(self.optimizer, optim, self.total_steps)
+        self.epoch = 0
+        self.step = 0
+        self.last_loss = float("nan")
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        for hook in self.hooks:
+            loss = hook.compute_loss(self, inputs, targets)
+            if loss is not None:
+                return loss
+        return F.cross_entropy(self.model(inputs), targets)
+
+    def fit(self) -> float:
+        """Run every epoch; return the mean training loss of the last epoch. Raises :class:`Diverged`."""
+        for hook in self.hooks:
+            hook.on_train_start(self)
+        for epoch in range(self.epochs):
+            self.epoch = epoch
+            self.model.train()
+            self.loader.set_epoch(epoch)
+            for hook in self.hooks:
+                hook.on_epoch_start(self, epoch)
+            total = torch.zeros((), device=next(self.model.parameters()).device)
+            batches = 0
+            for inputs, targets in self.loader:
+                loss = self.loss(inputs, targets)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.optim_config.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(
+                        self.weight_parameters, self.optim_config.grad_clip, foreach=True
+                    )
+                for hook in self.hooks:
+                    hook.before_step(self)
+                self.optimizer.step()
+                self.scheduler.step()
+                for hook in self.hooks:
+                    hook.after_step(self)
+                total += loss.detach()
+                batches += 1
+                self.step += 1
+            self.last_loss = float(total) / max(batches, 1)
+            if not math.isfinite(self.last_loss):
+                raise Diverged(f"training loss became {self.last_loss} in epoch {epoch + 1}")
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(epoch, self.last_loss)
+        for hook in self.hooks:
+            hook.on_train_end(self)
+        return self.last_loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: EpochLoader) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (percent) and mean cross-entropy of ``model`` on ``loader``, in eval mode."""
+    model.eval()
+    correct1 = correct5 = 0.0
+    loss_sum = 0.0
+    count = 0
+    for inputs, targets in loader:
+        logits = model(inputs).float()
+        loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top.eq(targets[:, None])
+        correct1 += float(hits[:, :1].sum())
+        correct5 += float(hits.sum())
+        count += targets.numel()
+    return {"top1": 100.0 * correct1 / count, "top5": 100.0 * correct5 / count, "loss": loss_sum / count}

@@ -1,0 +1,13 @@
+"""Datasets: the registry, the embedded default and the loaders. Importing this package registers them all."""
+
+from prunebench.datasets import embedded as _embedded  # noqa: F401  (registers mnist5k and synthetic)
+from prunebench.datasets.registry import (
+    DataLoaders,
+    DatasetSpec,
+    LoaderRequest,
+    all_datasets,
+    get_dataset,
+    register_dataset,
+)
+
+__all__ = ["DataLoaders", "DatasetSpec", "LoaderRequest", "all_datasets", "get_dataset", "register_dataset"]

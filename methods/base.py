@@ -1,0 +1,171 @@
+"""What a method implements, by schedule.
+
+* :class:`ScoringMethod` (schedules ``at_init`` and ``after_training``): scores every prunable weight once; the harness
+  turns the scores into masks with the requested scope (:func:`prunebench.allocation.masks_from_scores`). A method that
+  prunes iteratively (SynFlow) overrides :meth:`ScoringMethod.masks` instead.
+* :class:`TrainingMethod` (schedule ``during_training``): attaches a :class:`TrainingSession` to the model; the
+  session is a :class:`~prunebench.trainer.TrainHook` that shapes the mask while the weights train, and at the end
+  returns masks at exactly the target sparsity (:class:`FinalMasks`).
+* :class:`DenseMethod`: the unpruned baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from prunebench.allocation import masks_from_scores
+from prunebench.trainer import OptimConfig, TrainHook
+from torch import nn
+
+if TYPE_CHECKING:
+    from prunebench.presets import Preset
+    from prunebench.trainer import Trainer
+
+Masks = dict[str, torch.Tensor]
+"""Boolean keep masks keyed by parameter name, as in ``model.named_parameters()``."""
+Weights = dict[str, nn.Parameter]
+"""The prunable weights of a model, keyed by parameter name, in module order."""
+
+
+class Method:
+    """A registered pruning method; the registry sets ``name``.
+
+    Hyperparameters are the keyword arguments of the subclass's ``__init__``, with the paper's values as defaults;
+    :meth:`hyperparameters` reports them for the run record.
+    """
+
+    name: ClassVar[str] = ""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The method's hyperparameters (its public attributes set in ``__init__``), recorded with each run."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+class DenseMethod(Method):
+    """Marker base class of the dense baseline: nothing is pruned."""
+
+
+class ScoringData:
+    """Training batches offered to a method that scores with data (SNIP, GraSP).
+
+    Wraps any iterable of ``(inputs, targets)`` batches (a DataLoader, a list) and draws from it on request, so a
+    method asks for exactly what its paper uses: one batch, or ``k`` examples per class.
+    """
+
+    def __init__(
+        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int | None = None
+    ) -> None:
+        self._batches = batches
+        self.num_classes = num_classes
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        yield from self._batches
+
+    def first_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first batch of the data."""
+        for batch in self._batches:
+            return batch
+        raise ValueError("the scoring data is empty")
+
+    def per_class(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``k`` examples of each class, in the order they come (as GraSP's ``samples_per_class``).
+
+        Stops early with fewer when the data runs out; classes are those seen if ``num_classes`` is unknown.
+        """
+        taken_x: list[torch.Tensor] = []
+        taken_y: list[torch.Tensor] = []
+        counts: dict[int, int] = {}
+        for inputs, targets in self._batches:
+            for x, y in zip(inputs, targets, strict=True):
+                label = int(y)
+                if counts.get(label, 0) < k:
+                    counts[label] = counts.get(label, 0) + 1
+                    taken_x.append(x)
+                    taken_y.append(y)
+            if self.num_classes is not None and len(counts) == self.num_classes and min(counts.values()) >= k:
+                break
+        if not taken_x:
+            raise ValueError("the scoring data is empty")
+        return torch.stack(taken_x), torch.stack(taken_y)
+
+
+class ScoringMethod(Method):
+    """A method that scores the weights once (or in rounds) and keeps the highest scores."""
+
+    def scores(self, model: nn.Module, weights: Weights, data: ScoringData | None) -> dict[str, torch.Tensor]:
+        """A score per prunable weight (same keys and shapes as ``weights``); higher scores are kept.
+
+        ``weights`` are the prunable weights of ``model`` (the run's prunable set), keyed by parameter name, in module
+        order. Called on a private copy of the model: it may change it freely.
+        """
+        raise NotImplementedError
+
+    def masks(
+        self, model: nn.Module, weights: Weights, sparsity: float, scope: str, data: ScoringData | None
+    ) -> Masks:
+        """Keep masks at exactly ``sparsity`` over ``weights``, allocated across layers by ``scope``."""
+        return masks_from_scores(self.scores(model, weights, data), sparsity, scope)
+
+
+@dataclass
+class FinalMasks:
+    """What a during-training method ends with.
+
+    ``masks`` are at exactly the target sparsity. ``method_sparsity`` is the sparsity the method reached on its own,
+    before ``enforcement`` (a short description of the step that brought it to the target; ``None`` if none was needed).
+    """
+
+    masks: Masks
+    method_sparsity: float
+    enforcement: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingContext:
+    """What the harness tells a during-training method about the run it is attached to."""
+
+    epochs: int
+    """Epochs of the learning phase (the budget less :meth:`TrainingMethod.finetune_epochs`)."""
+    steps_per_epoch: int
+    device: torch.device
+    seed: int
+    num_classes: int
+    train_data: ScoringData
+    """The training set, for methods that choose among candidate masks on training data (ProbMask)."""
+
+
+class TrainingSession(TrainHook):
+    """A method's state while it trains with the weights (learned scores, thresholds, schedules)."""
+
+    def method_parameters(self) -> list[torch.Tensor]:
+        """Parameters the session optimizes itself; the harness keeps them out of the weight optimizer."""
+        return []
+
+    def finish(self, trainer: Trainer) -> FinalMasks:
+        """End of the learning phase: leave the model as a plain module and return masks at the exact target."""
+        raise NotImplementedError
+
+
+class TrainingMethod(Method):
+    """A method that shapes the mask while the weights train."""
+
+    starts_from: ClassVar[str] = "init"
+    """``init`` (the seed's initial weights) or ``dense`` (the shared dense pre-training, e.g. movement pruning)."""
+
+    def finetune_epochs(self, budget_epochs: int) -> int:
+        """Epochs of the budget spent fine-tuning with the final masks fixed (0 by default)."""
+        return 0
+
+    def finetune_optim(self, preset: Preset) -> OptimConfig:
+        """The optimizer of the fine-tuning epochs (the preset's fine-tuning recipe by default)."""
+        return preset.finetune_optim
+
+    def attach(
+        self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext
+    ) -> TrainingSession:
+        """Prepare ``model`` (whose prunable weights are ``weights``) for training; return the session driving it."""
+        raise NotImplementedError
