@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from prunebench.prunable import PRUNABLE_TYPES, prunable_weights
 from torch import nn
+
+from prunebench.prunable import PRUNABLE_TYPES, prunable_weights
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from prunebench.errors import UsageError
 
 LAYERWISE_SCOPES = ("uniform", "uniform_plus", "erk")

@@ -6,12 +6,13 @@ import copy
 from collections.abc import Iterable
 
 import torch
+from torch import nn
+
 from prunebench.errors import UsageError
 from prunebench.masks import apply_masks
 from prunebench.methods.base import ScoringData, ScoringMethod
 from prunebench.methods.registry import MethodSpec, all_methods, get_method
 from prunebench.prunable import prunable_weights
-from torch import nn
 
 __all__ = ["apply_masks", "list_methods", "prune"]
 

@@ -6,6 +6,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
+
 from prunebench.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")

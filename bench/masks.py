@@ -7,9 +7,10 @@ fused multiply over the prunable weights after the optimizer step.
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from prunebench.errors import UsageError
 from prunebench.trainer import Trainer, TrainHook
-from torch import nn
 
 
 def _paired(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prunebench.config import RunConfig
-from prunebench.runner import GridReporter
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,6 +14,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+from prunebench.config import RunConfig
+from prunebench.runner import GridReporter
 
 
 class RichGridReporter(GridReporter):

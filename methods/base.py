@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from torch import nn
+
 from prunebench.allocation import masks_from_scores
 from prunebench.trainer import OptimConfig, TrainHook
-from torch import nn
 
 if TYPE_CHECKING:
     from prunebench.presets import Preset

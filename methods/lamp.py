@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from prunebench.methods.base import ScoringData, ScoringMethod, Weights
 from prunebench.methods.registry import register
-from torch import nn
 
 
 def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
