@@ -115,12 +115,12 @@ def layer_keep_counts(shapes: dict[str, torch.Size], sparsity: float, scope: str
 
 
 def _top_mask(score: torch.Tensor, count: int) -> torch.Tensor:
-    """Boolean mask of the ``count`` highest scores; ties go to the lower flat index (deterministic)."""
+    """Boolean mask of exactly ``count`` highest scores (``torch.topk``: among equal scores the choice is fixed for
+    a given device and PyTorch build, so the mask is deterministic)."""
     flat = score.reshape(-1)
     mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     if count > 0:
-        order = torch.argsort(flat, descending=True, stable=True)
-        mask[order[:count]] = True
+        mask[torch.topk(flat, count, sorted=False).indices] = True
     return mask.view_as(score)
 
 
