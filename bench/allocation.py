@@ -15,6 +15,7 @@ The budget is ``keep = round(N * (1 - sparsity))`` weights over the ``N`` prunab
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -134,7 +135,8 @@ def masks_from_scores(
     if scope == "global":
         total = sum(s.numel() for s in scores.values())
         keep = keep_budget(total, sparsity)
-        flat = torch.cat([s.detach().reshape(-1).float() for s in scores.values()])
+        dtype = functools.reduce(torch.promote_types, (s.dtype for s in scores.values()))
+        flat = torch.cat([s.detach().reshape(-1).to(dtype) for s in scores.values()])
         keep_flat = _top_mask(flat, keep)
         masks, start = {}, 0
         for name, score in scores.items():

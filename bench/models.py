@@ -1,4 +1,10 @@
-"""The model registry. A model is built from the dataset's input shape and class count."""
+"""The model registry. A model is built from the dataset's input shape and class count.
+
+Every model of the registry initializes its Conv and Linear weights with Kaiming-normal (fan-in, ReLU gain), biases at
+zero and normalization at identity, as the official code of SNIP (variance scaling), GraSP, SynFlow and OpenLTH do.
+PyTorch's default (Kaiming-uniform with ``a = sqrt(5)``, a third of the variance) starves sparse networks at
+initialization of signal: random pruning of LeNet-5 at 90% then never leaves chance level.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prunebench.errors import unknown
 from torch import nn
+
+from prunebench.errors import unknown
 
 ModelBuilder = Callable[[tuple[int, ...], int], nn.Module]
 
@@ -33,6 +40,19 @@ def register_model(name: str, *, summary: str, source: str) -> Callable[[ModelBu
     return decorate
 
 
+def kaiming_init(model: nn.Module) -> nn.Module:
+    """Kaiming-normal (fan-in) Conv/Linear weights, zero biases, identity normalization; returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
+
+
 def get_model(name: str) -> ModelSpec:
     if name not in _MODELS:
         raise unknown("model", name, list(_MODELS))
@@ -54,13 +74,15 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn
     source="LeCun et al. 1998; the pruning baseline of Han et al. 2015 and Lee et al. 2019 (SNIP)",
 )
 def lenet300_100(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(math.prod(input_shape), 300),
-        nn.ReLU(),
-        nn.Linear(300, 100),
-        nn.ReLU(),
-        nn.Linear(100, num_classes),
+    return kaiming_init(
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(math.prod(input_shape), 300),
+            nn.ReLU(),
+            nn.Linear(300, 100),
+            nn.ReLU(),
+            nn.Linear(100, num_classes),
+        )
     )
 
 
@@ -74,17 +96,21 @@ def lenet5(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     if min(height, width) < 16:
         raise ValueError(f"lenet5 needs images of at least 16x16, got {height}x{width}")
     flat = 16 * ((height // 2 - 4) // 2) * ((width // 2 - 4) // 2)
-    return nn.Sequential(
-        nn.Conv2d(channels, 6, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(flat, 120),
-        nn.ReLU(),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, num_classes),
+    return kaiming_init(
+        nn.Sequential(
+            nn.Conv2d(channels, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(flat, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
     )
+
+

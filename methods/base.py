@@ -80,8 +80,7 @@ class ScoringData:
         taken_y: list[torch.Tensor] = []
         counts: dict[int, int] = {}
         for inputs, targets in self._batches:
-            for x, y in zip(inputs, targets, strict=True):
-                label = int(y)
+            for x, y, label in zip(inputs, targets, targets.tolist(), strict=True):
                 if counts.get(label, 0) < k:
                     counts[label] = counts.get(label, 0) + 1
                     taken_x.append(x)
