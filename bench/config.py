@@ -9,9 +9,6 @@ from typing import Any
 
 from prunebench.presets import Preset
 
-RECORD_VERSION = 1
-"""Version of the record layout; the leaderboard reads records of this version and rejects others clearly."""
-
 
 @dataclass(frozen=True)
 class RunConfig:

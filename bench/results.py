@@ -14,6 +14,9 @@ from typing import Any
 
 from prunebench.errors import UsageError
 
+RECORD_VERSION = 1
+"""Version of the record layout; the leaderboard reads records of this version and rejects others clearly."""
+
 FINISHED = ("ok", "diverged")
 """Statuses that count as finished (skipped on resume). Failed runs are retried."""
 

@@ -1,0 +1,359 @@
+"""The leaderboard: statistics against scipy, golden Markdown, CSV, merging, robustness, plots, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from prunebench.cli import main
+from prunebench.errors import UsageError
+from prunebench.leaderboard import write_leaderboard
+from prunebench.leaderboard.provenance import commands
+from prunebench.leaderboard.records import RecordWarning, load_records
+from prunebench.leaderboard.stats import bootstrap_interval, t_interval, tied, welch_pvalue
+from prunebench.leaderboard.table import COLUMNS, tidy_table
+from prunebench.presets import get_preset
+from prunebench.results import RECORD_VERSION
+
+LAYERS = [("conv.weight", 100), ("fc.weight", 300)]
+
+
+def record(
+    method: str,
+    scope: str,
+    sparsity: float,
+    seed: int,
+    top1: float | None,
+    status: str = "ok",
+    collapsed: bool = False,
+    enforcement: str | None = None,
+) -> dict:
+    """A record in the layout the runner writes (ok runs with metrics, failed ones without)."""
+    head = {
+        "version": RECORD_VERSION,
+        "run_id": f"{method}-{scope}-{sparsity:g}-{seed}",
+        "dataset": "toy",
+        "model": "net",
+        "preset": "toy-net",
+        "method": method,
+        "schedule": "dense" if method == "dense" else "after_training",
+        "scope": scope,
+        "sparsity": sparsity,
+        "seed": seed,
+        "status": status,
+        "device": "cpu: test",
+        "versions": {"python": "3.11.0", "torch": "2.5.0"},
+        "config": {"preset": {"name": "toy-net", "epochs": 4}},
+    }
+    if status != "ok":
+        return {**head, "error": "RuntimeError: boom"}
+    density = 1.0 - sparsity
+    layers = [
+        {
+            "name": name,
+            "shape": [size],
+            "size": size,
+            "nonzero": round(size * density),
+            "density": density if i else min(1.0, 2 * density),
+            "flops_dense": size * 10,
+            "flops_sparse": size * 10 * density,
+        }
+        for i, (name, size) in enumerate(LAYERS)
+    ]
+    return {
+        **head,
+        "top1": top1,
+        "top5": 100.0,
+        "loss": 0.1,
+        "achieved_sparsity": sparsity,
+        "params_total": 400,
+        "params_nonzero": 400 * density,
+        "compression_ratio": 1 / density,
+        "flops_dense": 4000,
+        "flops_sparse": 4000 * density,
+        "speedup": 1 / density,
+        "min_layer_density": 0.0 if collapsed else density,
+        "collapsed": collapsed,
+        "layers": layers,
+        "method_sparsity": None,
+        "enforcement": enforcement,
+        "epochs": {"budget": 4},
+        "loader": "memory",
+        "wall_time_s": 1.0,
+    }
+
+
+def fixture_records() -> list[dict]:
+    """Dense baseline, a tie, a clear loss, an n=1 cell, a failed run, a collapsed layer and an enforcement."""
+    return [
+        *(record("dense", "none", 0.0, s, v) for s, v in enumerate([98.0, 98.2, 98.4])),
+        *(record("magnitude", "global", 0.5, s, v) for s, v in enumerate([97.0, 97.2, 97.4])),
+        *(record("random", "uniform", 0.5, s, v) for s, v in enumerate([96.9, 97.1, 97.3])),
+        *(record("magnitude", "global", 0.9, s, v) for s, v in enumerate([90.0, 91.0, 92.0])),
+        record("random", "uniform", 0.9, 0, 80.0, collapsed=True),
+        record("random", "uniform", 0.9, 1, 81.0),
+        record("random", "uniform", 0.9, 2, None, status="failed"),
+        record("lamp", "global", 0.9, 0, 85.0, enforcement="top-k of the scores"),
+    ]
+
+
+def write_dir(root: Path, records: list[dict]) -> Path:
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    for r in records:
+        (root / "runs" / f"{r['run_id']}.json").write_text(json.dumps(r))
+    return root
+
+
+GOLDEN = """\
+# prunebench leaderboard
+
+## toy / net
+
+- Budget: 4 epochs of weight updates per run
+- Hardware: cpu: test
+- Versions: python 3.11.0, torch 2.5.0
+- Command: `bench run --preset toy-net --methods lamp,magnitude,random --scopes global,uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4`
+
+Dense baseline (top-1 %): **98.20 ± 0.50 (n=3)**
+
+### Top-1 accuracy (%)
+
+| method (scope) | 0.5 (2×) | 0.9 (10×) |
+|---|---:|---:|
+| lamp (global) |  | 85.00 (n=1) |
+| magnitude (global) | **97.20 ± 0.50** | **91.00 ± 2.48** |
+| random (uniform) | 97.10 ± 0.50 † | 80.50 ± 6.35 (n=2, 1 failed) |
+
+Columns: target sparsity s of the prunable weights (their compression 1/(1-s)). \
+Top-1 accuracy (%) on the test set: mean ± half-width of the 95% Student-t interval over seeds; \
+n = 3 seeds per cell unless shown. n=1: a single seed, shown without an interval. \
+**Bold**: the best mean of the column. †: statistically tied with the best (Welch's t-test, \
+`scipy.stats.ttest_ind(equal_var=False)`, two-sided p ≥ 0.05; cells with fewer than 2 seeds are not tested). \
+Failed and diverged runs are counted (`failed`), never averaged.
+
+### Compression ratio / theoretical speedup
+
+| method (scope) | 0.5 (2×) | 0.9 (10×) |
+|---|---:|---:|
+| lamp (global) |  | 10.0× / 10.00× § |
+| magnitude (global) | 2.0× / 2.00× | 10.0× / 10.00× |
+| random (uniform) | 2.0× / 2.00× | 10.0× / 10.00× ‡ |
+
+Compression ratio: all parameters of the dense model / non-zero parameters (ShrinkBench). \
+Theoretical speedup: dense FLOPs / sparse FLOPs. \
+‡: at least one seed has a collapsed layer (no weight left in it). \
+§: the method's own sparsity was brought to the exact target by an enforcement step: \
+lamp (global): top-k of the scores.
+"""
+
+
+def test_t_interval_matches_scipy():
+    sample = [71.2, 72.9, 70.4, 73.3]
+    expected = stats.t.interval(0.95, len(sample) - 1, loc=np.mean(sample), scale=stats.sem(sample))
+    summary = t_interval(sample)
+    assert summary.mean == pytest.approx(np.mean(sample))
+    assert summary.std == pytest.approx(np.std(sample, ddof=1))
+    assert (summary.low, summary.high) == pytest.approx(expected)
+
+
+def test_bootstrap_interval_matches_scipy():
+    sample = [71.2, 72.9, 70.4, 73.3, 69.8]
+    expected = stats.bootstrap(
+        (np.array(sample),),
+        np.mean,
+        n_resamples=9999,
+        method="percentile",
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    summary = bootstrap_interval(sample)
+    assert (summary.low, summary.high) == pytest.approx((expected.low, expected.high))
+
+
+def test_welch_matches_scipy_and_decides_ties():
+    a, b, c = [97.0, 97.2, 97.4], [96.9, 97.1, 97.3], [90.0, 91.0, 92.5]
+    assert welch_pvalue(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert welch_pvalue(a, c) == pytest.approx(stats.ttest_ind(a, c, equal_var=False).pvalue)
+    assert tied(a, b) and not tied(a, c)
+    assert not tied(a, [97.0]) and math.isnan(welch_pvalue(a, [97.0]))
+
+
+def test_one_seed_has_no_interval():
+    summary = t_interval([85.0])
+    assert summary.mean == summary.low == summary.high == 85.0 and math.isnan(summary.std)
+
+
+def test_golden_markdown(tmp_path):
+    write_dir(tmp_path / "results", fixture_records())
+    markdown = write_leaderboard([tmp_path / "results"], tmp_path / "out", ["md"])
+    assert markdown == GOLDEN
+    assert (tmp_path / "out" / "leaderboard.md").read_text() == GOLDEN
+
+
+def test_tidy_csv_round_trips_through_pandas(tmp_path):
+    records = fixture_records()
+    write_dir(tmp_path / "results", records)
+    write_leaderboard([tmp_path / "results"], tmp_path, ["csv"])
+    tidy = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(tidy.columns) == COLUMNS
+    pd.testing.assert_frame_equal(tidy, tidy_table(load_records([tmp_path / "results"])), check_dtype=False)
+    row = tidy[(tidy["method"] == "magnitude") & (tidy["sparsity"] == 0.9)].iloc[0]
+    low, high = stats.t.interval(0.95, 2, loc=91.0, scale=stats.sem([90.0, 91.0, 92.0]))
+    assert (row["n"], row["n_failed"], row["top1_mean"]) == (3, 0, pytest.approx(91.0))
+    assert (row["top1_ci_low"], row["top1_ci_high"]) == pytest.approx((low, high))
+    assert bool(row["best"]) and not bool(row["tied_with_best"])
+    wide = pd.read_csv(tmp_path / "leaderboard_wide.csv", keep_default_na=False)
+    assert list(wide.columns) == ["dataset", "model", "method (scope)", "dense", "0.5 (2×)", "0.9 (10×)"]
+    assert wide.iloc[0]["dense"] == "98.20 ± 0.50 (n=3)"
+    assert wide.set_index("method (scope)").loc["random (uniform)", "0.5 (2×)"] == "97.10 ± 0.50 †"
+
+
+def test_failed_runs_are_counted_not_averaged():
+    table = tidy_table(
+        [
+            record("random", "uniform", 0.9, 0, 80.0),
+            record("random", "uniform", 0.9, 1, 81.0),
+            record("random", "uniform", 0.9, 2, None, status="failed"),
+            record("random", "uniform", 0.9, 3, None, status="diverged"),
+        ]
+    )
+    row = table.iloc[0]
+    assert (row["n"], row["n_failed"], row["n_diverged"]) == (2, 2, 1)
+    assert row["top1_mean"] == pytest.approx(80.5)
+
+
+def test_a_cell_with_only_failed_runs(tmp_path):
+    write_dir(
+        tmp_path, [record("dense", "none", 0.0, 0, 98.0), record("lamp", "global", 0.9, 0, None, "failed")]
+    )
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md"])
+    assert "| lamp (global) | failed (1) |" in markdown
+    assert "Dense baseline (top-1 %): **98.00 (n=1)**" in markdown
+
+
+def test_merging_two_directories_equals_one(tmp_path):
+    records = fixture_records()
+    write_dir(tmp_path / "a", records[:7])
+    write_dir(tmp_path / "b", records[7:])
+    write_dir(tmp_path / "all", records)
+    merged = write_leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "merged", ["md", "csv"])
+    single = write_leaderboard([tmp_path / "all"], tmp_path / "single", ["md", "csv"])
+    assert merged == single
+    for name in ("leaderboard.csv", "leaderboard_wide.csv"):
+        assert (tmp_path / "merged" / name).read_text() == (tmp_path / "single" / name).read_text()
+
+
+def test_duplicates_are_counted_once_and_reported_once(tmp_path):
+    records = fixture_records()
+    write_dir(tmp_path / "a", records)
+    write_dir(tmp_path / "b", records[3:6])
+    with pytest.warns(RecordWarning) as caught:
+        loaded = load_records([tmp_path / "a", tmp_path / "b"])
+    assert len(loaded) == len(records)
+    duplicates = [str(w.message) for w in caught if "found 2 times" in str(w.message)]
+    assert len(duplicates) == 3
+    path = tmp_path / "b" / "runs" / f"{records[3]['run_id']}.json"
+    assert any(str(path) in message for message in duplicates)
+    table = tidy_table(loaded)
+    assert table.loc[table["method"] == "magnitude", "n"].tolist() == [3, 3]
+
+
+def test_malformed_and_foreign_records_are_skipped_with_their_path(tmp_path):
+    write_dir(tmp_path, fixture_records())
+    truncated = tmp_path / "runs" / "truncated.json"
+    truncated.write_text(json.dumps(record("lamp", "global", 0.5, 0, 90.0))[:60])
+    foreign = tmp_path / "runs" / "foreign.json"
+    foreign.write_text(json.dumps({**record("lamp", "global", 0.5, 1, 90.0), "version": RECORD_VERSION + 1}))
+    missing = tmp_path / "runs" / "missing.json"
+    missing.write_text(
+        json.dumps({k: v for k, v in record("lamp", "global", 0.5, 2, 90.0).items() if k != "top1"})
+    )
+    with pytest.warns(RecordWarning) as caught:
+        loaded = load_records([tmp_path])
+    messages = [str(w.message) for w in caught]
+    assert len(loaded) == len(fixture_records())
+    assert any(str(truncated) in m and "not a readable record" in m for m in messages)
+    assert any(str(foreign) in m and f"record version {RECORD_VERSION + 1}" in m for m in messages)
+    assert any(str(missing) in m and "missing top1" in m for m in messages)
+
+
+def test_an_empty_directory_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no run records found"):
+        write_leaderboard([tmp_path], tmp_path)
+
+
+def test_method_filter_keeps_the_dense_baseline(tmp_path):
+    write_dir(tmp_path, fixture_records())
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md"], methods=["lamp"])
+    assert "Dense baseline (top-1 %): **98.20 ± 0.50 (n=3)**" in markdown
+    assert "magnitude (global)" not in markdown and "lamp (global)" in markdown
+
+
+@pytest.mark.parametrize("kind", ["png", "svg"])
+def test_plots_are_valid_files_linked_from_the_markdown(tmp_path, kind):
+    write_dir(tmp_path, fixture_records())
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md", kind])
+    plots = sorted((tmp_path / "plots").glob(f"*.{kind}"))
+    assert [p.name for p in plots] == [f"toy_net_accuracy.{kind}", f"toy_net_density.{kind}"]
+    for plot in plots:
+        assert f"](plots/{plot.name})" in markdown
+        assert plot.stat().st_size > 5000
+        if kind == "png":
+            assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        else:
+            assert ElementTree.parse(plot).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    assert "Per-layer density at sparsity 0.5" in markdown  # the lower median of {0.5, 0.9}
+
+
+def test_cli_on_an_empty_directory_exits_2_with_one_line(tmp_path, capsys):
+    assert main(["leaderboard", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("bench: error: no run records found") and error.count("\n") == 1
+
+
+def test_cli_reports_skipped_records_as_one_line_warnings(tmp_path, capsys):
+    write_dir(tmp_path / "a", fixture_records())
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "a" / "runs" / "bad.json").write_text("{")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code = main(
+            ["leaderboard", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "md", "--ci", "bootstrap"]
+        )
+    assert code == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert sum("bad.json" in line for line in lines) == 1
+    assert sum("found 2 times" in line for line in lines) == len(fixture_records())
+    assert all(line.startswith("bench: warning: ") for line in lines)
+    assert "bootstrap" in (tmp_path / "a" / "leaderboard.md").read_text()
+
+
+def test_pooling_different_budgets_is_warned_about(tmp_path):
+    longer = {
+        **record("magnitude", "global", 0.5, 3, 97.0),
+        "preset": "toy-net-long",
+        "epochs": {"budget": 8},
+    }
+    write_dir(tmp_path, [*fixture_records(), {**longer, "run_id": "long"}])
+    with pytest.warns(RecordWarning, match="pools runs of different budgets"):
+        markdown = write_leaderboard([tmp_path], tmp_path, ["md"])
+    assert "- Budget: 4 epochs / 8 epochs of weight updates per run" in markdown
+
+
+def test_the_command_names_epochs_only_when_they_differ_from_the_preset():
+    budget = get_preset("synthetic-tiny").epochs
+    runs = [{**record("lamp", "global", 0.9, 1, 90.0), "preset": "synthetic-tiny"}]
+    runs[0]["config"]["preset"]["epochs"] = budget
+    assert commands(runs) == [
+        "bench run --preset synthetic-tiny --methods lamp --scopes global --sparsity 0.9 --seeds 2"
+    ]
+    runs[0]["config"]["preset"]["epochs"] = budget + 2
+    assert commands(runs)[0].endswith(f"--seeds 2 --epochs {budget + 2}")
