@@ -16,13 +16,14 @@ from prunebench.errors import UsageError
 
 
 def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from prunebench.environment import resolve_device
     from prunebench.grid import expand_grid, parse_methods, parse_scopes, parse_sparsities
     from prunebench.presets import DEFAULT_PRESET, get_preset
     from prunebench.progress import RichGridReporter, summary_table
     from prunebench.results import ResultStore
-    from prunebench.runner import run_grid
-    from rich.console import Console
+    from prunebench.runner import RunOptions, run_grid
 
     console = Console()
     sparsities = parse_sparsities(args.sparsity)
@@ -44,7 +45,12 @@ def _run(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     with RichGridReporter(console) as reporter:
-        records = run_grid(configs, store, device, force=args.force, reporter=reporter)
+        options = RunOptions(
+            loader=args.loader,
+            data_root=Path(args.data_root) if args.data_root else None,
+            compile=args.compile,
+        )
+        records = run_grid(configs, store, device, force=args.force, reporter=reporter, options=options)
     elapsed = time.perf_counter() - started
 
     from prunebench.leaderboard import write_leaderboard
@@ -105,16 +111,54 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from prunebench.leaderboard import write_leaderboard
+    import warnings
+
     from rich.console import Console
     from rich.markdown import Markdown
 
+    from prunebench.leaderboard import write_leaderboard
+
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     out = Path(args.out) if args.out else Path(args.dirs[0])
-    markdown = write_leaderboard([Path(d) for d in args.dirs], out, formats)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            markdown = write_leaderboard(
+                [Path(d) for d in args.dirs],
+                out,
+                formats,
+                ci=args.ci,
+                dataset=args.dataset,
+                model=args.model,
+                methods=methods,
+                density_sparsity=args.density_at,
+            )
+        finally:
+            for warning in caught:
+                print(f"bench: warning: {warning.message}", file=sys.stderr)
     console = Console()
     console.print(Markdown(markdown))
-    console.print(f"Written to {out}")
+    console.print(f"Leaderboard ({', '.join(formats)}) written to {out}")
+    return 0
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from prunebench.datasets.prepare import ImageOptions, prepare
+
+    options = ImageOptions(
+        write_mode=args.write_mode, max_resolution=args.max_resolution or None, jpeg_quality=args.jpeg_quality
+    )
+    paths = prepare(
+        args.dataset,
+        Path(args.data_root) if args.data_root else None,
+        Path(args.out) if args.out else None,
+        options,
+        args.workers,
+    )
+    Console().print("FFCV files written: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -146,7 +190,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="results directory (default: results/)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    run.add_argument(
+        "--loader",
+        choices=["auto", "ffcv", "torch"],
+        default="auto",
+        help="data loader for on-disk datasets: auto (FFCV when its files exist and it is installed), ffcv, torch",
+    )
+    run.add_argument(
+        "--data-root", help="dataset root (default: $PRUNEBENCH_DATA or ./data); FFCV files in ROOT/ffcv"
+    )
+    run.add_argument("--compile", action="store_true", help="wrap models with torch.compile (opt-in)")
     run.set_defaults(handler=_run)
+
+    data = commands.add_parser("data", help="prepare datasets on disk")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    prep = data_commands.add_parser("prepare", help="write FFCV files (train and test) for a dataset")
+    prep.add_argument("dataset", help="cifar10, cifar100, imagenet, mnist5k or synthetic")
+    prep.add_argument(
+        "--data-root",
+        help="where the dataset lies in its standard layout (default: $PRUNEBENCH_DATA or ./data)",
+    )
+    prep.add_argument("--out", help="directory of the FFCV files (default: DATA_ROOT/ffcv)")
+    prep.add_argument(
+        "--write-mode",
+        choices=["raw", "jpg", "smart"],
+        default="jpg",
+        help="ImageNet image storage (default: jpg)",
+    )
+    prep.add_argument(
+        "--max-resolution",
+        type=int,
+        default=512,
+        help="ImageNet: cap the longer side (0: keep; default: 512)",
+    )
+    prep.add_argument("--jpeg-quality", type=int, default=90, help="ImageNet JPEG quality (default: 90)")
+    prep.add_argument("--workers", type=int, help="writer processes (default: the CPUs available, at most 8)")
+    prep.set_defaults(handler=_data_prepare)
 
     listing = commands.add_parser("list", help="list registered methods, datasets, models or presets")
     listing.add_argument("what", choices=["methods", "datasets", "models", "presets"])
@@ -155,7 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     board = commands.add_parser("leaderboard", help="aggregate results directories into the leaderboard")
     board.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (merged)")
     board.add_argument("--out", help="where to write (default: the first DIR)")
-    board.add_argument("--format", default="md,csv", help="comma-separated: md,csv (default: md,csv)")
+    board.add_argument(
+        "--format", default="md,csv,png", help="comma-separated: md,csv,png,svg (default: md,csv,png)"
+    )
+    board.add_argument("--dataset", help="only this dataset")
+    board.add_argument("--model", help="only this model")
+    board.add_argument("--methods", help="only these comma-separated methods (the dense baseline stays)")
+    board.add_argument(
+        "--ci",
+        choices=["t", "bootstrap"],
+        default="t",
+        help="95%% interval of the mean: Student t or bootstrap (default: t)",
+    )
+    board.add_argument(
+        "--density-at",
+        type=float,
+        help="sparsity of the per-layer density plot, where the grid has it (default: the grid's median)",
+    )
     board.set_defaults(handler=_leaderboard)
     return parser
 

@@ -103,3 +103,84 @@ register_preset(
         source="generated",
     )
 )
+
+
+# The published recipes at full scale (GPU). Learning-rate drops are fractions of the phase, so they scale with
+# --epochs. Fine-tuning share of after-training methods: a quarter of the budget (rounded), at the learning rate the
+# recipe reaches after its first drop, with cosine decay; training from scratch (dense, at-init) uses the full recipe.
+_CIFAR_FINETUNE = OptimConfig(lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="cosine")
+register_preset(
+    Preset(
+        name="cifar10-resnet20",
+        dataset="cifar10",
+        model="resnet20",
+        epochs=160,
+        batch_size=128,
+        optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)),
+        finetune_epochs=40,
+        finetune_optim=_CIFAR_FINETUNE,
+        summary="ResNet-20 on CIFAR-10, OpenLTH recipe: SGD 0.1, 160 epochs, x0.1 at 80/120, batch 128, wd 1e-4",
+        source="facebookresearch/open_lth cifar_resnet_20 defaults; Frankle et al. 2021 (Missing the Mark)",
+    )
+)
+register_preset(
+    Preset(
+        name="cifar10-resnet32",
+        dataset="cifar10",
+        model="resnet32x2",
+        epochs=160,
+        batch_size=128,
+        optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)),
+        finetune_epochs=40,
+        finetune_optim=_CIFAR_FINETUNE,
+        summary="ResNet-32 (2x width) on CIFAR-10, GraSP recipe: SGD 0.1, 160 epochs, x0.1 at 80/120, batch 128, wd 1e-4",
+        source="Wang et al. 2020 (GraSP), alecwangcq/GraSP configs/cifar10/resnet32; the ProbMask setting",
+    )
+)
+for _data in ("cifar10", "cifar100"):
+    register_preset(
+        Preset(
+            name=f"{_data}-vgg19",
+            dataset=_data,
+            model="vgg19",
+            epochs=160,
+            batch_size=128,
+            optim=OptimConfig(
+                lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="step", milestones=(0.5, 0.75)
+            ),
+            finetune_epochs=40,
+            finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+            summary=f"VGG-19 (BN) on {_data.upper()}, GraSP recipe: SGD 0.1, 160 epochs, x0.1 at 80/120, batch 128, wd 5e-4",
+            source="Wang et al. 2020 (GraSP), alecwangcq/GraSP configs for vgg19; the ProbMask setting",
+        )
+    )
+register_preset(
+    Preset(
+        name="cifar10-vgg16",
+        dataset="cifar10",
+        model="vgg16",
+        epochs=160,
+        batch_size=128,
+        optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.375, 0.75)),
+        finetune_epochs=40,
+        finetune_optim=_CIFAR_FINETUNE,
+        summary="VGG-16 (BN) on CIFAR-10, SynFlow recipe: SGD 0.1, 160 epochs, x0.1 at 60/120, batch 128, wd 1e-4",
+        source="Tanaka et al. 2020 (SynFlow), ganguli-lab/Synaptic-Flow README hyperparameters (VGG-16 BN, Lottery)",
+    )
+)
+register_preset(
+    Preset(
+        name="imagenet-resnet50",
+        dataset="imagenet",
+        model="resnet50",
+        epochs=90,
+        batch_size=256,
+        optim=OptimConfig(
+            lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(1 / 3, 2 / 3)
+        ),
+        finetune_epochs=22,
+        finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="cosine"),
+        summary="ResNet-50 on ImageNet, standard 90-epoch recipe: SGD 0.1 (batch 256), x0.1 at 30/60, wd 1e-4",
+        source="He et al. 2016; Goyal et al. 2017; torchvision classification reference recipe for resnet50",
+    )
+)

@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from prunebench.accounting import account
 from prunebench.allocation import keep_budget
-from prunebench.config import RECORD_VERSION, RunConfig, dense_pretrain_key
+from prunebench.config import RunConfig, dense_pretrain_key
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.environment import describe_device, library_versions
 from prunebench.masks import MaskEnforcer, apply_masks
@@ -40,9 +42,8 @@ from prunebench.methods.registry import get_method
 from prunebench.models import build_model
 from prunebench.presets import Preset
 from prunebench.prunable import prunable_weights
-from prunebench.results import ResultStore
+from prunebench.results import RECORD_VERSION, ResultStore
 from prunebench.trainer import Diverged, Trainer, evaluate
-from torch import nn
 
 EpochCallback = Callable[[str, int, int, float], None]
 """``(phase, epoch, epochs, loss)``: reported after each training epoch."""
@@ -52,18 +53,44 @@ class TargetMissed(RuntimeError):
     """A finished run whose achieved sparsity is not its target: a method broke the exact-sparsity contract."""
 
 
-def initial_model(preset: Preset, seed: int, device: torch.device) -> nn.Module:
-    """The seed's initial weights, identical for every method."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How runs execute, not what they compute: none of this enters a run's id.
+
+    ``loader`` (``auto``, ``ffcv``, ``torch``) and ``data_root`` go to the dataset's
+    :class:`~prunebench.datasets.LoaderRequest`; ``compile`` wraps models with ``torch.compile`` (opt-in).
+    """
+
+    loader: str = "auto"
+    data_root: Path | None = None
+    compile: bool = False
+
+
+def initial_model(
+    preset: Preset, seed: int, device: torch.device, options: RunOptions | None = None
+) -> nn.Module:
+    """The seed's initial weights, identical for every method (channels-last on CUDA, compiled if asked)."""
     dataset = get_dataset(preset.dataset)
     torch.manual_seed(seed)
-    return build_model(preset.model, dataset.input_shape, dataset.num_classes).to(device)
+    model = build_model(preset.model, dataset.input_shape, dataset.num_classes).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if options is not None and options.compile:
+        model.compile()
+    return model
 
 
 def dense_pretrained(
-    preset: Preset, seed: int, device: torch.device, loaders, cache_dir: Path, on_epoch: EpochCallback | None
+    preset: Preset,
+    seed: int,
+    device: torch.device,
+    loaders,
+    cache_dir: Path,
+    on_epoch: EpochCallback | None,
+    options: RunOptions | None = None,
 ) -> nn.Module:
     """The shared dense pre-training for after-training methods, from the cache or trained and cached atomically."""
-    model = initial_model(preset, seed, device)
+    model = initial_model(preset, seed, device, options)
     path = cache_dir / f"dense-{dense_pretrain_key(preset, seed)}.pt"
     if path.exists():
         model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
@@ -100,12 +127,25 @@ class _Outcome:
     details: dict[str, Any] | None = None
 
 
-def _train_run(config: RunConfig, device: torch.device, cache_dir: Path, on_epoch: EpochCallback | None):
+def _train_run(
+    config: RunConfig,
+    device: torch.device,
+    cache_dir: Path,
+    on_epoch: EpochCallback | None,
+    options: RunOptions | None = None,
+):
     preset = config.preset
     spec = get_method(config.method)
     dataset = get_dataset(preset.dataset)
+    options = options or RunOptions()
     loaders = dataset.make_loaders(
-        LoaderRequest(batch_size=preset.batch_size, seed=config.seed, device=device)
+        LoaderRequest(
+            batch_size=preset.batch_size,
+            seed=config.seed,
+            device=device,
+            data_root=options.data_root,
+            loader=options.loader,
+        )
     )
     method = spec.build()
     scoring_data = ScoringData(loaders.train, dataset.num_classes)
@@ -122,11 +162,11 @@ def _train_run(config: RunConfig, device: torch.device, cache_dir: Path, on_epoc
         return method.masks(scratch, prunable(scratch), config.sparsity, config.scope, scoring_data)
 
     if spec.schedule == "dense":
-        model = initial_model(preset, config.seed, device)
+        model = initial_model(preset, config.seed, device, options)
         _fit(model, loaders.train, preset.optim, preset.epochs, "train", on_epoch)
         outcome = _Outcome(model, {"budget": preset.epochs, "dense": preset.epochs})
     elif spec.schedule == "at_init":
-        model = initial_model(preset, config.seed, device)
+        model = initial_model(preset, config.seed, device, options)
         masks = masks_of(model)
         apply_masks(model, masks)
         _fit(
@@ -134,7 +174,7 @@ def _train_run(config: RunConfig, device: torch.device, cache_dir: Path, on_epoc
         )
         outcome = _Outcome(model, {"budget": preset.epochs, "sparse": preset.epochs})
     elif spec.schedule == "after_training":
-        model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch)
+        model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch, options)
         masks = masks_of(model)
         apply_masks(model, masks)
         hooks = [MaskEnforcer(model, masks)]
@@ -145,25 +185,25 @@ def _train_run(config: RunConfig, device: torch.device, cache_dir: Path, on_epoc
         )
     else:
         outcome = _during_training(
-            config, method, device, loaders, scoring_data, cache_dir, on_epoch, prunable
+            config, method, device, loaders, scoring_data, cache_dir, on_epoch, prunable, options
         )
     return outcome, loaders, dataset
 
 
 def _during_training(
-    config, method, device, loaders, scoring_data, cache_dir, on_epoch, prunable
+    config, method, device, loaders, scoring_data, cache_dir, on_epoch, prunable, options=None
 ) -> _Outcome:
     assert isinstance(method, TrainingMethod)
     preset = config.preset
     if method.starts_from == "dense":
-        model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch)
+        model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch, options)
         available, optim, epochs = (
             preset.finetune_epochs,
             preset.finetune_optim,
             {"dense": preset.pretrain_epochs},
         )
     else:
-        model = initial_model(preset, config.seed, device)
+        model = initial_model(preset, config.seed, device, options)
         available, optim, epochs = preset.epochs, preset.optim, {}
     finetune = method.finetune_epochs(available)
     learning = available - finetune
@@ -190,11 +230,15 @@ def _during_training(
 
 
 def execute(
-    config: RunConfig, device: torch.device, cache_dir: Path, on_epoch: EpochCallback | None = None
+    config: RunConfig,
+    device: torch.device,
+    cache_dir: Path,
+    on_epoch: EpochCallback | None = None,
+    options: RunOptions | None = None,
 ) -> dict:
     """Run ``config`` and return its record (status ``ok``; exceptions propagate)."""
     started = time.perf_counter()
-    outcome, loaders, dataset = _train_run(config, device, cache_dir, on_epoch)
+    outcome, loaders, dataset = _train_run(config, device, cache_dir, on_epoch, options)
     metrics = evaluate(outcome.model, loaders.test)
     weights = prunable_weights(
         outcome.model, keep_first_dense=config.keep_first_dense, keep_last_dense=config.keep_last_dense
@@ -218,6 +262,7 @@ def execute(
         "method_hparams": get_method(config.method).build().hyperparameters(),
         "epochs": outcome.epochs,
         "loader": loaders.kind,
+        "precision": "bf16-autocast" if device.type == "cuda" else "fp32",
         "wall_time_s": time.perf_counter() - started,
     }
 
@@ -273,6 +318,7 @@ def run_grid(
     *,
     force: bool = False,
     reporter: GridReporter | None = None,
+    options: RunOptions | None = None,
 ) -> list[dict]:
     """Run every configuration not finished yet (all with ``force``); return the records of this invocation.
 
@@ -291,7 +337,7 @@ def run_grid(
         reporter.run_started(config)
         started = time.perf_counter()
         try:
-            record = execute(config, device, cache_dir, reporter.epoch_done)
+            record = execute(config, device, cache_dir, reporter.epoch_done, options)
         except Exception as error:  # noqa: BLE001  (a failing method must not stop the grid)
             record = failure_record(config, device, error, time.perf_counter() - started)
         store.save(record)

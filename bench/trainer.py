@@ -7,6 +7,7 @@ that zeroes pruned weights in place after each optimizer step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -108,11 +109,27 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def autocast_context(
+    model: nn.Module, dtype: torch.dtype | None | str = "auto"
+) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass: ``auto`` is bf16 autocast on CUDA and nothing elsewhere.
+
+    ``None`` turns it off. On the CPU the default is a no-op, so CPU runs stay bit-identical.
+    """
+    device = next(model.parameters()).device
+    if dtype == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 class Trainer:
     """Trains ``model`` for ``epochs`` epochs of ``loader`` with SGD, calling ``hooks`` at each point of the loop.
 
     Parameters listed in ``exclude`` (a method's own scores or thresholds) are left out of the weight optimizer.
-    ``on_epoch_end(epoch, mean_loss)`` reports progress.
+    ``on_epoch_end(epoch, mean_loss)`` reports progress. ``autocast`` is the mixed-precision dtype of the loss
+    computation (see :func:`autocast_context`; default bf16 on CUDA, off on the CPU).
     """
 
     def __init__(
@@ -125,8 +142,10 @@ class Trainer:
         hooks: Sequence[TrainHook] = (),
         exclude: Sequence[torch.Tensor] = (),
         on_epoch_end: Callable[[int, float], None] | None = None,
+        autocast: torch.dtype | None | str = "auto",
     ) -> None:
         self.model = model
+        self.autocast = autocast
         self.loader = loader
         self.optim_config = optim
         self.epochs = epochs
@@ -162,7 +181,8 @@ class Trainer:
             total = torch.zeros((), device=next(self.model.parameters()).device)
             batches = 0
             for inputs, targets in self.loader:
-                loss = self.loss(inputs, targets)
+                with autocast_context(self.model, self.autocast):
+                    loss = self.loss(inputs, targets)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.optim_config.grad_clip is not None:
@@ -189,14 +209,20 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: EpochLoader) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (percent) and mean cross-entropy of ``model`` on ``loader``, in eval mode."""
+def evaluate(
+    model: nn.Module, loader: EpochLoader, autocast: torch.dtype | None | str = "auto"
+) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (percent) and mean cross-entropy of ``model`` on ``loader``, in eval mode.
+
+    The forward pass runs under :func:`autocast_context` (bf16 on CUDA by default); the metrics are computed in fp32.
+    """
     model.eval()
     correct1 = correct5 = 0.0
     loss_sum = 0.0
     count = 0
     for inputs, targets in loader:
-        logits = model(inputs).float()
+        with autocast_context(model, autocast):
+            logits = model(inputs).float()
         loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hits = top.eq(targets[:, None])

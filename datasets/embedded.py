@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import torch
+
 from prunebench.datasets.memory import TensorLoader
 from prunebench.datasets.registry import DataLoaders, LoaderRequest, register_dataset
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from prunebench.errors import unknown
 from prunebench.trainer import EpochLoader
 

@@ -1,0 +1,111 @@
+"""ImageNet (ILSVRC-2012) from an ImageFolder layout, through FFCV or the torch DataLoader.
+
+The root holds ``train/<class>/*`` and ``val/<class>/*`` (classes in the same folders as train). Training decodes a
+random-resized crop (scale 0.08-1, ratio 3/4-4/3) at 224 pixels, then flips on the device; evaluation decodes a
+centre crop of 224/256 of the shorter side at 224 pixels. With the torch loader the crops are seeded per
+(seed, epoch, sample); with FFCV they are drawn by FFCV's numba decoder, which cannot be seeded (order and flips are).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from prunebench.datasets.augment import Normalize, random_flip
+from prunebench.datasets.device_batches import DeviceBatches
+from prunebench.datasets.files import beton_files, choose_loader, data_root, default_beton_dir
+from prunebench.datasets.order import default_workers
+from prunebench.datasets.registry import DataLoaders, LoaderRequest, register_dataset
+from prunebench.errors import UsageError
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SIZE = 224
+EVAL_RATIO = 224 / 256
+SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
+
+
+def imagenet_samples(root: Path, split: str) -> list[tuple[str, int]]:
+    """``(path, label)`` of the images under ``root/split``, labels from the class folders of ``root/train``."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    if not (root / "train").is_dir() or not (root / split).is_dir():
+        raise UsageError(
+            f"imagenet: expected ImageFolder layout {root}/train/<class>/ and {root}/val/<class>/"
+        )
+    _, class_to_idx = find_classes(str(root / "train"))
+    return make_dataset(str(root / split), class_to_idx, extensions=IMG_EXTENSIONS)
+
+
+def random_resized_crop_box(width: int, height: int, generator: torch.Generator) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of a random-resized crop, as torchvision's ``RandomResizedCrop``."""
+    area = width * height
+    log_ratio = (math.log(RATIO[0]), math.log(RATIO[1]))
+    for _ in range(10):
+        draws = torch.rand(2, generator=generator).tolist()
+        target = area * (SCALE[0] + (SCALE[1] - SCALE[0]) * draws[0])
+        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * draws[1])
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            return top, left, h, w
+    side = min(width, height)
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+def train_transform(image, generator: torch.Generator) -> torch.Tensor:
+    """A seeded random-resized crop at ``SIZE`` as a ``uint8`` (3, SIZE, SIZE) tensor (flip happens on device)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    top, left, h, w = random_resized_crop_box(image.width, image.height, generator)
+    return TF.pil_to_tensor(TF.resized_crop(image, top, left, h, w, [SIZE, SIZE], antialias=True))
+
+
+def eval_transform(image, generator: torch.Generator) -> torch.Tensor:
+    """The centre crop of ``EVAL_RATIO`` of the shorter side, resized to ``SIZE``."""
+    from torchvision.transforms.v2 import functional as TF
+
+    side = round(min(image.width, image.height) * EVAL_RATIO)
+    top, left = (image.height - side) // 2, (image.width - side) // 2
+    return TF.pil_to_tensor(TF.resized_crop(image, top, left, side, side, [SIZE, SIZE], antialias=True))
+
+
+@register_dataset(
+    "imagenet",
+    num_classes=1000,
+    input_shape=(3, SIZE, SIZE),
+    summary="ImageNet-1k (ILSVRC-2012), random-resized crop 224 + flip; centre crop 224/256 for evaluation",
+    source="Russakovsky et al. 2015; ImageFolder layout under --data-root, FFCV files from `bench data prepare`",
+)
+def imagenet(request: LoaderRequest) -> DataLoaders:
+    root = data_root(request.data_root)
+    files = beton_files(default_beton_dir(root), "imagenet")
+    kind = choose_loader(request, "imagenet", files)
+    workers = default_workers()
+    device = request.device
+    if kind == "ffcv":
+        from ffcv.fields.decoders import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
+
+        from prunebench.datasets.ffcv_loaders import FFCVBatches
+
+        common = {"seed": request.seed, "device": device, "num_workers": workers}
+        decoder = RandomResizedCropRGBImageDecoder((SIZE, SIZE), scale=SCALE, ratio=RATIO)
+        train = FFCVBatches(files.train, request.batch_size, shuffle=True, decoder=decoder, **common)
+        decoder = CenterCropRGBImageDecoder((SIZE, SIZE), ratio=EVAL_RATIO)
+        test = FFCVBatches(files.test, request.eval_batch_size, shuffle=False, decoder=decoder, **common)
+    else:
+        from prunebench.datasets.torch_loaders import DecodedImages, TorchBatches
+
+        common = {"seed": request.seed, "num_workers": workers, "pin_memory": device.type == "cuda"}
+        dataset = DecodedImages(imagenet_samples(root, "train"), train_transform, request.seed)
+        train = TorchBatches(dataset, request.batch_size, shuffle=True, **common)
+        dataset = DecodedImages(imagenet_samples(root, "val"), eval_transform, request.seed)
+        test = TorchBatches(dataset, request.eval_batch_size, shuffle=False, **common)
+    normalize = Normalize(MEAN, STD, device)
+    return DataLoaders(
+        train=DeviceBatches(train, device, normalize, seed=request.seed, augment=random_flip),
+        test=DeviceBatches(test, device, normalize),
+        kind=kind,
+    )

@@ -1,0 +1,147 @@
+"""``bench data prepare``: FFCV files (train and test) for a registered dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prunebench.datasets.ffcv_writer import write_beton
+from prunebench.datasets.files import beton_files, data_root, default_beton_dir
+from prunebench.datasets.order import default_workers
+from prunebench.datasets.registry import get_dataset
+from prunebench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How images are stored: ``raw`` pixels, ``jpg`` or FFCV's ``smart`` choice; side capped at ``max_resolution``."""
+
+    write_mode: str = "jpg"
+    max_resolution: int | None = 512
+    jpeg_quality: int = 90
+
+
+Split = tuple[Sequence[Any], dict[str, Any]]
+"""An indexable of ``(image, label)`` items and the FFCV fields they are written with."""
+
+
+class _Pairs:
+    """``(images[i], labels[i])`` items of two aligned sequences."""
+
+    def __init__(self, images: Sequence[Any], labels: Sequence[int]) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.images[index], int(self.labels[index])
+
+
+class _ImageFiles:
+    """``(PIL image, label)`` items of ``(path, label)`` samples."""
+
+    def __init__(self, samples: Sequence[tuple[str, int]]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        from PIL import Image
+
+        path, label = self.samples[index]
+        with Image.open(path) as image:
+            return image.convert("RGB"), label
+
+
+def _image_fields(options: ImageOptions) -> dict[str, Any]:
+    from ffcv.fields import IntField, RGBImageField
+
+    image = RGBImageField(
+        write_mode=options.write_mode,
+        max_resolution=options.max_resolution,
+        jpeg_quality=options.jpeg_quality,
+    )
+    return {"image": image, "label": IntField()}
+
+
+def _cifar_splits(name: str) -> Callable[[Path, ImageOptions], dict[str, Split]]:
+    def splits(root: Path, options: ImageOptions) -> dict[str, Split]:
+        from prunebench.datasets.cifar import read_cifar
+
+        raw = ImageOptions("raw", None, options.jpeg_quality)
+        return {
+            split: (_Pairs(*read_cifar(root, name, split == "train")), _image_fields(raw))
+            for split in ("train", "test")
+        }
+
+    return splits
+
+
+def _imagenet_splits(root: Path, options: ImageOptions) -> dict[str, Split]:
+    from prunebench.datasets.imagenet import imagenet_samples
+
+    return {
+        split: (_ImageFiles(imagenet_samples(root, folder)), _image_fields(options))
+        for split, folder in (("train", "train"), ("test", "val"))
+    }
+
+
+def _memory_splits(name: str) -> Callable[[Path, ImageOptions], dict[str, Split]]:
+    """An in-memory dataset's tensors as float32 arrays (its loaders keep reading memory; this is an export)."""
+
+    def splits(root: Path, options: ImageOptions) -> dict[str, Split]:
+        from ffcv.fields import IntField, NDArrayField
+
+        from prunebench.datasets import embedded
+
+        source = {"mnist5k": embedded._mnist5k_splits, "synthetic": embedded._synthetic_splits}[name]
+        train_x, train_y, test_x, test_y = source()
+        result = {}
+        for split, inputs, targets in (("train", train_x, train_y), ("test", test_x, test_y)):
+            arrays = inputs.numpy().astype(np.float32)
+            fields = {"image": NDArrayField(np.dtype("float32"), arrays.shape[1:]), "label": IntField()}
+            result[split] = (_Pairs(arrays, targets.numpy()), fields)
+        return result
+
+    return splits
+
+
+SOURCES: dict[str, Callable[[Path, ImageOptions], dict[str, Split]]] = {
+    "cifar10": _cifar_splits("cifar10"),
+    "cifar100": _cifar_splits("cifar100"),
+    "imagenet": _imagenet_splits,
+    "mnist5k": _memory_splits("mnist5k"),
+    "synthetic": _memory_splits("synthetic"),
+}
+
+
+def prepare(
+    dataset: str,
+    root: Path | None = None,
+    out: Path | None = None,
+    options: ImageOptions = ImageOptions(),
+    num_workers: int | None = None,
+) -> list[Path]:
+    """Write ``<out>/<dataset>-train.beton`` and ``-test.beton`` (``out`` defaults to ``<root>/ffcv``)."""
+    from prunebench.datasets.ffcv_loaders import ffcv_problem
+
+    get_dataset(dataset)
+    if dataset not in SOURCES:
+        raise UsageError(f"no FFCV writer for dataset {dataset!r}; known: {', '.join(sorted(SOURCES))}")
+    problem = ffcv_problem()
+    if problem:
+        raise UsageError(f"FFCV cannot be imported ({problem}); install prunebench[ffcv]")
+    root = data_root(root)
+    files = beton_files(out or default_beton_dir(root), dataset)
+    splits = SOURCES[dataset](root, options)
+    workers = num_workers or default_workers()
+    return [
+        write_beton(path, items, fields, num_workers=workers, description=f"{dataset} {split}")
+        for (split, (items, fields)), path in zip(splits.items(), (files.train, files.test), strict=True)
+    ]
