@@ -1,0 +1,211 @@
+"""STR (Kusupati et al. 2020): the soft threshold, its gradient, the threshold optimizer, the decay controller, the
+exact projection, and an end-to-end run at the target sparsity."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from prunebench.config import RunConfig
+from prunebench.methods.base import ScoringData, TrainingContext
+from prunebench.methods.registry import get_method
+from prunebench.methods.str_pruning import STR, DecayController, SoftThreshold, soft_threshold
+from prunebench.presets import get_preset
+from prunebench.prunable import prunable_weights
+from prunebench.runner import execute
+from prunebench.trainer import OptimConfig
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def context() -> TrainingContext:
+    return TrainingContext(
+        epochs=1,
+        steps_per_epoch=10,
+        device=torch.device("cpu"),
+        seed=0,
+        num_classes=3,
+        train_data=ScoringData([]),
+    )
+
+
+def fake_trainer(lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
+    """What the session reads from the trainer: the recipe, the current learning rate, the step counters."""
+    config = OptimConfig(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    return SimpleNamespace(
+        optim_config=config, optimizer=SimpleNamespace(param_groups=[{"lr": lr}]), step=0, total_steps=10
+    )
+
+
+def test_forward_is_the_soft_threshold_on_a_hand_made_tensor():
+    weight = torch.tensor([[0.5, -0.2, 0.05], [-0.9, 0.1, 0.0]])
+    threshold = torch.tensor(logit(0.1))  # sigmoid(s) = 0.1
+    expected = torch.tensor([[0.4, -0.1, 0.0], [-0.8, 0.0, 0.0]])  # by hand: sign(w) * max(|w| - 0.1, 0)
+    assert torch.allclose(soft_threshold(weight, threshold), expected, atol=1e-6)
+
+    layer = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    parametrize.register_parametrization(
+        layer, "weight", SoftThreshold(nn.Parameter(torch.tensor([0.0, logit(0.1)])), 1)
+    )
+    assert torch.allclose(layer.weight, expected, atol=1e-6)
+    x = torch.tensor([[1.0, 2.0, 3.0]])
+    assert torch.allclose(layer(x), torch.tensor([[0.4 - 0.2, -0.8]]), atol=1e-6)
+
+
+def test_threshold_gradient_matches_the_analytic_expression_and_finite_differences():
+    torch.manual_seed(0)
+    weight = torch.randn(4, 6, dtype=torch.float64)
+    inputs = torch.randn(5, 6, dtype=torch.float64)
+    targets = torch.randn(5, 4, dtype=torch.float64)
+    s = torch.tensor(logit(0.6), dtype=torch.float64)
+
+    def loss_of(effective: torch.Tensor) -> torch.Tensor:
+        return ((inputs @ effective.T - targets) ** 2).sum()
+
+    s_param = s.clone().requires_grad_(True)
+    loss_of(soft_threshold(weight, s_param)).backward()
+
+    # Separately: dL/dW_eff at W_eff, then -sigmoid'(s) * sum over survivors of sign(W) * dL/dW_eff.
+    cutoff = 0.6
+    effective = (weight.sign() * (weight.abs() - cutoff).clamp_min(0)).requires_grad_(True)
+    loss_of(effective).backward()
+    survivors = weight.abs() > cutoff
+    assert 0 < survivors.sum() < weight.numel()
+    analytic = -(cutoff * (1 - cutoff)) * (weight.sign() * effective.grad)[survivors].sum()
+    assert torch.allclose(s_param.grad, analytic, rtol=1e-10)
+
+    eps = 1e-6
+    numeric = (loss_of(soft_threshold(weight, s + eps)) - loss_of(soft_threshold(weight, s - eps))) / (
+        2 * eps
+    )
+    assert torch.allclose(s_param.grad, numeric, rtol=1e-5)
+
+
+def test_weight_gradient_passes_only_through_survivors():
+    weight = torch.tensor([0.5, -0.05, -0.3, 0.02], requires_grad=True)
+    soft_threshold(weight, torch.tensor(logit(0.1))).sum().backward()
+    assert weight.grad.tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_threshold_step_equals_sgd_with_the_threshold_decay(nesterov):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    method = STR(s_init=-2.0, threshold_decay=0.05, control=False)
+    session = method.attach(model, prunable_weights(model), 0.5, "learned", context())
+    trainer = fake_trainer(lr=0.2, momentum=0.9, nesterov=nesterov)
+    session.on_train_start(trainer)
+    reference = nn.Parameter(session.thresholds.detach().clone())
+    optimizer = torch.optim.SGD([reference], lr=0.2, momentum=0.9, weight_decay=0.05, nesterov=nesterov)
+    for _ in range(3):
+        loss = model(torch.randn(8, 4)).pow(2).sum()
+        loss.backward()
+        reference.grad = session.thresholds.grad.clone()
+        session.before_step(trainer)
+        optimizer.step()
+        assert session.thresholds.grad is None
+        assert torch.allclose(session.thresholds, reference, atol=1e-6)
+    assert len(session.method_parameters()) == 1 and session.method_parameters()[0] is session.thresholds
+
+
+def test_controller_raises_the_decay_when_too_dense_and_lowers_it_when_too_sparse():
+    def controller() -> DecayController:
+        return DecayController(
+            0.9,
+            1e-3,
+            integral_gain=0.05,
+            proportional_gain=2.0,
+            ramp_end=0.5,
+            min_decay=1e-6,
+            max_decay=0.3,
+            device=torch.device("cpu"),
+        )
+
+    assert controller().ramp(0.0) == 0.0
+    assert controller().ramp(0.5) == pytest.approx(0.9)
+    assert controller().ramp(1.0) == pytest.approx(0.9)
+    dense = controller()
+    dense.update(0.25, torch.tensor(0.1))  # the ramp asks for 0.9 * (1 - 0.5**3) = 0.79
+    assert float(dense.decay) > 1e-3
+    sparse = controller()
+    sparse.update(0.25, torch.tensor(0.95))
+    assert float(sparse.decay) < 1e-3
+    saturated = controller()
+    for _ in range(1000):
+        saturated.update(0.25, torch.tensor(0.0))
+    assert float(saturated.decay) == pytest.approx(0.3)
+
+
+def two_layer_model() -> tuple[nn.Module, dict[str, nn.Parameter]]:
+    model = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 4))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.linspace(-1, 1, 100).reshape(10, 10))
+        model[2].weight.copy_(
+            torch.linspace(-0.5, 0.5, 41)[torch.arange(40) + (torch.arange(40) >= 20)].reshape(4, 10)
+        )
+    return model, prunable_weights(model)
+
+
+@pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.8, 0.95])
+def test_finish_reaches_exactly_the_target_and_leaves_a_plain_module(sparsity):
+    model, weights = two_layer_model()
+    raw = {name: w.detach().clone() for name, w in weights.items()}
+    session = STR(s_init=logit(0.2)).attach(model, weights, sparsity, "learned", context())
+    # STR's own sparsity: |w| <= 0.2 is zero, 20 of 100 in the first layer and 16 of 40 in the second.
+    own = (sum(int((w.abs() <= 0.2).sum()) for w in raw.values())) / 140
+    final = session.finish(fake_trainer())
+
+    assert not parametrize.is_parametrized(model[0]) and not parametrize.is_parametrized(model[2])
+    assert sorted(name for name, _ in model.named_parameters()) == [
+        "0.bias",
+        "0.weight",
+        "2.bias",
+        "2.weight",
+    ]
+    zeros = sum(int((module.weight == 0).sum()) for module in (model[0], model[2]))
+    assert zeros == 140 - round(140 * (1 - sparsity))
+    assert final.method_sparsity == pytest.approx(own)
+    assert final.enforcement
+    for name, mask in final.masks.items():
+        weight = dict(model.named_parameters())[name]
+        assert torch.equal(mask, weight != 0)
+        # The survivors are the largest |W| - 0.2 over both layers; their values the soft threshold shifted by delta.
+        delta = final.details["delta"]
+        expected = raw[name].sign() * (raw[name].abs() - 0.2 - delta) * mask
+        assert torch.allclose(weight, expected, atol=1e-6)
+    assert (final.details["delta"] > 0) == (sparsity > own)
+
+
+def test_finish_keeps_w_eff_when_str_already_meets_the_budget():
+    model, weights = two_layer_model()
+    raw = {name: w.detach().clone() for name, w in weights.items()}
+    own = sum(int((w.abs() <= 0.2).sum()) for w in raw.values()) / 140
+    session = STR(s_init=logit(0.2)).attach(model, weights, own, "learned", context())
+    final = session.finish(fake_trainer())
+    assert final.details["delta"] == 0.0
+    for name, weight in dict(model.named_parameters()).items():
+        if name in raw:
+            assert torch.allclose(weight, soft_threshold(raw[name], torch.tensor(logit(0.2))), atol=1e-6)
+
+
+def test_end_to_end_on_synthetic_tiny_ends_at_the_exact_target(tmp_path: Path):
+    assert get_method("str").schedule == "during_training"
+    assert get_method("str").scopes == ("learned",)
+    config = RunConfig(get_preset("synthetic-tiny"), "str", "learned", 0.9, seed=0)
+    record = execute(config, torch.device("cpu"), tmp_path)
+    assert record["status"] == "ok"
+    assert record["prunable_nonzero"] == round(record["prunable_weights"] * 0.1)
+    assert 0.0 <= record["method_sparsity"] < 1.0
+    assert "delta" in record["enforcement"]
+    assert record["epochs"] == {"budget": 4, "learn": 3, "finetune": 1}
+    assert record["method_hparams"]["s_init"] == -10.0
