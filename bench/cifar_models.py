@@ -10,7 +10,8 @@ The VGGs are the CIFAR variants of OpenLTH ``cifar_vgg``, SynFlow ``lottery_vgg`
 convolutions with BatchNorm and ReLU, max pooling between stages, the last pooling replaced by global average
 pooling and a single linear classifier (512 -> classes).
 
-Weights are initialised with Kaiming-normal (fan-in), BatchNorm with weight 1 and bias 0, as in OpenLTH.
+Weights are initialised by :func:`prunebench.models.kaiming_init` (Kaiming-normal, fan-in; BatchNorm at identity), as
+in OpenLTH.
 """
 
 from __future__ import annotations
@@ -18,24 +19,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from prunebench.models import register_model
+from prunebench.models import kaiming_init, register_model
 
 VGG_PLANS: dict[int, list[int | str]] = {
     16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
     19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512],
 }
-
-
-def _kaiming_init(model: nn.Module) -> nn.Module:
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_normal_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-    return model
 
 
 class BasicBlock(nn.Module):
@@ -78,7 +67,7 @@ class CifarResNet(nn.Module):
                 f_in = f_out
         self.blocks = nn.Sequential(*layers)
         self.fc = nn.Linear(f_in, num_classes)
-        _kaiming_init(self)
+        kaiming_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.blocks(F.relu(self.bn(self.conv(x))))
@@ -97,7 +86,7 @@ def cifar_vgg(depth: int, in_channels: int, num_classes: int) -> nn.Module:
         layers += [nn.Conv2d(channels, item, 3, padding=1), nn.BatchNorm2d(item), nn.ReLU(inplace=True)]
         channels = item
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
-    return _kaiming_init(nn.Sequential(*layers))
+    return kaiming_init(nn.Sequential(*layers))
 
 
 def _register_resnet(name: str, depth: int, width: int, params: str, source: str) -> None:

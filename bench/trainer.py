@@ -127,7 +127,8 @@ def autocast_context(
 class Trainer:
     """Trains ``model`` for ``epochs`` epochs of ``loader`` with SGD, calling ``hooks`` at each point of the loop.
 
-    Parameters listed in ``exclude`` (a method's own scores or thresholds) are left out of the weight optimizer.
+    Parameters listed in ``exclude`` (a method's own scores or thresholds) are left out of the weight optimizer; the
+    method steps them itself, and the trainer clears their gradients with the weights' before each backward pass.
     ``on_epoch_end(epoch, mean_loss)`` reports progress. ``autocast`` is the mixed-precision dtype of the loss
     computation (see :func:`autocast_context`; default bf16 on CUDA, off on the CPU).
     """
@@ -152,6 +153,7 @@ class Trainer:
         self.hooks = list(hooks)
         self.on_epoch_end = on_epoch_end
         excluded = {id(p) for p in exclude}
+        self.method_parameters = list(exclude)
         self.weight_parameters = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
         self.optimizer = build_optimizer(self.weight_parameters, optim)
         self.steps_per_epoch = len(loader)
@@ -173,32 +175,7 @@ class Trainer:
         for hook in self.hooks:
             hook.on_train_start(self)
         for epoch in range(self.epochs):
-            self.epoch = epoch
-            self.model.train()
-            self.loader.set_epoch(epoch)
-            for hook in self.hooks:
-                hook.on_epoch_start(self, epoch)
-            total = torch.zeros((), device=next(self.model.parameters()).device)
-            batches = 0
-            for inputs, targets in self.loader:
-                with autocast_context(self.model, self.autocast):
-                    loss = self.loss(inputs, targets)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.optim_config.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(
-                        self.weight_parameters, self.optim_config.grad_clip, foreach=True
-                    )
-                for hook in self.hooks:
-                    hook.before_step(self)
-                self.optimizer.step()
-                self.scheduler.step()
-                for hook in self.hooks:
-                    hook.after_step(self)
-                total += loss.detach()
-                batches += 1
-                self.step += 1
-            self.last_loss = float(total) / max(batches, 1)
+            self.last_loss = self.run_epoch(epoch)
             if not math.isfinite(self.last_loss):
                 raise Diverged(f"training loss became {self.last_loss} in epoch {epoch + 1}")
             if self.on_epoch_end is not None:
@@ -206,6 +183,35 @@ class Trainer:
         for hook in self.hooks:
             hook.on_train_end(self)
         return self.last_loss
+
+    def run_epoch(self, epoch: int) -> float:
+        """Train one epoch (0-based ``epoch``); return its mean training loss."""
+        self.epoch = epoch
+        self.model.train()
+        self.loader.set_epoch(epoch)
+        for hook in self.hooks:
+            hook.on_epoch_start(self, epoch)
+        total = torch.zeros((), device=next(self.model.parameters()).device)
+        batches = 0
+        for inputs, targets in self.loader:
+            with autocast_context(self.model, self.autocast):
+                loss = self.loss(inputs, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            for parameter in self.method_parameters:
+                parameter.grad = None
+            loss.backward()
+            if self.optim_config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.weight_parameters, self.optim_config.grad_clip, foreach=True)
+            for hook in self.hooks:
+                hook.before_step(self)
+            self.optimizer.step()
+            self.scheduler.step()
+            for hook in self.hooks:
+                hook.after_step(self)
+            total += loss.detach()
+            batches += 1
+            self.step += 1
+        return float(total) / max(batches, 1)
 
 
 @torch.no_grad()

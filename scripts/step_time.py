@@ -40,7 +40,9 @@ def main() -> None:
     loaders = dataset.make_loaders(LoaderRequest(batch_size=preset.batch_size, seed=0, device=device))
     steps = len(loaders.train)
     chosen = args.methods.split(",") if args.methods else None
-    learned = [s for s in all_methods() if s.schedule == "during_training" and (chosen is None or s.name in chosen)]
+    learned = [
+        s for s in all_methods() if s.schedule == "during_training" and (chosen is None or s.name in chosen)
+    ]
 
     def trainer_for(variant: str) -> Trainer:
         model = initial_model(preset, 0, device)
@@ -50,7 +52,9 @@ def main() -> None:
             weights = prunable_weights(model)
             masks = {n: torch.rand_like(w) > args.sparsity for n, w in weights.items()}
             apply_masks(model, masks)
-            return Trainer(model, loaders.train, preset.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)])
+            return Trainer(
+                model, loaders.train, preset.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)]
+            )
         spec = next(s for s in learned if f"{s.name} ({s.scopes[0]})" == variant)
         context = TrainingContext(
             epochs=args.rounds + 1,
@@ -61,7 +65,14 @@ def main() -> None:
             train_data=ScoringData(loaders.train, dataset.num_classes),
         )
         session = spec.build().attach(model, prunable_weights(model), args.sparsity, spec.scopes[0], context)
-        return Trainer(model, loaders.train, preset.optim, args.rounds + 1, hooks=[session], exclude=session.method_parameters())
+        return Trainer(
+            model,
+            loaders.train,
+            preset.optim,
+            args.rounds + 1,
+            hooks=[session],
+            exclude=session.method_parameters(),
+        )
 
     variants = ["dense", "fixed mask", *(f"{s.name} ({s.scopes[0]})" for s in learned)]
     trainers = {v: trainer_for(v) for v in variants}
@@ -71,40 +82,22 @@ def main() -> None:
     times: dict[str, list[float]] = {v: [] for v in variants}
     for epoch in range(args.rounds + 1):
         for variant, trainer in trainers.items():
-            trainer.epoch = epoch
             started = time.perf_counter()
-            _one_epoch(trainer, epoch)
+            trainer.run_epoch(epoch)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if epoch > 0:  # the first epoch warms up allocators and caches
                 times[variant].append((time.perf_counter() - started) / steps)
 
     dense = statistics.median(times["dense"])
-    print(f"preset {preset.name}, {steps} steps per epoch, batch {preset.batch_size}, device {device}, "
-          f"{torch.get_num_threads()} threads, median of {args.rounds} epochs")
+    print(
+        f"preset {preset.name}, {steps} steps per epoch, batch {preset.batch_size}, device {device}, "
+        f"{torch.get_num_threads()} threads, median of {args.rounds} epochs"
+    )
     print(f"{'variant':<28}{'ms/step':>10}{'x dense':>10}")
     for variant in variants:
         median = statistics.median(times[variant])
         print(f"{variant:<28}{1e3 * median:>10.3f}{median / dense:>10.3f}")
-
-
-def _one_epoch(trainer: Trainer, epoch: int) -> None:
-    """One epoch of ``Trainer.fit``'s loop (the same calls, without the per-run start and end)."""
-    trainer.model.train()
-    trainer.loader.set_epoch(epoch)
-    for hook in trainer.hooks:
-        hook.on_epoch_start(trainer, epoch)
-    for inputs, targets in trainer.loader:
-        loss = trainer.loss(inputs, targets)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for hook in trainer.hooks:
-            hook.before_step(trainer)
-        trainer.optimizer.step()
-        trainer.scheduler.step()
-        for hook in trainer.hooks:
-            hook.after_step(trainer)
-        trainer.step += 1
 
 
 if __name__ == "__main__":
