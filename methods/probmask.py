@@ -1,0 +1,405 @@
+"""ProbMask (Zhou et al., CVPR 2021, "Effective Sparsification of Neural Networks with Global Sparsity Constraint").
+
+Every prunable weight ``w_i`` gets a keep probability ``s_i in [0, 1]``; weights and probabilities are trained
+together on
+
+    min_{w, s}  E_{m ~ Bernoulli(s)} L(w * m)    subject to  0 <= s <= 1,  sum_i s_i <= k,
+
+with one budget ``k`` over all layers, so the per-layer allocation is learned (scope ``learned``).
+
+Training step (official code: ``utils/conv_type.py::ProbMaskConv``, ``trainers/default.py``):
+
+* Relaxation (binary concrete / Gumbel-sigmoid): ``m = sigmoid((log s - log(1 - s) + n) / tau)`` with logistic noise
+  ``n = log u - log(1 - u)``, ``u ~ U(0, 1)``; every layer computes with ``w * m``. ``K`` masks are drawn per step
+  (default 2) and the loss is their mean.
+* Temperature ``tau = tau_end + (tau_start - tau_end) * (1 - p)`` from 1 to 0.03, ``p`` the fraction of the learning
+  phase done (the code's ``T = 1 / tau``).
+* Gradient-norm clipping at 3 over the weights and the probabilities together (the code clips
+  ``model.parameters()``, which holds both; a preset's own clip of the weights, if any, runs first), then the
+  weights' SGD step (the harness's) and the probabilities' Adam step (lr 6e-3, no weight decay, cosine to zero over
+  the learning phase).
+* Projection of ``s`` onto ``{0 <= s <= 1, sum(s) <= k}`` over all layers jointly (``utils/net_utils.py::
+  solve_v_total, constrainScoreByWhole``): ``s <- clamp(s - v, 0, 1)`` with the shift ``v >= 0`` solving
+  ``sum_i clamp(s_i - v, 0, 1) = k`` (``v = 0`` when the clamped sum already meets the budget). This is the exact
+  Euclidean projection (KKT conditions of ``min ||x - s||^2``); see :func:`project_to_budget`.
+* Budget ``k = rho(p) * N`` with the cubic schedule of ``main.py``: keep everything until ``p = ts = 0.16``, cubic
+  decay to the target keep fraction until ``p = te = 0.6``, then hold (:func:`~prunebench.methods.schedules.
+  cubic_keep_fraction`).
+
+End of the learning phase (``main.py``, ``--finetune`` and ``--sample_from_training_set``, on by default): draw 10
+masks ``m ~ Bernoulli(s)``, keep the one with the best training accuracy, then fine-tune the weights with that mask
+fixed (SGD lr 1e-3 constant, momentum 0.9, weight decay 5e-4, gradient clipping 3).
+
+Scaling to the benchmark's budget. The reference trains 300 epochs and fine-tunes 20; here the fine-tuning takes the
+same share, ``round(budget * 20 / 320)`` epochs (at least 1, leaving at least 1 to learn), and the learning phase the
+rest. Every schedule of the learning phase (temperature, sparsity, the probabilities' cosine learning rate) is a
+function of the fraction ``p`` of it done, so the reference's 300-epoch curves keep their shape at any budget. The
+probabilities' learning rate is not rescaled: with far fewer steps than the reference's (about 59,000 on CIFAR-10),
+they end less polarized and the Bernoulli draw costs more accuracy, which the records show as the spread of
+``candidate_train_top1``.
+
+Deviations from the official code, by design:
+
+* Schedules are evaluated at every step, ``p = step / steps``; the code updates them once per epoch
+  (``p = epoch / epochs``). At 300 epochs the two differ by less than 1/300 of each range; at a budget of a few epochs
+  per-epoch updates would turn the curves into a handful of steps.
+* Logistic noise from one uniform draw (``logit(u)``, ``u`` clamped to ``[2^-24, 1 - 2^-24]`` so the noise stays
+  finite); the code takes the difference of two Gumbel draws, which has the same distribution.
+* The ``K`` losses are averaged and back-propagated once; the code back-propagates each ``loss / K`` (same gradient).
+* The weights use the preset's recipe (the code: SGD lr 0.1, momentum 0.9, weight decay 5e-4, cosine), as every method
+  does; fine-tuning uses the preset's momentum and weight decay at 1/100 of its learning rate, held constant (the
+  code's 1e-3 after 0.1), with the preset's batch size (the code switches from 256 to 128).
+* The 10 candidate masks are compared on a fixed subset of the training data: the first whole batches of the
+  training loader, in its last epoch's order, that hold at least ``selection_examples`` (default 2048) examples, the
+  same for every candidate (the code uses the whole training set). As the code, the model stays in
+  training mode (normalization layers use batch statistics); running statistics are updated on copies, so the
+  selection leaves the model unchanged.
+* The sampled mask meets the budget only in expectation. It is brought to the exact target count
+  (``round(N * (1 - sparsity))``) by dropping the kept weights with the lowest ``s`` or adding the dropped weights
+  with the highest ``s`` (ties broken by ``|w|``); the record keeps the sampled mask's own sparsity as
+  ``method_sparsity`` and says how many weights were changed. The code fine-tunes the sampled mask as it is.
+* The projection runs a fixed number of bisection steps on the device (no host synchronization), to the working
+  precision; the code bisects at most 21 times on the host and stops when the budget is met within 1e-3.
+
+Numerics: the log-odds are ``log(s + eps) - log(1 - s + eps)`` with ``eps = 1e-20``, as in the code, which keeps them
+finite (``|log-odds| <= 46`` in float32) at ``s`` in ``{0, 1}``. A hard clamp of ``s`` to ``[eps, 1 - eps]`` would
+instead zero the gradient at ``s = 1``, where every probability starts, and freeze them all until the budget first
+pushes them down. The probabilities and the relaxation are kept in float32 (float16 cannot hold ``eps``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
+
+from prunebench.allocation import keep_budget
+from prunebench.errors import UsageError
+from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, TrainingSession, Weights
+from prunebench.methods.registry import register
+from prunebench.methods.schedules import cubic_keep_fraction
+from prunebench.trainer import OptimConfig
+
+if TYPE_CHECKING:
+    from prunebench.presets import Preset
+    from prunebench.trainer import Trainer
+
+LOG_EPS = 1e-20
+"""Added inside both logarithms of the log-odds, as the official code, so that ``s = 0`` and ``s = 1`` stay finite."""
+
+NOISE_CLAMP = 2.0**-24
+"""Uniform draws are clamped to ``[NOISE_CLAMP, 1 - NOISE_CLAMP]``: float32's resolution below 1, so ``|noise| <= 16.6``."""
+
+
+def logistic_noise(like: torch.Tensor) -> torch.Tensor:
+    """Standard logistic noise ``log u - log(1 - u)`` shaped like ``like``, from the global torch RNG of its device."""
+    return torch.logit(torch.rand_like(like), eps=NOISE_CLAMP)
+
+
+def relaxed_mask(scores: torch.Tensor, temperature: float, noise: torch.Tensor) -> torch.Tensor:
+    """The binary-concrete relaxation of ``Bernoulli(scores)``: ``sigmoid((log s - log(1 - s) + noise) / tau)``.
+
+    With logistic ``noise`` it is a differentiable sample; as ``tau -> 0`` it tends to the hard sample
+    ``1[log-odds(s) + noise > 0]``, which is ``Bernoulli(s)``; at ``tau = 1`` and zero noise it equals ``s``.
+    """
+    log_odds = torch.log(scores + LOG_EPS) - torch.log(1.0 - scores + LOG_EPS)
+    return torch.sigmoid((log_odds + noise) / temperature)
+
+
+def bisection_steps(dtype: torch.dtype) -> int:
+    """Bisection steps that shrink a bracket of width ``max(s)`` below the resolution of ``dtype`` near 1."""
+    return round(-math.log2(torch.finfo(dtype).eps)) + 2
+
+
+def project_to_budget(s: torch.Tensor, k: float, iterations: int | None = None) -> torch.Tensor:
+    """Euclidean projection of the flat vector ``s`` onto ``{x : 0 <= x <= 1, sum(x) <= k}``.
+
+    The KKT conditions of ``min ||x - s||^2`` give ``x = clamp(s - v, 0, 1)`` with ``v = 0`` if
+    ``sum(clamp(s, 0, 1)) <= k``, else the ``v > 0`` solving ``f(v) = sum(clamp(s - v, 0, 1)) - k = 0``. ``f`` is
+    continuous and non-increasing with ``f(0) > 0 >= f(max s)`` (for ``k > 0``), so ``v`` is found by bisection on
+    ``[0, max s]``. The loop runs a fixed ``iterations`` (default: :func:`bisection_steps`, the working precision)
+    with ``torch.where`` updates, so it never synchronizes with the host. ``k`` is a number of entries; the result
+    has the dtype and device of ``s``.
+    """
+    if iterations is None:
+        iterations = bisection_steps(s.dtype)
+    lo = torch.zeros((), dtype=s.dtype, device=s.device)
+    hi = s.max().clamp_min(0.0)
+    over_budget = s.clamp(0.0, 1.0).sum() > k
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        above = (s - mid).clamp_(0.0, 1.0).sum() > k
+        lo = torch.where(above, mid, lo)
+        hi = torch.where(above, hi, mid)
+    shift = torch.where(over_budget, hi, lo.new_zeros(()))
+    return (s - shift).clamp_(0.0, 1.0)
+
+
+def _lexicographic_order(primary: torch.Tensor, secondary: torch.Tensor) -> torch.Tensor:
+    """Indices sorting by ``primary`` ascending, then ``secondary`` ascending (two stable sorts)."""
+    by_secondary = torch.argsort(secondary, stable=True)
+    return by_secondary[torch.argsort(primary[by_secondary], stable=True)]
+
+
+def to_exact_count(
+    mask: torch.Tensor, probabilities: torch.Tensor, magnitudes: torch.Tensor, keep: int
+) -> torch.Tensor:
+    """``mask`` (flat, boolean) changed as little as possible to keep exactly ``keep`` entries.
+
+    Too many kept: drop the kept entries with the lowest probability; too few: add the dropped entries with the
+    highest. Ties in probability (common at exactly 0 or 1) go by magnitude, then by position.
+    """
+    order = _lexicographic_order(probabilities, magnitudes)
+    result = mask.clone()
+    excess = int(mask.sum()) - keep
+    if excess > 0:
+        kept = order[mask[order]]
+        result[kept[:excess]] = False
+    elif excess < 0:
+        dropped = order[~mask[order]]
+        result[dropped[excess:]] = True
+    return result
+
+
+class _SampledMask(nn.Module):
+    """Parametrization of one layer's weight: ``w * m``, ``m`` its slice of the session's current relaxed mask."""
+
+    def __init__(self, session: ProbMaskSession, start: int, stop: int) -> None:
+        super().__init__()
+        self.session = session
+        self.start, self.stop = start, stop
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        mask = self.session.current_mask
+        if mask is None:
+            raise RuntimeError(
+                "a ProbMask layer computes only inside the training step, with the mask the session drew"
+            )
+        return weight * mask[self.start : self.stop].view_as(weight)
+
+
+class ProbMaskSession(TrainingSession):
+    """ProbMask's state while the weights train: the flat probability vector, its Adam optimizer and the schedules.
+
+    The probabilities of all layers are one contiguous float32 vector (``scores``), so the relaxation, the clipping,
+    the Adam step and the projection are each a few kernels over all layers at once; each prunable weight is
+    parametrized (``torch.nn.utils.parametrize``) to compute with its slice of the current relaxed mask.
+    """
+
+    def __init__(
+        self, method: ProbMask, model: nn.Module, weights: Weights, sparsity: float, context: TrainingContext
+    ) -> None:
+        self.method = method
+        self.model = model
+        self.weights = weights
+        self.sparsity = sparsity
+        self.context = context
+        self.total_steps = max(context.epochs * context.steps_per_epoch, 1)
+        self.size = sum(w.numel() for w in weights.values())
+        device = next(iter(weights.values())).device
+        self.scores = nn.Parameter(torch.ones(self.size, dtype=torch.float32, device=device))
+        self.optimizer = torch.optim.Adam([self.scores], lr=method.score_lr, weight_decay=0.0)
+        self.current_mask: torch.Tensor | None = None
+        self.slices: dict[str, tuple[int, int]] = {}
+        modules = dict(model.named_modules())
+        start = 0
+        for name, weight in weights.items():
+            self.slices[name] = (start, start + weight.numel())
+            module_name, _, attribute = name.rpartition(".")
+            parametrize.register_parametrization(  # unsafe: skip the trial forward, there is no mask yet
+                modules[module_name],
+                attribute,
+                _SampledMask(self, start, start + weight.numel()),
+                unsafe=True,
+            )
+            start += weight.numel()
+
+    def method_parameters(self) -> list[torch.Tensor]:
+        return [self.scores]
+
+    def progress(self, step: int) -> float:
+        """Fraction of the learning phase done before ``step`` (0-based)."""
+        return step / self.total_steps
+
+    def temperature(self, step: int) -> float:
+        """``tau`` at ``step``: linear from ``temperature_start`` to ``temperature_end`` over the learning phase."""
+        m = self.method
+        return m.temperature_end + (m.temperature_start - m.temperature_end) * (1.0 - self.progress(step))
+
+    def budget(self, step: int) -> float:
+        """``k`` at ``step``: the cubic keep fraction of the ``N`` probabilities (``N`` before ``ts``)."""
+        keep = cubic_keep_fraction(
+            self.progress(step), 1.0 - self.sparsity, self.method.sparsity_start, self.method.sparsity_end
+        )
+        return keep * self.size
+
+    def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        tau = self.temperature(trainer.step)
+        loss = torch.zeros((), device=inputs.device)
+        for _ in range(self.method.samples):
+            self.current_mask = relaxed_mask(self.scores, tau, logistic_noise(self.scores))
+            loss = loss + F.cross_entropy(self.model(inputs), targets)
+        self.current_mask = None
+        return loss / self.method.samples
+
+    def before_step(self, trainer: Trainer) -> None:
+        nn.utils.clip_grad_norm_(
+            [*trainer.weight_parameters, self.scores], self.method.grad_clip, foreach=True
+        )
+
+    @torch.no_grad()
+    def after_step(self, trainer: Trainer) -> None:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * self.progress(trainer.step)))
+        self.optimizer.param_groups[0]["lr"] = self.method.score_lr * cosine
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scores.copy_(project_to_budget(self.scores, self.budget(trainer.step)))
+
+    @torch.no_grad()
+    def finish(self, trainer: Trainer) -> FinalMasks:
+        """Remove the parametrizations, keep the best of the sampled masks, bring it to the exact target count."""
+        for name in self.weights:
+            module_name, _, attribute = name.rpartition(".")
+            parametrize.remove_parametrizations(
+                self.model.get_submodule(module_name), attribute, leave_parametrized=False
+            )
+        probabilities = self.scores.detach().clone()
+        candidates = [
+            torch.rand_like(probabilities) < probabilities for _ in range(self.method.mask_candidates)
+        ]
+        accuracies = self._training_accuracies(candidates)
+        chosen = int(torch.argmax(accuracies))
+        sampled = candidates[chosen]
+        sampled_kept = int(sampled.sum())
+        keep = keep_budget(self.size, self.sparsity)
+        magnitudes = torch.cat([w.detach().reshape(-1).abs().float() for w in self.weights.values()])
+        exact = to_exact_count(sampled, probabilities, magnitudes, keep)
+        masks = {name: exact[a:b].view_as(self.weights[name]) for name, (a, b) in self.slices.items()}
+        torch._foreach_mul_(
+            list(self.weights.values()),
+            [m.to(w.dtype) for m, w in zip(masks.values(), self.weights.values(), strict=True)],
+        )
+        if sampled_kept > keep:
+            enforcement = (
+                f"best of {len(candidates)} Bernoulli(s) masks kept {sampled_kept} weights; dropped the "
+                f"{sampled_kept - keep} kept weights with the lowest s to reach the target {keep}"
+            )
+        elif sampled_kept < keep:
+            enforcement = (
+                f"best of {len(candidates)} Bernoulli(s) masks kept {sampled_kept} weights; added the "
+                f"{keep - sampled_kept} dropped weights with the highest s to reach the target {keep}"
+            )
+        else:
+            enforcement = None
+        return FinalMasks(
+            masks=masks,
+            method_sparsity=1.0 - sampled_kept / self.size,
+            enforcement=enforcement,
+            details={
+                "expected_kept": float(probabilities.sum()),
+                "sampled_kept": sampled_kept,
+                "target_kept": keep,
+                "candidate_train_top1": [round(float(a), 4) for a in accuracies],
+                "chosen_candidate": chosen,
+            },
+        )
+
+    def _training_accuracies(self, candidates: list[torch.Tensor]) -> torch.Tensor:
+        """Top-1 (percent) of the model under each candidate mask on the same fixed subset of the training data."""
+        batches, count = [], 0
+        for inputs, targets in self.context.train_data:
+            batches.append((inputs, targets))
+            count += len(targets)
+            if count >= self.method.selection_examples:
+                break
+        self.model.train()
+        scratch = {name: b.clone() for name, b in self.model.named_buffers()}
+        correct = []
+        for candidate in candidates:
+            masked = {
+                name: w * candidate[a:b].view_as(w)
+                for (name, w), (a, b) in zip(self.weights.items(), self.slices.values(), strict=True)
+            }
+            hits = torch.zeros((), device=candidate.device)
+            for inputs, targets in batches:
+                logits = torch.func.functional_call(self.model, {**masked, **scratch}, (inputs,))
+                hits += (logits.argmax(dim=1) == targets).sum()
+            correct.append(hits)
+        return 100.0 * torch.stack(correct) / max(count, 1)
+
+
+@register(
+    "probmask",
+    schedule="during_training",
+    scopes=("learned",),
+    paper="Zhou et al., CVPR 2021, 'Effective Sparsification of Neural Networks with Global Sparsity Constraint'",
+)
+class ProbMask(TrainingMethod):
+    """Keep probabilities trained with the weights under one global budget; best sampled mask, then fine-tune.
+
+    See the module docstring for the equations, the schedules and how they scale to the benchmark's budget.
+    Hyperparameters default to the official code's: ``samples`` (K), the temperature range, the probabilities'
+    Adam learning rate, the sparsity schedule's start and end (``ts``, ``te``, fractions of the learning phase), the
+    number of candidate masks, the gradient-norm clip, the fine-tuning share of the budget (20 of 300 + 20 epochs)
+    and its learning rate relative to the weights' (1e-3 / 0.1). ``selection_examples`` is this benchmark's: the size
+    of the training subset the candidate masks are compared on.
+    """
+
+    def __init__(
+        self,
+        *,
+        samples: int = 2,
+        temperature_start: float = 1.0,
+        temperature_end: float = 0.03,
+        score_lr: float = 6e-3,
+        sparsity_start: float = 0.16,
+        sparsity_end: float = 0.6,
+        mask_candidates: int = 10,
+        grad_clip: float = 3.0,
+        finetune_share: float = 20 / 320,
+        finetune_lr_ratio: float = 1e-3 / 0.1,
+        selection_examples: int = 2048,
+    ) -> None:
+        if samples < 1 or mask_candidates < 1:
+            raise UsageError("ProbMask needs at least one mask sample per step and one candidate mask")
+        if not 0.0 < temperature_end <= temperature_start:
+            raise UsageError(f"ProbMask's temperature must fall from {temperature_start} to a positive end")
+        self.samples = samples
+        self.temperature_start = temperature_start
+        self.temperature_end = temperature_end
+        self.score_lr = score_lr
+        self.sparsity_start = sparsity_start
+        self.sparsity_end = sparsity_end
+        self.mask_candidates = mask_candidates
+        self.grad_clip = grad_clip
+        self.finetune_share = finetune_share
+        self.finetune_lr_ratio = finetune_lr_ratio
+        self.selection_examples = selection_examples
+
+    def finetune_epochs(self, budget_epochs: int) -> int:
+        """The reference's share of the budget (20 of 320 epochs), at least 1, leaving at least 1 to learn."""
+        if budget_epochs < 2:
+            return 0
+        return min(max(1, round(budget_epochs * self.finetune_share)), budget_epochs - 1)
+
+    def finetune_optim(self, preset: Preset) -> OptimConfig:
+        """The preset's SGD at ``finetune_lr_ratio`` of its learning rate, constant, with the gradient-norm clip."""
+        return OptimConfig(
+            lr=preset.optim.lr * self.finetune_lr_ratio,
+            momentum=preset.optim.momentum,
+            weight_decay=preset.optim.weight_decay,
+            nesterov=preset.optim.nesterov,
+            schedule="constant",
+            grad_clip=self.grad_clip,
+        )
+
+    def attach(
+        self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext
+    ) -> ProbMaskSession:
+        if scope != "learned":
+            raise UsageError(f"ProbMask learns its layer allocation (scope 'learned'), not {scope!r}")
+        return ProbMaskSession(self, model, weights, sparsity, context)
