@@ -35,6 +35,8 @@ def _run(args: argparse.Namespace) -> int:
     configs = expand_grid(
         preset, methods, scopes, sparsities, args.seeds, explicit_methods=args.methods.strip() != "all"
     )
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     device = resolve_device(args.device)
     store = ResultStore(Path(args.out))
     store.ensure_writable()
@@ -50,7 +52,9 @@ def _run(args: argparse.Namespace) -> int:
             data_root=Path(args.data_root) if args.data_root else None,
             compile=args.compile,
         )
-        records = run_grid(configs, store, device, force=args.force, reporter=reporter, options=options)
+        records = run_grid(
+            configs, store, device, force=args.force, reporter=reporter, options=options, jobs=args.jobs
+        )
     elapsed = time.perf_counter() - started
 
     from prunebench.leaderboard import write_leaderboard
@@ -190,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="results directory (default: results/)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs in parallel worker processes (default: 1; on the CPU each gets cores/N threads)",
+    )
     run.add_argument(
         "--loader",
         choices=["auto", "ffcv", "torch"],

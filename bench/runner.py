@@ -34,7 +34,7 @@ from torch import nn
 from prunebench.accounting import account
 from prunebench.allocation import keep_budget
 from prunebench.config import RunConfig, dense_pretrain_key
-from prunebench.datasets import LoaderRequest, get_dataset
+from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.environment import describe_device, library_versions
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, ScoringMethod, TrainingContext, TrainingMethod
@@ -78,6 +78,29 @@ def initial_model(
     if options is not None and options.compile:
         model.compile()
     return model
+
+
+def make_loaders(
+    preset: Preset, seed: int, device: torch.device, options: RunOptions | None = None
+) -> DataLoaders:
+    """The preset's train and test loaders for ``seed`` (order and augmentation fixed by the seed)."""
+    options = options or RunOptions()
+    request = LoaderRequest(
+        batch_size=preset.batch_size,
+        seed=seed,
+        device=device,
+        data_root=options.data_root,
+        loader=options.loader,
+    )
+    return get_dataset(preset.dataset).make_loaders(request)
+
+
+def needs_dense_pretraining(config: RunConfig) -> bool:
+    """Whether the run starts from the shared dense pre-training (after-training methods, movement pruning)."""
+    spec = get_method(config.method)
+    return spec.schedule == "after_training" or (
+        spec.schedule == "during_training" and getattr(spec.cls, "starts_from", "init") == "dense"
+    )
 
 
 def dense_pretrained(
@@ -137,16 +160,7 @@ def _train_run(
     preset = config.preset
     spec = get_method(config.method)
     dataset = get_dataset(preset.dataset)
-    options = options or RunOptions()
-    loaders = dataset.make_loaders(
-        LoaderRequest(
-            batch_size=preset.batch_size,
-            seed=config.seed,
-            device=device,
-            data_root=options.data_root,
-            loader=options.loader,
-        )
-    )
+    loaders = make_loaders(preset, config.seed, device, options)
     method = spec.build()
     scoring_data = ScoringData(loaders.train, dataset.num_classes)
 
@@ -311,6 +325,21 @@ class GridReporter:
         """``record`` is ``None`` when the run was skipped as already finished."""
 
 
+def run_or_record_failure(
+    config: RunConfig,
+    device: torch.device,
+    cache_dir: Path,
+    on_epoch: EpochCallback | None = None,
+    options: RunOptions | None = None,
+) -> dict:
+    """The record of ``config``: its results, or its failure (a failing method must not stop the grid)."""
+    started = time.perf_counter()
+    try:
+        return execute(config, device, cache_dir, on_epoch, options)
+    except Exception as error:  # noqa: BLE001
+        return failure_record(config, device, error, time.perf_counter() - started)
+
+
 def run_grid(
     configs: Sequence[RunConfig],
     store: ResultStore,
@@ -319,27 +348,29 @@ def run_grid(
     force: bool = False,
     reporter: GridReporter | None = None,
     options: RunOptions | None = None,
+    jobs: int = 1,
 ) -> list[dict]:
     """Run every configuration not finished yet (all with ``force``); return the records of this invocation.
 
     A failing run is recorded with its error and the grid goes on. Ctrl-C stops the grid; finished records stay.
+    With ``jobs > 1`` the runs go to that many worker processes (:mod:`prunebench.parallel`).
     """
     reporter = reporter or GridReporter()
     store.ensure_writable()
     todo = [c for c in configs if force or not store.is_finished(c.run_id)]
     reporter.grid_started(len(configs), len(configs) - len(todo))
-    cache_dir = store.root / "cache"
-    records = []
     for config in configs:
         if config not in todo:
             reporter.run_finished(config, None)
-            continue
+    cache_dir = store.root / "cache"
+    if jobs > 1:
+        from prunebench.parallel import run_in_workers
+
+        return run_in_workers(todo, store, device, jobs, reporter=reporter, options=options)
+    records = []
+    for config in todo:
         reporter.run_started(config)
-        started = time.perf_counter()
-        try:
-            record = execute(config, device, cache_dir, reporter.epoch_done, options)
-        except Exception as error:  # noqa: BLE001  (a failing method must not stop the grid)
-            record = failure_record(config, device, error, time.perf_counter() - started)
+        record = run_or_record_failure(config, device, cache_dir, reporter.epoch_done, options)
         store.save(record)
         records.append(record)
         reporter.run_finished(config, record)

@@ -25,9 +25,15 @@ def test_global_magnitude_equals_torch_global_unstructured(small_convnet, sparsi
     total = sum(s.numel() for s in scores.values())
     assert (total * sparsity) % 1 != 0.5  # torch rounds the pruned count, we round the kept one
     torch_prune.global_unstructured(
-        [(m, "weight") for m in _modules(small_convnet)], pruning_method=torch_prune.L1Unstructured, amount=sparsity
+        [(m, "weight") for m in _modules(small_convnet)],
+        pruning_method=torch_prune.L1Unstructured,
+        amount=sparsity,
     )
-    theirs = {f"{n}.weight": m.weight_mask.bool() for n, m in small_convnet.named_modules() if hasattr(m, "weight_mask")}
+    theirs = {
+        f"{n}.weight": m.weight_mask.bool()
+        for n, m in small_convnet.named_modules()
+        if hasattr(m, "weight_mask")
+    }
     for name in ours:
         assert torch.equal(ours[name], theirs[name]), name
 
@@ -94,7 +100,12 @@ def test_erk_densifies_layers_that_would_exceed_one():
 
 
 def test_uniform_plus_keeps_a_conv_first_layer_dense_and_the_last_at_least_20_percent():
-    shapes = {"c1": torch.Size([6, 1, 5, 5]), "c2": torch.Size([16, 6, 5, 5]), "f1": torch.Size([120, 400]), "f3": torch.Size([10, 84])}
+    shapes = {
+        "c1": torch.Size([6, 1, 5, 5]),
+        "c2": torch.Size([16, 6, 5, 5]),
+        "f1": torch.Size([120, 400]),
+        "f3": torch.Size([10, 84]),
+    }
     densities = layer_densities(shapes, 0.95, "uniform_plus")
     assert densities["c1"] == 1.0
     assert densities["f3"] == 0.2

@@ -48,7 +48,9 @@ def test_bad_input_is_refused_before_any_work(capsys, tmp_path, argv, message):
 def test_unwritable_out_dir_is_a_clear_error(capsys, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    assert "cannot write results" in _error(capsys, ["run", "--out", str(locked / "x"), "--methods", "magnitude"])
+    assert "cannot write results" in _error(
+        capsys, ["run", "--out", str(locked / "x"), "--methods", "magnitude"]
+    )
 
 
 def test_out_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path):
@@ -62,12 +64,24 @@ def test_out_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path):
 def test_list(capsys, what):
     assert main(["list", what]) == 0
     out = capsys.readouterr().out
-    expected = {"methods": "lamp", "datasets": "mnist5k", "models": "lenet5", "presets": "mnist5k-lenet5"}[what]
+    expected = {"methods": "lamp", "datasets": "mnist5k", "models": "lenet5", "presets": "mnist5k-lenet5"}[
+        what
+    ]
     assert expected in out
 
 
 def test_a_small_grid_runs_and_writes_the_leaderboard(capsys, tmp_path):
-    argv = ["run", "--preset", "synthetic-tiny", "--epochs", "2", "--methods", "magnitude,lamp", "--scopes", "global"]
+    argv = [
+        "run",
+        "--preset",
+        "synthetic-tiny",
+        "--epochs",
+        "2",
+        "--methods",
+        "magnitude,lamp",
+        "--scopes",
+        "global",
+    ]
     argv += ["--sparsity", "0.9", "--seeds", "2", "--out", str(tmp_path)]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -77,7 +91,9 @@ def test_a_small_grid_runs_and_writes_the_leaderboard(capsys, tmp_path):
 
 
 def test_help_is_fast_and_does_not_import_torch():
-    code = "import sys; from prunebench.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = (
+        "import sys; from prunebench.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -100,6 +116,16 @@ def test_exit_status_is_non_zero_when_a_run_failed(capsys, tmp_path, monkeypatch
 
     spec = registry.MethodSpec("broken", Broken, "at_init", ("global",), "test", "Fails while scoring.")
     monkeypatch.setitem(registry._REGISTRY, "broken", spec)
-    argv = ["run", "--preset", "synthetic-tiny", "--epochs", "2", "--methods", "broken,magnitude", "--scopes", "global"]
+    argv = [
+        "run",
+        "--preset",
+        "synthetic-tiny",
+        "--epochs",
+        "2",
+        "--methods",
+        "broken,magnitude",
+        "--scopes",
+        "global",
+    ]
     assert main([*argv, "--sparsity", "0.9", "--seeds", "1", "--out", str(tmp_path)]) == 1
     assert "1 run(s) failed" in capsys.readouterr().out

@@ -15,7 +15,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def test_the_readme_method_example_registers_and_prunes(monkeypatch, small_convnet):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    source = re.search(r"```python\n# methods/gradient_magnitude.py\n(.*?)```", README.read_text(), re.S).group(1)
+    source = re.search(
+        r"```python\n# methods/gradient_magnitude.py\n(.*?)```", README.read_text(), re.S
+    ).group(1)
     exec(compile(source, "gradient_magnitude.py", "exec"), {"__name__": "readme_example"})
     batches = [(torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,)))]
     masks = prunebench.prune(small_convnet, "gradient_magnitude", 0.9, scope="erk", data=batches)

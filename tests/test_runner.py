@@ -75,7 +75,9 @@ class _Exploding(ScoringMethod):
 
 
 def test_a_failing_method_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
-    spec = registry.MethodSpec("exploding", _Exploding, "at_init", ("global",), "test", "Raises while scoring.")
+    spec = registry.MethodSpec(
+        "exploding", _Exploding, "at_init", ("global",), "test", "Raises while scoring."
+    )
     monkeypatch.setitem(registry._REGISTRY, "exploding", spec)
     configs = _grid("exploding,magnitude", scopes="global")
     records = run_grid(configs, ResultStore(tmp_path), CPU)
@@ -109,3 +111,15 @@ def test_records_are_written_atomically(tmp_path, monkeypatch):
         run_grid(configs, store, CPU)
     files = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert files == [f"{configs[0].run_id}.json"]
+
+
+def test_worker_processes_run_the_grid_with_one_shared_pretraining(tmp_path):
+    configs = _grid("magnitude,lamp", scopes="global", sparsities=(0.9, 0.95))
+    records = run_grid(configs, ResultStore(tmp_path), CPU, jobs=2)
+    assert sorted(r["run_id"] for r in records) == sorted(c.run_id for c in configs)
+    assert {r["status"] for r in records} == {"ok"}
+    for record in records:
+        if record["method"] != "dense":
+            assert record["prunable_nonzero"] == round(record["prunable_weights"] * (1 - record["sparsity"]))
+    assert len(list((tmp_path / "cache").glob("dense-*.pt"))) == 1
+    assert run_grid(configs, ResultStore(tmp_path), CPU, jobs=2) == []
