@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 
-def cubic_keep_fraction(progress: float, final_keep: float, start: float, end: float, initial_keep: float = 1.0) -> float:
+def cubic_keep_fraction(
+    progress: float, final_keep: float, start: float, end: float, initial_keep: float = 1.0
+) -> float:
     """The cubic schedule of the kept fraction (Zhu & Gupta 2017, Eq. 1, written for the kept fraction).
 
     ``keep = final + (initial - final) * (1 - (progress - start) / (end - start))**3`` for ``start <= progress <= end``,
