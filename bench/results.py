@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from prunebench.errors import UsageError
 
@@ -21,19 +23,37 @@ FINISHED = ("ok", "diverged")
 """Statuses that count as finished (skipped on resume). Failed runs are retried."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A stream whose content appears at ``path`` whole, or not at all, when the block ends without error.
+
+    Written to a temporary file in the same directory, flushed to disk, then renamed over ``path``; the file gets
+    the usual permissions (``0o666`` less the umask), not the temporary file's private ones.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
+        os.fchmod(handle, 0o666 & ~_umask())
+        with os.fdopen(handle, mode) as stream:
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    with atomic_file(path) as stream:
+        stream.write(text)
 
 
 class ResultStore:

@@ -18,8 +18,6 @@ The final model is evaluated once, on held-out data, at the end. Nothing is sele
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -42,7 +40,7 @@ from prunebench.methods.registry import get_method
 from prunebench.models import build_model
 from prunebench.presets import Preset
 from prunebench.prunable import prunable_weights
-from prunebench.results import RECORD_VERSION, ResultStore
+from prunebench.results import RECORD_VERSION, ResultStore, atomic_file
 from prunebench.trainer import Diverged, Trainer, evaluate
 
 EpochCallback = Callable[[str, int, int, float], None]
@@ -119,11 +117,8 @@ def dense_pretrained(
         model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return model
     _fit(model, loaders.train, preset.optim, preset.pretrain_epochs, "pretrain", on_epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    torch.save(model.state_dict(), temporary)
-    os.replace(temporary, path)
+    with atomic_file(path, "wb") as stream:
+        torch.save(model.state_dict(), stream)
     return model
 
 

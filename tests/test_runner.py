@@ -123,3 +123,13 @@ def test_worker_processes_run_the_grid_with_one_shared_pretraining(tmp_path):
             assert record["prunable_nonzero"] == round(record["prunable_weights"] * (1 - record["sparsity"]))
     assert len(list((tmp_path / "cache").glob("dense-*.pt"))) == 1
     assert run_grid(configs, ResultStore(tmp_path), CPU, jobs=2) == []
+
+
+def test_records_and_the_cache_get_ordinary_file_permissions(tmp_path):
+    import os
+
+    run_grid(_grid("magnitude", scopes="global"), ResultStore(tmp_path), CPU)
+    umask = os.umask(0)
+    os.umask(umask)
+    files = [*(tmp_path / "runs").glob("*.json"), *(tmp_path / "cache").glob("*.pt")]
+    assert files and all((f.stat().st_mode & 0o777) == (0o666 & ~umask) for f in files)
