@@ -139,6 +139,8 @@ def _fit(model, loader, optim, epochs, phase, on_epoch, hooks=(), exclude=()) ->
 @dataclass
 class _Outcome:
     model: nn.Module
+    train_loss: float
+    """Mean training loss of the last epoch (of the last phase)."""
     epochs: dict[str, int]
     method_sparsity: float | None = None
     enforcement: str | None = None
@@ -172,24 +174,26 @@ def _train_run(
 
     if spec.schedule == "dense":
         model = initial_model(preset, config.seed, device, options)
-        _fit(model, loaders.train, preset.optim, preset.epochs, "train", on_epoch)
-        outcome = _Outcome(model, {"budget": preset.epochs, "dense": preset.epochs})
+        trainer = _fit(model, loaders.train, preset.optim, preset.epochs, "train", on_epoch)
+        outcome = _Outcome(model, trainer.last_loss, {"budget": preset.epochs, "dense": preset.epochs})
     elif spec.schedule == "at_init":
         model = initial_model(preset, config.seed, device, options)
         masks = masks_of(model)
         apply_masks(model, masks)
-        _fit(
-            model, loaders.train, preset.optim, preset.epochs, "train", on_epoch, [MaskEnforcer(model, masks)]
-        )
-        outcome = _Outcome(model, {"budget": preset.epochs, "sparse": preset.epochs})
+        hooks = [MaskEnforcer(model, masks)]
+        trainer = _fit(model, loaders.train, preset.optim, preset.epochs, "train", on_epoch, hooks)
+        outcome = _Outcome(model, trainer.last_loss, {"budget": preset.epochs, "sparse": preset.epochs})
     elif spec.schedule == "after_training":
         model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch, options)
         masks = masks_of(model)
         apply_masks(model, masks)
         hooks = [MaskEnforcer(model, masks)]
-        _fit(model, loaders.train, preset.finetune_optim, preset.finetune_epochs, "finetune", on_epoch, hooks)
+        trainer = _fit(
+            model, loaders.train, preset.finetune_optim, preset.finetune_epochs, "finetune", on_epoch, hooks
+        )
         outcome = _Outcome(
             model,
+            trainer.last_loss,
             {"budget": preset.epochs, "dense": preset.pretrain_epochs, "finetune": preset.finetune_epochs},
         )
     else:
@@ -233,9 +237,11 @@ def _during_training(
     apply_masks(model, final.masks)
     if finetune:
         hooks = [MaskEnforcer(model, final.masks)]
-        _fit(model, loaders.train, method.finetune_optim(preset), finetune, "finetune", on_epoch, hooks)
+        trainer = _fit(
+            model, loaders.train, method.finetune_optim(preset), finetune, "finetune", on_epoch, hooks
+        )
     epochs.update({"budget": preset.epochs, "learn": learning, "finetune": finetune})
-    return _Outcome(model, epochs, final.method_sparsity, final.enforcement, final.details)
+    return _Outcome(model, trainer.last_loss, epochs, final.method_sparsity, final.enforcement, final.details)
 
 
 def execute(
@@ -270,6 +276,7 @@ def execute(
         "method_details": outcome.details,
         "method_hparams": get_method(config.method).build().hyperparameters(),
         "epochs": outcome.epochs,
+        "train_loss": outcome.train_loss,
         "loader": loaders.kind,
         "precision": "bf16-autocast" if device.type == "cuda" else "fp32",
         "wall_time_s": time.perf_counter() - started,
