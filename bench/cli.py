@@ -7,6 +7,7 @@ User errors print one line and exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,9 +36,8 @@ def _run(args: argparse.Namespace) -> int:
     configs = expand_grid(
         preset, methods, scopes, sparsities, args.seeds, explicit_methods=args.methods.strip() != "all"
     )
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     device = resolve_device(args.device)
+    jobs = _parse_jobs(args.jobs, device)
     store = ResultStore(Path(args.out))
     store.ensure_writable()
 
@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
             compile=args.compile,
         )
         records = run_grid(
-            configs, store, device, force=args.force, reporter=reporter, options=options, jobs=args.jobs
+            configs, store, device, force=args.force, reporter=reporter, options=options, jobs=jobs
         )
     elapsed = time.perf_counter() - started
 
@@ -77,21 +77,40 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_jobs(text: str, device) -> int:
+    """``auto``: one process per core (at most 8) on the CPU, one on a GPU; else a positive integer."""
+    if text == "auto":
+        return 1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, 8))
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--jobs takes a positive integer or `auto`, got {text!r}")
+    return int(text)
+
+
+def _name_table(name: str, *columns: str):
+    """A rich table whose first column (the registered name, which users type) never wraps or truncates."""
+    from rich.table import Table
+
+    table = Table()
+    table.add_column(name, no_wrap=True)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
 def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if args.what == "methods":
         from prunebench.methods.registry import all_methods
 
-        table = Table("method", "schedule", "scopes", "paper")
+        table = _name_table("method", "schedule", "scopes", "paper")
         for spec in all_methods():
             table.add_row(spec.name, spec.schedule, ", ".join(spec.scopes) or "-", spec.paper)
     elif args.what == "datasets":
         from prunebench.datasets import all_datasets
 
-        table = Table("dataset", "classes", "input", "description")
+        table = _name_table("dataset", "classes", "input", "description")
         for data in all_datasets():
             table.add_row(
                 data.name, str(data.num_classes), "x".join(map(str, data.input_shape)), data.summary
@@ -99,17 +118,18 @@ def _list(args: argparse.Namespace) -> int:
     elif args.what == "models":
         from prunebench.models import all_models
 
-        table = Table("model", "description", "source")
+        table = _name_table("model", "description", "source")
         for model in all_models():
             table.add_row(model.name, model.summary, model.source)
     else:
         from prunebench.presets import DEFAULT_PRESET, all_presets
 
-        table = Table("preset", "dataset", "model", "budget", "description")
+        table = _name_table("preset", "dataset", "model", "budget", "description")
         for preset in all_presets():
-            name = preset.name + (" (default)" if preset.name == DEFAULT_PRESET else "")
+            name = preset.name + (" *" if preset.name == DEFAULT_PRESET else "")
             budget = f"{preset.epochs} epochs ({preset.finetune_epochs} fine-tune)"
             table.add_row(name, preset.dataset, preset.model, budget, preset.summary)
+        table.caption = "* the default preset"
     console.print(table)
     return 0
 
@@ -178,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a grid of methods x scopes x sparsities x seeds, then the leaderboard"
     )
     run.add_argument(
-        "--preset", help="dataset, model and recipe (default: mnist5k-lenet5; see `bench list presets`)"
+        "--preset", help="dataset, model and recipe (default: mnist5k-lenet300; see `bench list presets`)"
     )
     run.add_argument("--methods", default="all", help="`all` or comma-separated method names (default: all)")
     run.add_argument(
@@ -196,9 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
     run.add_argument(
         "--jobs",
-        type=int,
-        default=1,
-        help="runs in parallel worker processes (default: 1; on the CPU each gets cores/N threads)",
+        default="auto",
+        help="runs in parallel worker processes; auto: one per core (at most 8) on the CPU, 1 on a GPU (default: auto)",
     )
     run.add_argument(
         "--loader",

@@ -34,6 +34,7 @@ from prunebench.allocation import keep_budget
 from prunebench.config import RunConfig, dense_pretrain_key
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.environment import describe_device, library_versions
+from prunebench.errors import UsageError
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, ScoringMethod, TrainingContext, TrainingMethod
 from prunebench.methods.registry import get_method
@@ -284,7 +285,10 @@ def execute(
 
 
 def _record_head(config: RunConfig, device: torch.device) -> dict[str, Any]:
-    spec = get_method(config.method)
+    try:
+        schedule = get_method(config.method).schedule
+    except UsageError:  # a failure record must be writable even for a method this process does not know
+        schedule = None
     return {
         "version": RECORD_VERSION,
         "run_id": config.run_id,
@@ -293,7 +297,7 @@ def _record_head(config: RunConfig, device: torch.device) -> dict[str, Any]:
         "model": config.model,
         "preset": config.preset.name,
         "method": config.method,
-        "schedule": spec.schedule,
+        "schedule": schedule,
         "scope": config.scope,
         "sparsity": config.sparsity,
         "seed": config.seed,

@@ -34,6 +34,7 @@ def test_unknown_method_lists_the_registered_ones(capsys, tmp_path):
         (["--preset", "imagenet-huge"], "unknown preset 'imagenet-huge'"),
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--jobs", "0"], "--jobs takes a positive integer"),
         (["--methods", "lamp", "--scopes", "uniform"], "supports scopes global"),
     ],
 )
@@ -64,9 +65,12 @@ def test_out_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path):
 def test_list(capsys, what):
     assert main(["list", what]) == 0
     out = capsys.readouterr().out
-    expected = {"methods": "lamp", "datasets": "mnist5k", "models": "lenet5", "presets": "mnist5k-lenet5"}[
-        what
-    ]
+    expected = {
+        "methods": "lamp",
+        "datasets": "mnist5k",
+        "models": "lenet5",
+        "presets": "mnist5k-lenet300",
+    }[what]
     assert expected in out
 
 
