@@ -80,12 +80,12 @@ register_preset(
         name="mnist5k-lenet300",
         dataset="mnist5k",
         model="lenet300_100",
-        epochs=30,
+        epochs=20,
         batch_size=64,
         optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
-        finetune_epochs=10,
+        finetune_epochs=7,
         finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
-        summary="Default: LeNet-300-100 on the embedded 5000 MNIST digits, 30-epoch budget (CPU, seconds per run)",
+        summary="Default: LeNet-300-100 on the embedded 5000 MNIST digits, 20-epoch budget (CPU, seconds per run)",
         source="LeNet-300-100 as in Han et al. 2015 and Lee et al. 2019 (SNIP)",
     )
 )

@@ -129,14 +129,15 @@ def project_to_budget(s: torch.Tensor, k: float, iterations: int | None = None) 
         iterations = bisection_steps(s.dtype)
     lo = torch.zeros((), dtype=s.dtype, device=s.device)
     hi = s.max().clamp_min(0.0)
-    over_budget = s.clamp(0.0, 1.0).sum() > k
+    work = s.clamp(0.0, 1.0)  # one buffer for every trial: fresh allocations cost more than the arithmetic
+    over_budget = work.sum() > k
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        above = (s - mid).clamp_(0.0, 1.0).sum() > k
+        above = torch.sub(s, mid, out=work).clamp_(0.0, 1.0).sum() > k
         lo = torch.where(above, mid, lo)
         hi = torch.where(above, hi, mid)
     shift = torch.where(over_budget, hi, lo.new_zeros(()))
-    return (s - shift).clamp_(0.0, 1.0)
+    return torch.sub(s, shift, out=work).clamp_(0.0, 1.0)
 
 
 def _lexicographic_order(primary: torch.Tensor, secondary: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     preset = get_preset(args.preset)
+    torch.set_flush_denormal(True)  # as every run does (see prunebench.runner.execute)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = get_dataset(preset.dataset)
     loaders = dataset.make_loaders(LoaderRequest(batch_size=preset.batch_size, seed=0, device=device))
