@@ -57,15 +57,13 @@ def _run(args: argparse.Namespace) -> int:
         )
     elapsed = time.perf_counter() - started
 
-    from prunebench.leaderboard import write_leaderboard
-
-    markdown = write_leaderboard([store.root], store.root)
+    markdown = _write_leaderboard([store.root], store.root)
     console.print(summary_table(records, elapsed))
     from rich.markdown import Markdown
 
     console.print(Markdown(markdown))
     console.print(
-        f"Leaderboard written to {store.root / 'leaderboard.md'} and {store.root / 'leaderboard.csv'}"
+        f"Leaderboard written to {store.root}: leaderboard.md, leaderboard.csv, leaderboard_wide.csv and plots/"
     )
     console.print(f"Total wall time: {elapsed:.1f} s")
     failed = [r for r in records if r["status"] == "failed"]
@@ -134,33 +132,38 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _leaderboard(args: argparse.Namespace) -> int:
+def _write_leaderboard(*args, **kwargs) -> str:
+    """``write_leaderboard`` with each warning (a skipped record, pooled budgets) printed as one line."""
     import warnings
 
+    from prunebench.leaderboard import write_leaderboard
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return write_leaderboard(*args, **kwargs)
+        finally:
+            for warning in caught:
+                print(f"bench: warning: {warning.message}", file=sys.stderr)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markdown import Markdown
-
-    from prunebench.leaderboard import write_leaderboard
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     out = Path(args.out) if args.out else Path(args.dirs[0])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            markdown = write_leaderboard(
-                [Path(d) for d in args.dirs],
-                out,
-                formats,
-                ci=args.ci,
-                dataset=args.dataset,
-                model=args.model,
-                methods=methods,
-                density_sparsity=args.density_at,
-            )
-        finally:
-            for warning in caught:
-                print(f"bench: warning: {warning.message}", file=sys.stderr)
+    markdown = _write_leaderboard(
+        [Path(d) for d in args.dirs],
+        out,
+        formats,
+        ci=args.ci,
+        dataset=args.dataset,
+        model=args.model,
+        methods=methods,
+        density_sparsity=args.density_at,
+    )
     console = Console()
     console.print(Markdown(markdown))
     console.print(f"Leaderboard ({', '.join(formats)}) written to {out}")
