@@ -61,6 +61,16 @@ def line_styles(labels: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str
     }
 
 
+def _finish(figure, axes, stem: Path, formats: list[str]) -> list[Path]:
+    """Grid, legend outside the axes, save in every format, close the figure; return the paths written."""
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    try:
+        return _save(figure, stem, formats)
+    finally:
+        _pyplot().close(figure)
+
+
 def _save(figure, stem: Path, formats: list[str]) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -101,12 +111,7 @@ def accuracy_plot(group: pd.DataFrame, title: str, stem: Path, formats: list[str
     axes.set_xlabel("target sparsity / compression of the prunable weights 1/(1-s) (log scale)")
     axes.set_ylabel("top-1 accuracy (%), 95% interval (clipped to 0-100)")
     axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    try:
-        return _save(figure, stem, formats)
-    finally:
-        plt.close(figure)
+    return _finish(figure, axes, stem, formats)
 
 
 def layer_densities(
@@ -151,12 +156,7 @@ def density_plot(
     axes.set_xlabel("layer")
     axes.set_ylabel("density (fraction kept; log scale, linear below 0.001)")
     axes.set_title(f"{title}: per-layer density at sparsity {sparsity:g}")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    try:
-        return _save(figure, stem, formats)
-    finally:
-        plt.close(figure)
+    return _finish(figure, axes, stem, formats)
 
 
 def write_plots(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +28,10 @@ class Summary:
     high: float
 
 
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
-    """The Student-t interval of the mean; with one value, that value and no interval (``low == high``)."""
+def _summarize(
+    values: Sequence[float], bounds: Callable[[np.ndarray, float, float], tuple[float, float]]
+) -> Summary:
+    """Mean, std and ``bounds(data, mean, std)``; one value or equal values have no interval (``low == high``)."""
     data = np.asarray(values, dtype=float)
     mean = float(data.mean())
     if len(data) < 2:
@@ -37,29 +39,34 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Summa
     std = float(data.std(ddof=1))
     if std == 0:
         return Summary(mean, std, mean, mean)
-    low, high = stats.t.interval(confidence, len(data) - 1, loc=mean, scale=std / math.sqrt(len(data)))
+    low, high = bounds(data, mean, std)
     return Summary(mean, std, float(low), float(high))
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
+    """The Student-t interval of the mean; with one value, that value and no interval (``low == high``)."""
+
+    def bounds(data: np.ndarray, mean: float, std: float) -> tuple[float, float]:
+        return stats.t.interval(confidence, len(data) - 1, loc=mean, scale=std / math.sqrt(len(data)))
+
+    return _summarize(values, bounds)
 
 
 def bootstrap_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
     """The percentile bootstrap interval of the mean (``scipy.stats.bootstrap``, fixed seed, 9,999 resamples)."""
-    data = np.asarray(values, dtype=float)
-    mean = float(data.mean())
-    if len(data) < 2:
-        return Summary(mean, math.nan, mean, mean)
-    std = float(data.std(ddof=1))
-    if std == 0:
-        return Summary(mean, std, mean, mean)
-    result = stats.bootstrap(
-        (data,),
-        np.mean,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        confidence_level=confidence,
-        method="percentile",
-        random_state=np.random.default_rng(BOOTSTRAP_SEED),
-    )
-    interval = result.confidence_interval
-    return Summary(mean, std, float(interval.low), float(interval.high))
+
+    def bounds(data: np.ndarray, mean: float, std: float) -> tuple[float, float]:
+        result = stats.bootstrap(
+            (data,),
+            np.mean,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            confidence_level=confidence,
+            method="percentile",
+            random_state=np.random.default_rng(BOOTSTRAP_SEED),
+        )
+        return result.confidence_interval.low, result.confidence_interval.high
+
+    return _summarize(values, bounds)
 
 
 def interval(values: Sequence[float], kind: str = "t") -> Summary:
