@@ -1,0 +1,61 @@
+"""The method registry: declarations are checked, and other packages register through an entry point."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+
+from prunebench.errors import UsageError
+from prunebench.methods import registry
+
+OUTSIDE_METHOD = '''
+import torch
+from prunebench.methods.base import ScoringMethod
+from prunebench.methods.registry import register
+
+
+@register("outside_magnitude", schedule="at_init", scopes=("global",), paper="a method from another package")
+class OutsideMagnitude(ScoringMethod):
+    """|w| at initialization, registered from outside the repository."""
+
+    def scores(self, model, weights, data):
+        return {name: w.detach().abs() for name, w in weights.items()}
+'''
+
+
+def test_a_method_from_another_package_registers_through_its_entry_point(
+    tmp_path, monkeypatch, small_convnet
+):
+    (tmp_path / "outside_package_method.py").write_text(OUTSIDE_METHOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_LOADED", False)
+    entry = importlib.metadata.EntryPoint("outside", "outside_package_method", "prunebench.methods")
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: [entry] if group == entry.group else []
+    )
+    spec = registry.get_method("outside_magnitude")
+    assert spec.schedule == "at_init" and spec.scopes == ("global",)
+    assert "magnitude" in {
+        s.name for s in registry.all_methods()
+    }  # the package's own methods are still there
+
+
+def test_declarations_are_checked():
+    with pytest.raises(ValueError, match="schedule"):
+        registry.register("x", schedule="sometimes", scopes=(), paper="")
+    with pytest.raises(ValueError, match="scopes"):
+        registry.register("x", schedule="at_init", scopes=("everywhere",), paper="")
+
+
+def test_every_registered_method_declares_a_paper_and_a_summary():
+    for spec in registry.all_methods():
+        assert spec.paper and spec.summary, spec.name
+        if spec.schedule != "dense":
+            assert spec.scopes, spec.name
+
+
+def test_unknown_method_lists_the_registry():
+    with pytest.raises(UsageError, match="registered: .*probmask"):
+        registry.get_method("nonexistent")
