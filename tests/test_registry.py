@@ -29,6 +29,7 @@ def test_a_method_from_another_package_registers_through_its_entry_point(
 ):
     (tmp_path / "outside_package_method.py").write_text(OUTSIDE_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))
+    registry.all_methods()  # load the package's methods first, so that the copy restored afterwards is complete
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     monkeypatch.setattr(registry, "_LOADED", False)
     entry = importlib.metadata.EntryPoint("outside", "outside_package_method", "prunebench.methods")
