@@ -7,6 +7,7 @@ so the files are written once per module and few loaders are built.
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections import Counter
 
 import numpy as np
@@ -95,3 +96,40 @@ def test_ffcv_and_torch_loaders_give_the_same_batches(roots):
     again = _epoch(ffcv.train, 0)
     assert torch.equal(again[0][0], _epoch(torch_path.train, 0)[0][0])
     assert not torch.equal(again[0][0], _epoch(ffcv.train, 1)[0][0])
+
+
+def test_prepared_cifar_runs_the_resnet20_preset_end_to_end(roots, tmp_path):
+    cifar, _ = roots
+    out = tmp_path / "results"
+    command = [
+        "run",
+        "--preset",
+        "cifar10-resnet20",
+        "--epochs",
+        "2",
+        "--methods",
+        "magnitude",
+        "--scopes",
+        "global",
+    ]
+    command += [
+        "--sparsity",
+        "0.9",
+        "--seeds",
+        "1",
+        "--data-root",
+        str(cifar),
+        "--loader",
+        "ffcv",
+        "--jobs",
+        "1",
+    ]
+    assert main([*command, "--out", str(out)]) == 0
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert {(r["method"], r["loader"], r["status"]) for r in records} == {
+        ("dense", "ffcv", "ok"),
+        ("magnitude", "ffcv", "ok"),
+    }
+    pruned = next(r for r in records if r["method"] == "magnitude")
+    assert pruned["prunable_nonzero"] == round(pruned["prunable_weights"] * 0.1)
+    assert (out / "leaderboard.md").read_text().count("resnet20") >= 1
