@@ -115,10 +115,10 @@ def layer_keep_counts(shapes: dict[str, torch.Size], sparsity: float, scope: str
     return counts_from_densities(sizes, layer_densities(shapes, sparsity, scope), keep)
 
 
-def _top_mask(score: torch.Tensor, count: int) -> torch.Tensor:
+def top_mask(score: torch.Tensor, count: int) -> torch.Tensor:
     """Boolean mask of exactly ``count`` highest scores (``torch.topk``: among equal scores the choice is fixed for
     a given device and PyTorch build, so the mask is deterministic)."""
-    flat = score.reshape(-1)
+    flat = score.detach().reshape(-1)
     mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     if count > 0:
         mask[torch.topk(flat, count, sorted=False).indices] = True
@@ -137,7 +137,7 @@ def masks_from_scores(
         keep = keep_budget(total, sparsity)
         dtype = functools.reduce(torch.promote_types, (s.dtype for s in scores.values()))
         flat = torch.cat([s.detach().reshape(-1).to(dtype) for s in scores.values()])
-        keep_flat = _top_mask(flat, keep)
+        keep_flat = top_mask(flat, keep)
         masks, start = {}, 0
         for name, score in scores.items():
             masks[name] = keep_flat[start : start + score.numel()].view_as(score)
@@ -145,5 +145,5 @@ def masks_from_scores(
         return masks
     if scope in LAYERWISE_SCOPES:
         counts = layer_keep_counts({n: s.shape for n, s in scores.items()}, sparsity, scope)
-        return {name: _top_mask(score.detach(), counts[name]) for name, score in scores.items()}
+        return {name: top_mask(score.detach(), counts[name]) for name, score in scores.items()}
     raise UsageError(f"unknown scope {scope!r}; score-based scopes: global, {', '.join(LAYERWISE_SCOPES)}")

@@ -63,7 +63,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunebench.allocation import keep_budget, layer_keep_counts, masks_from_scores
+from prunebench.allocation import masks_from_scores, top_mask
 from prunebench.methods.base import (
     FinalMasks,
     Masks,
@@ -114,28 +114,6 @@ class ScoredMask(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return StraightThroughMask.apply(weight, self.scores, self.mask)
-
-
-def _top(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """Boolean mask of the ``count`` highest entries of ``scores`` (``torch.topk``: ties broken arbitrarily)."""
-    flat = scores.detach().reshape(-1)
-    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    mask[torch.topk(flat, count, sorted=False).indices] = True
-    return mask.view_as(scores)
-
-
-def top_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> Masks:
-    """``TopK(S)`` at exactly ``sparsity``: per layer (``uniform``) or over all layers (``global``).
-
-    The counts are those of ``prunebench.allocation`` (``layer_keep_counts``, ``keep_budget``); the selection uses
-    ``torch.topk``, several times faster than the full sort of ``masks_from_scores`` for a mask made every step.
-    """
-    if scope == "global":
-        flat = torch.cat([s.detach().reshape(-1) for s in scores.values()])
-        kept = _top(flat, keep_budget(flat.numel(), sparsity)).split([s.numel() for s in scores.values()])
-        return {name: k.view_as(s) for (name, s), k in zip(scores.items(), kept, strict=True)}
-    counts = layer_keep_counts({name: s.shape for name, s in scores.items()}, sparsity, scope)
-    return {name: _top(s, counts[name]) for name, s in scores.items()}
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -236,10 +214,10 @@ class HardMovementSession(MovementSession):
                 for parametrization in self.masks.values():
                     parametrization.mask.fill_(1.0)
             return
-        self._write(top_masks(self.scores, 1.0 - keep, self.scope))
+        self._write(masks_from_scores(self.scores, 1.0 - keep, self.scope))
 
     def finish(self, trainer: Trainer) -> FinalMasks:
-        masks = top_masks(self.scores, self.sparsity, self.scope)
+        masks = masks_from_scores(self.scores, self.sparsity, self.scope)
         self._detach(masks)
         return FinalMasks(masks=masks, method_sparsity=self.sparsity)
 
@@ -283,14 +261,14 @@ class SoftMovementSession(MovementSession):
         kept = torch.stack([mask.sum() for mask in masks.values()]).tolist()
         for (name, scores), count in zip(self.scores.items(), kept, strict=True):
             if count < self.floors[name]:
-                masks[name] = _top(scores, self.floors[name])
+                masks[name] = top_mask(scores, self.floors[name])
         return masks
 
     @torch.no_grad()
     def exact_masks(self) -> Masks:
         """Exactly the target: each layer's floor, then the highest remaining scores over all layers."""
         ranked = {
-            name: scores.masked_fill(_top(scores, self.floors[name]), math.inf)
+            name: scores.masked_fill(top_mask(scores, self.floors[name]), math.inf)
             for name, scores in self.scores.items()
         }
         return masks_from_scores(ranked, self.sparsity, "global")
