@@ -79,6 +79,13 @@ def initial_model(
     return model
 
 
+def run_prunable(config: RunConfig, model: nn.Module) -> dict[str, nn.Parameter]:
+    """The run's prunable set: every Conv/Linear weight, less the first/last layer if the config keeps it dense."""
+    return prunable_weights(
+        model, keep_first_dense=config.keep_first_dense, keep_last_dense=config.keep_last_dense
+    )
+
+
 def make_loaders(
     preset: Preset, seed: int, device: torch.device, options: RunOptions | None = None
 ) -> DataLoaders:
@@ -162,16 +169,13 @@ def _train_run(
     method = spec.build()
     scoring_data = ScoringData(loaders.train, dataset.num_classes)
 
-    def prunable(model: nn.Module) -> dict[str, torch.Tensor]:
-        return prunable_weights(
-            model, keep_first_dense=config.keep_first_dense, keep_last_dense=config.keep_last_dense
-        )
-
     def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:
         assert isinstance(method, ScoringMethod)
         scratch = copy.deepcopy(model)
         torch.manual_seed(config.seed + 1)
-        return method.masks(scratch, prunable(scratch), config.sparsity, config.scope, scoring_data)
+        return method.masks(
+            scratch, run_prunable(config, scratch), config.sparsity, config.scope, scoring_data
+        )
 
     if spec.schedule == "dense":
         model = initial_model(preset, config.seed, device, options)
@@ -199,13 +203,13 @@ def _train_run(
         )
     else:
         outcome = _during_training(
-            config, method, device, loaders, scoring_data, cache_dir, on_epoch, prunable, options
+            config, method, device, loaders, scoring_data, cache_dir, on_epoch, options
         )
     return outcome, loaders, dataset
 
 
 def _during_training(
-    config, method, device, loaders, scoring_data, cache_dir, on_epoch, prunable, options=None
+    config, method, device, loaders, scoring_data, cache_dir, on_epoch, options=None
 ) -> _Outcome:
     assert isinstance(method, TrainingMethod)
     preset = config.preset
@@ -230,7 +234,7 @@ def _during_training(
         train_data=scoring_data,
     )
     torch.manual_seed(config.seed + 1)
-    session = method.attach(model, prunable(model), config.sparsity, config.scope, context)
+    session = method.attach(model, run_prunable(config, model), config.sparsity, config.scope, context)
     trainer = _fit(
         model, loaders.train, optim, learning, "learn", on_epoch, [session], session.method_parameters()
     )
@@ -262,9 +266,7 @@ def execute(
     started = time.perf_counter()
     outcome, loaders, dataset = _train_run(config, device, cache_dir, on_epoch, options)
     metrics = evaluate(outcome.model, loaders.test)
-    weights = prunable_weights(
-        outcome.model, keep_first_dense=config.keep_first_dense, keep_last_dense=config.keep_last_dense
-    )
+    weights = run_prunable(config, outcome.model)
     accounting = account(outcome.model, dataset.input_shape, weights)
     if config.method != "dense":
         keep = keep_budget(accounting["prunable_weights"], config.sparsity)
