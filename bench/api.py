@@ -47,7 +47,7 @@ def prune(
         raise UsageError(f"{method} supports scopes {', '.join(spec.scopes)}; got {scope!r}")
     if not 0.0 < sparsity < 1.0:
         raise UsageError(f"sparsity must lie in (0, 1), got {sparsity}")
-    instance = spec.build(**hparams)
+    instance = spec.build(spec.resolve(hparams))
     assert isinstance(instance, ScoringMethod)
     scratch = copy.deepcopy(model)
     scoring_data = ScoringData(data) if data is not None else None

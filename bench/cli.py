@@ -16,44 +16,72 @@ from prunebench import __version__
 from prunebench.errors import UsageError
 
 
+def _experiment(args: argparse.Namespace):
+    """The experiment of ``--config`` (if given) with the flags given beside it applied over it."""
+    from prunebench.experiment import Experiment, Text
+    from prunebench.grid import parse_setting, parse_sparsities
+
+    experiment = Experiment.from_toml(Path(args.config)) if args.config else Experiment()
+    for key in (
+        "preset",
+        "dataset",
+        "model",
+        "methods",
+        "scopes",
+        "seeds",
+        "keep_first_dense",
+        "keep_last_dense",
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(experiment, key, value)
+    if args.sparsity is not None:
+        experiment.sparsity = parse_sparsities(args.sparsity)
+    if args.epochs is not None:
+        experiment.set("recipe", "epochs", [args.epochs])
+    for text in args.set or []:
+        owner, name, values = parse_setting(text)
+        experiment.set(owner, name, [Text(v) for v in values])
+    execution = experiment.execution
+    for key in ("out", "device", "jobs", "loader", "data_root"):
+        if getattr(args, key) is not None:
+            setattr(execution, key, getattr(args, key))
+    execution.compile = execution.compile or args.compile
+    execution.force = execution.force or args.force
+    return experiment
+
+
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunebench.environment import resolve_device
-    from prunebench.grid import expand_grid, parse_methods, parse_scopes, parse_sparsities
-    from prunebench.presets import DEFAULT_PRESET, get_preset
     from prunebench.progress import RichGridReporter, summary_table
     from prunebench.results import ResultStore
     from prunebench.runner import RunOptions, run_grid
 
     console = Console()
-    sparsities = parse_sparsities(args.sparsity)
-    preset = get_preset(args.preset or DEFAULT_PRESET)
-    if args.epochs is not None:
-        preset = preset.with_epochs(args.epochs)
-    methods = parse_methods(args.methods)
-    scopes = parse_scopes(args.scopes)
-    configs = expand_grid(
-        preset, methods, scopes, sparsities, args.seeds, explicit_methods=args.methods.strip() != "all"
-    )
-    device = resolve_device(args.device)
-    jobs = _parse_jobs(args.jobs, device)
-    store = ResultStore(Path(args.out))
+    experiment = _experiment(args)
+    configs = experiment.configs()
+    execution = experiment.execution
+    device = resolve_device(execution.device)
+    jobs = _parse_jobs(execution.jobs, device)
+    store = ResultStore(Path(execution.out))
     store.ensure_writable()
 
+    first = configs[0]
     console.print(
-        f"[bold]prunebench[/] preset [cyan]{preset.name}[/] ({preset.dataset} / {preset.model}, "
-        f"{preset.epochs}-epoch budget), {len(configs)} runs on {device}, results in {store.root}"
+        f"[bold]prunebench[/] {first.dataset} / {first.model} (preset [cyan]{first.preset}[/], "
+        f"{first.recipe.epochs}-epoch budget), {len(configs)} runs on {device}, results in {store.root}"
     )
     started = time.perf_counter()
     with RichGridReporter(console) as reporter:
         options = RunOptions(
-            loader=args.loader,
-            data_root=Path(args.data_root) if args.data_root else None,
-            compile=args.compile,
+            loader=execution.loader,
+            data_root=Path(execution.data_root) if execution.data_root else None,
+            compile=execution.compile,
         )
         records = run_grid(
-            configs, store, device, force=args.force, reporter=reporter, options=options, jobs=jobs
+            configs, store, device, force=execution.force, reporter=reporter, options=options, jobs=jobs
         )
     elapsed = time.perf_counter() - started
 
@@ -77,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _parse_jobs(text: str, device) -> int:
     """``auto``: one process per core (at most 8) on the CPU, one on a GPU; else a positive integer."""
+    text = str(text)
     if text == "auto":
         return 1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, 8))
     if not text.isdigit() or int(text) < 1:
@@ -102,6 +131,9 @@ def _list(args: argparse.Namespace) -> int:
     if args.what == "methods":
         from prunebench.methods.registry import all_methods
 
+        if args.details is not None:
+            _method_details(console, args.details)
+            return 0
         table = _name_table("method", "schedule", "scopes", "paper")
         for spec in all_methods():
             table.add_row(spec.name, spec.schedule, ", ".join(spec.scopes) or "-", spec.paper)
@@ -125,11 +157,36 @@ def _list(args: argparse.Namespace) -> int:
         table = _name_table("preset", "dataset", "model", "budget", "description")
         for preset in all_presets():
             name = preset.name + (" *" if preset.name == DEFAULT_PRESET else "")
-            budget = f"{preset.epochs} epochs ({preset.finetune_epochs} fine-tune)"
+            budget = f"{preset.recipe.epochs} epochs ({preset.recipe.finetune_epochs} fine-tune)"
             table.add_row(name, preset.dataset, preset.model, budget, preset.summary)
         table.caption = "* the default preset"
     console.print(table)
     return 0
+
+
+def _method_details(console, name: str) -> None:
+    """Each hyperparameter of ``name`` (``all``: of every method) with its type, default and meaning."""
+    from prunebench.hparams import format_value
+    from prunebench.methods.registry import all_methods, combinations, get_method
+
+    specs = all_methods() if name == "all" else [get_method(name)]
+    for spec in specs:
+        others = [s for s in combinations() if s.criterion == spec.criterion and s.key != spec.key]
+        console.print(f"[bold]{spec.name}[/]: {spec.summary}")
+        console.print(f"  {spec.paper}")
+        console.print(
+            f"  criterion {spec.criterion} (version {spec.version}), schedule {spec.schedule}, "
+            f"scopes {', '.join(spec.scopes) or '-'}"
+        )
+        if others:
+            console.print("  also runs as: " + ", ".join(s.name for s in others))
+        table = _name_table("hyperparameter", "type", "default", "meaning")
+        for hparam in spec.hparams.values():
+            table.add_row(hparam.name, hparam.type_name, format_value(hparam.default), hparam.help or "-")
+        if spec.hparams:
+            console.print(table)
+        else:
+            console.print("  no hyperparameters")
 
 
 def _write_leaderboard(*args, **kwargs) -> str:
@@ -201,31 +258,57 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a grid of methods x scopes x sparsities x seeds, then the leaderboard"
     )
     run.add_argument(
-        "--preset", help="dataset, model and recipe (default: mnist5k-lenet300; see `bench list presets`)"
+        "--config", metavar="FILE", help="an experiment file (TOML); flags given beside it override it"
     )
-    run.add_argument("--methods", default="all", help="`all` or comma-separated method names (default: all)")
+    run.add_argument(
+        "--preset",
+        help="dataset, model and recipe to start from (default: mnist5k-lenet300; `bench list presets`)",
+    )
+    run.add_argument(
+        "--dataset",
+        help="replace the preset's dataset: a registered name, imagefolder:PATH[:SIZE] or package.module:factory",
+    )
+    run.add_argument(
+        "--model",
+        help="replace the preset's model: a registered name, torchvision:NAME or package.module:factory",
+    )
+    run.add_argument("--methods", help="`all` or comma-separated method names (default: all)")
     run.add_argument(
         "--scopes",
-        default="all",
-        help="`all` or comma-separated scopes: global,uniform,uniform_plus,erk,learned",
+        help="`all` or comma-separated scopes: global,uniform,uniform_plus,erk,learned (default: all)",
     )
     run.add_argument(
-        "--sparsity", default="0.9,0.95,0.99", help="comma-separated target sparsities in (0, 1)"
+        "--sparsity", help="comma-separated target sparsities in (0, 1) (default: 0.9,0.95,0.99)"
     )
-    run.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default: 3)")
+    run.add_argument("--seeds", help="N (seeds 0..N-1), a range A-B, or a list such as 0,2,5 (default: 3)")
     run.add_argument("--epochs", type=int, help="weight-update budget in epochs (default: the preset's)")
-    run.add_argument("--out", default="results", help="results directory (default: results/)")
-    run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a method's hyperparameter (probmask.samples=4) or a recipe field (recipe.optim.lr=0.1); "
+        "a comma list sweeps (gmp.end=0.5,0.8); repeatable",
+    )
+    run.add_argument(
+        "--keep-first-dense",
+        action=argparse.BooleanOptionalAction,
+        help="leave the first prunable layer out of the prunable set, for every method",
+    )
+    run.add_argument(
+        "--keep-last-dense",
+        action=argparse.BooleanOptionalAction,
+        help="leave the last prunable layer out of the prunable set, for every method",
+    )
+    run.add_argument("--out", help="results directory (default: results/)")
+    run.add_argument("--device", help="auto, cpu or cuda (default: auto)")
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
     run.add_argument(
         "--jobs",
-        default="auto",
         help="runs in parallel worker processes; auto: one per core (at most 8) on the CPU, 1 on a GPU (default: auto)",
     )
     run.add_argument(
         "--loader",
         choices=["auto", "ffcv", "torch"],
-        default="auto",
         help="data loader for on-disk datasets: auto (FFCV when its files exist and it is installed), ffcv, torch",
     )
     run.add_argument(
@@ -261,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list registered methods, datasets, models or presets")
     listing.add_argument("what", choices=["methods", "datasets", "models", "presets"])
+    listing.add_argument(
+        "--details",
+        nargs="?",
+        const="all",
+        metavar="METHOD",
+        help="methods: each hyperparameter with its type, default and meaning (of METHOD, or of every method)",
+    )
     listing.set_defaults(handler=_list)
 
     board = commands.add_parser("leaderboard", help="aggregate results directories into the leaderboard")
@@ -287,10 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings meant for the user (a plugin that failed to import, a skipped record) as one line each."""
+    print(f"bench: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return args.handler(args)
     except UsageError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2

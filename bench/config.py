@@ -1,67 +1,179 @@
-"""One run's full configuration, its stable id, and the grid a command line expands to."""
+"""One run's configuration and its identity.
+
+A run is a pure function of its :class:`RunConfig`. Its id is the hash of everything that changes its result and of
+nothing else (:meth:`RunConfig.identity`):
+
+* the dataset and the data's own version, the model and its version;
+* the full training recipe (:class:`~prunebench.recipe.Recipe`);
+* the method as criterion and schedule, all its hyperparameters resolved against the current defaults (so a
+  changed default changes the id), and the algorithm versions of the method and of its schedule;
+* :data:`HARNESS_VERSION`, the version of the training semantics every method shares;
+* the scope, the target sparsity, the seed and the prunable-set options.
+
+Descriptive text (preset names, summaries, sources) and how a run executes (device, loader, worker count) are not
+part of it. The same run asked for by an alias (``gmp``) or by criterion and schedule (``magnitude@gradual``) has one id.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from prunebench.presets import Preset
+from prunebench.recipe import Recipe
+
+if TYPE_CHECKING:
+    from prunebench.methods.registry import MethodSpec
+    from prunebench.presets import Preset
+
+HARNESS_VERSION = 1
+"""The version of the shared training semantics (training loop, optimizer, evaluation, data order, accounting of
+sparsity). Bump it whenever a change to the harness changes what runs compute: every run id changes with it."""
+
+
+def stable_hash(data: Any) -> str:
+    """16 hex digits of the SHA-256 of ``data``'s canonical JSON (sorted keys): equal data, equal hash, anywhere."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PrunableOptions:
+    """Options of the prunable set; they apply to every method alike and enter the run id."""
+
+    keep_first_dense: bool = False
+    keep_last_dense: bool = False
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a run depends on; a run is a pure function of it."""
+    """Everything a run depends on.
 
-    preset: Preset
+    ``method`` is a registered method name (an alias, a criterion's name or ``criterion@schedule``); ``settings``
+    are the hyperparameters set explicitly (the others take the method's current defaults). ``preset`` only says
+    where the dataset, model and recipe came from.
+    """
+
+    dataset: str
+    model: str
+    recipe: Recipe
     method: str
     scope: str
     sparsity: float
     seed: int
-    keep_first_dense: bool = False
-    keep_last_dense: bool = False
+    settings: tuple[tuple[str, Any], ...] = ()
+    prunable: PrunableOptions = field(default_factory=PrunableOptions)
+    preset: str = ""
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: Preset | str,
+        method: str,
+        scope: str,
+        sparsity: float,
+        seed: int,
+        *,
+        epochs: int | None = None,
+        settings: Mapping[str, Any] | None = None,
+        prunable: PrunableOptions | None = None,
+    ) -> RunConfig:
+        """The run of ``method`` on a preset's dataset, model and recipe (at ``epochs`` when given)."""
+        from prunebench.presets import get_preset
+
+        preset = get_preset(preset) if isinstance(preset, str) else preset
+        recipe = preset.recipe if epochs is None else preset.recipe.with_epochs(epochs)
+        return cls(
+            dataset=preset.dataset,
+            model=preset.model,
+            recipe=recipe,
+            method=method,
+            scope=scope,
+            sparsity=sparsity,
+            seed=seed,
+            settings=settings_tuple(settings or {}),
+            prunable=prunable or PrunableOptions(),
+            preset=preset.name,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for worker processes) with its computed identity but without the method's class: a worker
+        looks the method up in its own registry."""
+        return {k: v for k, v in self.__dict__.items() if k != "spec"}
+
+    @functools.cached_property
+    def spec(self) -> MethodSpec:
+        from prunebench.methods.registry import get_method
+
+        return get_method(self.method)
+
+    @functools.cached_property
+    def hparams(self) -> dict[str, Any]:
+        """Every hyperparameter of the method and its schedule: the settings over the current defaults."""
+        return self.spec.resolve(dict(self.settings))
 
     @property
-    def dataset(self) -> str:
-        return self.preset.dataset
+    def variant(self) -> str:
+        """The hyperparameters that differ from the defaults, e.g. ``samples=4`` ('' for the defaults)."""
+        return self.spec.variant(self.hparams)
 
-    @property
-    def model(self) -> str:
-        return self.preset.model
+    @functools.cached_property
+    def identity(self) -> dict[str, Any]:
+        """What the run id hashes (see the module docstring)."""
+        from prunebench.datasets import get_dataset
+        from prunebench.models import get_model
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["dataset"] = self.dataset
-        data["model"] = self.model
-        return data
+        spec = self.spec
+        return {
+            "dataset": {"name": self.dataset, "version": get_dataset(self.dataset).version},
+            "model": {"name": self.model, "version": get_model(self.model).version},
+            "recipe": self.recipe.to_dict(),
+            "method": {
+                "criterion": spec.criterion,
+                "schedule": spec.schedule,
+                "hparams": self.hparams,
+                "versions": spec.versions,
+            },
+            "harness_version": HARNESS_VERSION,
+            "scope": self.scope,
+            "sparsity": self.sparsity,
+            "seed": self.seed,
+            "prunable": asdict(self.prunable),
+        }
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
-        """A stable id derived from the full configuration (same config, same id, on any machine)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """A stable id derived from :attr:`identity` (same configuration, same id, on any machine)."""
+        return stable_hash(self.identity)
 
     @property
     def label(self) -> str:
+        """A short description for progress displays."""
         if self.method == "dense":
             return f"dense seed={self.seed}"
-        return f"{self.method}/{self.scope} s={self.sparsity:g} seed={self.seed}"
+        variant = f"[{self.variant}]" if self.variant else ""
+        return f"{self.spec.name}{variant}/{self.scope} s={self.sparsity:g} seed={self.seed}"
 
 
-def dense_pretrain_key(preset: Preset, seed: int) -> str:
-    """Key of the shared dense pre-training for after-training methods: (dataset, model, seed, recipe, budget)."""
-    blob = json.dumps(
+def dense_pretrain_key(config: RunConfig) -> str:
+    """Key of the dense pre-training shared by the after-training runs of ``config``'s data, model, seed and recipe."""
+    identity = config.identity
+    return stable_hash(
         {
-            "dataset": preset.dataset,
-            "model": preset.model,
-            "seed": seed,
-            "epochs": preset.pretrain_epochs,
-            "batch_size": preset.batch_size,
-            "optim": preset.optim.to_dict(),
-            "extra": preset.extra,
-        },
-        sort_keys=True,
-        default=str,
+            "dataset": identity["dataset"],
+            "model": identity["model"],
+            "seed": config.seed,
+            "epochs": config.recipe.pretrain_epochs,
+            "batch_size": config.recipe.batch_size,
+            "optim": config.recipe.optim.to_dict(),
+            "harness_version": HARNESS_VERSION,
+        }
     )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def settings_tuple(settings: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Hyperparameter settings as a hashable, ordered tuple (for :attr:`RunConfig.settings`)."""
+    return tuple(sorted(settings.items()))

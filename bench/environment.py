@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import platform
+import subprocess
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import torch
 
@@ -29,11 +32,35 @@ def describe_device(device: torch.device) -> str:
     return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
 
 
+@functools.cache
 def library_versions() -> dict[str, str]:
+    """Python's and the libraries' versions, and ``prunebench_commit`` when prunebench runs from a git checkout."""
     versions = {"python": platform.python_version()}
     for package in ("prunebench", "torch", "torchvision", "numpy"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = "unknown"
+    commit = source_commit()
+    if commit is not None:
+        versions["prunebench_commit"] = commit
     return versions
+
+
+def source_commit() -> str | None:
+    """The git commit of the checkout prunebench is imported from (``+dirty`` when tracked files changed), if any."""
+    source = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit or git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return None  # not a checkout, or an installed copy that merely lies inside one
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")

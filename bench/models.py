@@ -1,4 +1,9 @@
-"""The model registry. A model is built from the dataset's input shape and class count.
+"""The model registry, and models given by reference. A model is built from the dataset's input shape and class count.
+
+``--model`` takes a registered name (``bench list models``), ``torchvision:NAME`` (a torchvision classification
+model with random weights, no download) or ``package.module:factory`` (the user's own code, called as
+``factory(input_shape, num_classes)``). Models from other packages register through the ``prunebench.models``
+entry-point group.
 
 Every model of the registry initializes its Conv and Linear weights with Kaiming-normal (fan-in, ReLU gain), biases at
 zero and normalization at identity, as the official code of SNIP (variance scaling), GraSP, SynFlow and OpenLTH do.
@@ -8,33 +13,44 @@ initialization of signal: random pruning of LeNet-5 at 90% then never leaves cha
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
-from prunebench.errors import unknown
+from prunebench.errors import UsageError
+from prunebench.references import load_reference, reference_version
+from prunebench.registry import Registry
 
 ModelBuilder = Callable[[tuple[int, ...], int], nn.Module]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A model: how to build it, what it is, and its version (part of a run's id; bump it when the model changes)."""
+
     name: str
     build: ModelBuilder
     summary: str
     source: str
+    version: str = "1"
 
 
-_MODELS: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry(
+    "model", "prunebench.models", lambda: importlib.import_module("prunebench.cifar_models")
+)
+TORCHVISION = "torchvision:"
 
 
-def register_model(name: str, *, summary: str, source: str) -> Callable[[ModelBuilder], ModelBuilder]:
+def register_model(
+    name: str, *, summary: str, source: str, version: str = "1"
+) -> Callable[[ModelBuilder], ModelBuilder]:
     """Register ``build(input_shape, num_classes) -> nn.Module`` under ``name``."""
 
     def decorate(build: ModelBuilder) -> ModelBuilder:
-        _MODELS[name] = ModelSpec(name, build, summary, source)
+        MODELS.add(name, ModelSpec(name, build, summary, source, version))
         return build
 
     return decorate
@@ -54,13 +70,68 @@ def kaiming_init(model: nn.Module) -> nn.Module:
 
 
 def get_model(name: str) -> ModelSpec:
-    if name not in _MODELS:
-        raise unknown("model", name, list(_MODELS))
-    return _MODELS[name]
+    """The model ``name``: registered, ``torchvision:NAME`` or ``package.module:factory``."""
+    if name.startswith(TORCHVISION):
+        return _torchvision_model(name[len(TORCHVISION) :])
+    if ":" in name:
+        factory = load_reference(name, "model")
+        return ModelSpec(name, factory, f"{name} (user code)", name, reference_version(factory))
+    return MODELS.get(name)
 
 
 def all_models() -> list[ModelSpec]:
-    return [_MODELS[name] for name in sorted(_MODELS)]
+    return MODELS.entries()
+
+
+def _torchvision_model(name: str) -> ModelSpec:
+    """A torchvision classification model with random weights, adapted to the data's channels."""
+    import torchvision
+    from torchvision import models
+
+    known = models.list_models(module=models)
+    if name not in known:
+        raise UsageError(
+            f"unknown torchvision model {name!r}; torchvision {torchvision.__version__} has: {', '.join(known)}"
+        )
+
+    def build(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return adapt_input_channels(
+            models.get_model(name, weights=None, num_classes=num_classes), input_shape[0]
+        )
+
+    return ModelSpec(
+        f"{TORCHVISION}{name}",
+        build,
+        f"torchvision {name}, random weights (torchvision's own initialization)",
+        f"torchvision.models.get_model({name!r}, weights=None)",
+        f"torchvision-{torchvision.__version__.split('+')[0]}",
+    )
+
+
+def adapt_input_channels(model: nn.Module, channels: int) -> nn.Module:
+    """``model`` with its first convolution rebuilt for ``channels`` input channels when it expects others.
+
+    torchvision's image models expect RGB; on one-channel data (the embedded MNIST) the first convolution gets the
+    data's channel count and a fresh initialization of the same kind (PyTorch's default for ``Conv2d``).
+    """
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            if module.in_channels != channels:
+                replacement = nn.Conv2d(
+                    channels,
+                    module.out_channels,
+                    module.kernel_size,
+                    module.stride,
+                    module.padding,
+                    module.dilation,
+                    module.groups,
+                    module.bias is not None,
+                    module.padding_mode,
+                )
+                parent, _, attribute = module_name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, attribute, replacement)
+            break
+    return model
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -112,6 +183,3 @@ def lenet5(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
             nn.Linear(84, num_classes),
         )
     )
-
-
-from prunebench import cifar_models as _cifar_models  # noqa: E402, F401  (registers the CIFAR and ImageNet models)

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from prunebench.config import RunConfig, dense_pretrain_key
-from prunebench.presets import Preset
 from prunebench.results import ResultStore
 from prunebench.runner import (
     GridReporter,
@@ -34,12 +33,8 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _pretrain(
-    preset: Preset, seed: int, device: torch.device, cache_dir: Path, options: RunOptions | None
-) -> None:
-    dense_pretrained(
-        preset, seed, device, make_loaders(preset, seed, device, options), cache_dir, None, options
-    )
+def _pretrain(config: RunConfig, device: torch.device, cache_dir: Path, options: RunOptions | None) -> None:
+    dense_pretrained(config, device, make_loaders(config, device, options), cache_dir, None, options)
 
 
 def run_in_workers(
@@ -54,16 +49,12 @@ def run_in_workers(
     """Run ``todo`` in ``jobs`` processes; save and return the records as they finish."""
     threads = max(1, (os.cpu_count() or 1) // jobs) if device.type == "cpu" else torch.get_num_threads()
     cache_dir = store.root / "cache"
-    shared = {
-        dense_pretrain_key(c.preset, c.seed): (c.preset, c.seed) for c in todo if needs_dense_pretraining(c)
-    }
+    shared = {dense_pretrain_key(c): c for c in todo if needs_dense_pretraining(c)}
     records = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
         try:
-            pretraining = [
-                pool.submit(_pretrain, p, s, device, cache_dir, options) for p, s in shared.values()
-            ]
+            pretraining = [pool.submit(_pretrain, c, device, cache_dir, options) for c in shared.values()]
             wait(
                 pretraining, return_when=FIRST_EXCEPTION
             )  # a failed pre-training fails its runs, recorded below

@@ -1,64 +1,46 @@
-"""Presets: a dataset, a model and the training recipe that every method in a grid shares.
+"""Presets: a named dataset, model and training recipe (:class:`~prunebench.recipe.Recipe`) for a grid.
 
-``epochs`` is the budget: the number of weight-update epochs every method gets. After-training methods spend
-``epochs - finetune_epochs`` on the shared dense pre-training and ``finetune_epochs`` fine-tuning the pruned model.
+A preset is a starting point, not part of a run's identity: a run is identified by the dataset, model and recipe it
+resolves to, so two presets that resolve to the same ones share runs, and editing a preset's description re-runs
+nothing. Presets from other packages register through the ``prunebench.presets`` entry-point group.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass
 
-from prunebench.errors import UsageError, unknown
-from prunebench.trainer import OptimConfig
+from prunebench.recipe import OptimConfig, Recipe
+from prunebench.registry import Registry
 
 
 @dataclass(frozen=True)
 class Preset:
+    """A dataset, a model and the recipe every method of a grid shares; ``summary`` and ``source`` describe it."""
+
     name: str
     dataset: str
     model: str
-    epochs: int
-    batch_size: int
-    optim: OptimConfig
-    finetune_epochs: int
-    finetune_optim: OptimConfig
+    recipe: Recipe
     summary: str
     source: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def pretrain_epochs(self) -> int:
-        return self.epochs - self.finetune_epochs
-
-    def with_epochs(self, epochs: int) -> Preset:
-        """The same recipe at another budget, keeping the fine-tuning share (at least one epoch each side)."""
-        if epochs < 2:
-            raise UsageError(f"--epochs must be at least 2 (pre-training and fine-tuning), got {epochs}")
-        finetune = min(max(1, round(epochs * self.finetune_epochs / self.epochs)), epochs - 1)
-        return replace(self, epochs=epochs, finetune_epochs=finetune)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
-_PRESETS: dict[str, Preset] = {}
+PRESETS: Registry[Preset] = Registry("preset", "prunebench.presets")
 DEFAULT_PRESET = "mnist5k-lenet300"
 
 
 def register_preset(preset: Preset) -> Preset:
-    _PRESETS[preset.name] = preset
-    return preset
+    """Register ``preset`` under its name."""
+    return PRESETS.add(preset.name, preset)
 
 
 def get_preset(name: str) -> Preset:
-    if name not in _PRESETS:
-        raise unknown("preset", name, list(_PRESETS))
-    return _PRESETS[name]
+    """The preset ``name``; a usage error listing the registered ones otherwise."""
+    return PRESETS.get(name)
 
 
 def all_presets() -> list[Preset]:
-    return [_PRESETS[name] for name in sorted(_PRESETS)]
+    return PRESETS.entries()
 
 
 register_preset(
@@ -66,11 +48,13 @@ register_preset(
         name="mnist5k-lenet5",
         dataset="mnist5k",
         model="lenet5",
-        epochs=9,
-        batch_size=64,
-        optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
-        finetune_epochs=3,
-        finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        recipe=Recipe(
+            epochs=9,
+            batch_size=64,
+            optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+            finetune_epochs=3,
+            finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        ),
         summary="LeNet-5 on the embedded MNIST digits, 9-epoch budget (short: sensitive to the seed at high sparsity)",
         source="LeNet-5 as in Lee et al. 2019 (SNIP); SGD recipe scaled down to the small embedded set",
     )
@@ -80,11 +64,13 @@ register_preset(
         name="mnist5k-lenet300",
         dataset="mnist5k",
         model="lenet300_100",
-        epochs=20,
-        batch_size=64,
-        optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
-        finetune_epochs=7,
-        finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        recipe=Recipe(
+            epochs=20,
+            batch_size=64,
+            optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+            finetune_epochs=7,
+            finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        ),
         summary="Default: LeNet-300-100 on the embedded 5000 MNIST digits, 20-epoch budget (CPU, seconds per run)",
         source="LeNet-300-100 as in Han et al. 2015 and Lee et al. 2019 (SNIP)",
     )
@@ -94,11 +80,13 @@ register_preset(
         name="synthetic-tiny",
         dataset="synthetic",
         model="lenet5",
-        epochs=4,
-        batch_size=64,
-        optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
-        finetune_epochs=1,
-        finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        recipe=Recipe(
+            epochs=4,
+            batch_size=64,
+            optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+            finetune_epochs=1,
+            finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        ),
         summary="A tiny generated problem for tests and smoke runs (seconds for a whole grid)",
         source="generated",
     )
@@ -114,11 +102,15 @@ register_preset(
         name="cifar10-resnet20",
         dataset="cifar10",
         model="resnet20",
-        epochs=160,
-        batch_size=128,
-        optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)),
-        finetune_epochs=40,
-        finetune_optim=_CIFAR_FINETUNE,
+        recipe=Recipe(
+            epochs=160,
+            batch_size=128,
+            optim=OptimConfig(
+                lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)
+            ),
+            finetune_epochs=40,
+            finetune_optim=_CIFAR_FINETUNE,
+        ),
         summary="ResNet-20 on CIFAR-10, OpenLTH recipe: SGD 0.1, 160 epochs, x0.1 at 80/120, batch 128, wd 1e-4",
         source="facebookresearch/open_lth cifar_resnet_20 defaults; Frankle et al. 2021 (Missing the Mark)",
     )
@@ -128,11 +120,15 @@ register_preset(
         name="cifar10-resnet32",
         dataset="cifar10",
         model="resnet32x2",
-        epochs=160,
-        batch_size=128,
-        optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)),
-        finetune_epochs=40,
-        finetune_optim=_CIFAR_FINETUNE,
+        recipe=Recipe(
+            epochs=160,
+            batch_size=128,
+            optim=OptimConfig(
+                lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)
+            ),
+            finetune_epochs=40,
+            finetune_optim=_CIFAR_FINETUNE,
+        ),
         summary="ResNet-32 (2x width) on CIFAR-10, GraSP recipe: SGD 0.1, 160 epochs, x0.1 at 80/120, batch 128, wd 1e-4",
         source="Wang et al. 2020 (GraSP), alecwangcq/GraSP configs/cifar10/resnet32; the ProbMask setting",
     )
@@ -143,13 +139,15 @@ for _data in ("cifar10", "cifar100"):
             name=f"{_data}-vgg19",
             dataset=_data,
             model="vgg19",
-            epochs=160,
-            batch_size=128,
-            optim=OptimConfig(
-                lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="step", milestones=(0.5, 0.75)
+            recipe=Recipe(
+                epochs=160,
+                batch_size=128,
+                optim=OptimConfig(
+                    lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="step", milestones=(0.5, 0.75)
+                ),
+                finetune_epochs=40,
+                finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
             ),
-            finetune_epochs=40,
-            finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
             summary=f"VGG-19 (BN) on {_data.upper()}, GraSP recipe: SGD 0.1, 160 epochs, x0.1 at 80/120, batch 128, wd 5e-4",
             source="Wang et al. 2020 (GraSP), alecwangcq/GraSP configs for vgg19; the ProbMask setting",
         )
@@ -159,11 +157,15 @@ register_preset(
         name="cifar10-vgg16",
         dataset="cifar10",
         model="vgg16",
-        epochs=160,
-        batch_size=128,
-        optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.375, 0.75)),
-        finetune_epochs=40,
-        finetune_optim=_CIFAR_FINETUNE,
+        recipe=Recipe(
+            epochs=160,
+            batch_size=128,
+            optim=OptimConfig(
+                lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.375, 0.75)
+            ),
+            finetune_epochs=40,
+            finetune_optim=_CIFAR_FINETUNE,
+        ),
         summary="VGG-16 (BN) on CIFAR-10, SynFlow recipe: SGD 0.1, 160 epochs, x0.1 at 60/120, batch 128, wd 1e-4",
         source="Tanaka et al. 2020 (SynFlow), ganguli-lab/Synaptic-Flow README hyperparameters (VGG-16 BN, Lottery)",
     )
@@ -173,13 +175,15 @@ register_preset(
         name="imagenet-resnet50",
         dataset="imagenet",
         model="resnet50",
-        epochs=90,
-        batch_size=256,
-        optim=OptimConfig(
-            lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(1 / 3, 2 / 3)
+        recipe=Recipe(
+            epochs=90,
+            batch_size=256,
+            optim=OptimConfig(
+                lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(1 / 3, 2 / 3)
+            ),
+            finetune_epochs=22,
+            finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="cosine"),
         ),
-        finetune_epochs=22,
-        finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="cosine"),
         summary="ResNet-50 on ImageNet, standard 90-epoch recipe: SGD 0.1 (batch 256), x0.1 at 30/60, wd 1e-4",
         source="He et al. 2016; Goyal et al. 2017; torchvision classification reference recipe for resnet50",
     )

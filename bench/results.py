@@ -15,12 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from prunebench.errors import UsageError
-
-RECORD_VERSION = 1
-"""Version of the record layout; the leaderboard reads records of this version and rejects others clearly."""
-
-FINISHED = ("ok", "diverged")
-"""Statuses that count as finished (skipped on resume). Failed runs are retried."""
+from prunebench.record import FINISHED, RunRecord, problem
 
 
 def _umask() -> int:
@@ -76,17 +71,23 @@ class ResultStore:
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"
 
-    def load(self, run_id: str) -> dict[str, Any] | None:
+    def load(self, run_id: str) -> Any:
+        """The parsed JSON of the run's record, or ``None`` when there is none or it does not parse."""
         try:
             return json.loads(self.path(run_id).read_text())
         except (OSError, ValueError):
             return None
 
     def is_finished(self, run_id: str) -> bool:
+        """Whether the run has a usable record (the leaderboard reads it) of a finished run."""
         record = self.load(run_id)
-        return record is not None and record.get("status") in FINISHED
+        return problem(record) is None and record["status"] in FINISHED
 
-    def save(self, record: dict[str, Any]) -> Path:
+    def save(self, record: RunRecord) -> Path:
+        """Write ``record`` atomically; a record that breaks its declaration is a harness bug and raises."""
+        reason = problem(record)
+        if reason is not None:
+            raise ValueError(f"refusing to write run {record.get('run_id')}: {reason}")
         path = self.path(record["run_id"])
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
         return path

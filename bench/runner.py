@@ -37,11 +37,10 @@ from prunebench.environment import describe_device, library_versions
 from prunebench.errors import UsageError
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, ScoringMethod, TrainingContext, TrainingMethod
-from prunebench.methods.registry import get_method
 from prunebench.models import build_model
-from prunebench.presets import Preset
 from prunebench.prunable import prunable_weights
-from prunebench.results import RECORD_VERSION, ResultStore, atomic_file
+from prunebench.record import RECORD_VERSION, RunRecord
+from prunebench.results import ResultStore, atomic_file
 from prunebench.trainer import Diverged, Trainer, evaluate
 
 EpochCallback = Callable[[str, int, int, float], None]
@@ -65,13 +64,11 @@ class RunOptions:
     compile: bool = False
 
 
-def initial_model(
-    preset: Preset, seed: int, device: torch.device, options: RunOptions | None = None
-) -> nn.Module:
+def initial_model(config: RunConfig, device: torch.device, options: RunOptions | None = None) -> nn.Module:
     """The seed's initial weights, identical for every method (channels-last on CUDA, compiled if asked)."""
-    dataset = get_dataset(preset.dataset)
-    torch.manual_seed(seed)
-    model = build_model(preset.model, dataset.input_shape, dataset.num_classes).to(device)
+    dataset = get_dataset(config.dataset)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, dataset.input_shape, dataset.num_classes).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if options is not None and options.compile:
@@ -82,36 +79,35 @@ def initial_model(
 def run_prunable(config: RunConfig, model: nn.Module) -> dict[str, nn.Parameter]:
     """The run's prunable set: every Conv/Linear weight, less the first/last layer if the config keeps it dense."""
     return prunable_weights(
-        model, keep_first_dense=config.keep_first_dense, keep_last_dense=config.keep_last_dense
+        model,
+        keep_first_dense=config.prunable.keep_first_dense,
+        keep_last_dense=config.prunable.keep_last_dense,
     )
 
 
-def make_loaders(
-    preset: Preset, seed: int, device: torch.device, options: RunOptions | None = None
-) -> DataLoaders:
-    """The preset's train and test loaders for ``seed`` (order and augmentation fixed by the seed)."""
+def make_loaders(config: RunConfig, device: torch.device, options: RunOptions | None = None) -> DataLoaders:
+    """The run's train and test loaders (order and augmentation fixed by its seed)."""
     options = options or RunOptions()
     request = LoaderRequest(
-        batch_size=preset.batch_size,
-        seed=seed,
+        batch_size=config.recipe.batch_size,
+        seed=config.seed,
         device=device,
         data_root=options.data_root,
         loader=options.loader,
     )
-    return get_dataset(preset.dataset).make_loaders(request)
+    return get_dataset(config.dataset).make_loaders(request)
 
 
 def needs_dense_pretraining(config: RunConfig) -> bool:
     """Whether the run starts from the shared dense pre-training (after-training methods, movement pruning)."""
-    spec = get_method(config.method)
+    spec = config.spec
     return spec.schedule == "after_training" or (
         spec.schedule == "during_training" and getattr(spec.cls, "starts_from", "init") == "dense"
     )
 
 
 def dense_pretrained(
-    preset: Preset,
-    seed: int,
+    config: RunConfig,
     device: torch.device,
     loaders,
     cache_dir: Path,
@@ -119,12 +115,13 @@ def dense_pretrained(
     options: RunOptions | None = None,
 ) -> nn.Module:
     """The shared dense pre-training for after-training methods, from the cache or trained and cached atomically."""
-    model = initial_model(preset, seed, device, options)
-    path = cache_dir / f"dense-{dense_pretrain_key(preset, seed)}.pt"
+    model = initial_model(config, device, options)
+    path = cache_dir / f"dense-{dense_pretrain_key(config)}.pt"
     if path.exists():
         model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return model
-    _fit(model, loaders.train, preset.optim, preset.pretrain_epochs, "pretrain", on_epoch)
+    recipe = config.recipe
+    _fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "pretrain", on_epoch)
     with atomic_file(path, "wb") as stream:
         torch.save(model.state_dict(), stream)
     return model
@@ -162,11 +159,11 @@ def _train_run(
     on_epoch: EpochCallback | None,
     options: RunOptions | None = None,
 ):
-    preset = config.preset
-    spec = get_method(config.method)
-    dataset = get_dataset(preset.dataset)
-    loaders = make_loaders(preset, config.seed, device, options)
-    method = spec.build()
+    recipe = config.recipe
+    spec = config.spec
+    dataset = get_dataset(config.dataset)
+    loaders = make_loaders(config, device, options)
+    method = spec.build(config.hparams)
     scoring_data = ScoringData(loaders.train, dataset.num_classes)
 
     def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -178,28 +175,28 @@ def _train_run(
         )
 
     if spec.schedule == "dense":
-        model = initial_model(preset, config.seed, device, options)
-        trainer = _fit(model, loaders.train, preset.optim, preset.epochs, "train", on_epoch)
-        outcome = _Outcome(model, trainer.last_loss, {"budget": preset.epochs, "dense": preset.epochs})
+        model = initial_model(config, device, options)
+        trainer = _fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch)
+        outcome = _Outcome(model, trainer.last_loss, {"budget": recipe.epochs, "dense": recipe.epochs})
     elif spec.schedule == "at_init":
-        model = initial_model(preset, config.seed, device, options)
+        model = initial_model(config, device, options)
         masks = masks_of(model)
         apply_masks(model, masks)
         hooks = [MaskEnforcer(model, masks)]
-        trainer = _fit(model, loaders.train, preset.optim, preset.epochs, "train", on_epoch, hooks)
-        outcome = _Outcome(model, trainer.last_loss, {"budget": preset.epochs, "sparse": preset.epochs})
+        trainer = _fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch, hooks)
+        outcome = _Outcome(model, trainer.last_loss, {"budget": recipe.epochs, "sparse": recipe.epochs})
     elif spec.schedule == "after_training":
-        model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch, options)
+        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options)
         masks = masks_of(model)
         apply_masks(model, masks)
         hooks = [MaskEnforcer(model, masks)]
         trainer = _fit(
-            model, loaders.train, preset.finetune_optim, preset.finetune_epochs, "finetune", on_epoch, hooks
+            model, loaders.train, recipe.finetune_optim, recipe.finetune_epochs, "finetune", on_epoch, hooks
         )
         outcome = _Outcome(
             model,
             trainer.last_loss,
-            {"budget": preset.epochs, "dense": preset.pretrain_epochs, "finetune": preset.finetune_epochs},
+            {"budget": recipe.epochs, "dense": recipe.pretrain_epochs, "finetune": recipe.finetune_epochs},
         )
     else:
         outcome = _during_training(
@@ -212,17 +209,17 @@ def _during_training(
     config, method, device, loaders, scoring_data, cache_dir, on_epoch, options=None
 ) -> _Outcome:
     assert isinstance(method, TrainingMethod)
-    preset = config.preset
+    recipe = config.recipe
     if method.starts_from == "dense":
-        model = dense_pretrained(preset, config.seed, device, loaders, cache_dir, on_epoch, options)
+        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options)
         available, optim, epochs = (
-            preset.finetune_epochs,
-            preset.finetune_optim,
-            {"dense": preset.pretrain_epochs},
+            recipe.finetune_epochs,
+            recipe.finetune_optim,
+            {"dense": recipe.pretrain_epochs},
         )
     else:
-        model = initial_model(preset, config.seed, device, options)
-        available, optim, epochs = preset.epochs, preset.optim, {}
+        model = initial_model(config, device, options)
+        available, optim, epochs = recipe.epochs, recipe.optim, {}
     finetune = method.finetune_epochs(available)
     learning = available - finetune
     context = TrainingContext(
@@ -230,7 +227,7 @@ def _during_training(
         steps_per_epoch=len(loaders.train),
         device=device,
         seed=config.seed,
-        num_classes=get_dataset(preset.dataset).num_classes,
+        num_classes=get_dataset(config.dataset).num_classes,
         train_data=scoring_data,
     )
     torch.manual_seed(config.seed + 1)
@@ -243,9 +240,9 @@ def _during_training(
     if finetune:
         hooks = [MaskEnforcer(model, final.masks)]
         trainer = _fit(
-            model, loaders.train, method.finetune_optim(preset), finetune, "finetune", on_epoch, hooks
+            model, loaders.train, method.finetune_optim(recipe), finetune, "finetune", on_epoch, hooks
         )
-    epochs.update({"budget": preset.epochs, "learn": learning, "finetune": finetune})
+    epochs.update({"budget": recipe.epochs, "learn": learning, "finetune": finetune})
     return _Outcome(model, trainer.last_loss, epochs, final.method_sparsity, final.enforcement, final.details)
 
 
@@ -255,7 +252,7 @@ def execute(
     cache_dir: Path,
     on_epoch: EpochCallback | None = None,
     options: RunOptions | None = None,
-) -> dict:
+) -> RunRecord:
     """Run ``config`` and return its record (status ``ok``; exceptions propagate).
 
     Denormal floats are flushed to zero for the whole process: products with near-zero mask values (ProbMask's
@@ -276,53 +273,57 @@ def execute(
                 f"(achieved sparsity {accounting['achieved_sparsity']:.5f}, target {config.sparsity})"
             )
     return {
-        **_record_head(config, device),
-        "status": "ok",
+        **_record_head(config, device, "ok", time.perf_counter() - started),
         **metrics,
         **accounting,
         "method_sparsity": outcome.method_sparsity,
         "enforcement": outcome.enforcement,
         "method_details": outcome.details,
-        "method_hparams": get_method(config.method).build().hyperparameters(),
         "epochs": outcome.epochs,
         "train_loss": outcome.train_loss,
         "loader": loaders.kind,
         "precision": "bf16-autocast" if device.type == "cuda" else "fp32",
-        "wall_time_s": time.perf_counter() - started,
     }
 
 
-def _record_head(config: RunConfig, device: torch.device) -> dict[str, Any]:
+def _record_head(config: RunConfig, device: torch.device, status: str, wall_time: float) -> dict[str, Any]:
+    identity = config.identity
     try:
-        schedule = get_method(config.method).schedule
-    except UsageError:  # a failure record must be writable even for a method this process does not know
-        schedule = None
+        name, variant = config.spec.name, config.variant
+    except UsageError:  # a failure record must be writable even where the method is not registered
+        name, variant = config.method, ""
     return {
         "version": RECORD_VERSION,
         "run_id": config.run_id,
-        "config": config.to_dict(),
+        "status": status,
+        "config": {**identity, "preset": config.preset},
         "dataset": config.dataset,
         "model": config.model,
-        "preset": config.preset.name,
-        "method": config.method,
-        "schedule": schedule,
+        "preset": config.preset,
+        "method": name,
+        "variant": variant,
+        "criterion": identity["method"]["criterion"],
+        "schedule": identity["method"]["schedule"],
         "scope": config.scope,
         "sparsity": config.sparsity,
         "seed": config.seed,
+        "hparams": identity["method"]["hparams"],
         "device": describe_device(device),
         "versions": library_versions(),
+        "wall_time_s": wall_time,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def failure_record(config: RunConfig, device: torch.device, error: BaseException, wall_time: float) -> dict:
+def failure_record(
+    config: RunConfig, device: torch.device, error: BaseException, wall_time: float
+) -> RunRecord:
     """The record of a run that raised: status ``diverged`` for a NaN loss, ``failed`` otherwise, with the error."""
+    status = "diverged" if isinstance(error, Diverged) else "failed"
     return {
-        **_record_head(config, device),
-        "status": "diverged" if isinstance(error, Diverged) else "failed",
+        **_record_head(config, device, status, wall_time),
         "error": f"{type(error).__name__}: {error}",
         "traceback": "".join(traceback.format_exception(error)),
-        "wall_time_s": wall_time,
     }
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from prunebench.recipe import OptimConfig
 
 
 class EpochLoader(Protocol):
@@ -26,27 +27,6 @@ class EpochLoader(Protocol):
     def __len__(self) -> int: ...
 
     def set_epoch(self, epoch: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """SGD with momentum and weight decay, and its learning-rate schedule.
-
-    ``schedule``: ``cosine`` (to zero over the phase), ``step`` (multiply by ``gamma`` at each fraction of the phase
-    in ``milestones``) or ``constant``. Milestones are fractions so that a recipe scales with the budget.
-    """
-
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    schedule: str = "cosine"
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    gamma: float = 0.1
-    grad_clip: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Diverged(RuntimeError):
@@ -104,8 +84,6 @@ def build_scheduler(
             return config.gamma ** sum(step >= b for b in bounds)
         return 1.0
 
-    if config.schedule not in ("cosine", "step", "constant"):
-        raise ValueError(f"unknown learning-rate schedule {config.schedule!r}; known: cosine, step, constant")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 

@@ -8,6 +8,7 @@ centre crop of 224/256 of the shorter side at 224 pixels. With the torch loader 
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -26,13 +27,13 @@ EVAL_RATIO = 224 / 256
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
 
 
-def imagenet_samples(root: Path, split: str) -> list[tuple[str, int]]:
+def imagenet_samples(root: Path, split: str, dataset: str = "imagenet") -> list[tuple[str, int]]:
     """``(path, label)`` of the images under ``root/split``, labels from the class folders of ``root/train``."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     if not (root / "train").is_dir() or not (root / split).is_dir():
         raise UsageError(
-            f"imagenet: expected ImageFolder layout {root}/train/<class>/ and {root}/val/<class>/"
+            f"{dataset}: expected ImageFolder layout {root}/train/<class>/ and {root}/val/<class>/"
         )
     _, class_to_idx = find_classes(str(root / "train"))
     return make_dataset(str(root / split), class_to_idx, extensions=IMG_EXTENSIONS)
@@ -55,21 +56,49 @@ def random_resized_crop_box(width: int, height: int, generator: torch.Generator)
     return (height - side) // 2, (width - side) // 2, side, side
 
 
-def train_transform(image, generator: torch.Generator) -> torch.Tensor:
-    """A seeded random-resized crop at ``SIZE`` as a ``uint8`` (3, SIZE, SIZE) tensor (flip happens on device)."""
+def train_transform(image, generator: torch.Generator, size: int = SIZE) -> torch.Tensor:
+    """A seeded random-resized crop at ``size`` as a ``uint8`` (3, size, size) tensor (flip happens on device)."""
     from torchvision.transforms.v2 import functional as TF
 
     top, left, h, w = random_resized_crop_box(image.width, image.height, generator)
-    return TF.pil_to_tensor(TF.resized_crop(image, top, left, h, w, [SIZE, SIZE], antialias=True))
+    return TF.pil_to_tensor(TF.resized_crop(image, top, left, h, w, [size, size], antialias=True))
 
 
-def eval_transform(image, generator: torch.Generator) -> torch.Tensor:
-    """The centre crop of ``EVAL_RATIO`` of the shorter side, resized to ``SIZE``."""
+def eval_transform(image, generator: torch.Generator, size: int = SIZE) -> torch.Tensor:
+    """The centre crop of ``EVAL_RATIO`` of the shorter side, resized to ``size``."""
     from torchvision.transforms.v2 import functional as TF
 
     side = round(min(image.width, image.height) * EVAL_RATIO)
     top, left = (image.height - side) // 2, (image.width - side) // 2
-    return TF.pil_to_tensor(TF.resized_crop(image, top, left, side, side, [SIZE, SIZE], antialias=True))
+    return TF.pil_to_tensor(TF.resized_crop(image, top, left, side, side, [size, size], antialias=True))
+
+
+def image_folder_loaders(root: Path, request: LoaderRequest, size: int, dataset: str) -> DataLoaders:
+    """The torch loaders of an ImageFolder root (``train/``, ``val/``) with ImageNet's crops at ``size`` pixels."""
+    from prunebench.datasets.torch_loaders import DecodedImages, TorchBatches
+
+    device = request.device
+    common = {"seed": request.seed, "num_workers": default_workers(), "pin_memory": device.type == "cuda"}
+    train_images = DecodedImages(
+        imagenet_samples(root, "train", dataset), functools.partial(train_transform, size=size), request.seed
+    )
+    test_images = DecodedImages(
+        imagenet_samples(root, "val", dataset), functools.partial(eval_transform, size=size), request.seed
+    )
+    normalize = Normalize(MEAN, STD, device)
+    return DataLoaders(
+        train=DeviceBatches(
+            TorchBatches(train_images, request.batch_size, shuffle=True, **common),
+            device,
+            normalize,
+            seed=request.seed,
+            augment=random_flip,
+        ),
+        test=DeviceBatches(
+            TorchBatches(test_images, request.eval_batch_size, shuffle=False, **common), device, normalize
+        ),
+        kind="torch",
+    )
 
 
 @register_dataset(
@@ -82,30 +111,21 @@ def eval_transform(image, generator: torch.Generator) -> torch.Tensor:
 def imagenet(request: LoaderRequest) -> DataLoaders:
     root = data_root(request.data_root)
     files = beton_files(default_beton_dir(root), "imagenet")
-    kind = choose_loader(request, "imagenet", files)
-    workers = default_workers()
+    if choose_loader(request, "imagenet", files) == "torch":
+        return image_folder_loaders(root, request, SIZE, "imagenet")
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
+
+    from prunebench.datasets.ffcv_loaders import FFCVBatches
+
     device = request.device
-    if kind == "ffcv":
-        from ffcv.fields.decoders import CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder
-
-        from prunebench.datasets.ffcv_loaders import FFCVBatches
-
-        common = {"seed": request.seed, "device": device, "num_workers": workers}
-        decoder = RandomResizedCropRGBImageDecoder((SIZE, SIZE), scale=SCALE, ratio=RATIO)
-        train = FFCVBatches(files.train, request.batch_size, shuffle=True, decoder=decoder, **common)
-        decoder = CenterCropRGBImageDecoder((SIZE, SIZE), ratio=EVAL_RATIO)
-        test = FFCVBatches(files.test, request.eval_batch_size, shuffle=False, decoder=decoder, **common)
-    else:
-        from prunebench.datasets.torch_loaders import DecodedImages, TorchBatches
-
-        common = {"seed": request.seed, "num_workers": workers, "pin_memory": device.type == "cuda"}
-        dataset = DecodedImages(imagenet_samples(root, "train"), train_transform, request.seed)
-        train = TorchBatches(dataset, request.batch_size, shuffle=True, **common)
-        dataset = DecodedImages(imagenet_samples(root, "val"), eval_transform, request.seed)
-        test = TorchBatches(dataset, request.eval_batch_size, shuffle=False, **common)
+    common = {"seed": request.seed, "device": device, "num_workers": default_workers()}
+    decoder = RandomResizedCropRGBImageDecoder((SIZE, SIZE), scale=SCALE, ratio=RATIO)
+    train = FFCVBatches(files.train, request.batch_size, shuffle=True, decoder=decoder, **common)
+    decoder = CenterCropRGBImageDecoder((SIZE, SIZE), ratio=EVAL_RATIO)
+    test = FFCVBatches(files.test, request.eval_batch_size, shuffle=False, decoder=decoder, **common)
     normalize = Normalize(MEAN, STD, device)
     return DataLoaders(
         train=DeviceBatches(train, device, normalize, seed=request.seed, augment=random_flip),
         test=DeviceBatches(test, device, normalize),
-        kind=kind,
+        kind="ffcv",
     )

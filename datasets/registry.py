@@ -1,4 +1,9 @@
-"""The dataset registry: each dataset knows its shape and how to build its train and test loaders."""
+"""The dataset registry: each dataset knows its shape, its version and how to build its train and test loaders.
+
+``--dataset`` takes a registered name (``bench list datasets``), ``imagefolder:PATH`` (an ImageFolder directory,
+see :mod:`prunebench.datasets.user`) or ``package.module:factory`` (the user's own data). Datasets from other
+packages register through the ``prunebench.datasets`` entry-point group.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from prunebench.errors import unknown
+from prunebench.registry import Registry
 from prunebench.trainer import EpochLoader
 
 
@@ -35,34 +40,49 @@ class DataLoaders:
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A dataset: its shape, what it is, how to load it, and its ``version`` (part of a run's id).
+
+    Bump ``version`` whenever the data a run sees changes (the split, the preprocessing, the files).
+    """
+
     name: str
     num_classes: int
     input_shape: tuple[int, ...]
     summary: str
     source: str
     make_loaders: Callable[[LoaderRequest], DataLoaders]
+    version: str = "1"
 
 
-_DATASETS: dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "prunebench.datasets")
 
 
 def register_dataset(
-    name: str, *, num_classes: int, input_shape: tuple[int, ...], summary: str, source: str
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    summary: str,
+    source: str,
+    version: str = "1",
 ) -> Callable[[Callable[[LoaderRequest], DataLoaders]], Callable[[LoaderRequest], DataLoaders]]:
     """Register ``make_loaders(request) -> DataLoaders`` under ``name``."""
 
     def decorate(make: Callable[[LoaderRequest], DataLoaders]) -> Callable[[LoaderRequest], DataLoaders]:
-        _DATASETS[name] = DatasetSpec(name, num_classes, tuple(input_shape), summary, source, make)
+        DATASETS.add(name, DatasetSpec(name, num_classes, tuple(input_shape), summary, source, make, version))
         return make
 
     return decorate
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    if name not in _DATASETS:
-        raise unknown("dataset", name, list(_DATASETS))
-    return _DATASETS[name]
+    """The dataset ``name``: registered, ``imagefolder:PATH`` or ``package.module:factory``."""
+    if ":" in name:
+        from prunebench.datasets.user import referenced_dataset
+
+        return referenced_dataset(name)
+    return DATASETS.get(name)
 
 
 def all_datasets() -> list[DatasetSpec]:
-    return [_DATASETS[name] for name in sorted(_DATASETS)]
+    return DATASETS.entries()

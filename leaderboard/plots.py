@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from prunebench.leaderboard.records import DENSE
+from prunebench.leaderboard.records import DENSE, method_label
 
 PLOT_FORMATS = ("png", "svg")
 
@@ -122,7 +122,7 @@ def layer_densities(
     for record in records:
         if record["status"] != "ok" or record["method"] == DENSE or float(record["sparsity"]) != sparsity:
             continue
-        layers = sums.setdefault((record["method"], record["scope"]), {})
+        layers = sums.setdefault((method_label(record), record["scope"]), {})
         for layer in record.get("layers") or []:
             if isinstance(layer, dict) and "name" in layer and "density" in layer:
                 layers.setdefault(str(layer["name"]), []).append(float(layer["density"]))

@@ -34,12 +34,19 @@ def versions(records: list[dict[str, Any]]) -> str:
     return ", ".join(f"{lib} {'/'.join(sorted(found[lib]))}" for lib in sorted(found)) or "unknown"
 
 
+def _recipe_epochs(record: dict[str, Any]) -> Any:
+    """The budget of the run's recipe (``config.recipe``; ``config.preset`` in format-1 records)."""
+    config = record.get("config") or {}
+    recipe = config.get("recipe") or (config.get("preset") if isinstance(config.get("preset"), dict) else {})
+    return recipe.get("epochs")
+
+
 def _registered_epochs(preset: str) -> int | None:
     """The budget of the preset registered under ``preset`` here; ``None`` when there is none."""
     from prunebench.presets import get_preset
 
     try:
-        return get_preset(preset).epochs
+        return get_preset(preset).recipe.epochs
     except UsageError:
         return None
 
@@ -64,7 +71,7 @@ def commands(records: list[dict[str, Any]]) -> list[str]:
         if sparsities:
             parts.append(f"--sparsity {sparsities}")
         parts.append(f"--seeds {seeds}")
-        epochs = _distinct(((r.get("config") or {}).get("preset") or {}).get("epochs") for r in runs)
+        epochs = _distinct(_recipe_epochs(r) for r in runs)
         if len(epochs) == 1 and epochs[0] != str(_registered_epochs(preset)):
             parts.append(f"--epochs {epochs[0]}")
         lines.append(" ".join(parts))

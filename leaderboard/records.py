@@ -9,13 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prunebench.errors import UsageError
-from prunebench.results import RECORD_VERSION
-
-REQUIRED = ("run_id", "dataset", "model", "method", "scope", "sparsity", "seed", "status")
-"""Fields every record has, whatever its status."""
-
-NUMERIC_OK = ("top1", "top5", "achieved_sparsity", "compression_ratio", "speedup")
-"""Numeric fields a record of a run that finished ``ok`` has in addition (and ``collapsed``)."""
+from prunebench.record import from_legacy, problem
 
 STATUSES = ("ok", "failed", "diverged")
 DENSE = "dense"
@@ -30,45 +24,51 @@ def _warn(message: str) -> None:
     warnings.warn(message, RecordWarning, stacklevel=3)
 
 
-def _problem(record: Any) -> str | None:
-    """Why ``record`` is not a usable record of this version, or ``None`` when it is."""
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if record.get("version") != RECORD_VERSION:
-        return f"record version {record.get('version')!r}, this prunebench reads version {RECORD_VERSION}"
-    missing = [key for key in REQUIRED if key not in record]
-    if record.get("status") == "ok":
-        missing += [key for key in (*NUMERIC_OK, "collapsed") if record.get(key) is None]
-    if missing:
-        return f"malformed record (missing {', '.join(missing)})"
-    if record["status"] not in STATUSES:
-        return f"malformed record (unknown status {record['status']!r})"
-    numeric = ("seed", *NUMERIC_OK) if record["status"] == "ok" else ("seed",)
-    wrong = [key for key in numeric if not _is_number(record[key])]
-    if record["sparsity"] is not None and not _is_number(record["sparsity"]):
-        wrong.append("sparsity")
-    if wrong:
-        return f"malformed record (not a number: {', '.join(wrong)})"
-    return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def method_label(record: dict[str, Any]) -> str:
+    """The method as the leaderboard shows it: with the hyperparameters that differ from the defaults,
+    ``probmask[samples=4]``, so that variants of a method are kept apart."""
+    variant = record.get("variant") or ""
+    return f"{record['method']}[{variant}]" if variant else record["method"]
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    """The record in ``path``, or ``None`` after a warning naming the path and the reason."""
+    """The record in ``path`` (a version-1 record read as it is, marked ``_legacy``), or ``None`` after a warning
+    naming the path and the reason."""
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         _warn(f"skipped {path}: not a readable record ({type(error).__name__}: {error})")
         return None
-    problem = _problem(record)
-    if problem:
-        _warn(f"skipped {path}: {problem}")
+    legacy = from_legacy(record)
+    if legacy is not None:
+        record = {**legacy, "_legacy": True}
+    reason = problem(record)
+    if reason:
+        _warn(f"skipped {path}: {reason}")
         return None
     record["_path"] = str(path)
     return record
+
+
+def _run_of(record: dict[str, Any]) -> tuple:
+    """What a record measured, whatever its format: cell, seed and budget."""
+    budget = (record.get("epochs") or {}).get("budget")
+    keys = ("dataset", "model", "method", "variant", "scope", "sparsity", "seed")
+    return (*(record[k] for k in keys), budget)
+
+
+def _without_superseded_legacy(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop version-1 records of runs that a current record measured again; report the legacy ones kept."""
+    current = {_run_of(r) for r in records if not r.get("_legacy")}
+    legacy = [r for r in records if r.get("_legacy")]
+    superseded = [r for r in legacy if _run_of(r) in current]
+    if legacy:
+        _warn(
+            f"{len(legacy)} records of format 1 (before run identity) found: "
+            f"{len(legacy) - len(superseded)} read as they are, {len(superseded)} replaced by current records "
+            "of the same runs; `bench run` does not resume from them"
+        )
+    return [r for r in records if not (r.get("_legacy") and _run_of(r) in current)]
 
 
 def _preferred(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def load_records(directories: Iterable[Path]) -> list[dict[str, Any]]:
                 f"run {run_id} found {len(found)} times ({', '.join(found)}); "
                 f"counted once, from {by_run[run_id]['_path']}"
             )
-    return list(by_run.values())
+    return _without_superseded_legacy(list(by_run.values()))
 
 
 def select(

@@ -1,4 +1,8 @@
-"""Aggregating records over seeds into the tidy table: one row per (dataset, model, method, scope, sparsity)."""
+"""Aggregating records over seeds into the tidy table: one row per (dataset, model, method, scope, sparsity).
+
+The ``method`` of a row is the method with its variant (``probmask[samples=4]``, see
+:func:`~prunebench.leaderboard.records.method_label`), so runs with different hyperparameters are never pooled.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from prunebench.leaderboard.records import DENSE
+from prunebench.leaderboard.records import DENSE, method_label
 from prunebench.leaderboard.stats import interval, tied, welch_pvalue
 
 KEYS = ["dataset", "model", "method", "scope", "sparsity"]
@@ -114,7 +118,8 @@ def tidy_table(records: list[dict[str, Any]], kind: str = "t") -> pd.DataFrame:
     """The tidy table of ``records`` with 95% intervals of ``kind`` (``t`` or ``bootstrap``), sorted by key."""
     cells: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
-        key = tuple(record[k] if k != "sparsity" else float(record[k] or 0.0) for k in KEYS)
+        fields = {**record, "method": method_label(record), "sparsity": float(record["sparsity"] or 0.0)}
+        key = tuple(fields[k] for k in KEYS)
         cells.setdefault(key, []).append(record)
     if not cells:
         return pd.DataFrame(columns=COLUMNS)

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from prunebench.allocation import masks_from_scores
-from prunebench.trainer import OptimConfig, TrainHook
+from prunebench.recipe import OptimConfig
+from prunebench.trainer import TrainHook
 
 if TYPE_CHECKING:
-    from prunebench.presets import Preset
+    from prunebench.recipe import Recipe
     from prunebench.trainer import Trainer
 
 Masks = dict[str, torch.Tensor]
@@ -160,9 +161,9 @@ class TrainingMethod(Method):
         """Epochs of the budget spent fine-tuning with the final masks fixed (0 by default)."""
         return 0
 
-    def finetune_optim(self, preset: Preset) -> OptimConfig:
-        """The optimizer of the fine-tuning epochs (the preset's fine-tuning recipe by default)."""
-        return preset.finetune_optim
+    def finetune_optim(self, recipe: Recipe) -> OptimConfig:
+        """The optimizer of the fine-tuning epochs (the recipe's fine-tuning optimizer by default)."""
+        return recipe.finetune_optim
 
     def attach(
         self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext

@@ -82,10 +82,10 @@ from prunebench.errors import UsageError
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, TrainingSession, Weights
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
-from prunebench.trainer import OptimConfig
+from prunebench.recipe import OptimConfig
 
 if TYPE_CHECKING:
-    from prunebench.presets import Preset
+    from prunebench.recipe import Recipe
     from prunebench.trainer import Trainer
 
 LOG_EPS = 1e-20
@@ -387,13 +387,13 @@ class ProbMask(TrainingMethod):
             return 0
         return min(max(1, round(budget_epochs * self.finetune_share)), budget_epochs - 1)
 
-    def finetune_optim(self, preset: Preset) -> OptimConfig:
-        """The preset's SGD at ``finetune_lr_ratio`` of its learning rate, constant, with the gradient-norm clip."""
+    def finetune_optim(self, recipe: Recipe) -> OptimConfig:
+        """The recipe's SGD at ``finetune_lr_ratio`` of its learning rate, constant, with the gradient-norm clip."""
         return OptimConfig(
-            lr=preset.optim.lr * self.finetune_lr_ratio,
-            momentum=preset.optim.momentum,
-            weight_decay=preset.optim.weight_decay,
-            nesterov=preset.optim.nesterov,
+            lr=recipe.optim.lr * self.finetune_lr_ratio,
+            momentum=recipe.optim.momentum,
+            weight_decay=recipe.optim.weight_decay,
+            nesterov=recipe.optim.nesterov,
             schedule="constant",
             grad_clip=self.grad_clip,
         )

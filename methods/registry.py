@@ -1,8 +1,16 @@
 """The method registry: one decorator, one place that knows every method.
 
-A method is a class registered with :func:`register`, which declares *when* it prunes (its schedule) and *how the
+A method is a class registered with :func:`register`, which declares *when* it prunes (its schedules) and *how the
 global budget may be split across layers* (the scopes it supports). The harness owns everything else: data, training,
 mask application, accounting and records.
+
+Criterion x schedule. A scoring criterion (a :class:`~prunebench.methods.base.ScoringMethod`) is written once and
+declares every schedule it supports (:mod:`prunebench.schedules`); its name alone means its first schedule, and
+``criterion@schedule`` any other (``magnitude@iterative``). :func:`alias` gives a combination a name of its own
+(``gmp`` is ``magnitude@gradual``); a combination with an alias is shown under the alias wherever it was asked for.
+
+Each method declares its hyperparameters in its ``__init__`` signature (:mod:`prunebench.hparams`) and its algorithm
+``version``, an integer bumped whenever a change to its code changes what it computes; both enter a run's id.
 
 Methods from other packages register through the ``prunebench.methods`` entry-point group: each entry names a module
 that is imported on first use of the registry, and that module calls :func:`register`.
@@ -10,97 +18,273 @@ that is imported on first use of the registry, and that module calls :func:`regi
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prunebench.errors import unknown
+from prunebench.errors import UsageError
+from prunebench.hparams import HParam, declared_hparams, format_value
+from prunebench.registry import Registry
+from prunebench.schedules import SCHEDULE_CLASSES, SCHEDULES, SCORING_SCHEDULES, Schedule
 
 if TYPE_CHECKING:
     from prunebench.methods.base import Method
 
-SCHEDULES = ("dense", "at_init", "after_training", "during_training")
-"""When a method prunes: never (the baseline), once at initialization, after dense training, or while training."""
-
 SCOPES = ("global", "uniform", "uniform_plus", "erk", "learned")
 """How a global budget is split across layers. ``learned`` means the method learns the allocation itself."""
+
+SEPARATOR = "@"
+"""Between a criterion and a schedule in a method name: ``magnitude@gradual``."""
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """What the registry knows of one method."""
+    """What the registry knows of one method: a criterion (or learned-mask method) under one schedule."""
 
     name: str
+    """The name users type and records show (an alias, the criterion's name, or ``criterion@schedule``)."""
     cls: type[Method]
     schedule: str
     scopes: tuple[str, ...]
     paper: str
     summary: str
+    criterion: str
+    """The name ``cls`` is registered under (``magnitude`` for ``gmp``)."""
+    version: int
+    """The algorithm version of ``cls``."""
 
-    def build(self, **hparams: Any) -> Method:
-        """An instance with the paper's default hyperparameters, overridden by ``hparams``."""
-        return self.cls(**hparams)
+    @property
+    def key(self) -> str:
+        """``criterion@schedule``: what the method computes, whatever name it was asked for by."""
+        return f"{self.criterion}{SEPARATOR}{self.schedule}"
+
+    @property
+    def schedule_class(self) -> type[Schedule] | None:
+        """The schedule's hyperparameters and version, for the schedules the harness runs criteria under."""
+        return SCHEDULE_CLASSES.get(self.schedule)
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """The algorithm versions that enter the run id: the method's and its schedule's."""
+        versions = {self.criterion: self.version}
+        if self.schedule_class is not None:
+            versions[f"schedule:{self.schedule}"] = self.schedule_class.version
+        return versions
+
+    @functools.cached_property
+    def hparams(self) -> dict[str, HParam]:
+        """Every hyperparameter of the method, then of its schedule (their names never collide)."""
+        declared = dict(declared_hparams(self.cls))
+        if self.schedule_class is not None:
+            declared.update(declared_hparams(self.schedule_class))
+        return declared
+
+    def resolve(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """All hyperparameters: the defaults, overridden by ``given`` (checked and canonical).
+
+        An unknown name, a value of the wrong type or a value the method rejects is a
+        :class:`~prunebench.errors.UsageError` naming the method and what it accepts.
+        """
+        given = dict(given or {})
+        unknown_names = [name for name in given if name not in self.hparams]
+        if unknown_names:
+            accepted = ", ".join(self.hparams) or "none"
+            raise UsageError(
+                f"{self.name} has no hyperparameter {unknown_names[0]!r}; its hyperparameters: {accepted}"
+            )
+        resolved = {name: hp.default for name, hp in self.hparams.items()}
+        try:
+            resolved.update({name: self.hparams[name].coerce(value) for name, value in given.items()})
+        except UsageError as error:
+            raise UsageError(f"{self.name}: {error}") from None
+        self.build(resolved)
+        self.schedule_options(resolved)
+        return resolved
+
+    def variant(self, hparams: Mapping[str, Any]) -> str:
+        """The hyperparameters that differ from the defaults, as a label: ``samples=4,end=0.6`` ('' for none)."""
+        return ",".join(
+            f"{name}={format_value(value)}"
+            for name, value in hparams.items()
+            if name in self.hparams and value != self.hparams[name].default
+        )
+
+    def _checked(self, make, values: dict[str, Any]):
+        try:
+            return make(**values)
+        except (ValueError, TypeError) as error:
+            raise UsageError(f"{self.name}: {error}") from None
+
+    def build(self, hparams: Mapping[str, Any] | None = None) -> Method:
+        """An instance with ``hparams`` (its own, not the schedule's; the paper's defaults for those not given)."""
+        own = declared_hparams(self.cls)
+        return self._checked(self.cls, {k: v for k, v in (hparams or {}).items() if k in own})
+
+    def schedule_options(self, hparams: Mapping[str, Any] | None = None) -> Schedule | None:
+        """The schedule's hyperparameters as an object (``None`` for schedules without any)."""
+        if self.schedule_class is None:
+            return None
+        own = declared_hparams(self.schedule_class)
+        return self._checked(self.schedule_class, {k: v for k, v in (hparams or {}).items() if k in own})
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
-_LOADED = False
+@dataclass(frozen=True)
+class _Entry:
+    """A registered class: its schedules (the first is the default), scopes, paper and version."""
+
+    cls: type[Method]
+    schedules: tuple[str, ...]
+    scopes: tuple[str, ...]
+    paper: str
+    version: int
+
+
+@dataclass(frozen=True)
+class _Alias:
+    criterion: str
+    schedule: str
+    scopes: tuple[str, ...] | None
+    paper: str | None
+
+
+def _import_package_modules() -> None:
+    package = importlib.import_module("prunebench.methods")
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in ("registry", "base"):
+            importlib.import_module(f"prunebench.methods.{module.name}")
+
+
+_CLASSES: Registry[_Entry] = Registry("method", "prunebench.methods", _import_package_modules)
+_ALIASES: dict[str, _Alias] = {}
 
 
 def register(
     name: str,
     *,
-    schedule: str,
     scopes: tuple[str, ...],
     paper: str,
+    schedule: str | None = None,
+    schedules: tuple[str, ...] | None = None,
+    version: int = 1,
 ):
     """Class decorator that registers a pruning method under ``name``.
 
-    ``schedule`` is one of :data:`SCHEDULES`; ``scopes`` a subset of :data:`SCOPES` (empty for the dense baseline);
-    ``paper`` the citation shown by ``bench list methods``. The first line of the class docstring is the one-line summary.
+    ``schedule`` (or ``schedules`` for a scoring criterion that runs under several, the first being what ``name``
+    alone means) from :data:`~prunebench.schedules.SCHEDULES`; ``scopes`` a subset of :data:`SCOPES` (empty for
+    the dense baseline); ``paper`` the citation shown by ``bench list methods``; ``version`` the algorithm version.
+    The first line of the class docstring is the one-line summary. Hyperparameters are the ``__init__`` keyword
+    arguments (:mod:`prunebench.hparams`).
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule {schedule!r} is not one of {SCHEDULES}")
+    chosen = schedules if schedules is not None else (schedule,) if schedule is not None else ()
+    if not chosen or (schedule is not None and schedules is not None):
+        raise ValueError("give either schedule= or schedules=")
+    bad = [s for s in chosen if s not in SCHEDULES]
+    if bad:
+        raise ValueError(f"schedule {bad[0]!r} is not one of {SCHEDULES}")
+    several = [s for s in chosen if s not in SCORING_SCHEDULES]
+    if len(chosen) > 1 and several:
+        raise ValueError(f"only scoring criteria run under several schedules; {several} cannot be combined")
     bad = [s for s in scopes if s not in SCOPES]
     if bad:
         raise ValueError(f"scopes {bad} are not among {SCOPES}")
+    if SEPARATOR in name:
+        raise ValueError(f"a method name cannot contain {SEPARATOR!r}: {name!r}")
 
     def decorate(cls: type[Method]) -> type[Method]:
-        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
-            raise ValueError(f"method {name!r} is already registered by {_REGISTRY[name].cls.__module__}")
-        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        _REGISTRY[name] = MethodSpec(name, cls, schedule, tuple(scopes), paper, summary)
+        entry = _Entry(cls, tuple(chosen), tuple(scopes), paper, version)
+        _CLASSES.add(name, entry, same=lambda a, b: a.cls is b.cls)
         cls.name = name
+        _check_declarations(name, entry)
         return cls
 
     return decorate
 
 
-def _load_all() -> None:
-    """Import every module of this package and every entry point, so that their decorators run."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    package = importlib.import_module("prunebench.methods")
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name not in ("registry", "base"):
-            importlib.import_module(f"prunebench.methods.{module.name}")
-    from importlib.metadata import entry_points
+def _check_declarations(name: str, entry: _Entry) -> None:
+    """Hyperparameters resolve, and a criterion's never collide with those of a schedule it runs under."""
+    own = declared_hparams(entry.cls)
+    for schedule in entry.schedules:
+        if schedule in SCHEDULE_CLASSES:
+            clash = set(own) & set(declared_hparams(SCHEDULE_CLASSES[schedule]))
+            if clash:
+                raise ValueError(
+                    f"{name}: hyperparameters {sorted(clash)} collide with schedule {schedule}'s"
+                )
 
-    for entry in entry_points(group="prunebench.methods"):
-        importlib.import_module(entry.value)
+
+def alias(name: str, method: str, *, scopes: tuple[str, ...] | None = None, paper: str | None = None) -> None:
+    """Give ``criterion@schedule`` (``method``) a name of its own, optionally with fewer scopes and its own paper."""
+    criterion, _, schedule = method.partition(SEPARATOR)
+    if not schedule:
+        raise ValueError(f"an alias names criterion{SEPARATOR}schedule, got {method!r}")
+    if name in _ALIASES and _ALIASES[name] != _Alias(criterion, schedule, scopes, paper):
+        raise ValueError(f"method alias {name!r} is already registered")
+    _ALIASES[name] = _Alias(criterion, schedule, scopes, paper)
+
+
+def _alias_of(criterion: str, schedule: str) -> str | None:
+    return next((n for n, a in _ALIASES.items() if (a.criterion, a.schedule) == (criterion, schedule)), None)
+
+
+def _spec(name: str, criterion: str, schedule: str, scopes=None, paper=None) -> MethodSpec:
+    entry = _CLASSES.get(criterion)
+    if schedule not in entry.schedules:
+        raise UsageError(
+            f"{criterion} runs under the schedules {', '.join(entry.schedules)}; {schedule!r} is not one of them"
+        )
+    doc = (entry.cls.__doc__ or "").strip()
+    return MethodSpec(
+        name=name,
+        cls=entry.cls,
+        schedule=schedule,
+        scopes=tuple(scopes) if scopes is not None else entry.scopes,
+        paper=paper or entry.paper,
+        summary=doc.splitlines()[0] if doc else "",
+        criterion=criterion,
+        version=entry.version,
+    )
 
 
 def get_method(name: str) -> MethodSpec:
-    """The registered method ``name``; a :class:`~prunebench.errors.UsageError` listing the registry otherwise."""
-    _load_all()
-    if name not in _REGISTRY:
-        raise unknown("method", name, list(_REGISTRY))
-    return _REGISTRY[name]
+    """The method ``name`` (registered, an alias, or ``criterion@schedule``).
+
+    A :class:`~prunebench.errors.UsageError` lists the registered names when it is unknown.
+    """
+    _CLASSES.load()
+    if name in _ALIASES:
+        found = _ALIASES[name]
+        return _spec(name, found.criterion, found.schedule, found.scopes, found.paper)
+    criterion, separator, schedule = name.partition(SEPARATOR)
+    if criterion not in _CLASSES:
+        known = sorted({*_CLASSES.names(), *_ALIASES})
+        raise UsageError(f"unknown method {criterion!r}; registered: {', '.join(known)}")
+    entry = _CLASSES.get(criterion)
+    schedule = schedule if separator else entry.schedules[0]
+    shown = _alias_of(criterion, schedule)
+    if shown is not None:
+        return get_method(shown)
+    return _spec(
+        criterion if schedule == entry.schedules[0] else f"{criterion}{SEPARATOR}{schedule}",
+        criterion,
+        schedule,
+    )
 
 
 def all_methods() -> list[MethodSpec]:
-    """Every registered method, the dense baseline first, then by name."""
-    _load_all()
-    return sorted(_REGISTRY.values(), key=lambda spec: (spec.schedule != "dense", spec.name))
+    """Every named method (registered names and aliases), the dense baseline first, then by name."""
+    _CLASSES.load()
+    specs = [get_method(name) for name in {*_CLASSES.names(), *_ALIASES}]
+    return sorted(specs, key=lambda spec: (spec.schedule != "dense", spec.name))
+
+
+def combinations() -> list[MethodSpec]:
+    """Every criterion under every schedule it declares (``bench list methods --details`` shows them)."""
+    _CLASSES.load()
+    specs = []
+    for criterion in _CLASSES.names():
+        for schedule in _CLASSES.get(criterion).schedules:
+            specs.append(get_method(f"{criterion}{SEPARATOR}{schedule}"))
+    return sorted(specs, key=lambda spec: (spec.schedule != "dense", spec.name))

@@ -21,3 +21,14 @@ def small_convnet() -> nn.Module:
         nn.ReLU(),
         nn.Linear(16, 3),
     )
+
+
+@pytest.fixture
+def method_registry(monkeypatch):
+    """The method registry, loaded, restored after the test: methods registered in the test disappear with it."""
+    from prunebench.methods import registry
+
+    registry.all_methods()
+    monkeypatch.setattr(registry._CLASSES, "_entries", dict(registry._CLASSES._entries))
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+    return registry

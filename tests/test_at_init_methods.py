@@ -19,7 +19,6 @@ from prunebench.methods.base import ScoringData
 from prunebench.methods.grasp import GraSP
 from prunebench.methods.snip import SNIP
 from prunebench.methods.synflow import SynFlow
-from prunebench.presets import get_preset
 from prunebench.prunable import prunable_weights
 from prunebench.runner import execute
 
@@ -351,7 +350,7 @@ def test_prune_with_user_batches_returns_masks_and_leaves_the_model_alone(small_
 
 @pytest.mark.parametrize("method", METHODS)
 def test_end_to_end_run_on_synthetic_tiny(tmp_path, method):
-    config = RunConfig(get_preset("synthetic-tiny").with_epochs(2), method, "erk", 0.9, seed=0)
+    config = RunConfig.from_preset("synthetic-tiny", method, "erk", 0.9, seed=0, epochs=2)
     record = execute(config, torch.device("cpu"), tmp_path)
     assert record["status"] == "ok"
     assert abs(record["achieved_sparsity"] - 0.9) < 1e-3
@@ -359,7 +358,7 @@ def test_end_to_end_run_on_synthetic_tiny(tmp_path, method):
 
 
 def test_a_collapsed_run_finishes_with_a_record(tmp_path):
-    config = RunConfig(get_preset("synthetic-tiny").with_epochs(2), "magnitude_init", "global", 0.999, seed=0)
+    config = RunConfig.from_preset("synthetic-tiny", "magnitude_init", "global", 0.999, seed=0, epochs=2)
     record = execute(config, torch.device("cpu"), tmp_path)
     assert record["status"] == "ok"
     assert record["collapsed"] and record["min_layer_density"] == 0.0

@@ -108,18 +108,16 @@ def test_console_script_help():
     assert "--sparsity" in result.stdout and "--force" in result.stdout
 
 
-def test_exit_status_is_non_zero_when_a_run_failed(capsys, tmp_path, monkeypatch):
-    from prunebench.methods import registry
+def test_exit_status_is_non_zero_when_a_run_failed(capsys, tmp_path, method_registry):
     from prunebench.methods.base import ScoringMethod
 
+    @method_registry.register("broken", schedule="at_init", scopes=("global",), paper="test")
     class Broken(ScoringMethod):
         """Fails while scoring."""
 
         def scores(self, model, weights, data):
             raise RuntimeError("broken on purpose")
 
-    spec = registry.MethodSpec("broken", Broken, "at_init", ("global",), "test", "Fails while scoring.")
-    monkeypatch.setitem(registry._REGISTRY, "broken", spec)
     argv = [
         "run",
         "--preset",

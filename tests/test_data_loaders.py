@@ -159,8 +159,8 @@ def test_imagenet_folder_through_the_torch_loader(tmp_path):
 
 
 def test_loader_choice_is_recorded_and_leaves_the_run_id_alone(cifar_root, tmp_path):
-    preset = replace(get_preset("cifar10-resnet20"), model="lenet5").with_epochs(2)
-    config = RunConfig(preset=preset, method="dense", scope="global", sparsity=0.0, seed=0)
+    preset = replace(get_preset("cifar10-resnet20"), model="lenet5")
+    config = RunConfig.from_preset(preset, "dense", "none", 0.0, seed=0, epochs=2)
     options = RunOptions(loader="torch", data_root=cifar_root)
     record = execute(config, CPU, tmp_path, options=options)
     assert record["loader"] == "torch" and record["status"] == "ok"
@@ -173,4 +173,4 @@ def test_run_command_takes_loader_and_data_root():
 
     args = build_parser().parse_args(["run", "--loader", "ffcv", "--data-root", "somewhere", "--compile"])
     assert (args.loader, args.data_root, args.compile) == ("ffcv", "somewhere", True)
-    assert build_parser().parse_args(["run"]).loader == "auto"
+    assert build_parser().parse_args(["run"]).loader is None  # unset: the experiment's default (auto) applies

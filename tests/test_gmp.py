@@ -11,10 +11,10 @@ from torch import nn
 from prunebench.config import RunConfig
 from prunebench.datasets.memory import TensorLoader
 from prunebench.methods.gmp import GradualMagnitude, GradualMagnitudeSession
-from prunebench.presets import get_preset
 from prunebench.prunable import prunable_weights
+from prunebench.recipe import OptimConfig
 from prunebench.runner import execute
-from prunebench.trainer import OptimConfig, Trainer, TrainHook
+from prunebench.trainer import Trainer, TrainHook
 
 
 class Recorder(TrainHook):
@@ -71,7 +71,7 @@ def test_uniform_scope_prunes_each_layer_to_the_scheduled_density() -> None:
 @pytest.mark.parametrize("scope", ["global", "uniform", "erk"])
 def test_end_to_end_reaches_the_exact_target(scope: str, tmp_path: Path) -> None:
     record = execute(
-        RunConfig(get_preset("synthetic-tiny"), "gmp", scope, 0.9, 0), torch.device("cpu"), tmp_path
+        RunConfig.from_preset("synthetic-tiny", "gmp", scope, 0.9, 0), torch.device("cpu"), tmp_path
     )
     assert record["prunable_nonzero"] == round(record["prunable_weights"] * 0.1)
     assert record["method_sparsity"] == 0.9 and record["enforcement"] is None

@@ -22,7 +22,7 @@ from prunebench.leaderboard.records import RecordWarning, load_records
 from prunebench.leaderboard.stats import bootstrap_interval, t_interval, tied, welch_pvalue
 from prunebench.leaderboard.table import COLUMNS, tidy_table
 from prunebench.presets import get_preset
-from prunebench.results import RECORD_VERSION
+from prunebench.record import RECORD_VERSION
 
 LAYERS = [("conv.weight", 100), ("fc.weight", 300)]
 
@@ -45,6 +45,9 @@ def record(
         "model": "net",
         "preset": "toy-net",
         "method": method,
+        "variant": "",
+        "criterion": method,
+        "hparams": {},
         "schedule": "dense" if method == "dense" else "after_training",
         "scope": scope,
         "sparsity": sparsity,
@@ -52,7 +55,9 @@ def record(
         "status": status,
         "device": "cpu: test",
         "versions": {"python": "3.11.0", "torch": "2.5.0"},
-        "config": {"preset": {"name": "toy-net", "epochs": 4}},
+        "config": {"preset": "toy-net", "recipe": {"epochs": 4}},
+        "wall_time_s": 1.0,
+        "finished_at": "2026-01-01T00:00:00+00:00",
     }
     if status != "ok":
         return {**head, "error": "RuntimeError: boom"}
@@ -74,9 +79,12 @@ def record(
         "top1": top1,
         "top5": 100.0,
         "loss": 0.1,
+        "train_loss": 0.2,
         "achieved_sparsity": sparsity,
+        "prunable_weights": 400,
+        "prunable_nonzero": round(400 * density),
         "params_total": 400,
-        "params_nonzero": 400 * density,
+        "params_nonzero": round(400 * density),
         "compression_ratio": 1 / density,
         "flops_dense": 4000,
         "flops_sparse": 4000 * density,
@@ -86,9 +94,10 @@ def record(
         "layers": layers,
         "method_sparsity": None,
         "enforcement": enforcement,
+        "method_details": None,
         "epochs": {"budget": 4},
         "loader": "memory",
-        "wall_time_s": 1.0,
+        "precision": "fp32",
     }
 
 
@@ -282,7 +291,7 @@ def test_malformed_and_foreign_records_are_skipped_with_their_path(tmp_path):
     assert len(loaded) == len(fixture_records())
     assert any(str(truncated) in m and "not a readable record" in m for m in messages)
     assert any(str(foreign) in m and f"record version {RECORD_VERSION + 1}" in m for m in messages)
-    assert any(str(missing) in m and "missing top1" in m for m in messages)
+    assert any(str(missing) in m and "missing or wrong: top1" in m for m in messages)
 
 
 def test_an_empty_directory_is_a_usage_error(tmp_path):
@@ -349,11 +358,11 @@ def test_pooling_different_budgets_is_warned_about(tmp_path):
 
 
 def test_the_command_names_epochs_only_when_they_differ_from_the_preset():
-    budget = get_preset("synthetic-tiny").epochs
+    budget = get_preset("synthetic-tiny").recipe.epochs
     runs = [{**record("lamp", "global", 0.9, 1, 90.0), "preset": "synthetic-tiny"}]
-    runs[0]["config"]["preset"]["epochs"] = budget
+    runs[0]["config"]["recipe"]["epochs"] = budget
     assert commands(runs) == [
         "bench run --preset synthetic-tiny --methods lamp --scopes global --sparsity 0.9 --seeds 2"
     ]
-    runs[0]["config"]["preset"]["epochs"] = budget + 2
+    runs[0]["config"]["recipe"]["epochs"] = budget + 2
     assert commands(runs)[0].endswith(f"--seeds 2 --epochs {budget + 2}")

@@ -14,10 +14,10 @@ from prunebench.config import RunConfig
 from prunebench.datasets.memory import TensorLoader
 from prunebench.methods import get_method
 from prunebench.methods.movement import HardMovementSession, ScoredMask, SoftMovementSession
-from prunebench.presets import get_preset
 from prunebench.prunable import prunable_weights
+from prunebench.recipe import OptimConfig
 from prunebench.runner import execute
-from prunebench.trainer import OptimConfig, Trainer
+from prunebench.trainer import Trainer
 
 SESSION = {
     "score_init": 0.0,
@@ -189,7 +189,7 @@ def test_finish_leaves_a_plain_module_with_masked_weights() -> None:
 def test_end_to_end_reaches_the_exact_target(method: str, scope: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     record = execute(
-        RunConfig(get_preset("synthetic-tiny"), method, scope, 0.9, 0), torch.device("cpu"), tmp_path
+        RunConfig.from_preset("synthetic-tiny", method, scope, 0.9, 0), torch.device("cpu"), tmp_path
     )
     keep = round(record["prunable_weights"] * 0.1)
     assert record["prunable_nonzero"] == keep

@@ -206,7 +206,7 @@ def test_learned_allocation_favours_the_informative_layer_and_finish_leaves_a_pl
     session = ProbMask(selection_examples=256).attach(
         model, weights, 0.75, "learned", _context(epochs, len(loader), loader)
     )
-    trainer = Trainer(model, loader, get_preset("synthetic-tiny").optim, epochs, hooks=[session])
+    trainer = Trainer(model, loader, get_preset("synthetic-tiny").recipe.optim, epochs, hooks=[session])
     trainer.fit()
     expected_density = {
         name: float(session.scores[a:b].detach().mean()) for name, (a, b) in session.slices.items()
@@ -236,7 +236,7 @@ def test_choosing_the_mask_leaves_normalization_statistics_untouched():
     session = ProbMask(selection_examples=32).attach(
         model, prunable_weights(model), 0.5, "learned", _context(1, len(loader), loader)
     )
-    trainer = Trainer(model, loader, get_preset("synthetic-tiny").optim, 1, hooks=[session])
+    trainer = Trainer(model, loader, get_preset("synthetic-tiny").recipe.optim, 1, hooks=[session])
     trainer.fit()
     before = {name: b.clone() for name, b in model.named_buffers()}
     session.finish(trainer)
@@ -272,15 +272,15 @@ def test_finetuning_takes_the_reference_share_of_the_budget():
     method = ProbMask()
     assert [method.finetune_epochs(b) for b in (1, 2, 4, 9, 40, 320)] == [0, 1, 1, 1, 2, 20]
     preset = get_preset("mnist5k-lenet5")
-    optim = method.finetune_optim(preset)
-    assert optim.lr == pytest.approx(preset.optim.lr / 100)
+    optim = method.finetune_optim(preset.recipe)
+    assert optim.lr == pytest.approx(preset.recipe.optim.lr / 100)
     assert (optim.schedule, optim.grad_clip) == ("constant", 3.0)
 
 
 def test_end_to_end_run_ends_at_exactly_the_target_sparsity(tmp_path):
     assert get_method("probmask").scopes == ("learned",)
     preset = get_preset("synthetic-tiny")
-    record = execute(RunConfig(preset, "probmask", "learned", 0.9, 0), CPU, tmp_path)
+    record = execute(RunConfig.from_preset(preset, "probmask", "learned", 0.9, 0), CPU, tmp_path)
     kept = round(record["prunable_weights"] * 0.1)
     assert record["prunable_nonzero"] == kept
     assert sum(layer["nonzero"] for layer in record["layers"]) == kept

@@ -8,14 +8,11 @@ from pathlib import Path
 import torch
 
 import prunebench
-from prunebench.methods import registry
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_the_readme_method_example_registers_and_prunes(monkeypatch, small_convnet):
-    registry.all_methods()  # load the package's methods first, so that the copy restored afterwards is complete
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+def test_the_readme_method_example_registers_and_prunes(method_registry, small_convnet):
     source = re.search(
         r"```python\n# methods/gradient_magnitude.py\n(.*?)```", README.read_text(), re.S
     ).group(1)

@@ -25,13 +25,11 @@ class OutsideMagnitude(ScoringMethod):
 
 
 def test_a_method_from_another_package_registers_through_its_entry_point(
-    tmp_path, monkeypatch, small_convnet
+    tmp_path, monkeypatch, method_registry
 ):
     (tmp_path / "outside_package_method.py").write_text(OUTSIDE_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry.all_methods()  # load the package's methods first, so that the copy restored afterwards is complete
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setattr(registry._CLASSES, "_loaded", False)
     entry = importlib.metadata.EntryPoint("outside", "outside_package_method", "prunebench.methods")
     monkeypatch.setattr(
         importlib.metadata, "entry_points", lambda group: [entry] if group == entry.group else []

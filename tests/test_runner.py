@@ -8,19 +8,20 @@ import pytest
 import torch
 
 from prunebench.config import RunConfig
-from prunebench.grid import expand_grid, parse_methods, parse_scopes
-from prunebench.methods import registry
+from prunebench.experiment import Experiment
 from prunebench.methods.base import ScoringMethod
-from prunebench.presets import get_preset
 from prunebench.results import ResultStore
 from prunebench.runner import run_grid
 
-PRESET = get_preset("synthetic-tiny").with_epochs(2)
 CPU = torch.device("cpu")
 
 
 def _grid(methods: str, scopes: str = "all", sparsities=(0.9,), seeds: int = 1) -> list[RunConfig]:
-    return expand_grid(PRESET, parse_methods(methods), parse_scopes(scopes), list(sparsities), seeds)
+    experiment = Experiment(
+        preset="synthetic-tiny", methods=methods, scopes=scopes, sparsity=list(sparsities), seeds=seeds
+    )
+    experiment.set("recipe", "epochs", [2])
+    return experiment.configs()
 
 
 def test_every_finished_run_reaches_its_target_sparsity(tmp_path):
@@ -74,11 +75,8 @@ class _Exploding(ScoringMethod):
         raise RuntimeError("boom")
 
 
-def test_a_failing_method_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
-    spec = registry.MethodSpec(
-        "exploding", _Exploding, "at_init", ("global",), "test", "Raises while scoring."
-    )
-    monkeypatch.setitem(registry._REGISTRY, "exploding", spec)
+def test_a_failing_method_is_recorded_and_the_grid_goes_on(tmp_path, method_registry):
+    method_registry.register("exploding", schedule="at_init", scopes=("global",), paper="test")(_Exploding)
     configs = _grid("exploding,magnitude", scopes="global")
     records = run_grid(configs, ResultStore(tmp_path), CPU)
     by_method = {r["method"]: r for r in records}

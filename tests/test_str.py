@@ -16,10 +16,9 @@ from prunebench.config import RunConfig
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.registry import get_method
 from prunebench.methods.str_pruning import STR, DecayController, SoftThreshold, soft_threshold
-from prunebench.presets import get_preset
 from prunebench.prunable import prunable_weights
+from prunebench.recipe import OptimConfig
 from prunebench.runner import execute
-from prunebench.trainer import OptimConfig
 
 
 def logit(p: float) -> float:
@@ -201,11 +200,11 @@ def test_finish_keeps_w_eff_when_str_already_meets_the_budget():
 def test_end_to_end_on_synthetic_tiny_ends_at_the_exact_target(tmp_path: Path):
     assert get_method("str").schedule == "during_training"
     assert get_method("str").scopes == ("learned",)
-    config = RunConfig(get_preset("synthetic-tiny"), "str", "learned", 0.9, seed=0)
+    config = RunConfig.from_preset("synthetic-tiny", "str", "learned", 0.9, seed=0)
     record = execute(config, torch.device("cpu"), tmp_path)
     assert record["status"] == "ok"
     assert record["prunable_nonzero"] == round(record["prunable_weights"] * 0.1)
     assert 0.0 <= record["method_sparsity"] < 1.0
     assert "delta" in record["enforcement"]
     assert record["epochs"] == {"budget": 4, "learn": 3, "finetune": 1}
-    assert record["method_hparams"]["s_init"] == -10.0
+    assert record["hparams"]["s_init"] == -10.0

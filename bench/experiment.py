@@ -1,0 +1,337 @@
+"""An experiment as data: the grid that ``bench run``'s flags or an experiment file describe, expanded into runs.
+
+Flags and files describe the same :class:`Experiment`; flags given beside a file override its keys (``--set``
+overrides the same hyperparameter). An experiment file is TOML::
+
+    preset = "mnist5k-lenet300"          # where dataset, model and recipe start from
+    model = "torchvision:resnet18"       # optional: another model (or dataset = ...)
+    methods = ["magnitude", "gmp"]       # or "all"
+    scopes = ["global", "uniform"]       # or "all"
+    sparsity = [0.9, 0.95]
+    seeds = "0-2"                        # N, "A-B", or a list [0, 1, 2]
+    keep_first_dense = false
+
+    [recipe]                             # any recipe field; a list sweeps
+    epochs = 20
+    optim.lr = 0.05
+
+    [hparams.gmp]                        # a method's hyperparameters; a list sweeps
+    end = [0.5, 0.8]
+
+    [run]                                # how it executes; never part of a run's id
+    out = "results"
+    jobs = "auto"
+
+Everything is checked before any work starts; an error names the key (and its line in the file).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from prunebench.config import PrunableOptions, RunConfig, settings_tuple
+from prunebench.errors import UsageError
+from prunebench.grid import check_sparsities, parse_methods, parse_scopes, parse_seeds
+from prunebench.hparams import HParam
+from prunebench.methods.registry import MethodSpec, get_method
+from prunebench.presets import DEFAULT_PRESET, get_preset
+from prunebench.recipe import apply_recipe_settings, recipe_fields
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class Text(str):
+    """A value as typed on the command line, read by the declared type (``"4"`` is an int for an int hyperparameter)."""
+
+
+@dataclass
+class Execution:
+    """How a grid executes: where results go, the device, worker processes, the loader. Not part of any run id."""
+
+    out: str = "results"
+    device: str = "auto"
+    jobs: str = "auto"
+    loader: str = "auto"
+    data_root: str | None = None
+    compile: bool = False
+    force: bool = False
+
+
+@dataclass
+class Experiment:
+    """A grid: the dataset, model and recipe (from a preset, optionally replaced), methods with their
+    hyperparameters, scopes, sparsities, seeds and prunable-set options.
+
+    ``recipe`` and ``hparams`` hold value lists: one value sets, several sweep (the grid takes every combination).
+    """
+
+    preset: str = DEFAULT_PRESET
+    dataset: str | None = None
+    model: str | None = None
+    methods: str | list[str] = "all"
+    scopes: str | list[str] = "all"
+    sparsity: list[float] = field(default_factory=lambda: [0.9, 0.95, 0.99])
+    seeds: str | int | list[int] = 3
+    recipe: dict[str, list[Any]] = field(default_factory=dict)
+    hparams: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    keep_first_dense: bool = False
+    keep_last_dense: bool = False
+    execution: Execution = field(default_factory=Execution)
+    source: str | None = None
+    """The experiment file this came from, for error messages."""
+
+    def set(self, owner: str, name: str, values: list[Any]) -> None:
+        """Set ``owner.name`` (``owner`` a method, or ``recipe``) to ``values`` (several: a sweep)."""
+        if owner == "recipe":
+            self.recipe[name] = list(values)
+        else:
+            self.hparams.setdefault(owner, {})[name] = list(values)
+
+    def configs(self) -> list[RunConfig]:
+        """Every run of the grid, checked: per recipe and seed the dense baseline, then each method variant in each
+        requested scope it supports at each sparsity. A run asked for twice appears once."""
+        with self._key("preset"):
+            preset = get_preset(self.preset)
+        dataset, model = self.dataset or preset.dataset, self.model or preset.model
+        with self._key("dataset"):
+            from prunebench.datasets import get_dataset
+
+            get_dataset(dataset)
+        with self._key("model"):
+            from prunebench.models import get_model
+
+            get_model(model)
+        with self._key("recipe"):
+            recipes = [
+                apply_recipe_settings(preset.recipe, combination)
+                for combination in _combinations(self.recipe, recipe_fields())
+            ]
+        with self._key("methods"):
+            methods = parse_methods(self.methods)
+        with self._key("scopes"):
+            scopes = parse_scopes(self.scopes)
+        with self._key("sparsity"):
+            sparsities = check_sparsities(self.sparsity)
+        with self._key("seeds"):
+            seeds = parse_seeds(self.seeds)
+        with self._key("hparams"):
+            variants = self._variants(methods)
+        plan = self._plan(methods, variants, scopes)
+        prunable = PrunableOptions(self.keep_first_dense, self.keep_last_dense)
+        common = {"dataset": dataset, "model": model, "prunable": prunable, "preset": preset.name}
+        configs: dict[str, RunConfig] = {}
+        for recipe, seed in itertools.product(recipes, seeds):
+            dense = RunConfig(recipe=recipe, method="dense", scope="none", sparsity=0.0, seed=seed, **common)
+            configs.setdefault(dense.run_id, dense)
+            for sparsity in sparsities:
+                for spec, settings, scope in plan:
+                    config = RunConfig(
+                        recipe=recipe,
+                        method=spec.name,
+                        scope=scope,
+                        sparsity=sparsity,
+                        seed=seed,
+                        settings=settings_tuple(settings),
+                        **common,
+                    )
+                    configs.setdefault(config.run_id, config)
+        return list(configs.values())
+
+    def _variants(self, methods: list[MethodSpec]) -> dict[str, list[dict[str, Any]]]:
+        """Per method (by key), the hyperparameter settings of each variant; unknown names are errors."""
+        by_key = {spec.key: spec for spec in methods}
+        given: dict[str, dict[str, list[Any]]] = {}
+        for name, values in self.hparams.items():
+            spec = get_method(name)
+            if spec.key not in by_key:
+                raise UsageError(
+                    f"hyperparameters are set for {spec.name}, which is not in the grid "
+                    f"(methods: {', '.join(s.name for s in methods)})"
+                )
+            given.setdefault(spec.key, {}).update(values)
+        variants = {}
+        for key, spec in by_key.items():
+            combos = list(_combinations(given.get(key, {}), spec.hparams, owner=spec.name))
+            for settings in combos:
+                spec.resolve(settings)
+            variants[key] = combos
+        return variants
+
+    def _plan(
+        self, methods: list[MethodSpec], variants: dict[str, list[dict[str, Any]]], scopes: list[str]
+    ) -> list[tuple[MethodSpec, dict[str, Any], str]]:
+        explicit = self.methods != "all"
+        plan = []
+        for spec in methods:
+            chosen = [s for s in spec.scopes if s in scopes]
+            if not chosen and explicit:
+                raise UsageError(
+                    f"method {spec.name} supports scopes {', '.join(spec.scopes)}; "
+                    f"none of {', '.join(scopes)} was asked for"
+                )
+            plan += [(spec, settings, scope) for settings in variants[spec.key] for scope in chosen]
+        return plan
+
+    @contextmanager
+    def _key(self, key: str) -> Iterator[None]:
+        """Errors raised inside name the experiment file and the key (and its line) when there is a file."""
+        try:
+            yield
+        except UsageError as error:
+            if self.source is None:
+                raise
+            raise UsageError(f"{self.source}: {key}{_line_suffix(self.source, key)}: {error}") from None
+
+    @classmethod
+    def from_toml(cls, path: Path) -> Experiment:
+        """The experiment of a TOML file; an invalid file is a one-line error naming the key (and line)."""
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise UsageError(f"cannot read experiment file {path}: {error.strerror or error}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise UsageError(f"{path}: not valid TOML: {error}") from None
+        return _from_mapping(data, str(path))
+
+
+_TOP_KEYS = {
+    "preset",
+    "dataset",
+    "model",
+    "methods",
+    "scopes",
+    "sparsity",
+    "seeds",
+    "keep_first_dense",
+    "keep_last_dense",
+}
+_TABLES = {"recipe", "hparams", "run"}
+
+
+def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
+    experiment = Experiment(source=source)
+
+    def fail(key: str, message: str) -> UsageError:
+        return UsageError(f"{source}: {key}{_line_suffix(source, key)}: {message}")
+
+    for key, value in data.items():
+        if key in _TABLES:
+            if not isinstance(value, dict):
+                raise fail(key, f"must be a table ([{key}])")
+        elif key not in _TOP_KEYS:
+            accepted = ", ".join(sorted(_TOP_KEYS | {f"[{t}]" for t in _TABLES}))
+            raise fail(key, f"unknown key; an experiment file has {accepted}")
+    for key in ("preset", "dataset", "model"):
+        if key in data:
+            if not isinstance(data[key], str):
+                raise fail(key, f"must be a string, got {data[key]!r}")
+            setattr(experiment, key, data[key])
+    for key in ("methods", "scopes"):
+        if key in data:
+            value = data[key]
+            if not (value == "all" or isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise fail(key, f'must be "all" or a list of names, got {value!r}')
+            setattr(experiment, key, value)
+    if "sparsity" in data:
+        value = data["sparsity"]
+        experiment.sparsity = value if isinstance(value, list) else [value]
+    if "seeds" in data:
+        experiment.seeds = data["seeds"]
+    for key in ("keep_first_dense", "keep_last_dense"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise fail(key, f"must be true or false, got {data[key]!r}")
+            setattr(experiment, key, data[key])
+    for name, value in _flatten(data.get("recipe", {})).items():
+        experiment.set("recipe", name, [value])
+    for method, table in data.get("hparams", {}).items():
+        if not isinstance(table, dict):
+            raise fail(f"hparams.{method}", "must be a table of hyperparameters ([hparams.METHOD])")
+        for name, value in table.items():
+            experiment.set(method, name, [value])
+    run = data.get("run", {})
+    known = {f.name for f in fields(Execution)}
+    for key in run:
+        if key not in known:
+            raise fail(f"run.{key}", f"unknown key; [run] has {', '.join(sorted(known))}")
+    experiment.execution = replace(
+        experiment.execution, **{k: v if k != "jobs" else str(v) for k, v in run.items()}
+    )
+    return experiment
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _combinations(
+    given: Mapping[str, list[Any]], declared: Mapping[str, HParam], owner: str = "recipe"
+) -> Iterator[dict[str, Any]]:
+    """Every combination of the values of ``given`` (one value sets, several sweep), each value checked.
+
+    A list where the declared type is a tuple is one value; several tuples (a list of lists) sweep.
+    """
+    names, choices = [], []
+    for name, values in given.items():
+        if name not in declared:
+            accepted = ", ".join(declared) or "none"
+            raise UsageError(f"{owner} has no hyperparameter {name!r}; its hyperparameters: {accepted}")
+        hparam = declared[name]
+        if len(values) == 1 and isinstance(values[0], list) and not _is_tuple(hparam, values[0]):
+            values = values[0]
+        try:
+            checked = [hparam.parse(v) if isinstance(v, Text) else hparam.coerce(v) for v in values]
+        except UsageError as error:
+            raise UsageError(f"{owner}: {error}") from None
+        names.append(name)
+        choices.append(list(dict.fromkeys(checked)))
+    for combination in itertools.product(*choices):
+        yield dict(zip(names, combination, strict=True))
+
+
+def _is_tuple(hparam: HParam, value: list[Any]) -> bool:
+    """Whether a list is one value of a tuple-typed hyperparameter (not a sweep)."""
+    return "tuple" in hparam.type_name and not any(isinstance(v, list) for v in value)
+
+
+def _line_suffix(source: str, key: str) -> str:
+    """`` (line N)`` where ``key`` (dotted: ``hparams.gmp.end``) is set in the file ``source``, else ''."""
+    try:
+        lines = Path(source).read_text().splitlines()
+    except OSError:
+        return ""
+    parts = key.split(".")
+    table = ""
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[+\s*([^\]]+?)\s*\]+", stripped)
+        if header:
+            table = header.group(1)
+            if table == key:
+                return f" (line {number})"
+            continue
+        name = re.match(r"([A-Za-z0-9_.\"-]+)\s*=", stripped)
+        if name:
+            full = ".".join(p for p in (table, name.group(1).replace('"', "")) if p)
+            if full == key or (table == "" and parts[0] == full):
+                return f" (line {number})"
+    return ""

@@ -1,0 +1,173 @@
+"""The run record: what the runner writes for every run and the leaderboard reads, declared once.
+
+A record is a JSON object. :class:`RunHead` lists the fields every record has, whatever its status;
+:class:`RunResults` those a finished run (status ``ok``) has in addition. :func:`problem` checks a record against
+these declarations; resume and the leaderboard share it, so a record the leaderboard would skip is never counted
+as finished.
+
+Records of the first format (``version`` 1, before run identity) are still read by the leaderboard
+(:func:`from_legacy`); ``bench run`` does not resume from them, because their ids did not include the method's
+hyperparameters or any code version.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from typing import Any, Literal, TypedDict, Union, get_args, get_origin, get_type_hints
+
+RECORD_VERSION = 2
+"""Version of the record layout."""
+
+LEGACY_VERSION = 1
+STATUSES = ("ok", "failed", "diverged")
+FINISHED = ("ok", "diverged")
+"""Statuses that count as finished (skipped on resume). Failed runs are retried."""
+
+
+class LayerRecord(TypedDict):
+    """One prunable weight of the final model, counted from its weights that are exactly zero."""
+
+    name: str
+    shape: list[int]
+    size: int
+    nonzero: int
+    density: float
+    flops_dense: float
+    flops_sparse: float
+
+
+class RunHead(TypedDict):
+    """Fields of every record."""
+
+    version: int
+    run_id: str
+    status: Literal["ok", "failed", "diverged"]
+    config: dict[str, Any]
+    """The run's identity (what ``run_id`` hashes) and ``preset``, where it came from."""
+    dataset: str
+    model: str
+    preset: str
+    method: str
+    variant: str
+    """The hyperparameters that differ from the defaults, e.g. ``samples=4`` ('' for the defaults)."""
+    criterion: str
+    schedule: str
+    scope: str
+    sparsity: float
+    seed: int
+    hparams: dict[str, Any]
+    device: str
+    versions: dict[str, str]
+    """Library versions and ``prunebench`` itself, with the git commit when run from a checkout."""
+    wall_time_s: float
+    finished_at: str
+
+
+class RunResults(TypedDict):
+    """Fields of a run that finished (status ``ok``)."""
+
+    top1: float
+    top5: float
+    loss: float
+    train_loss: float
+    achieved_sparsity: float
+    prunable_weights: int
+    prunable_nonzero: int
+    params_total: int
+    params_nonzero: int
+    compression_ratio: float
+    flops_dense: float
+    flops_sparse: float
+    speedup: float
+    min_layer_density: float
+    collapsed: bool
+    layers: list[LayerRecord]
+    method_sparsity: float | None
+    enforcement: str | None
+    method_details: dict[str, Any] | None
+    epochs: dict[str, Any]
+    loader: str
+    precision: str
+
+
+class RunRecord(RunHead, RunResults, total=False):
+    """A whole record: :class:`RunHead`, and :class:`RunResults` when the run finished; ``error`` and
+    ``traceback`` when it did not."""
+
+    error: str
+    traceback: str
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` (parsed JSON) has the declared type: numbers, strings, booleans, lists, objects, None."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, member) for member in get_args(annotation))
+    if origin is Literal:
+        return value in get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is list or annotation is list:
+        return isinstance(value, list)
+    if origin is dict or annotation is dict or isinstance(annotation, type) and issubclass(annotation, dict):
+        return isinstance(value, dict)
+    return True
+
+
+def _wrong_fields(record: dict[str, Any], declared: type) -> list[str]:
+    hints = get_type_hints(declared)
+    missing = [name for name in hints if name not in record]
+    wrong = [name for name in hints if name in record and not _matches(record[name], hints[name])]
+    return [*missing, *(f"{name} (not {_type_name(hints[name])})" for name in wrong)]
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def problem(record: Any) -> str | None:
+    """Why ``record`` is not a usable record of the current format, or ``None`` when it is.
+
+    A usable record has every :class:`RunHead` field with its declared type, a known status, and, when its status
+    is ``ok``, every :class:`RunResults` field with a finite ``top1``.
+    """
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    if record.get("version") != RECORD_VERSION:
+        return f"record version {record.get('version')!r}, this prunebench writes version {RECORD_VERSION}"
+    bad = _wrong_fields(record, RunHead)
+    if record.get("status") == "ok":
+        bad += _wrong_fields(record, RunResults)
+        if not bad and not math.isfinite(record["top1"]):
+            bad.append("top1 (not finite)")
+    if bad:
+        return f"malformed record (missing or wrong: {', '.join(bad)})"
+    return None
+
+
+def from_legacy(record: dict[str, Any]) -> dict[str, Any] | None:
+    """A version-1 record in the current layout, to be read as it is; ``None`` when it is not a usable one.
+
+    Version 1 had no variants (every run used the defaults of its day), no criterion (the method was its own) and
+    kept the hyperparameters as ``method_hparams``.
+    """
+    if not isinstance(record, dict) or record.get("version") != LEGACY_VERSION:
+        return None
+    upgraded = {
+        **record,
+        "version": RECORD_VERSION,
+        "variant": "",
+        "criterion": record.get("method"),
+        "hparams": record.get("method_hparams") or {},
+    }
+    upgraded.setdefault("train_loss", math.nan)
+    return upgraded if problem(upgraded) is None else None
