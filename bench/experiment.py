@@ -50,6 +50,14 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
+class _KeyError(UsageError):
+    """A usage error about one key of the experiment (``recipe.optim.lr``, ``hparams.gmp.end``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class Text(str):
     """A value as typed on the command line, read by the declared type (``"4"`` is an int for an int hyperparameter)."""
 
@@ -114,7 +122,7 @@ class Experiment:
         with self._key("recipe"):
             recipes = [
                 apply_recipe_settings(preset.recipe, combination)
-                for combination in _combinations(self.recipe, recipe_fields())
+                for combination in _combinations(self.recipe, recipe_fields(), "recipe")
             ]
         with self._key("methods"):
             methods = parse_methods(self.methods)
@@ -161,7 +169,7 @@ class Experiment:
             given.setdefault(spec.key, {}).update(values)
         variants = {}
         for key, spec in by_key.items():
-            combos = list(_combinations(given.get(key, {}), spec.hparams, owner=spec.name))
+            combos = list(_combinations(given.get(key, {}), spec.hparams, spec.name))
             for settings in combos:
                 spec.resolve(settings)
             variants[key] = combos
@@ -190,6 +198,7 @@ class Experiment:
         except UsageError as error:
             if self.source is None:
                 raise
+            key = getattr(error, "key", key)
             raise UsageError(f"{self.source}: {key}{_line_suffix(self.source, key)}: {error}") from None
 
     @classmethod
@@ -284,24 +293,28 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _combinations(
-    given: Mapping[str, list[Any]], declared: Mapping[str, HParam], owner: str = "recipe"
+    given: Mapping[str, list[Any]], declared: Mapping[str, HParam], owner: str
 ) -> Iterator[dict[str, Any]]:
     """Every combination of the values of ``given`` (one value sets, several sweep), each value checked.
 
-    A list where the declared type is a tuple is one value; several tuples (a list of lists) sweep.
+    ``owner`` is ``recipe`` or a method's name. A list where the declared type is a tuple is one value; several
+    tuples (a list of lists) sweep.
     """
     names, choices = [], []
     for name, values in given.items():
+        key = f"recipe.{name}" if owner == "recipe" else f"hparams.{owner}.{name}"
         if name not in declared:
             accepted = ", ".join(declared) or "none"
-            raise UsageError(f"{owner} has no hyperparameter {name!r}; its hyperparameters: {accepted}")
+            if owner == "recipe":
+                raise _KeyError(key, f"the recipe has no field {name!r}; its fields: {accepted}")
+            raise _KeyError(key, f"{owner} has no hyperparameter {name!r}; its hyperparameters: {accepted}")
         hparam = declared[name]
         if len(values) == 1 and isinstance(values[0], list) and not _is_tuple(hparam, values[0]):
             values = values[0]
         try:
             checked = [hparam.parse(v) if isinstance(v, Text) else hparam.coerce(v) for v in values]
         except UsageError as error:
-            raise UsageError(f"{owner}: {error}") from None
+            raise _KeyError(key, f"{owner}: {error}") from None
         names.append(name)
         choices.append(list(dict.fromkeys(checked)))
     for combination in itertools.product(*choices):
