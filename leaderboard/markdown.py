@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from prunebench.leaderboard import provenance
-from prunebench.leaderboard.records import DENSE
+from prunebench.leaderboard.records import DENSE, row_label
 from prunebench.leaderboard.stats import ALPHA
 
 TIED = "†"
@@ -42,7 +42,7 @@ def accuracy_cell(row: Mapping[str, Any], usual_n: int) -> str:
         text += f" ({', '.join(notes)})"
     if bool(row.get("best", False)):
         return f"**{text}**"
-    return f"{text} {TIED}" if bool(row.get("tied_with_best", False)) else text
+    return f"{text} {TIED}" if bool(row.get("not_different_from_best", False)) else text
 
 
 def cost_cell(row: Mapping[str, Any]) -> str:
@@ -63,9 +63,9 @@ def _grid(
     """The sparsities and, per method (scope), its cells in that order (empty where it was not run)."""
     sparsities = sorted(pruned["sparsity"].unique())
     rows = []
-    for (method, scope), runs in pruned.groupby(["method", "scope"], sort=True):
+    for (method, variant, scope), runs in pruned.groupby(["method", "variant", "scope"], sort=True):
         by_sparsity = {r["sparsity"]: cell(r) for r in runs.to_dict("records")}
-        rows.append((f"{method} ({scope})", [by_sparsity.get(s, "") for s in sparsities]))
+        rows.append((row_label(method, variant, scope), [by_sparsity.get(s, "") for s in sparsities]))
     return sparsities, rows
 
 
@@ -99,9 +99,11 @@ def _dense_line(group: pd.DataFrame) -> str:
 def _enforcements(pruned: pd.DataFrame) -> list[str]:
     found = pruned[pruned["enforcement"].fillna("") != ""]
     return [
-        f"{method} ({scope}): {steps}"
-        for (method, scope), steps in sorted(
-            found.groupby(["method", "scope"])["enforcement"].agg(lambda s: "; ".join(sorted(set(s)))).items()
+        f"{row_label(method, variant, scope)}: {steps}"
+        for (method, variant, scope), steps in sorted(
+            found.groupby(["method", "variant", "scope"])["enforcement"]
+            .agg(lambda s: "; ".join(sorted(set(s))))
+            .items()
         )
     ]
 
@@ -111,9 +113,10 @@ def _footnotes(usual_n: int, kind: str) -> str:
         "Columns: target sparsity s of the prunable weights (their compression 1/(1-s)). "
         f"Top-1 accuracy (%) on the test set: mean ± half-width of the 95% {INTERVAL_NAMES[kind]} interval "
         f"over seeds; n = {usual_n} seeds per cell unless shown. n=1: a single seed, shown without an interval. "
-        f"**Bold**: the best mean of the column. {TIED}: statistically tied with the best (Welch's t-test, "
-        f"`scipy.stats.ttest_ind(equal_var=False)`, two-sided p ≥ {ALPHA:g}; cells with fewer than 2 seeds are "
-        "not tested). Failed and diverged runs are counted (`failed`), never averaged."
+        f"**Bold**: the best mean of the column. {TIED}: not significantly different from the best (paired t, "
+        f"Holm, α={ALPHA:g}: seeds paired, Welch's unpaired test where the seeds differ, Holm's correction within "
+        "the column; cells with fewer than 2 seeds are not tested). Failed and diverged runs are counted "
+        "(`failed`), never averaged."
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import warnings
 import xml.etree.ElementTree as ElementTree
@@ -19,7 +18,6 @@ from prunebench.errors import UsageError
 from prunebench.leaderboard import write_leaderboard
 from prunebench.leaderboard.provenance import commands
 from prunebench.leaderboard.records import RecordWarning, load_records
-from prunebench.leaderboard.stats import bootstrap_interval, t_interval, tied, welch_pvalue
 from prunebench.leaderboard.table import COLUMNS, tidy_table
 from prunebench.presets import get_preset
 from prunebench.results import RECORD_VERSION
@@ -97,7 +95,7 @@ def fixture_records() -> list[dict]:
     return [
         *(record("dense", "none", 0.0, s, v) for s, v in enumerate([98.0, 98.2, 98.4])),
         *(record("magnitude", "global", 0.5, s, v) for s, v in enumerate([97.0, 97.2, 97.4])),
-        *(record("random", "uniform", 0.5, s, v) for s, v in enumerate([96.9, 97.1, 97.3])),
+        *(record("random", "uniform", 0.5, s, v) for s, v in enumerate([96.9, 97.3, 97.1])),
         *(record("magnitude", "global", 0.9, s, v) for s, v in enumerate([90.0, 91.0, 92.0])),
         record("random", "uniform", 0.9, 0, 80.0, collapsed=True),
         record("random", "uniform", 0.9, 1, 81.0),
@@ -136,9 +134,9 @@ Dense baseline (top-1 %): **98.20 ± 0.50 (n=3)**
 Columns: target sparsity s of the prunable weights (their compression 1/(1-s)). \
 Top-1 accuracy (%) on the test set: mean ± half-width of the 95% Student-t interval over seeds; \
 n = 3 seeds per cell unless shown. n=1: a single seed, shown without an interval. \
-**Bold**: the best mean of the column. †: statistically tied with the best (Welch's t-test, \
-`scipy.stats.ttest_ind(equal_var=False)`, two-sided p ≥ 0.05; cells with fewer than 2 seeds are not tested). \
-Failed and diverged runs are counted (`failed`), never averaged.
+**Bold**: the best mean of the column. †: not significantly different from the best (paired t, Holm, α=0.05: \
+seeds paired, Welch's unpaired test where the seeds differ, Holm's correction within the column; cells with fewer \
+than 2 seeds are not tested). Failed and diverged runs are counted (`failed`), never averaged.
 
 ### Compression ratio / theoretical speedup
 
@@ -156,41 +154,6 @@ lamp (global): top-k of the scores.
 """
 
 
-def test_t_interval_matches_scipy():
-    sample = [71.2, 72.9, 70.4, 73.3]
-    expected = stats.t.interval(0.95, len(sample) - 1, loc=np.mean(sample), scale=stats.sem(sample))
-    summary = t_interval(sample)
-    assert summary.mean == pytest.approx(np.mean(sample))
-    assert summary.std == pytest.approx(np.std(sample, ddof=1))
-    assert (summary.low, summary.high) == pytest.approx(expected)
-
-
-def test_bootstrap_interval_matches_scipy():
-    sample = [71.2, 72.9, 70.4, 73.3, 69.8]
-    expected = stats.bootstrap(
-        (np.array(sample),),
-        np.mean,
-        n_resamples=9999,
-        method="percentile",
-        random_state=np.random.default_rng(0),
-    ).confidence_interval
-    summary = bootstrap_interval(sample)
-    assert (summary.low, summary.high) == pytest.approx((expected.low, expected.high))
-
-
-def test_welch_matches_scipy_and_decides_ties():
-    a, b, c = [97.0, 97.2, 97.4], [96.9, 97.1, 97.3], [90.0, 91.0, 92.5]
-    assert welch_pvalue(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    assert welch_pvalue(a, c) == pytest.approx(stats.ttest_ind(a, c, equal_var=False).pvalue)
-    assert tied(a, b) and not tied(a, c)
-    assert not tied(a, [97.0]) and math.isnan(welch_pvalue(a, [97.0]))
-
-
-def test_one_seed_has_no_interval():
-    summary = t_interval([85.0])
-    assert summary.mean == summary.low == summary.high == 85.0 and math.isnan(summary.std)
-
-
 def test_golden_markdown(tmp_path):
     write_dir(tmp_path / "results", fixture_records())
     markdown = write_leaderboard([tmp_path / "results"], tmp_path / "out", ["md"])
@@ -202,18 +165,57 @@ def test_tidy_csv_round_trips_through_pandas(tmp_path):
     records = fixture_records()
     write_dir(tmp_path / "results", records)
     write_leaderboard([tmp_path / "results"], tmp_path, ["csv"])
-    tidy = pd.read_csv(tmp_path / "leaderboard.csv")
+    tidy = pd.read_csv(tmp_path / "leaderboard.csv", dtype={"variant": str}).fillna(
+        {"variant": ""}
+    )  # the default variant is empty
     assert list(tidy.columns) == COLUMNS
     pd.testing.assert_frame_equal(tidy, tidy_table(load_records([tmp_path / "results"])), check_dtype=False)
     row = tidy[(tidy["method"] == "magnitude") & (tidy["sparsity"] == 0.9)].iloc[0]
     low, high = stats.t.interval(0.95, 2, loc=91.0, scale=stats.sem([90.0, 91.0, 92.0]))
     assert (row["n"], row["n_failed"], row["top1_mean"]) == (3, 0, pytest.approx(91.0))
     assert (row["top1_ci_low"], row["top1_ci_high"]) == pytest.approx((low, high))
-    assert bool(row["best"]) and not bool(row["tied_with_best"])
+    assert bool(row["best"]) and not bool(row["not_different_from_best"])
+    random = tidy[(tidy["method"] == "random") & (tidy["sparsity"] == 0.9)].iloc[0]
+    assert random["test_vs_best"] == "welch"  # seeds 0 and 1 against 0, 1 and 2: no complete pairs
+    assert random["p_vs_best"] == pytest.approx(
+        stats.ttest_ind([80.0, 81.0], [90.0, 91.0, 92.0], equal_var=False).pvalue
+    )
     wide = pd.read_csv(tmp_path / "leaderboard_wide.csv", keep_default_na=False)
     assert list(wide.columns) == ["dataset", "model", "method (scope)", "dense", "0.5 (2×)", "0.9 (10×)"]
     assert wide.iloc[0]["dense"] == "98.20 ± 0.50 (n=3)"
     assert wide.set_index("method (scope)").loc["random (uniform)", "0.5 (2×)"] == "97.10 ± 0.50 †"
+
+
+def test_cells_are_compared_with_the_best_by_paired_t_tests_holm_adjusted_in_the_column():
+    best = [93.0, 95.0, 94.0]
+    gaps = {"w": [0.30, 0.31, 0.30], "x": [0.4, 0.6, 0.3], "y": [1.0, -0.2, 0.5], "z": [3.0, 2.9, 3.0]}
+    values = {m: [b - g for b, g in zip(best, gap, strict=True)] for m, gap in gaps.items()}
+    runs = [record("best", "global", 0.9, s, v) for s, v in enumerate(best)]
+    runs += [record(m, "global", 0.9, s, v) for m, column in values.items() for s, v in enumerate(column)]
+    table = tidy_table(runs).set_index("method")
+    p = {m: stats.ttest_rel(column, best).pvalue for m, column in values.items()}
+    assert sorted(p, key=p.get) == ["w", "z", "x", "y"]
+    # Holm by hand, ascending: 4 p_w, then 3 p_z, 2 p_x, 1 p_y, each at least the one before
+    holm = {"w": 4 * p["w"]}
+    holm["z"] = max(holm["w"], 3 * p["z"])
+    holm["x"] = max(holm["z"], 2 * p["x"])
+    holm["y"] = max(holm["x"], p["y"])
+    for method in values:
+        assert table.loc[method, "test_vs_best"] == "paired"
+        assert table.loc[method, "p_vs_best"] == pytest.approx(p[method])
+        assert table.loc[method, "p_holm_vs_best"] == pytest.approx(holm[method])
+    assert table["not_different_from_best"].to_dict() == {
+        "best": False,
+        "w": False,
+        "x": True,
+        "y": True,
+        "z": False,
+    }
+    assert bool(table.loc["best", "best"])
+    assert p["x"] < 0.05  # different before the correction, not after it
+    assert (
+        stats.ttest_ind(values["w"], best, equal_var=False).pvalue > 0.5
+    )  # Welch's test finds no difference
 
 
 def test_failed_runs_are_counted_not_averaged():
@@ -258,10 +260,10 @@ def test_duplicates_are_counted_once_and_reported_once(tmp_path):
     with pytest.warns(RecordWarning) as caught:
         loaded = load_records([tmp_path / "a", tmp_path / "b"])
     assert len(loaded) == len(records)
-    duplicates = [str(w.message) for w in caught if "found 2 times" in str(w.message)]
-    assert len(duplicates) == 3
+    duplicates = [str(w.message) for w in caught if "found more than once" in str(w.message)]
+    assert len(duplicates) == 1 and duplicates[0].startswith("3 runs found more than once")
     path = tmp_path / "b" / "runs" / f"{records[3]['run_id']}.json"
-    assert any(str(path) in message for message in duplicates)
+    assert str(path) in duplicates[0]
     table = tidy_table(loaded)
     assert table.loc[table["method"] == "magnitude", "n"].tolist() == [3, 3]
 
@@ -325,15 +327,37 @@ def test_cli_reports_skipped_records_as_one_line_warnings(tmp_path, capsys):
     (tmp_path / "a" / "runs" / "bad.json").write_text("{")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        code = main(
-            ["leaderboard", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "md", "--ci", "bootstrap"]
-        )
+        code = main(["leaderboard", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "md"])
     assert code == 0
     lines = capsys.readouterr().err.splitlines()
     assert sum("bad.json" in line for line in lines) == 1
-    assert sum("found 2 times" in line for line in lines) == len(fixture_records())
+    duplicates = [line for line in lines if "found more than once" in line]
+    assert len(duplicates) == 1 and f"warning: {len(fixture_records())} runs found" in duplicates[0]
     assert all(line.startswith("bench: warning: ") for line in lines)
-    assert "bootstrap" in (tmp_path / "a" / "leaderboard.md").read_text()
+
+
+def test_bootstrap_under_five_seeds_is_a_one_line_error(tmp_path, capsys):
+    write_dir(tmp_path, fixture_records())
+    assert main(["leaderboard", str(tmp_path), "--format", "md", "--ci", "bootstrap"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("bench: error: --ci bootstrap needs at least 5 seeds") and error.count("\n") == 1
+    assert not (tmp_path / "leaderboard.md").exists()
+
+
+def test_bootstrap_intervals_with_five_seeds(tmp_path):
+    values = [97.0, 97.4, 96.8, 97.9, 97.2]
+    write_dir(tmp_path, [record("magnitude", "global", 0.5, s, v) for s, v in enumerate(values)])
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md", "csv"], ci="bootstrap")
+    expected = stats.bootstrap(
+        (np.array(values),),
+        np.mean,
+        n_resamples=9999,
+        method="percentile",
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    row = pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]
+    assert (row["top1_ci_low"], row["top1_ci_high"]) == pytest.approx((expected.low, expected.high))
+    assert "percentile-bootstrap" in markdown
 
 
 def test_pooling_different_budgets_is_warned_about(tmp_path):
