@@ -143,7 +143,11 @@ def _provenance(records: list[dict[str, Any]]) -> list[str]:
         f"- Hardware: {provenance.hardware(records)}",
         f"- Versions: {provenance.versions(records)}",
     ]
-    lines += [f"- Command: `{command}`" for command in provenance.commands(records)]
+    lines.append(f"- Grid: {provenance.grid(records)}")
+    lines += [
+        f"- Command: `{command}`" + (f" ({note})" if note else "")
+        for command, note in provenance.commands(records)
+    ]
     return lines
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import warnings
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -16,10 +18,9 @@ from scipy import stats
 from prunebench.cli import main
 from prunebench.errors import UsageError
 from prunebench.leaderboard import write_leaderboard
-from prunebench.leaderboard.provenance import commands
+from prunebench.leaderboard.provenance import commands, grid
 from prunebench.leaderboard.records import RecordWarning, load_records
 from prunebench.leaderboard.table import COLUMNS, tidy_table
-from prunebench.presets import get_preset
 from prunebench.results import RECORD_VERSION
 
 LAYERS = [("conv.weight", 100), ("fc.weight", 300)]
@@ -119,7 +120,10 @@ GOLDEN = """\
 - Budget: 4 epochs of weight updates per run
 - Hardware: cpu: test
 - Versions: python 3.11.0, torch 2.5.0
-- Command: `bench run --preset toy-net --methods lamp,magnitude,random --scopes global,uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4`
+- Grid: 13 pruned runs: 3 rows × 2 sparsities (5 of 6 cells), 1-3 seeds per cell; 3 dense runs
+- Command: `bench run --preset toy-net --methods lamp --scopes global --sparsity 0.9 --seeds 1 --epochs 4`
+- Command: `bench run --preset toy-net --methods magnitude --scopes global --sparsity 0.5,0.9 --seeds 3 --epochs 4`
+- Command: `bench run --preset toy-net --methods random --scopes uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4`
 
 Dense baseline (top-1 %): **98.20 ± 0.50 (n=3)**
 
@@ -372,12 +376,48 @@ def test_pooling_different_budgets_is_warned_about(tmp_path):
     assert "- Budget: 4 epochs / 8 epochs of weight updates per run" in markdown
 
 
-def test_the_command_names_epochs_only_when_they_differ_from_the_preset():
-    budget = get_preset("synthetic-tiny").epochs
-    runs = [{**record("lamp", "global", 0.9, 1, 90.0), "preset": "synthetic-tiny"}]
-    runs[0]["config"]["preset"]["epochs"] = budget
-    assert commands(runs) == [
-        "bench run --preset synthetic-tiny --methods lamp --scopes global --sparsity 0.9 --seeds 2"
+def test_the_commands_rerun_exactly_the_grid_present():
+    runs = [
+        record("magnitude", scope, sp, seed, 90.0)
+        for scope in ("global", "uniform")
+        for sp in (0.5, 0.9)
+        for seed in range(3)
     ]
-    runs[0]["config"]["preset"]["epochs"] = budget + 2
-    assert commands(runs)[0].endswith(f"--seeds 2 --epochs {budget + 2}")
+    runs += [record("lamp", "global", 0.9, seed, 90.0) for seed in (0, 1)]
+    runs += [record("random", "uniform", 0.5, seed, 90.0) for seed in (0, 2)]
+    runs += [record("random", "uniform", 0.9, seed, 90.0) for seed in (0, 1)]
+    head = "bench run --preset toy-net --methods"
+    assert commands(runs) == [
+        (f"{head} lamp --scopes global --sparsity 0.9 --seeds 2 --epochs 4", ""),
+        (f"{head} magnitude --scopes global,uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4", ""),
+        (f"{head} random --scopes uniform --sparsity 0.5 --seeds 3 --epochs 4", "seeds present: 0, 2"),
+        (f"{head} random --scopes uniform --sparsity 0.9 --seeds 2 --epochs 4", ""),
+    ]
+    assert (
+        grid(runs) == "18 pruned runs: 4 rows × 2 sparsities (7 of 8 cells), 2-3 seeds per cell; 0 dense runs"
+    )
+
+
+def test_methods_sharing_a_grid_share_a_command():
+    runs = [record(m, "global", 0.9, seed, 90.0) for m in ("snip", "grasp") for seed in range(2)]
+    runs += [record("dense", "none", 0.0, seed, 98.0) for seed in range(2)]
+    assert commands(runs) == [
+        (
+            "bench run --preset toy-net --methods grasp,snip --scopes global --sparsity 0.9 --seeds 2 --epochs 4",
+            "",
+        )
+    ]
+    assert grid(runs) == "4 pruned runs: 2 rows × 1 sparsities (complete), 2 seeds per cell; 2 dense runs"
+
+
+def test_the_leaderboard_does_not_import_torch(tmp_path):
+    write_dir(tmp_path, fixture_records())
+    script = (
+        "import sys\n"
+        "from prunebench.cli import main\n"
+        "assert main(['leaderboard', sys.argv[1], '--format', 'md,csv,png']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "plots" / "toy_net_accuracy.png").exists()
