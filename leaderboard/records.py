@@ -166,6 +166,22 @@ def preset_epochs(record: dict[str, Any]) -> Any:
     return ((record.get("config") or {}).get("preset") or {}).get("epochs")
 
 
+def enforcement(record: dict[str, Any]) -> str | None:
+    """The step that brought a finished run from the method's own sparsity to the target, ``None`` if none did."""
+    return str(record["enforcement"]) if record.get("enforcement") else None
+
+
+def enforcement_change(record: dict[str, Any]) -> float | None:
+    """How much the enforcement step changed the number of kept weights, as a fraction of the kept weights.
+
+    ``|achieved sparsity - the method's own sparsity| / (1 - achieved sparsity)``; ``None`` where either is missing.
+    """
+    own, achieved = record.get("method_sparsity"), record.get("achieved_sparsity")
+    if not (_is_number(own) and _is_number(achieved)) or achieved >= 1:
+        return None
+    return abs(achieved - own) / (1 - achieved)
+
+
 @dataclass(frozen=True)
 class Layer:
     """One prunable weight of a finished run: its parameter name, shape and achieved density."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from prunebench.leaderboard.records import DENSE, variant
+from prunebench.leaderboard.records import DENSE, enforcement, variant
 from prunebench.leaderboard.stats import ALPHA, compare, holm, interval
 
 KEYS = ["dataset", "model", "method", "variant", "scope", "sparsity"]
@@ -29,6 +29,8 @@ COLUMNS = [
     "top1_ci_high",
     "top5_mean",
     "top5_std",
+    "top5_ci_low",
+    "top5_ci_high",
     "loss_mean",
     "achieved_sparsity",
     "params_total",
@@ -53,7 +55,6 @@ COLUMNS = [
 """Columns of the tidy table, in order (the tidy CSV has exactly these)."""
 
 MEANS = {
-    "top5_mean": "top5",
     "loss_mean": "loss",
     "achieved_sparsity": "achieved_sparsity",
     "params_total": "params_total",
@@ -86,15 +87,15 @@ def _cell(key: tuple, runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
         interval=kind,
         collapsed=any(bool(r.get("collapsed")) for r in ok),
         n_collapsed=sum(bool(r.get("collapsed")) for r in ok),
-        enforcement="; ".join(sorted({str(r["enforcement"]) for r in ok if r.get("enforcement")})) or None,
+        enforcement="; ".join(sorted({step for step in map(enforcement, ok) if step})) or None,
     )
     if ok:
         summary = interval([float(r["top1"]) for r in ok], kind)
         row.update(
             top1_mean=summary.mean, top1_std=summary.std, top1_ci_low=summary.low, top1_ci_high=summary.high
         )
-        top5 = [float(r["top5"]) for r in ok]
-        row["top5_std"] = pd.Series(top5).std(ddof=1) if len(top5) > 1 else math.nan
+        top5 = interval([float(r["top5"]) for r in ok], kind)
+        row.update(top5_mean=top5.mean, top5_std=top5.std, top5_ci_low=top5.low, top5_ci_high=top5.high)
     for column, field in MEANS.items():
         row[column] = _mean(ok, field)
     return row
