@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
 
     console.print(Markdown(markdown))
     console.print(
-        f"Leaderboard written to {store.root}: leaderboard.md, leaderboard.csv, leaderboard_wide.csv and plots/"
+        f"Leaderboard written to {store.root}: leaderboard.md, the CSVs (leaderboard*.csv) and plots/"
     )
     console.print(f"Total wall time: {elapsed:.1f} s")
     failed = [r for r in records if r["status"] == "failed"]

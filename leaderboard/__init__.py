@@ -11,7 +11,6 @@ from prunebench.errors import UsageError
 FORMATS = ("md", "csv", "tex", "png", "svg")
 DEFAULT_FORMATS = ("md", "csv", "png")
 INTERVALS = ("t", "bootstrap")
-PLOT_FORMATS = ("png", "svg")
 
 
 def _check(formats: Sequence[str], ci: str) -> None:
@@ -43,6 +42,7 @@ def write_leaderboard(
     before the figures, so that a figure that fails leaves them complete. ``ci`` is ``t`` (Student) or
     ``bootstrap``; ``top5`` adds the top-5 table. Skipped and duplicate records are reported as ``RecordWarning``.
     """
+    from prunebench.leaderboard.files import write_files
     from prunebench.leaderboard.records import load_records, select, warn_mixed_budgets
     from prunebench.leaderboard.scopes import scope_comparisons
     from prunebench.leaderboard.sections import build_sections
@@ -63,45 +63,4 @@ def write_leaderboard(
     cells = tidy_table(records, ci)
     comparisons = scope_comparisons(records)
     sections = build_sections(cells, comparisons, records, ci, density_sparsity=density_sparsity, top5=top5)
-    plot_formats = [f for f in formats if f in PLOT_FORMATS]
-    return _write(out, formats, plot_formats, cells, comparisons, sections)
-
-
-def _write(out: Path, formats, plot_formats, cells, comparisons, sections) -> str:
-    """Markdown, CSV and LaTeX first, then the figures; return the Markdown."""
-    from prunebench.leaderboard.latex import render_latex
-    from prunebench.leaderboard.markdown import render_markdown
-    from prunebench.leaderboard.plots import links, write_figures
-    from prunebench.results import atomic_write_text
-
-    plots = {(s.dataset, s.model): links(s, out, plot_formats) for s in sections} if plot_formats else {}
-    markdown = render_markdown(sections, plots)
-    if "md" in formats:
-        atomic_write_text(out / "leaderboard.md", markdown)
-    if "csv" in formats:
-        atomic_write_text(out / "leaderboard.csv", cells.to_csv(index=False))
-        atomic_write_text(out / "leaderboard_scopes.csv", comparisons.to_csv(index=False))
-        for name, frame in wide_tables(sections).items():
-            file = "leaderboard_wide.csv" if name == "accuracy" else f"leaderboard_wide_{name}.csv"
-            atomic_write_text(out / file, frame.to_csv(index=False))
-    if "tex" in formats:
-        atomic_write_text(out / "leaderboard.tex", render_latex(sections))
-    for section in sections if plot_formats else []:
-        write_figures(section, out, plot_formats)
-    return markdown
-
-
-def wide_tables(sections) -> dict:
-    """Each kind of table of every section as one frame of strings, stacked with its dataset and model."""
-    import pandas as pd
-
-    from prunebench.leaderboard.render import to_frame
-
-    frames: dict[str, list] = {}
-    for section in sections:
-        for table in section.tables:
-            frame = to_frame(table)
-            frame.insert(0, "model", section.model)
-            frame.insert(0, "dataset", section.dataset)
-            frames.setdefault(table.name, []).append(frame)
-    return {name: pd.concat(found, ignore_index=True).fillna("") for name, found in frames.items()}
+    return write_files(out, formats, cells, comparisons, sections)

@@ -23,7 +23,6 @@ from prunebench.leaderboard.scopes import ordered
 from prunebench.leaderboard.sections import Section
 from prunebench.results import atomic_file
 
-PLOT_FORMATS = ("png", "svg")
 FIGURES = {
     "accuracy": "Top-1 accuracy against compression",
     "speedup": "Top-1 accuracy against theoretical speedup",

@@ -351,10 +351,21 @@ def test_merging_two_directories_equals_one(tmp_path):
     write_dir(tmp_path / "a", records[:7])
     write_dir(tmp_path / "b", records[7:])
     write_dir(tmp_path / "all", records)
-    merged = write_leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "merged", ["md", "csv"])
-    single = write_leaderboard([tmp_path / "all"], tmp_path / "single", ["md", "csv"])
+    merged = write_leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "merged", ["md", "csv", "tex"])
+    single = write_leaderboard([tmp_path / "all"], tmp_path / "single", ["md", "csv", "tex"])
     assert merged == single
-    for name in ("leaderboard.csv", "leaderboard_wide.csv"):
+    names = sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert names == [
+        "leaderboard.csv",
+        "leaderboard.md",
+        "leaderboard.tex",
+        "leaderboard_scopes.csv",
+        "leaderboard_wide.csv",
+        "leaderboard_wide_allocation.csv",
+        "leaderboard_wide_cost.csv",
+        "leaderboard_wide_scopes.csv",
+    ]
+    for name in names:
         assert (tmp_path / "merged" / name).read_text() == (tmp_path / "single" / name).read_text()
 
 
