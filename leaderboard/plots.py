@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from prunebench.leaderboard import allocations
@@ -69,6 +70,11 @@ def scope_styles(scopes: set[str]) -> dict[str, dict[str, Any]]:
             "linestyle": FALLBACK_LINESTYLES[i // len(FALLBACK_MARKERS) % len(FALLBACK_LINESTYLES)],
         }
     return styles
+
+
+def section_styles(section: Section) -> dict[str, dict[str, Any]]:
+    """The styles of every scope of the section, so that a scope looks the same in each of its figures."""
+    return scope_styles(set(section.cells.loc[section.cells["method"] != DENSE, "scope"]))
 
 
 def compression(sparsity: float) -> float:
@@ -131,7 +137,8 @@ def _accuracy_lines(section: Section, x_of: str, title: str):
     figure, panels = _panels(len(criteria), title, sharey=True)
     pruned = cells[(cells["method"] != DENSE) & (cells["n"] > 0)].copy()
     pruned["compression"] = pruned["sparsity"].map(compression)
-    styles = scope_styles(set(pruned["scope"]))
+    pruned = pruned[np.isfinite(pruned[x_of])]  # a speedup is infinite where nothing is left to compute
+    styles = section_styles(section)
     limits = (float(pruned[x_of].min()) / 1.25, float(pruned[x_of].max()) * 1.25)
     for axes, (method, variant) in zip(panels, criteria, strict=True):
         axes.set_xscale("log")
@@ -212,7 +219,7 @@ def density_figure(section: Section):
     )
     title = f"{section.title}: per-layer density at sparsity {sparsity:g}"
     figure, panels = _panels(len(criteria), title, sharey=True)
-    styles = scope_styles({key[2] for key in profiles})
+    styles = section_styles(section)
     positions = list(range(len(names)))
     labels = allocations.short_labels(names)
     rotate = max(map(len, labels)) > 3
@@ -237,7 +244,7 @@ def density_figure(section: Section):
         axes.tick_params(labelsize=7)
         if len(positions) == 1:
             axes.set_xlim(-0.5, 0.5)
-    _finish(figure, panels, set(styles), "layer", "density (fraction kept, log scale)")
+    _finish(figure, panels, {key[2] for key in profiles}, "layer", "density (fraction kept, log scale)")
     return figure
 
 

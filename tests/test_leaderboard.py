@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -761,3 +762,15 @@ def test_layer_names_are_the_models_own_shortened_where_long():
     assert short_labels(long) == ["…self_attn.out_proj", "…layers.11.linear1"]
     same_end = ["encoder.layers.10.self_attn.in_proj_weight", "encoder.layers.11.self_attn.in_proj_weight"]
     assert short_labels(same_end) == same_end  # shortened they would read alike
+
+
+def test_an_infinite_speedup_is_left_out_of_the_speedup_figure():
+    runs = [record("lamp", "global", sp, s, 90.0) for sp in (0.5, 0.9) for s in range(2)]
+    runs += [{**record("lamp", "global", 0.99, s, 10.0), "speedup": math.inf} for s in range(2)]
+    section = build_sections(tidy_table(runs), scope_comparisons(runs), runs, "t")[0]
+    figure = speedup_figure(section)
+    try:
+        (line,) = figure.axes[0].get_lines()
+        assert list(line.get_xdata()) == pytest.approx([2.0, 10.0])
+    finally:
+        pyplot.close(figure)
