@@ -680,6 +680,7 @@ def test_the_latex_file_holds_every_table_of_the_markdown(tmp_path):
     for name in ("scopes", "allocation", "accuracy", "top5", "cost"):
         assert rf"\label{{tab:toy_net-{name}}}" in latex
     assert r"\textbf{+3.80 $\pm$ 0.66}" in latex
+    assert r"Erd\H{o}s-R\'enyi" in latex and latex.isascii()  # compiles whatever the input encoding
     assert "| magnitude (global) | 100.00 ± 0.00 | 100.00 ± 0.00 |" in markdown  # the top-5 table
 
 
