@@ -775,3 +775,13 @@ def test_an_infinite_speedup_is_left_out_of_the_speedup_figure():
         assert list(line.get_xdata()) == pytest.approx([2.0, 10.0])
     finally:
         pyplot.close(figure)
+
+
+def test_intervals_in_the_csv_and_the_table_are_clipped_to_0_100(tmp_path):
+    write_dir(tmp_path, [record("random", "global", 0.99, s, v) for s, v in enumerate([2.0, 40.0])])
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md", "csv"])
+    row = pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]
+    low, high = stats.t.interval(0.95, 1, loc=21.0, scale=stats.sem([2.0, 40.0]))
+    assert low < 0 and high > 100
+    assert (row["top1_ci_low"], row["top1_ci_high"]) == (0.0, 100.0)
+    assert "| random (global) | **21.00 [0.00, 100.00]** ¶ |" in markdown  # two seeds: flagged ¶
