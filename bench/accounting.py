@@ -1,20 +1,36 @@
 """What a pruned model is, counted from its weights: sparsity, parameters, FLOPs, per-layer density, collapse.
 
-Sparsity is counted from weights that are exactly zero, never from a mask. FLOPs follow ShrinkBench's theoretical
-speedup: each Conv/Linear layer costs its dense multiply-accumulates times its weight density; other operations
-(normalization, pooling, activations) are not counted. One multiply-accumulate is two FLOPs, the convention of
-``torch.utils.flop_counter``.
+Sparsity is counted from weights that are exactly zero, never from a mask.
+
+FLOPs are those ``torch.utils.flop_counter.FlopCounterMode`` counts for one example (batch 1, evaluation mode, no
+gradients): convolutions (transposed ones included), matrix products and attention; one multiply-accumulate is two
+FLOPs. Normalization, pooling, activations and other element-wise operations are not counted. Attention runs on its
+plain path while counting (PyTorch's fused fast path and fused CPU kernels hide its products from the counter).
+
+Each operation's FLOPs are attributed to the weight it multiplies, found by operand: the tensor arguments of the
+operation that are one of the given weights, a view of it or a copy of it (the largest, where there are several).
+Modules whose ``forward`` is never called count too (``nn.MultiheadAttention`` applies ``out_proj`` and its packed
+``in_proj_weight`` inside ``F.multi_head_attention_forward``). The sparse count follows ShrinkBench's theoretical
+speedup: each weight's FLOPs times its density. Operations with no given weight among their operands (attention
+scores and their product with the values, layers left out of the prunable set) count in the dense and sparse totals
+alike.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
 
-from prunebench.prunable import PRUNABLE_TYPES, prunable_weights
+from prunebench.prunable import prunable_weights
 
 
 @dataclass
@@ -28,36 +44,95 @@ class LayerStats:
     flops_sparse: float
 
 
-def layer_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Dense FLOPs of one example through each Conv/Linear layer, keyed by the layer's weight name."""
-    flops: dict[str, int] = {}
-    handles = []
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one example: per given weight, those of the operations that multiply it; ``total``: all of them."""
 
-    def counter(name: str):
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            weight = module.weight
-            if isinstance(module, nn.Linear):
-                macs = output.numel() * module.in_features
-            else:
-                macs = output.numel() * weight[0].numel()
-            flops[name] = flops.get(name, 0) + 2 * macs
+    per_weight: dict[str, int]
+    total: int
 
-        return hook
 
-    for name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_TYPES):
-            handles.append(module.register_forward_hook(counter(f"{name}.weight" if name else "weight")))
+def _storage(tensor: torch.Tensor) -> int | None:
+    """The address of the memory ``tensor`` lives in (shared by its views); ``None`` when it has none."""
+    try:
+        address = tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None
+    return address or None
+
+
+class _ByWeight(TorchDispatchMode):
+    """Adds the FLOPs ``counter`` counts for each operation to the weight among its operands.
+
+    Where several given weights feed one operation, the largest takes its FLOPs (a bias given as a weight is added
+    in ``addmm`` or a convolution, not multiplied).
+
+    Entered inside ``counter``, so that every operation passes here first and the counter's total grows by exactly
+    that operation's FLOPs while it runs. Outputs of operations that only read one weight (copies, dtype changes) are
+    that weight too; they are kept alive for the count so that their memory is never reused by another tensor.
+    """
+
+    def __init__(self, counter: FlopCounterMode, weights: Mapping[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.counter = counter
+        self.flops = dict.fromkeys(weights, 0)
+        self.sizes = {name: weight.numel() for name, weight in weights.items()}
+        self.owner: dict[int, str] = {}
+        for name, weight in weights.items():
+            address = _storage(weight)
+            if address is not None:  # a weight tied under two names counts once, under the first
+                self.owner.setdefault(address, name)
+        self.copies: list[torch.Tensor] = []
+
+    def _owners(self, tree: Any) -> list[str | None]:
+        tensors = [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor)]
+        return [self.owner.get(_storage(t)) for t in tensors]  # type: ignore[arg-type]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        before = self.counter.get_total_flops()
+        out = func(*args, **kwargs)
+        added = self.counter.get_total_flops() - before
+        owners = self._owners((args, kwargs))
+        named = [name for name in owners if name is not None]
+        if added and named:
+            self.flops[max(named, key=self.sizes.__getitem__)] += added
+        elif owners and len(named) == len(owners) and len(set(named)) == 1:
+            for tensor in tree_leaves(out):
+                address = _storage(tensor) if isinstance(tensor, torch.Tensor) else None
+                if address is not None:
+                    self.owner.setdefault(address, named[0])
+                    self.copies.append(tensor)
+        return out
+
+
+@contextlib.contextmanager
+def _plain_attention() -> Iterator[None]:
+    """Attention as matrix products the counter sees: no fused fast path, the math kernel of SDPA."""
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+
+
+def count_flops(
+    model: nn.Module, input_shape: tuple[int, ...], weights: Mapping[str, torch.Tensor] | None = None
+) -> FlopCount:
+    """FLOPs of one example through ``model``, attributed to ``weights`` (default: the prunable set) by operand."""
+    weights = prunable_weights(model) if weights is None else weights
     device = next(model.parameters()).device
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device))
+        with torch.no_grad(), _plain_attention(), FlopCounterMode(display=False) as counter:
+            with _ByWeight(counter, weights) as attribution:
+                model(torch.zeros(1, *input_shape, device=device))
     finally:
         model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return flops
+    return FlopCount(attribution.flops, counter.get_total_flops())
 
 
 @torch.no_grad()
@@ -66,12 +141,12 @@ def account(
 ) -> dict[str, Any]:
     """The accounting fields of a run record for ``model`` as it is now."""
     weights = prunable if prunable is not None else prunable_weights(model)
-    flops = layer_flops(model, input_shape)
+    flops = count_flops(model, input_shape, weights)
     layers = []
     for name, weight in weights.items():
         nonzero = int(torch.count_nonzero(weight))
         density = nonzero / weight.numel()
-        dense = flops.get(name, 0)
+        dense = flops.per_weight[name]
         layers.append(
             LayerStats(name, list(weight.shape), weight.numel(), nonzero, density, dense, dense * density)
         )
@@ -79,11 +154,8 @@ def account(
     nonzero = sum(layer.nonzero for layer in layers)
     params_total = sum(p.numel() for p in model.parameters())
     params_nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
-    pruned_names = set(weights)
-    flops_dense = sum(flops.values())
-    flops_sparse = sum(layer.flops_sparse for layer in layers) + sum(
-        f for name, f in flops.items() if name not in pruned_names
-    )
+    unweighted = flops.total - sum(flops.per_weight.values())
+    flops_sparse = unweighted + sum(layer.flops_sparse for layer in layers)
     densities = [layer.density for layer in layers]
     return {
         "achieved_sparsity": 1.0 - nonzero / size if size else 0.0,
@@ -92,9 +164,9 @@ def account(
         "params_total": params_total,
         "params_nonzero": params_nonzero,
         "compression_ratio": params_total / max(params_nonzero, 1),
-        "flops_dense": flops_dense,
+        "flops_dense": flops.total,
         "flops_sparse": flops_sparse,
-        "speedup": flops_dense / flops_sparse if flops_sparse else float("inf"),
+        "speedup": flops.total / flops_sparse if flops_sparse else float("inf"),
         "min_layer_density": min(densities) if densities else 1.0,
         "collapsed": any(layer.nonzero == 0 for layer in layers),
         "layers": [asdict(layer) for layer in layers],

@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
 
     console.print(Markdown(markdown))
     console.print(
-        f"Leaderboard written to {store.root}: leaderboard.md, leaderboard.csv, leaderboard_wide.csv and plots/"
+        f"Leaderboard written to {store.root}: leaderboard.md, the CSVs (leaderboard*.csv) and plots/"
     )
     console.print(f"Total wall time: {elapsed:.1f} s")
     failed = [r for r in records if r["status"] == "failed"]
@@ -220,6 +220,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         model=args.model,
         methods=methods,
         density_sparsity=args.density_at,
+        top5=args.top5,
     )
     console = Console()
     console.print(Markdown(markdown))
@@ -357,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (merged)")
     board.add_argument("--out", help="where to write (default: the first DIR)")
     board.add_argument(
-        "--format", default="md,csv,png", help="comma-separated: md,csv,png,svg (default: md,csv,png)"
+        "--format", default="md,csv,png", help="comma-separated: md,csv,tex,png,svg (default: md,csv,png)"
     )
     board.add_argument("--dataset", help="only this dataset")
     board.add_argument("--model", help="only this model")
@@ -371,8 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument(
         "--density-at",
         type=float,
-        help="sparsity of the per-layer density plot, where the grid has it (default: the grid's median)",
+        help="sparsity of the per-layer density plot and table; the grid must have it (default: its median)",
     )
+    board.add_argument("--top5", action="store_true", help="add the top-5 accuracy table")
     board.set_defaults(handler=_leaderboard)
     return parser
 

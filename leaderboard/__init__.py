@@ -1,4 +1,5 @@
-"""The leaderboard: records of one or more results directories, aggregated over seeds, as Markdown, CSV and plots."""
+"""The leaderboard: records of one or more results directories, aggregated over seeds, as Markdown, CSV, LaTeX and
+plots."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from prunebench.errors import UsageError
 
-FORMATS = ("md", "csv", "png", "svg")
+FORMATS = ("md", "csv", "tex", "png", "svg")
 DEFAULT_FORMATS = ("md", "csv", "png")
 INTERVALS = ("t", "bootstrap")
 
@@ -30,17 +31,22 @@ def write_leaderboard(
     model: str | None = None,
     methods: Sequence[str] | None = None,
     density_sparsity: float | None = None,
+    top5: bool = False,
 ) -> str:
     """Merge the records of ``directories`` and write the leaderboard into ``out``; return the Markdown text.
 
-    ``md``: ``leaderboard.md``; ``csv``: ``leaderboard.csv`` (tidy) and ``leaderboard_wide.csv`` (as in the
-    Markdown); ``png`` / ``svg``: ``plots/<dataset>_<model>_{accuracy,density}.<ext>``, linked from the Markdown.
-    ``ci`` is ``t`` (Student) or ``bootstrap``. Skipped and duplicate records are reported as ``RecordWarning``.
+    ``md``: ``leaderboard.md``; ``tex``: ``leaderboard.tex`` (booktabs tables); ``csv``: ``leaderboard.csv`` (tidy
+    cells), ``leaderboard_scopes.csv`` (tidy scope differences), ``leaderboard_wide.csv`` (the accuracy table as in
+    the Markdown) and ``leaderboard_wide_<table>.csv`` (the other tables); ``png`` / ``svg``:
+    ``plots/<dataset>_<model>_{accuracy,speedup,density}.<ext>``, linked from the Markdown. The tables are written
+    before the figures, so that a figure that fails leaves them complete. ``ci`` is ``t`` (Student) or
+    ``bootstrap``; ``top5`` adds the top-5 table. Skipped and duplicate records are reported as ``RecordWarning``.
     """
-    from prunebench.leaderboard.markdown import render_markdown, wide_table
+    from prunebench.leaderboard.files import write_files
     from prunebench.leaderboard.records import load_records, select, warn_mixed_budgets
+    from prunebench.leaderboard.scopes import scope_comparisons
+    from prunebench.leaderboard.sections import build_sections
     from prunebench.leaderboard.table import tidy_table
-    from prunebench.results import atomic_write_text
 
     _check(formats, ci)
     directories = [Path(d) for d in directories]
@@ -54,17 +60,7 @@ def write_leaderboard(
     if not records:
         raise UsageError("no run records match the --dataset / --model / --methods selection")
     warn_mixed_budgets(records)
-    table = tidy_table(records, ci)
-    plots = {}
-    plot_formats = [f for f in formats if f in ("png", "svg")]
-    if plot_formats:
-        from prunebench.leaderboard.plots import write_plots
-
-        plots = write_plots(table, records, out, plot_formats, density_sparsity)
-    markdown = render_markdown(table, records, ci, plots)
-    if "md" in formats:
-        atomic_write_text(out / "leaderboard.md", markdown)
-    if "csv" in formats:
-        atomic_write_text(out / "leaderboard.csv", table.to_csv(index=False))
-        atomic_write_text(out / "leaderboard_wide.csv", wide_table(table).to_csv(index=False))
-    return markdown
+    cells = tidy_table(records, ci)
+    comparisons = scope_comparisons(records)
+    sections = build_sections(cells, comparisons, records, ci, density_sparsity=density_sparsity, top5=top5)
+    return write_files(out, formats, cells, comparisons, sections)

@@ -1,19 +1,53 @@
-"""Leaderboard plots: accuracy against compression with interval bands, and per-layer density profiles.
+"""Leaderboard figures, small multiples with one panel per criterion (method and variant), one line per scope.
 
+* accuracy: top-1 against compression ``1/(1-s)`` with interval bands, the dense baseline (line and band) in each panel;
+* speedup: top-1 against the theoretical speedup the runs achieved (dense FLOPs / sparse FLOPs);
+* density: per-layer density at one sparsity, the uniform and ERK allocations of the same budget drawn for reference.
+
+A scope has the same colour, marker and line style in every figure; within a panel no two series share all three.
 matplotlib is imported inside the functions, with the Agg backend, so that importing this module stays cheap.
+Figures are written atomically (a temporary file in the same directory, then renamed).
 """
 
 from __future__ import annotations
 
-import re
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from prunebench.leaderboard.records import DENSE, method_label
+from prunebench.leaderboard import allocations
+from prunebench.leaderboard.records import DENSE, criterion_label
+from prunebench.leaderboard.scopes import ordered
+from prunebench.leaderboard.sections import Section
+from prunebench.results import atomic_file
 
-PLOT_FORMATS = ("png", "svg")
+FIGURES = {
+    "accuracy": "Top-1 accuracy against compression",
+    "speedup": "Top-1 accuracy against theoretical speedup",
+    "density": "Per-layer density",
+}
+SCOPE_STYLES = {
+    "global": {"color": "#0072B2", "marker": "o", "linestyle": "-"},
+    "erk": {"color": "#009E73", "marker": "s", "linestyle": "--"},
+    "uniform_plus": {"color": "#E69F00", "marker": "D", "linestyle": "-."},
+    "uniform": {"color": "#D55E00", "marker": "^", "linestyle": ":"},
+    "learned": {"color": "#CC79A7", "marker": "P", "linestyle": "-"},
+}
+"""A fixed style per known scope (Okabe-Ito colours, distinguishable with colour-blindness)."""
+FALLBACK_COLOR = "#7f7f7f"
+FALLBACK_MARKERS = ("v", "X", "*", "h", "<", ">", "p", "d")
+FALLBACK_LINESTYLES = ("-", "--", "-.", ":")
+DENSE_STYLE = {"color": "black", "marker": "", "linestyle": "-", "linewidth": 1.0}
+REFERENCE_STYLES = {
+    "uniform": {"color": "black", "marker": "", "linestyle": ":", "linewidth": 1.2},
+    "erk": {"color": "black", "marker": "", "linestyle": "--", "linewidth": 1.2},
+}
+"""The uniform and ERK allocations of the budget in the density figure."""
+REFERENCE_NAMES = {"uniform": "uniform", "erk": "ERK"}
+PANEL_COLUMNS = 4
 
 
 def _pyplot():
@@ -25,9 +59,22 @@ def _pyplot():
     return plt
 
 
-def slug(text: str) -> str:
-    """A file-name-safe form of a dataset or model name."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "x"
+def scope_styles(scopes: set[str]) -> dict[str, dict[str, Any]]:
+    """The style of each scope: fixed for known scopes, grey with its own marker and line style for the others."""
+    unknown = [s for s in ordered(scopes) if s not in SCOPE_STYLES]
+    styles = {s: SCOPE_STYLES[s] for s in ordered(scopes) if s in SCOPE_STYLES}
+    for i, scope in enumerate(unknown):
+        styles[scope] = {
+            "color": FALLBACK_COLOR,
+            "marker": FALLBACK_MARKERS[i % len(FALLBACK_MARKERS)],
+            "linestyle": FALLBACK_LINESTYLES[i // len(FALLBACK_MARKERS) % len(FALLBACK_LINESTYLES)],
+        }
+    return styles
+
+
+def section_styles(section: Section) -> dict[str, dict[str, Any]]:
+    """The styles of every scope of the section, so that a scope looks the same in each of its figures."""
+    return scope_styles(set(section.cells.loc[section.cells["method"] != DENSE, "scope"]))
 
 
 def compression(sparsity: float) -> float:
@@ -35,155 +82,231 @@ def compression(sparsity: float) -> float:
     return 1.0 / (1.0 - sparsity)
 
 
-def median_sparsity(sparsities: list[float]) -> float:
-    """The median of the grid's sparsities; the lower middle one when there is an even number."""
-    ordered = sorted(sparsities)
-    return ordered[(len(ordered) - 1) // 2]
+def _criteria(cells: pd.DataFrame) -> list[tuple[str, str]]:
+    pruned = cells[(cells["method"] != DENSE) & (cells["n"] > 0)]
+    return sorted({(m, v) for m, v in zip(pruned["method"], pruned["variant"], strict=True)})
 
 
-LINESTYLES = ("-", "--", "-.", ":")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+def _panels(count: int, title: str, sharey: bool = False):
+    """A figure with ``count`` panels in rows of at most four; unused panels hidden."""
+    plt = _pyplot()
+    columns = min(PANEL_COLUMNS, max(count, 1))
+    rows = math.ceil(max(count, 1) / columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(3.3 * columns, 2.7 * rows + 0.6), squeeze=False, sharex=True, sharey=sharey
+    )
+    panels = list(axes.flat)
+    for unused in panels[count:]:
+        unused.set_visible(False)
+    figure.suptitle(title)
+    return figure, panels[:count]
 
 
-def line_styles(labels: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """A colour per scope and a marker and line style per method, so that allocations read at a glance."""
-    scopes = sorted({scope for _, scope in labels})
-    methods = sorted({method for method, _ in labels})
-    return {
-        (method, scope): {
-            "color": f"C{scopes.index(scope) % 10}",
-            "marker": MARKERS[methods.index(method) % len(MARKERS)],
-            "linestyle": LINESTYLES[methods.index(method) % len(LINESTYLES)],
-            "markersize": 4,
-            "label": f"{method} ({scope})",
-        }
-        for method, scope in labels
-    }
+def _dense(axes, cells: pd.DataFrame) -> None:
+    dense = cells[(cells["method"] == DENSE) & (cells["n"] > 0)]
+    if dense.empty:
+        return
+    row = dense.iloc[0]
+    axes.axhline(row["top1_mean"], label="dense", **DENSE_STYLE)
+    axes.axhspan(row["top1_ci_low"], row["top1_ci_high"], color="black", alpha=0.08, linewidth=0)
 
 
-def _finish(figure, axes, stem: Path, formats: list[str]) -> list[Path]:
-    """Grid, legend outside the axes, save in every format, close the figure; return the paths written."""
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    try:
-        return _save(figure, stem, formats)
-    finally:
-        _pyplot().close(figure)
+def _log_ticks(axes, values: list[float], labels: list[str]) -> None:
+    """Ticks at ``values`` of the log x axis, no minor ticks."""
+    axes.set_xticks(values, labels)
+    axes.minorticks_off()
 
 
-def _save(figure, stem: Path, formats: list[str]) -> list[Path]:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for extension in formats:
-        path = stem.parent / f"{stem.name}.{extension}"
-        figure.savefig(path, format=extension, dpi=150, bbox_inches="tight", metadata=_metadata(extension))
-        paths.append(path)
-    return paths
+def _legend(figure, panels, scopes: set[str]) -> None:
+    """One legend for the figure, below the panels: every label once, the references first, then the scopes."""
+    handles: dict[str, Any] = {}
+    for axes in panels:
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    order = [label for label in handles if label not in scopes] + [s for s in ordered(scopes) if s in handles]
+    if order:
+        figure.legend(
+            [handles[k] for k in order], order, loc="lower center", ncol=min(len(order), 7), frameon=False
+        )
+
+
+def _accuracy_lines(section: Section, x_of: str, title: str):
+    """Panels of top-1 (with interval bands) against ``x_of`` (``compression`` or ``speedup``) per criterion."""
+    cells = section.cells
+    criteria = _criteria(cells)
+    figure, panels = _panels(len(criteria), title, sharey=True)
+    pruned = cells[(cells["method"] != DENSE) & (cells["n"] > 0)].copy()
+    pruned["compression"] = pruned["sparsity"].map(compression)
+    pruned = pruned[np.isfinite(pruned[x_of])]  # a speedup is infinite where nothing is left to compute
+    styles = section_styles(section)
+    limits = (float(pruned[x_of].min()) / 1.25, float(pruned[x_of].max()) * 1.25)
+    for axes, (method, variant) in zip(panels, criteria, strict=True):
+        axes.set_xscale("log")
+        axes.set_xlim(*limits)  # fixed before any data: autoscaling one x value would give equal limits
+        _dense(axes, cells)
+        mine = pruned[(pruned["method"] == method) & (pruned["variant"] == variant)]
+        for scope in ordered(set(mine["scope"])):
+            runs = mine[mine["scope"] == scope].sort_values(x_of)
+            style = styles[scope]
+            axes.plot(runs[x_of], runs["top1_mean"], markersize=4, label=scope, **style)
+            axes.fill_between(
+                runs[x_of],
+                runs["top1_ci_low"],
+                runs["top1_ci_high"],
+                color=style["color"],
+                alpha=0.12,
+                linewidth=0,
+            )
+        axes.set_title(criterion_label(method, variant), fontsize=9)
+        axes.grid(alpha=0.3)
+    for axes in panels:
+        axes.tick_params(labelsize=7)
+    return figure, panels, pruned
+
+
+def accuracy_figure(section: Section):
+    """Top-1 against compression of the prunable weights (log axis), per criterion."""
+    figure, panels, pruned = _accuracy_lines(
+        section, "compression", f"{section.title}: top-1 accuracy (%, 95% interval) against compression"
+    )
+    sparsities = section.sparsities
+    for axes in panels:
+        _log_ticks(
+            axes, [compression(s) for s in sparsities], [f"{s:g}\n{compression(s):.3g}×" for s in sparsities]
+        )
+    _finish(figure, panels, set(pruned["scope"]), "target sparsity / compression 1/(1-s)", "top-1 (%)")
+    return figure
+
+
+def speedup_figure(section: Section):
+    """Top-1 against the theoretical speedup the runs achieved (log axis), per criterion."""
+    figure, panels, pruned = _accuracy_lines(
+        section, "speedup", f"{section.title}: top-1 accuracy (%, 95% interval) against theoretical speedup"
+    )
+    speedups = pruned["speedup"]
+    ticks = _round_ticks(float(speedups.min()), float(speedups.max()))
+    for axes in panels:
+        _log_ticks(axes, ticks, [f"{t:g}×" for t in ticks])
+    _finish(
+        figure, panels, set(pruned["scope"]), "theoretical speedup (dense FLOPs / sparse FLOPs)", "top-1 (%)"
+    )
+    return figure
+
+
+def _round_ticks(low: float, high: float) -> list[float]:
+    """1, 2, 5, 10, 20, 50, ... from ``low`` to ``high`` (at least ``low`` itself, rounded)."""
+    ticks = [
+        m * 10**e
+        for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        for m in (1, 2, 5)
+    ]
+    inside = [t for t in ticks if low / 1.25 <= t <= high * 1.25]
+    return inside or [round(low, 1)]
+
+
+def density_figure(section: Section):
+    """Per-layer density of each scope at the section's density sparsity, per criterion, with the references.
+
+    Log scale; where a layer collapsed (density 0) the scale is linear below the smallest other density, so that
+    the collapse shows.
+    """
+    sparsity = section.density_sparsity
+    profiles = allocations.achieved(section.records, sparsity)
+    references = allocations.references(section.records, sparsity)
+    criteria = sorted({key[:2] for key in profiles})
+    names = list(allocations.shapes(section.records, sparsity)) or sorted(
+        {n for p in profiles.values() for n in p}
+    )
+    title = f"{section.title}: per-layer density at sparsity {sparsity:g}"
+    figure, panels = _panels(len(criteria), title, sharey=True)
+    styles = section_styles(section)
+    positions = list(range(len(names)))
+    labels = allocations.short_labels(names)
+    rotate = max(map(len, labels)) > 3
+    values = [d for p in [*profiles.values(), *references.values()] for d in p.values()]
+    floor = min((d for d in values if d > 0), default=1.0)
+    for axes, (method, variant) in zip(panels, criteria, strict=True):
+        for scope, densities in references.items():
+            label = f"{REFERENCE_NAMES[scope]} allocation of the budget"
+            axes.plot(positions, [densities[n] for n in names], label=label, **REFERENCE_STYLES[scope])
+        for scope in ordered({key[2] for key in profiles if key[:2] == (method, variant)}):
+            profile = profiles[(method, variant, scope)]
+            y = [profile.get(n, math.nan) for n in names]
+            axes.plot(positions, y, markersize=4, label=scope, **styles[scope])
+        axes.set_title(criterion_label(method, variant), fontsize=9)
+        if min(values, default=1.0) > 0:
+            axes.set_yscale("log")
+        else:
+            axes.set_yscale("symlog", linthresh=10 ** math.floor(math.log10(floor)))
+            axes.set_ylim(bottom=0)
+        axes.grid(alpha=0.3)
+        axes.set_xticks(positions, labels, rotation=45 if rotate else 0, ha="right" if rotate else "center")
+        axes.tick_params(labelsize=7)
+        if len(positions) == 1:
+            axes.set_xlim(-0.5, 0.5)
+    _finish(figure, panels, {key[2] for key in profiles}, "layer", "density (fraction kept, log scale)")
+    return figure
+
+
+def _finish(figure, panels, scopes: set[str], xlabel: str, ylabel: str) -> None:
+    """Axis labels and x tick labels on the outer panels, one legend below, a layout that leaves room for it."""
+    for index, axes in enumerate(panels):
+        spec = axes.get_subplotspec()
+        if index + spec.get_gridspec().ncols >= len(panels):  # nothing below: the x axis is shown here
+            axes.set_xlabel(xlabel, fontsize=8)
+            axes.xaxis.set_tick_params(labelbottom=True)
+        if spec.is_first_col():
+            axes.set_ylabel(ylabel, fontsize=8)
+    _legend(figure, panels, scopes)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+
+
+def planned(section: Section) -> list[str]:
+    """The figures the section gets: accuracy and speedup when a pruned cell finished, density when layers exist."""
+    if not _criteria(section.cells):
+        return []
+    names = ["accuracy", "speedup"]
+    if section.density_sparsity is not None and allocations.achieved(
+        section.records, section.density_sparsity
+    ):
+        names.append("density")
+    return names
+
+
+def figure_path(out: Path, section: Section, name: str, extension: str) -> Path:
+    return out / "plots" / f"{section.stem}_{name}.{extension}"
+
+
+def links(section: Section, out: Path, formats: list[str]) -> list[str]:
+    """Markdown image links to the section's figures in the first plot format, relative to ``out``."""
+    result = []
+    for name in planned(section):
+        alt = FIGURES[name] + (f" at sparsity {section.density_sparsity:g}" if name == "density" else "")
+        path = figure_path(out, section, name, formats[0]).relative_to(out).as_posix()
+        result.append(f"![{alt}, {section.title}]({path})")
+    return result
+
+
+def write_figures(section: Section, out: Path, formats: list[str]) -> list[Path]:
+    """Draw the section's figures and write each in every format, atomically; return the paths written."""
+    builders = {"accuracy": accuracy_figure, "speedup": speedup_figure, "density": density_figure}
+    plt = _pyplot()
+    written = []
+    for name in planned(section):
+        figure = builders[name](section)
+        try:
+            for extension in formats:
+                path = figure_path(out, section, name, extension)
+                with atomic_file(path, "wb") as stream:
+                    figure.savefig(
+                        stream, format=extension, dpi=150, bbox_inches="tight", metadata=_metadata(extension)
+                    )
+                written.append(path)
+        finally:
+            plt.close(figure)
+    return written
 
 
 def _metadata(extension: str) -> dict[str, Any]:
     """No creation date in the files, so that the same records give the same plots."""
     return {"Date": None} if extension == "svg" else {}
-
-
-def accuracy_plot(group: pd.DataFrame, title: str, stem: Path, formats: list[str]) -> list[Path]:
-    """Top-1 against compression ``1/(1-s)`` (log axis), one line per method (scope) with its interval band."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    dense = group[(group["method"] == DENSE) & (group["n"] > 0)]
-    if not dense.empty:
-        row = dense.iloc[0]
-        axes.axhline(row["top1_mean"], color="black", linestyle="--", linewidth=1, label="dense")
-        axes.axhspan(max(0.0, row["top1_ci_low"]), min(100.0, row["top1_ci_high"]), color="black", alpha=0.08)
-    pruned = group[(group["method"] != DENSE) & (group["n"] > 0)]
-    cells = dict(list(pruned.groupby(["method", "scope"], sort=True)))
-    for key, style in line_styles(list(cells)).items():
-        runs = cells[key].sort_values("sparsity")
-        x = [compression(s) for s in runs["sparsity"]]
-        axes.plot(x, runs["top1_mean"], **style)
-        low, high = runs["top1_ci_low"].clip(0, 100), runs["top1_ci_high"].clip(0, 100)
-        axes.fill_between(x, low, high, color=style["color"], alpha=0.12)
-    sparsities = sorted(group.loc[group["method"] != DENSE, "sparsity"].unique())
-    axes.set_xscale("log")
-    axes.set_xticks([compression(s) for s in sparsities])
-    axes.set_xticklabels([f"{s:g}\n{compression(s):.3g}×" for s in sparsities])
-    axes.minorticks_off()
-    axes.set_xlabel("target sparsity / compression of the prunable weights 1/(1-s) (log scale)")
-    axes.set_ylabel("top-1 accuracy (%), 95% interval (clipped to 0-100)")
-    axes.set_title(title)
-    return _finish(figure, axes, stem, formats)
-
-
-def layer_densities(
-    records: list[dict[str, Any]], sparsity: float
-) -> dict[tuple[str, str], dict[str, float]]:
-    """Per (method, scope), the mean density of each layer over the finished seeds at ``sparsity``."""
-    sums: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for record in records:
-        if record["status"] != "ok" or record["method"] == DENSE or float(record["sparsity"]) != sparsity:
-            continue
-        layers = sums.setdefault((method_label(record), record["scope"]), {})
-        for layer in record.get("layers") or []:
-            if isinstance(layer, dict) and "name" in layer and "density" in layer:
-                layers.setdefault(str(layer["name"]), []).append(float(layer["density"]))
-    return {
-        label: {name: sum(values) / len(values) for name, values in layers.items()}
-        for label, layers in sorted(sums.items())
-        if layers
-    }
-
-
-def density_plot(
-    records: list[dict[str, Any]], sparsity: float, title: str, stem: Path, formats: list[str]
-) -> list[Path]:
-    """Per-layer density of each method (scope) at ``sparsity``: global versus layer-wise allocation."""
-    profiles = layer_densities(records, sparsity)
-    if not profiles:
-        return []
-    names: list[str] = []
-    for profile in profiles.values():
-        names += [name for name in profile if name not in names]
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(max(6, 0.5 * len(names) + 3), 4.5))
-    positions = range(len(names))
-    for key, style in line_styles(list(profiles)).items():
-        axes.plot(positions, [profiles[key].get(name, float("nan")) for name in names], **style)
-    axes.axhline(1 - sparsity, color="black", linestyle=":", linewidth=1, label=f"uniform {1 - sparsity:.3g}")
-    axes.set_yscale("symlog", linthresh=1e-3)
-    axes.set_ylim(bottom=0)
-    axes.set_xticks(list(positions))
-    axes.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
-    axes.set_xlabel("layer")
-    axes.set_ylabel("density (fraction kept; log scale, linear below 0.001)")
-    axes.set_title(f"{title}: per-layer density at sparsity {sparsity:g}")
-    return _finish(figure, axes, stem, formats)
-
-
-def write_plots(
-    table: pd.DataFrame,
-    records: list[dict[str, Any]],
-    out: Path,
-    formats: list[str],
-    density_sparsity: float | None = None,
-) -> dict[tuple[str, str], list[str]]:
-    """Both plots for every (dataset, model) under ``out/plots``; Markdown image links relative to ``out``.
-
-    The density profile is drawn at ``density_sparsity`` when the grid has it, else at the grid's median sparsity.
-    """
-    links: dict[tuple[str, str], list[str]] = {}
-    for (dataset, model), group in table.groupby(["dataset", "model"], sort=True):
-        title = f"{dataset} / {model}"
-        stem = out / "plots" / f"{slug(dataset)}_{slug(model)}"
-        runs = [r for r in records if (r["dataset"], r["model"]) == (dataset, model)]
-        sparsities = sorted(group.loc[group["method"] != DENSE, "sparsity"].unique())
-        found = accuracy_plot(group, title, stem.with_name(f"{stem.name}_accuracy"), formats)
-        section = [f"![Top-1 accuracy against compression, {title}]({found[0].relative_to(out).as_posix()})"]
-        if sparsities:
-            at = density_sparsity if density_sparsity in sparsities else median_sparsity(sparsities)
-            drawn = density_plot(runs, at, title, stem.with_name(f"{stem.name}_density"), formats)
-            if drawn:
-                section.append(
-                    f"![Per-layer density at sparsity {at:g}, {title}]({drawn[0].relative_to(out).as_posix()})"
-                )
-        links[(dataset, model)] = section
-    return links

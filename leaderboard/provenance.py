@@ -1,12 +1,15 @@
-"""Where the numbers come from: budget, hardware, library versions and the command that reproduces them."""
+"""Where the numbers come from: budget, hardware, library versions, the grid present and the commands that rerun it.
+
+Read from the records alone (no registry, no torch): a record carries its preset's name and epochs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import product
 from typing import Any
 
-from prunebench.errors import UsageError
-from prunebench.leaderboard.records import DENSE
+from prunebench.leaderboard.records import DENSE, budget_epochs, preset_epochs, variant
 
 
 def _distinct(values: Iterable[Any]) -> list[str]:
@@ -16,8 +19,7 @@ def _distinct(values: Iterable[Any]) -> list[str]:
 
 def budget(records: list[dict[str, Any]]) -> str:
     """The weight-update budget of the runs, e.g. ``4 epochs`` (every distinct value when they differ)."""
-    epochs = _distinct((r.get("epochs") or {}).get("budget") for r in records)
-    return " / ".join(f"{e} epochs" for e in epochs) or "unknown"
+    return " / ".join(f"{e} epochs" for e in _distinct(map(budget_epochs, records))) or "unknown"
 
 
 def hardware(records: list[dict[str, Any]]) -> str:
@@ -34,45 +36,89 @@ def versions(records: list[dict[str, Any]]) -> str:
     return ", ".join(f"{lib} {'/'.join(sorted(found[lib]))}" for lib in sorted(found)) or "unknown"
 
 
-def _recipe_epochs(record: dict[str, Any]) -> Any:
-    """The budget of the run's recipe (``config.recipe``; ``config.preset`` in format-1 records)."""
-    config = record.get("config") or {}
-    recipe = config.get("recipe") or (config.get("preset") if isinstance(config.get("preset"), dict) else {})
-    return recipe.get("epochs")
+def grid(records: list[dict[str, Any]]) -> str:
+    """What was run: pruned runs, rows, sparsities and seeds per cell; the dense runs."""
+    pruned = [r for r in records if r["method"] != DENSE]
+    cells: dict[tuple, int] = {}
+    for r in pruned:
+        key = (r["method"], variant(r), r["scope"], float(r["sparsity"]))
+        cells[key] = cells.get(key, 0) + 1
+    rows = {key[:3] for key in cells}
+    sparsities = {key[3] for key in cells}
+    counts = sorted(set(cells.values()))
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    possible = len(rows) * len(sparsities)
+    shape = "complete" if len(cells) == possible else f"{len(cells)} of {possible} cells"
+    dense = sum(r["method"] == DENSE for r in records)
+    return (
+        f"{len(pruned)} pruned runs: {len(rows)} rows × {len(sparsities)} sparsities ({shape}), "
+        f"{seeds} seeds per cell; {dense} dense runs"
+    )
 
 
-def _registered_epochs(preset: str) -> int | None:
-    """The budget of the preset registered under ``preset`` here; ``None`` when there is none."""
-    from prunebench.presets import get_preset
-
-    try:
-        return get_preset(preset).recipe.epochs
-    except UsageError:
-        return None
+def _seeds(seeds: set[int]) -> tuple[str, str]:
+    """``--seeds N`` (seeds 0..N-1), and a note naming the seeds present where they are not that range."""
+    last = max(seeds)
+    note = "" if seeds == set(range(last + 1)) else f"seeds present: {', '.join(map(str, sorted(seeds)))}"
+    return f"--seeds {last + 1}", note
 
 
-def commands(records: list[dict[str, Any]]) -> list[str]:
-    """The ``bench run`` command of each preset among ``records`` (methods, scopes, sparsities, seeds as run).
+def _blocks(runs: list[dict[str, Any]]) -> dict[tuple, list[str]]:
+    """The pruned runs as rectangular blocks (scopes × sparsities × seeds), each with the methods that ran it.
 
-    Scopes are those of any method, so the command may add a (method, scope) pair that was not run.
-    ``--epochs`` is added where the runs' budget is not the one the preset has here (or it is not registered).
+    A method whose runs fill the product of its scopes, sparsities and seeds is one block; otherwise each of its
+    scopes is, and failing that each (scope, sparsity).
+    """
+    by_method: dict[str, set[tuple]] = {}
+    for r in runs:
+        by_method.setdefault(r["method"], set()).add((r["scope"], float(r["sparsity"]), int(r["seed"])))
+    blocks: dict[tuple, list[str]] = {}
+    for method, cells in sorted(by_method.items()):
+        for part in _rectangles(cells):
+            blocks.setdefault(part, []).append(method)
+    return blocks
+
+
+def _rectangles(cells: set[tuple]) -> list[tuple]:
+    """``cells`` (scope, sparsity, seed) as products of (scopes, sparsities, seeds), split by scope then sparsity."""
+
+    def axes(found: set[tuple]) -> tuple:
+        return tuple(tuple(sorted({cell[i] for cell in found})) for i in range(3))
+
+    whole = axes(cells)
+    if len(cells) == len(list(product(*whole))):
+        return [whole]
+    parts = []
+    for scope in whole[0]:
+        of_scope = {c for c in cells if c[0] == scope}
+        scoped = axes(of_scope)
+        if len(of_scope) == len(list(product(*scoped))):
+            parts.append(scoped)
+        else:
+            parts += [axes({c for c in of_scope if c[1] == s}) for s in scoped[1]]
+    return parts
+
+
+def commands(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``bench run`` commands that together rerun exactly the grid present, per preset (with its epochs).
+
+    Each comes with a note, empty unless the seeds present are not the 0..N-1 that ``--seeds N`` runs. The dense
+    baseline runs with every command, once per seed.
     """
     lines = []
     for preset in _distinct(r.get("preset") for r in records):
         runs = [r for r in records if r.get("preset") == preset]
+        epochs = _distinct(map(preset_epochs, runs))
+        tail = f" --epochs {epochs[0]}" if len(epochs) == 1 else ""
         pruned = [r for r in runs if r["method"] != DENSE]
-        methods = ",".join(_distinct(r["method"] for r in pruned))
-        scopes = ",".join(_distinct(r["scope"] for r in pruned))
-        sparsities = ",".join(f"{s:g}" for s in sorted({float(r["sparsity"]) for r in pruned}))
-        seeds = max(int(r["seed"]) for r in runs) + 1
-        parts = [f"bench run --preset {preset}"]
-        if methods:
-            parts.append(f"--methods {methods} --scopes {scopes}")
-        if sparsities:
-            parts.append(f"--sparsity {sparsities}")
-        parts.append(f"--seeds {seeds}")
-        epochs = _distinct(_recipe_epochs(r) for r in runs)
-        if len(epochs) == 1 and epochs[0] != str(_registered_epochs(preset)):
-            parts.append(f"--epochs {epochs[0]}")
-        lines.append(" ".join(parts))
+        if not pruned:
+            option, note = _seeds({int(r["seed"]) for r in runs})
+            lines.append((f"bench run --preset {preset} --methods dense {option}{tail}", note))
+        for (scopes, sparsities, seeds), methods in _blocks(pruned).items():
+            option, note = _seeds(set(seeds))
+            command = (
+                f"bench run --preset {preset} --methods {','.join(methods)} --scopes {','.join(scopes)} "
+                f"--sparsity {','.join(f'{s:g}' for s in sparsities)} {option}{tail}"
+            )
+            lines.append((command, note))
     return lines

@@ -1,10 +1,16 @@
-"""Reading run records from one or more results directories, merged, with every skipped file reported."""
+"""Reading run records from one or more results directories, merged, with every skipped file reported.
+
+Every record field the leaderboard reads beyond the required ones goes through the accessors here, so that a change
+of the record layout is handled in one place. A leaderboard row is (method, variant, scope): ``variant`` is a short
+label of a run's non-default hyperparameters (``samples=4``), empty for the defaults and for records that predate it.
+"""
 
 from __future__ import annotations
 
 import json
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +30,13 @@ def _warn(message: str) -> None:
     warnings.warn(message, RecordWarning, stacklevel=3)
 
 
-def method_label(record: dict[str, Any]) -> str:
-    """The method as the leaderboard shows it: with the hyperparameters that differ from the defaults,
-    ``probmask[samples=4]``, so that variants of a method are kept apart."""
-    variant = record.get("variant") or ""
-    return f"{record['method']}[{variant}]" if variant else record["method"]
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    """The record in ``path`` (a version-1 record read as it is, marked ``_legacy``), or ``None`` after a warning
-    naming the path and the reason."""
+    """The record in ``path`` (a format-1 record read as it is, marked ``_legacy``), or ``None`` after a warning
+    naming the path and the reason. Records are checked with :func:`prunebench.record.problem`, as resume does."""
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -51,14 +54,13 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _run_of(record: dict[str, Any]) -> tuple:
-    """What a record measured, whatever its format: cell, seed and budget."""
-    budget = (record.get("epochs") or {}).get("budget")
+    """What a record measured, whatever its format: its cell, seed and budget."""
     keys = ("dataset", "model", "method", "variant", "scope", "sparsity", "seed")
-    return (*(record[k] for k in keys), budget)
+    return (*(record[k] for k in keys), budget_epochs(record))
 
 
 def _without_superseded_legacy(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop version-1 records of runs that a current record measured again; report the legacy ones kept."""
+    """Drop format-1 records of runs that a current record measured again; report the format-1 ones in one line."""
     current = {_run_of(r) for r in records if not r.get("_legacy")}
     legacy = [r for r in records if r.get("_legacy")]
     superseded = [r for r in legacy if _run_of(r) in current]
@@ -82,8 +84,8 @@ def load_records(directories: Iterable[Path]) -> list[dict[str, Any]]:
     """Every usable record under ``<dir>/runs/*.json`` of each directory, each run once.
 
     Unreadable, malformed and other-version records are skipped with a :class:`RecordWarning` naming the path.
-    A run found more than once (same ``run_id``) is counted once and reported once with all its paths.
-    A directory that does not exist is a :class:`UsageError`.
+    Runs found more than once (same ``run_id``) are counted once each and reported in one warning with their count
+    and an example. A directory that does not exist is a :class:`UsageError`.
     """
     by_run: dict[str, dict[str, Any]] = {}
     paths: dict[str, list[str]] = {}
@@ -97,26 +99,37 @@ def load_records(directories: Iterable[Path]) -> list[dict[str, Any]]:
             run_id = str(record["run_id"])
             paths.setdefault(run_id, []).append(str(path))
             by_run[run_id] = _preferred(by_run[run_id], record) if run_id in by_run else record
-    for run_id, found in paths.items():
-        if len(found) > 1:
-            _warn(
-                f"run {run_id} found {len(found)} times ({', '.join(found)}); "
-                f"counted once, from {by_run[run_id]['_path']}"
-            )
+    repeated = sorted(run_id for run_id, found in paths.items() if len(found) > 1)
+    if repeated:
+        example = repeated[0]
+        _warn(
+            f"{len(repeated)} runs found more than once (same run id), each counted once, a finished record "
+            f"preferred; for example run {example} in {', '.join(paths[example])}"
+        )
     return _without_superseded_legacy(list(by_run.values()))
 
 
 def select(
     records: list[dict[str, Any]], dataset: str | None, model: str | None, methods: Sequence[str] | None
 ) -> list[dict[str, Any]]:
-    """The records of ``dataset``, ``model`` and ``methods`` (``None``: all); the dense baseline always stays."""
-    return [
+    """The records of ``dataset``, ``model`` and ``methods`` (``None``: all); the dense baseline always stays.
+
+    A method name that none of the records of ``dataset`` and ``model`` has is a :class:`UsageError`.
+    """
+    chosen = [
         r
         for r in records
-        if (dataset is None or r["dataset"] == dataset)
-        and (model is None or r["model"] == model)
-        and (not methods or r["method"] in methods or r["method"] == DENSE)
+        if (dataset is None or r["dataset"] == dataset) and (model is None or r["model"] == model)
     ]
+    if methods:
+        present = sorted({r["method"] for r in chosen if r["method"] != DENSE})
+        unknown = [m for m in methods if m not in present]
+        if unknown:
+            raise UsageError(
+                f"--methods {', '.join(unknown)}: not in the records; methods present: {', '.join(present) or 'none'}"
+            )
+        chosen = [r for r in chosen if r["method"] in methods or r["method"] == DENSE]
+    return chosen
 
 
 def warn_mixed_budgets(records: list[dict[str, Any]]) -> None:
@@ -124,7 +137,7 @@ def warn_mixed_budgets(records: list[dict[str, Any]]) -> None:
     budgets: dict[tuple[str, str], set[str]] = {}
     for r in records:
         if r["status"] == "ok":
-            budget = (r.get("epochs") or {}).get("budget")
+            budget = budget_epochs(r)
             budgets.setdefault((r["dataset"], r["model"]), set()).add(f"{r.get('preset')}: {budget} epochs")
     for (dataset, model), found in sorted(budgets.items()):
         if len(found) > 1:
@@ -132,3 +145,65 @@ def warn_mixed_budgets(records: list[dict[str, Any]]) -> None:
                 f"{dataset} / {model} pools runs of different budgets ({'; '.join(sorted(found))}); "
                 "write their leaderboards from separate directories to compare like with like"
             )
+
+
+def variant(record: dict[str, Any]) -> str:
+    """The run's hyperparameter variant label, ``""`` for the defaults (and for records that predate variants)."""
+    return str(record.get("variant") or "")
+
+
+def budget_epochs(record: dict[str, Any]) -> Any:
+    """The run's weight-update budget in epochs (``epochs.budget``), ``None`` where the record lacks it."""
+    return (record.get("epochs") or {}).get("budget")
+
+
+def preset_epochs(record: dict[str, Any]) -> Any:
+    """The epochs of the recipe the run was configured with (``config.recipe.epochs``; ``config.preset.epochs`` in
+    format-1 records), or ``None``."""
+    config = record.get("config") or {}
+    recipe = config.get("recipe") or (config["preset"] if isinstance(config.get("preset"), dict) else {})
+    return recipe.get("epochs")
+
+
+def enforcement(record: dict[str, Any]) -> str | None:
+    """The step that brought a finished run from the method's own sparsity to the target, ``None`` if none did."""
+    return str(record["enforcement"]) if record.get("enforcement") else None
+
+
+def enforcement_change(record: dict[str, Any]) -> float | None:
+    """How much the enforcement step changed the number of kept weights, as a fraction of the kept weights.
+
+    ``|achieved sparsity - the method's own sparsity| / (1 - achieved sparsity)``; ``None`` where either is missing.
+    """
+    own, achieved = record.get("method_sparsity"), record.get("achieved_sparsity")
+    if not (_is_number(own) and _is_number(achieved)) or achieved >= 1:
+        return None
+    return abs(achieved - own) / (1 - achieved)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One prunable weight of a finished run: its parameter name, shape and achieved density."""
+
+    name: str
+    shape: tuple[int, ...]
+    density: float
+
+
+def layers(record: dict[str, Any]) -> list[Layer]:
+    """The prunable weights of a finished run in module order (entries without name or density are left out)."""
+    return [
+        Layer(str(layer["name"]), tuple(int(d) for d in layer.get("shape") or ()), float(layer["density"]))
+        for layer in record.get("layers") or []
+        if isinstance(layer, dict) and "name" in layer and _is_number(layer.get("density"))
+    ]
+
+
+def criterion_label(method: str, variant: str) -> str:
+    """``method[variant]``, or ``method`` for the default hyperparameters."""
+    return f"{method}[{variant}]" if variant else method
+
+
+def row_label(method: str, variant: str, scope: str) -> str:
+    """The label of a leaderboard row: ``method[variant] (scope)``, or ``method (scope)``."""
+    return f"{criterion_label(method, variant)} ({scope})"

@@ -1,7 +1,8 @@
-"""Aggregating records over seeds into the tidy table: one row per (dataset, model, method, scope, sparsity).
+"""Aggregating records over seeds into the tidy table: one row per (dataset, model, method, variant, scope, sparsity).
 
-The ``method`` of a row is the method with its variant (``probmask[samples=4]``, see
-:func:`~prunebench.leaderboard.records.method_label`), so runs with different hyperparameters are never pooled.
+Each column of a (dataset, model) (one sparsity) has a best cell, the highest mean top-1 among pruned cells; every
+other cell with two or more seeds is compared with it by :func:`prunebench.leaderboard.stats.compare` (paired by
+seed, Welch where the seeds differ), and the p-values of the column are adjusted together by Holm's method.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from prunebench.leaderboard.records import DENSE, method_label
-from prunebench.leaderboard.stats import interval, tied, welch_pvalue
+from prunebench.leaderboard.records import DENSE, enforcement, variant
+from prunebench.leaderboard.stats import ALPHA, compare, holm, interval
 
-KEYS = ["dataset", "model", "method", "scope", "sparsity"]
+KEYS = ["dataset", "model", "method", "variant", "scope", "sparsity"]
 
 COLUMNS = [
     *KEYS,
@@ -28,6 +29,8 @@ COLUMNS = [
     "top1_ci_high",
     "top5_mean",
     "top5_std",
+    "top5_ci_low",
+    "top5_ci_high",
     "loss_mean",
     "achieved_sparsity",
     "params_total",
@@ -43,14 +46,15 @@ COLUMNS = [
     "method_sparsity",
     "wall_time_s",
     "best",
-    "tied_with_best",
-    "welch_p_vs_best",
+    "not_different_from_best",
+    "test_vs_best",
+    "p_vs_best",
+    "p_holm_vs_best",
     "interval",
 ]
 """Columns of the tidy table, in order (the tidy CSV has exactly these)."""
 
 MEANS = {
-    "top5_mean": "top5",
     "loss_mean": "loss",
     "achieved_sparsity": "achieved_sparsity",
     "params_total": "params_total",
@@ -83,47 +87,68 @@ def _cell(key: tuple, runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
         interval=kind,
         collapsed=any(bool(r.get("collapsed")) for r in ok),
         n_collapsed=sum(bool(r.get("collapsed")) for r in ok),
-        enforcement="; ".join(sorted({str(r["enforcement"]) for r in ok if r.get("enforcement")})) or None,
+        enforcement="; ".join(sorted({step for step in map(enforcement, ok) if step})) or None,
     )
     if ok:
         summary = interval([float(r["top1"]) for r in ok], kind)
         row.update(
             top1_mean=summary.mean, top1_std=summary.std, top1_ci_low=summary.low, top1_ci_high=summary.high
         )
-        top5 = [float(r["top5"]) for r in ok]
-        row["top5_std"] = pd.Series(top5).std(ddof=1) if len(top5) > 1 else math.nan
+        top5 = interval([float(r["top5"]) for r in ok], kind)
+        row.update(top5_mean=top5.mean, top5_std=top5.std, top5_ci_low=top5.low, top5_ci_high=top5.high)
     for column, field in MEANS.items():
         row[column] = _mean(ok, field)
     return row
 
 
-def _mark_best(table: pd.DataFrame, values: dict[tuple, list[float]]) -> None:
-    """Per (dataset, model, sparsity): the best mean top-1 among pruned cells, and the cells tied with it."""
-    table["best"] = False
-    table["tied_with_best"] = False
-    table["welch_p_vs_best"] = math.nan
+def seed_values(runs: list[dict[str, Any]]) -> dict[Any, float]:
+    """Top-1 of the finished runs of one cell keyed by seed, the unit that pairs two cells.
+
+    A cell holding one seed twice (pooled budgets) is keyed by run id instead: its pairs are incomplete.
+    """
+    ok = [r for r in runs if r["status"] == "ok"]
+    seeds = [r["seed"] for r in ok]
+    key = "seed" if len(set(seeds)) == len(seeds) else "run_id"
+    return {r[key]: float(r["top1"]) for r in ok}
+
+
+def _mark_best(table: pd.DataFrame, values: dict[tuple, dict[Any, float]]) -> None:
+    """Per (dataset, model, sparsity): the best mean top-1 among pruned cells, and the cells not different from it."""
+    best: list[Any] = []
+    marks: dict[str, dict[Any, Any]] = {name: {} for name in ("test_vs_best", "p_vs_best", "p_holm_vs_best")}
     pruned = table[(table["method"] != DENSE) & (table["n"] > 0)]
     for _, column in pruned.groupby(["dataset", "model", "sparsity"], sort=False):
-        top = column["top1_mean"].max()
-        best_index = column.index[column["top1_mean"] == top]
-        table.loc[best_index, "best"] = True
+        best_index = column.index[column["top1_mean"] == column["top1_mean"].max()]
+        best += list(best_index)
         reference = values[tuple(table.loc[best_index[0], KEYS])]
-        for index in column.index.difference(best_index):
-            own = values[tuple(table.loc[index, KEYS])]
-            table.loc[index, "welch_p_vs_best"] = welch_pvalue(own, reference)
-            table.loc[index, "tied_with_best"] = tied(own, reference)
+        others = column.index.difference(best_index)
+        comparisons = [compare(values[tuple(table.loc[i, KEYS])], reference) for i in others]
+        adjusted = holm([c.pvalue for c in comparisons])
+        for index, comparison, p in zip(others, comparisons, adjusted, strict=True):
+            if comparison.test:
+                marks["test_vs_best"][index] = comparison.test
+            marks["p_vs_best"][index] = comparison.pvalue
+            marks["p_holm_vs_best"][index] = p
+    for name, found in marks.items():
+        table[name] = pd.Series(found, index=table.index)
+    table["best"] = table.index.isin(best)
+    table["not_different_from_best"] = table["p_holm_vs_best"] >= ALPHA  # NaN (untested) compares False
+
+
+def cells(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """The records of each cell, keyed by (dataset, model, method, variant, scope, sparsity), in key order."""
+    found: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        fields = {**record, "variant": variant(record), "sparsity": float(record["sparsity"] or 0.0)}
+        found.setdefault(tuple(fields[k] for k in KEYS), []).append(record)
+    return dict(sorted(found.items()))
 
 
 def tidy_table(records: list[dict[str, Any]], kind: str = "t") -> pd.DataFrame:
     """The tidy table of ``records`` with 95% intervals of ``kind`` (``t`` or ``bootstrap``), sorted by key."""
-    cells: dict[tuple, list[dict[str, Any]]] = {}
-    for record in records:
-        fields = {**record, "method": method_label(record), "sparsity": float(record["sparsity"] or 0.0)}
-        key = tuple(fields[k] for k in KEYS)
-        cells.setdefault(key, []).append(record)
-    if not cells:
+    grouped = cells(records)
+    if not grouped:
         return pd.DataFrame(columns=COLUMNS)
-    table = pd.DataFrame([_cell(key, runs, kind) for key, runs in sorted(cells.items())])
-    values = {key: [float(r["top1"]) for r in runs if r["status"] == "ok"] for key, runs in cells.items()}
-    _mark_best(table, values)
+    table = pd.DataFrame([_cell(key, runs, kind) for key, runs in grouped.items()])
+    _mark_best(table, {key: seed_values(runs) for key, runs in grouped.items()})
     return table.reindex(columns=COLUMNS)

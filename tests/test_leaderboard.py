@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import statistics
+import subprocess
+import sys
 import warnings
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -12,19 +15,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib import pyplot
+from matplotlib.colors import to_hex
 from scipy import stats
 
 from prunebench.cli import main
 from prunebench.errors import UsageError
-from prunebench.leaderboard import write_leaderboard
-from prunebench.leaderboard.provenance import commands
+from prunebench.leaderboard import plots, write_leaderboard
+from prunebench.leaderboard.allocations import short_labels
+from prunebench.leaderboard.plots import SCOPE_STYLES, accuracy_figure, density_figure, speedup_figure
+from prunebench.leaderboard.provenance import commands, grid
 from prunebench.leaderboard.records import RecordWarning, load_records
-from prunebench.leaderboard.stats import bootstrap_interval, t_interval, tied, welch_pvalue
+from prunebench.leaderboard.render import Cell, Table, to_latex
+from prunebench.leaderboard.scopes import scope_comparisons
+from prunebench.leaderboard.sections import build_sections
 from prunebench.leaderboard.table import COLUMNS, tidy_table
-from prunebench.presets import get_preset
+from prunebench.leaderboard.tables import allocation_table, scope_table
 from prunebench.record import RECORD_VERSION
 
-LAYERS = [("conv.weight", 100), ("fc.weight", 300)]
+LAYERS = [("conv.weight", [4, 25]), ("fc.weight", [10, 30])]
+"""Two prunable layers of 100 and 300 weights."""
+
+
+def default_densities(scope: str, density: float) -> list[float]:
+    """Uniform: both layers at ``density``; otherwise the first layer twice as dense, the budget kept exactly."""
+    if scope == "uniform":
+        return [density, density]
+    first = min(1.0, 2 * density)
+    return [first, (400 * density - 100 * first) / 300]
 
 
 def record(
@@ -36,6 +54,8 @@ def record(
     status: str = "ok",
     collapsed: bool = False,
     enforcement: str | None = None,
+    method_sparsity: float | None = None,
+    densities: list[float] | None = None,
 ) -> dict:
     """A record in the layout the runner writes (ok runs with metrics, failed ones without)."""
     head = {
@@ -65,14 +85,16 @@ def record(
     layers = [
         {
             "name": name,
-            "shape": [size],
-            "size": size,
-            "nonzero": round(size * density),
-            "density": density if i else min(1.0, 2 * density),
-            "flops_dense": size * 10,
-            "flops_sparse": size * 10 * density,
+            "shape": shape,
+            "size": shape[0] * shape[1],
+            "nonzero": round(shape[0] * shape[1] * layer_density),
+            "density": layer_density,
+            "flops_dense": shape[0] * shape[1] * 10,
+            "flops_sparse": shape[0] * shape[1] * 10 * layer_density,
         }
-        for i, (name, size) in enumerate(LAYERS)
+        for (name, shape), layer_density in zip(
+            LAYERS, densities or default_densities(scope, density), strict=True
+        )
     ]
     return {
         **head,
@@ -92,7 +114,7 @@ def record(
         "min_layer_density": 0.0 if collapsed else density,
         "collapsed": collapsed,
         "layers": layers,
-        "method_sparsity": None,
+        "method_sparsity": method_sparsity,
         "enforcement": enforcement,
         "method_details": None,
         "epochs": {"budget": 4},
@@ -102,16 +124,32 @@ def record(
 
 
 def fixture_records() -> list[dict]:
-    """Dense baseline, a tie, a clear loss, an n=1 cell, a failed run, a collapsed layer and an enforcement."""
+    """Dense baseline, a tie, a clear loss, an n=1 cell, a failed run, a collapsed layer, an enforcement, a criterion
+    in two scopes and a learned allocation."""
     return [
         *(record("dense", "none", 0.0, s, v) for s, v in enumerate([98.0, 98.2, 98.4])),
         *(record("magnitude", "global", 0.5, s, v) for s, v in enumerate([97.0, 97.2, 97.4])),
-        *(record("random", "uniform", 0.5, s, v) for s, v in enumerate([96.9, 97.1, 97.3])),
+        *(record("random", "uniform", 0.5, s, v) for s, v in enumerate([96.9, 97.3, 97.1])),
         *(record("magnitude", "global", 0.9, s, v) for s, v in enumerate([90.0, 91.0, 92.0])),
         record("random", "uniform", 0.9, 0, 80.0, collapsed=True),
         record("random", "uniform", 0.9, 1, 81.0),
         record("random", "uniform", 0.9, 2, None, status="failed"),
         record("lamp", "global", 0.9, 0, 85.0, enforcement="top-k of the scores"),
+        *(record("magnitude", "uniform", 0.5, s, v) for s, v in enumerate([96.8, 97.1, 97.0])),
+        *(record("magnitude", "uniform", 0.9, s, v) for s, v in enumerate([86.0, 87.5, 88.1])),
+        *(
+            record(
+                "str",
+                "learned",
+                0.5,
+                s,
+                v,
+                enforcement="thresholds shifted",
+                method_sparsity=own,
+                densities=[0.8, 0.4],
+            )
+            for s, (v, own) in enumerate([(97.0, 0.49), (97.3, 0.52), (97.1, 0.5)])
+        ),
     ]
 
 
@@ -130,24 +168,57 @@ GOLDEN = """\
 - Budget: 4 epochs of weight updates per run
 - Hardware: cpu: test
 - Versions: python 3.11.0, torch 2.5.0
-- Command: `bench run --preset toy-net --methods lamp,magnitude,random --scopes global,uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4`
+- Grid: 22 pruned runs: 5 rows × 2 sparsities (8 of 10 cells), 1-3 seeds per cell; 3 dense runs
+- Command: `bench run --preset toy-net --methods lamp --scopes global --sparsity 0.9 --seeds 1 --epochs 4`
+- Command: `bench run --preset toy-net --methods magnitude --scopes global,uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4`
+- Command: `bench run --preset toy-net --methods random --scopes uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4`
+- Command: `bench run --preset toy-net --methods str --scopes learned --sparsity 0.5 --seeds 3 --epochs 4`
 
 Dense baseline (top-1 %): **98.20 ± 0.50 (n=3)**
+
+### Global versus layer-wise allocation: top-1 difference between scopes
+
+| criterion | difference | 0.5 (2×) | 0.9 (10×) |
+|---|---|---:|---:|
+| magnitude | global − uniform | +0.23 ± 0.38 | **+3.80 ± 0.66** |
+
+Top-1 of the first scope minus the second, in percentage points, for every criterion (method and \
+hyperparameter variant) run in more than one scope: the mean of the differences seed by seed ± the \
+half-width of their paired 95% t interval; n = 3 pairs unless shown (`unpaired`: the seeds differ, Welch's \
+test and interval). **Bold**: significantly different from 0 (paired t, Holm, α=0.05: Holm's correction \
+over every difference of the column, so an interval that excludes 0 may stay plain). ERK: \
+Erdős-Rényi-Kernel; uniform+: uniform with the first convolution dense and the last layer at least 20% \
+dense.
+
+### Learned allocations at sparsity 0.5: density per layer
+
+| layer | weights | uniform | ERK | global (magnitude) | str |
+|---|---:|---:|---:|---:|---:|
+| conv | 100 | 0.5 | 0.841 | 1 | 0.8 |
+| fc | 300 | 0.5 | 0.386 | 0.333 | 0.4 |
+
+Density (fraction of the weights kept) of each prunable layer, mean over seeds, of the methods that learn \
+their allocation, beside the allocations of the same budget by the fixed scopes: uniform and ERK computed \
+from the layer shapes (the arithmetic every run's allocation goes through); global (magnitude): the layer \
+densities of its global-scope runs.
 
 ### Top-1 accuracy (%)
 
 | method (scope) | 0.5 (2×) | 0.9 (10×) |
 |---|---:|---:|
-| lamp (global) |  | 85.00 (n=1) |
+| lamp (global) |  | 85.00 (n=1) ¶ |
 | magnitude (global) | **97.20 ± 0.50** | **91.00 ± 2.48** |
-| random (uniform) | 97.10 ± 0.50 † | 80.50 ± 6.35 (n=2, 1 failed) |
+| magnitude (uniform) | 96.97 ± 0.38 † | 87.20 ± 2.69 |
+| random (uniform) | 97.10 ± 0.50 † | 80.50 ± 6.35 (n=2, 1 failed, unpaired) ¶ |
+| str (learned) | 97.13 ± 0.38 † |  |
 
-Columns: target sparsity s of the prunable weights (their compression 1/(1-s)). \
-Top-1 accuracy (%) on the test set: mean ± half-width of the 95% Student-t interval over seeds; \
-n = 3 seeds per cell unless shown. n=1: a single seed, shown without an interval. \
-**Bold**: the best mean of the column. †: statistically tied with the best (Welch's t-test, \
-`scipy.stats.ttest_ind(equal_var=False)`, two-sided p ≥ 0.05; cells with fewer than 2 seeds are not tested). \
-Failed and diverged runs are counted (`failed`), never averaged.
+Columns: target sparsity s of the prunable weights (their compression 1/(1-s)). Top-1 accuracy (%) on the \
+test set: mean ± half-width of the 95% Student-t interval over seeds, [low, high] where it is clipped to \
+0-100 or skewed; n = 3 seeds per cell unless shown. n=1: a single seed, shown without an interval. ¶: \
+fewer than 3 seeds, too few for the interval or the test to say much. **Bold**: the best mean of the \
+column. †: not significantly different from the best (paired t, Holm, α=0.05: seeds paired, Holm's \
+correction within the column; `unpaired`: the seeds differ from the best's, Welch's test instead; cells \
+with fewer than 2 seeds are not tested). Failed and diverged runs are counted (`failed`), never averaged.
 
 ### Compression ratio / theoretical speedup
 
@@ -155,49 +226,19 @@ Failed and diverged runs are counted (`failed`), never averaged.
 |---|---:|---:|
 | lamp (global) |  | 10.0× / 10.00× § |
 | magnitude (global) | 2.0× / 2.00× | 10.0× / 10.00× |
+| magnitude (uniform) | 2.0× / 2.00× | 10.0× / 10.00× |
 | random (uniform) | 2.0× / 2.00× | 10.0× / 10.00× ‡ |
+| str (learned) | 2.0× / 2.00× § |  |
 
-Compression ratio: all parameters of the dense model / non-zero parameters (ShrinkBench). \
-Theoretical speedup: dense FLOPs / sparse FLOPs. \
-‡: at least one seed has a collapsed layer (no weight left in it). \
-§: the method's own sparsity was brought to the exact target by an enforcement step: \
-lamp (global): top-k of the scores.
+Compression ratio: all parameters of the dense model / non-zero parameters (ShrinkBench). Theoretical \
+speedup: dense FLOPs / sparse FLOPs (FLOPs of one example as `torch.utils.flop_counter` counts them, 2 per \
+multiply-accumulate; each weight's FLOPs times its density). ‡: at least one seed has a collapsed layer \
+(no weight left in it). §: the method's own sparsity was brought to the exact target by an enforcement \
+step; the change is |own − target| kept weights / target kept weights, per method:
+
+- lamp (global): 1 of 1 runs; step: top-k of the scores
+- str (learned): 3 of 3 runs, the step changed the number of kept weights by 0.0–4.0%; step: thresholds shifted
 """
-
-
-def test_t_interval_matches_scipy():
-    sample = [71.2, 72.9, 70.4, 73.3]
-    expected = stats.t.interval(0.95, len(sample) - 1, loc=np.mean(sample), scale=stats.sem(sample))
-    summary = t_interval(sample)
-    assert summary.mean == pytest.approx(np.mean(sample))
-    assert summary.std == pytest.approx(np.std(sample, ddof=1))
-    assert (summary.low, summary.high) == pytest.approx(expected)
-
-
-def test_bootstrap_interval_matches_scipy():
-    sample = [71.2, 72.9, 70.4, 73.3, 69.8]
-    expected = stats.bootstrap(
-        (np.array(sample),),
-        np.mean,
-        n_resamples=9999,
-        method="percentile",
-        random_state=np.random.default_rng(0),
-    ).confidence_interval
-    summary = bootstrap_interval(sample)
-    assert (summary.low, summary.high) == pytest.approx((expected.low, expected.high))
-
-
-def test_welch_matches_scipy_and_decides_ties():
-    a, b, c = [97.0, 97.2, 97.4], [96.9, 97.1, 97.3], [90.0, 91.0, 92.5]
-    assert welch_pvalue(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    assert welch_pvalue(a, c) == pytest.approx(stats.ttest_ind(a, c, equal_var=False).pvalue)
-    assert tied(a, b) and not tied(a, c)
-    assert not tied(a, [97.0]) and math.isnan(welch_pvalue(a, [97.0]))
-
-
-def test_one_seed_has_no_interval():
-    summary = t_interval([85.0])
-    assert summary.mean == summary.low == summary.high == 85.0 and math.isnan(summary.std)
 
 
 def test_golden_markdown(tmp_path):
@@ -211,18 +252,85 @@ def test_tidy_csv_round_trips_through_pandas(tmp_path):
     records = fixture_records()
     write_dir(tmp_path / "results", records)
     write_leaderboard([tmp_path / "results"], tmp_path, ["csv"])
-    tidy = pd.read_csv(tmp_path / "leaderboard.csv")
+    tidy = pd.read_csv(tmp_path / "leaderboard.csv", dtype={"variant": str}).fillna(
+        {"variant": ""}
+    )  # the default variant is empty
     assert list(tidy.columns) == COLUMNS
     pd.testing.assert_frame_equal(tidy, tidy_table(load_records([tmp_path / "results"])), check_dtype=False)
     row = tidy[(tidy["method"] == "magnitude") & (tidy["sparsity"] == 0.9)].iloc[0]
     low, high = stats.t.interval(0.95, 2, loc=91.0, scale=stats.sem([90.0, 91.0, 92.0]))
     assert (row["n"], row["n_failed"], row["top1_mean"]) == (3, 0, pytest.approx(91.0))
     assert (row["top1_ci_low"], row["top1_ci_high"]) == pytest.approx((low, high))
-    assert bool(row["best"]) and not bool(row["tied_with_best"])
+    assert bool(row["best"]) and not bool(row["not_different_from_best"])
+    random = tidy[(tidy["method"] == "random") & (tidy["sparsity"] == 0.9)].iloc[0]
+    assert random["test_vs_best"] == "welch"  # seeds 0 and 1 against 0, 1 and 2: no complete pairs
+    assert random["p_vs_best"] == pytest.approx(
+        stats.ttest_ind([80.0, 81.0], [90.0, 91.0, 92.0], equal_var=False).pvalue
+    )
+    dense = tidy[tidy["method"] == "dense"].iloc[0]
+    assert (dense["n"], dense["top1_mean"]) == (3, pytest.approx(98.2))
     wide = pd.read_csv(tmp_path / "leaderboard_wide.csv", keep_default_na=False)
-    assert list(wide.columns) == ["dataset", "model", "method (scope)", "dense", "0.5 (2×)", "0.9 (10×)"]
-    assert wide.iloc[0]["dense"] == "98.20 ± 0.50 (n=3)"
+    assert list(wide.columns) == ["dataset", "model", "method (scope)", "0.5 (2×)", "0.9 (10×)"]
     assert wide.set_index("method (scope)").loc["random (uniform)", "0.5 (2×)"] == "97.10 ± 0.50 †"
+    scopes = pd.read_csv(tmp_path / "leaderboard_wide_scopes.csv", keep_default_na=False)
+    assert scopes.iloc[0].tolist() == [
+        "toy",
+        "net",
+        "magnitude",
+        "global − uniform",
+        "+0.23 ± 0.38",
+        "**+3.80 ± 0.66**",
+    ]
+    cost = pd.read_csv(tmp_path / "leaderboard_wide_cost.csv", keep_default_na=False)
+    assert cost.set_index("method (scope)").loc["random (uniform)", "0.9 (10×)"] == "10.0× / 10.00× ‡"
+    allocation = pd.read_csv(tmp_path / "leaderboard_wide_allocation.csv", keep_default_na=False)
+    assert list(allocation.columns) == [
+        "dataset",
+        "model",
+        "layer",
+        "weights",
+        "uniform",
+        "ERK",
+        "global (magnitude)",
+        "str",
+    ]
+    differences = pd.read_csv(tmp_path / "leaderboard_scopes.csv")
+    assert differences[["scope_a", "scope_b", "sparsity", "test", "n"]].values.tolist() == [
+        ["global", "uniform", 0.5, "paired", 3],
+        ["global", "uniform", 0.9, "paired", 3],
+    ]
+
+
+def test_cells_are_compared_with_the_best_by_paired_t_tests_holm_adjusted_in_the_column():
+    best = [93.0, 95.0, 94.0]
+    gaps = {"w": [0.30, 0.31, 0.30], "x": [0.4, 0.6, 0.3], "y": [1.0, -0.2, 0.5], "z": [3.0, 2.9, 3.0]}
+    values = {m: [b - g for b, g in zip(best, gap, strict=True)] for m, gap in gaps.items()}
+    runs = [record("best", "global", 0.9, s, v) for s, v in enumerate(best)]
+    runs += [record(m, "global", 0.9, s, v) for m, column in values.items() for s, v in enumerate(column)]
+    table = tidy_table(runs).set_index("method")
+    p = {m: stats.ttest_rel(column, best).pvalue for m, column in values.items()}
+    assert sorted(p, key=p.get) == ["w", "z", "x", "y"]
+    # Holm by hand, ascending: 4 p_w, then 3 p_z, 2 p_x, 1 p_y, each at least the one before
+    holm = {"w": 4 * p["w"]}
+    holm["z"] = max(holm["w"], 3 * p["z"])
+    holm["x"] = max(holm["z"], 2 * p["x"])
+    holm["y"] = max(holm["x"], p["y"])
+    for method in values:
+        assert table.loc[method, "test_vs_best"] == "paired"
+        assert table.loc[method, "p_vs_best"] == pytest.approx(p[method])
+        assert table.loc[method, "p_holm_vs_best"] == pytest.approx(holm[method])
+    assert table["not_different_from_best"].to_dict() == {
+        "best": False,
+        "w": False,
+        "x": True,
+        "y": True,
+        "z": False,
+    }
+    assert bool(table.loc["best", "best"])
+    assert p["x"] < 0.05  # different before the correction, not after it
+    assert (
+        stats.ttest_ind(values["w"], best, equal_var=False).pvalue > 0.5
+    )  # Welch's test finds no difference
 
 
 def test_failed_runs_are_counted_not_averaged():
@@ -245,7 +353,7 @@ def test_a_cell_with_only_failed_runs(tmp_path):
     )
     markdown = write_leaderboard([tmp_path], tmp_path, ["md"])
     assert "| lamp (global) | failed (1) |" in markdown
-    assert "Dense baseline (top-1 %): **98.00 (n=1)**" in markdown
+    assert "Dense baseline (top-1 %): **98.00 (n=1) ¶**" in markdown
 
 
 def test_merging_two_directories_equals_one(tmp_path):
@@ -253,10 +361,21 @@ def test_merging_two_directories_equals_one(tmp_path):
     write_dir(tmp_path / "a", records[:7])
     write_dir(tmp_path / "b", records[7:])
     write_dir(tmp_path / "all", records)
-    merged = write_leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "merged", ["md", "csv"])
-    single = write_leaderboard([tmp_path / "all"], tmp_path / "single", ["md", "csv"])
+    merged = write_leaderboard([tmp_path / "a", tmp_path / "b"], tmp_path / "merged", ["md", "csv", "tex"])
+    single = write_leaderboard([tmp_path / "all"], tmp_path / "single", ["md", "csv", "tex"])
     assert merged == single
-    for name in ("leaderboard.csv", "leaderboard_wide.csv"):
+    names = sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert names == [
+        "leaderboard.csv",
+        "leaderboard.md",
+        "leaderboard.tex",
+        "leaderboard_scopes.csv",
+        "leaderboard_wide.csv",
+        "leaderboard_wide_allocation.csv",
+        "leaderboard_wide_cost.csv",
+        "leaderboard_wide_scopes.csv",
+    ]
+    for name in names:
         assert (tmp_path / "merged" / name).read_text() == (tmp_path / "single" / name).read_text()
 
 
@@ -267,12 +386,12 @@ def test_duplicates_are_counted_once_and_reported_once(tmp_path):
     with pytest.warns(RecordWarning) as caught:
         loaded = load_records([tmp_path / "a", tmp_path / "b"])
     assert len(loaded) == len(records)
-    duplicates = [str(w.message) for w in caught if "found 2 times" in str(w.message)]
-    assert len(duplicates) == 3
+    duplicates = [str(w.message) for w in caught if "found more than once" in str(w.message)]
+    assert len(duplicates) == 1 and duplicates[0].startswith("3 runs found more than once")
     path = tmp_path / "b" / "runs" / f"{records[3]['run_id']}.json"
-    assert any(str(path) in message for message in duplicates)
+    assert str(path) in duplicates[0]
     table = tidy_table(loaded)
-    assert table.loc[table["method"] == "magnitude", "n"].tolist() == [3, 3]
+    assert table.loc[table["method"] == "magnitude", "n"].tolist() == [3, 3, 3, 3]
 
 
 def test_malformed_and_foreign_records_are_skipped_with_their_path(tmp_path):
@@ -311,7 +430,9 @@ def test_plots_are_valid_files_linked_from_the_markdown(tmp_path, kind):
     write_dir(tmp_path, fixture_records())
     markdown = write_leaderboard([tmp_path], tmp_path, ["md", kind])
     plots = sorted((tmp_path / "plots").glob(f"*.{kind}"))
-    assert [p.name for p in plots] == [f"toy_net_accuracy.{kind}", f"toy_net_density.{kind}"]
+    assert [p.name for p in plots] == [
+        f"toy_net_{name}.{kind}" for name in ("accuracy", "density", "speedup")
+    ]
     for plot in plots:
         assert f"](plots/{plot.name})" in markdown
         assert plot.stat().st_size > 5000
@@ -334,15 +455,37 @@ def test_cli_reports_skipped_records_as_one_line_warnings(tmp_path, capsys):
     (tmp_path / "a" / "runs" / "bad.json").write_text("{")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        code = main(
-            ["leaderboard", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "md", "--ci", "bootstrap"]
-        )
+        code = main(["leaderboard", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "md"])
     assert code == 0
     lines = capsys.readouterr().err.splitlines()
     assert sum("bad.json" in line for line in lines) == 1
-    assert sum("found 2 times" in line for line in lines) == len(fixture_records())
+    duplicates = [line for line in lines if "found more than once" in line]
+    assert len(duplicates) == 1 and f"warning: {len(fixture_records())} runs found" in duplicates[0]
     assert all(line.startswith("bench: warning: ") for line in lines)
-    assert "bootstrap" in (tmp_path / "a" / "leaderboard.md").read_text()
+
+
+def test_bootstrap_under_five_seeds_is_a_one_line_error(tmp_path, capsys):
+    write_dir(tmp_path, fixture_records())
+    assert main(["leaderboard", str(tmp_path), "--format", "md", "--ci", "bootstrap"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("bench: error: --ci bootstrap needs at least 5 seeds") and error.count("\n") == 1
+    assert not (tmp_path / "leaderboard.md").exists()
+
+
+def test_bootstrap_intervals_with_five_seeds(tmp_path):
+    values = [97.0, 97.4, 96.8, 97.9, 97.2]
+    write_dir(tmp_path, [record("magnitude", "global", 0.5, s, v) for s, v in enumerate(values)])
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md", "csv"], ci="bootstrap")
+    expected = stats.bootstrap(
+        (np.array(values),),
+        np.mean,
+        n_resamples=9999,
+        method="percentile",
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    row = pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]
+    assert (row["top1_ci_low"], row["top1_ci_high"]) == pytest.approx((expected.low, expected.high))
+    assert "percentile-bootstrap" in markdown
 
 
 def test_pooling_different_budgets_is_warned_about(tmp_path):
@@ -357,12 +500,297 @@ def test_pooling_different_budgets_is_warned_about(tmp_path):
     assert "- Budget: 4 epochs / 8 epochs of weight updates per run" in markdown
 
 
-def test_the_command_names_epochs_only_when_they_differ_from_the_preset():
-    budget = get_preset("synthetic-tiny").recipe.epochs
-    runs = [{**record("lamp", "global", 0.9, 1, 90.0), "preset": "synthetic-tiny"}]
-    runs[0]["config"]["recipe"]["epochs"] = budget
-    assert commands(runs) == [
-        "bench run --preset synthetic-tiny --methods lamp --scopes global --sparsity 0.9 --seeds 2"
+def test_the_commands_rerun_exactly_the_grid_present():
+    runs = [
+        record("magnitude", scope, sp, seed, 90.0)
+        for scope in ("global", "uniform")
+        for sp in (0.5, 0.9)
+        for seed in range(3)
     ]
-    runs[0]["config"]["recipe"]["epochs"] = budget + 2
-    assert commands(runs)[0].endswith(f"--seeds 2 --epochs {budget + 2}")
+    runs += [record("lamp", "global", 0.9, seed, 90.0) for seed in (0, 1)]
+    runs += [record("random", "uniform", 0.5, seed, 90.0) for seed in (0, 2)]
+    runs += [record("random", "uniform", 0.9, seed, 90.0) for seed in (0, 1)]
+    head = "bench run --preset toy-net --methods"
+    assert commands(runs) == [
+        (f"{head} lamp --scopes global --sparsity 0.9 --seeds 2 --epochs 4", ""),
+        (f"{head} magnitude --scopes global,uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4", ""),
+        (f"{head} random --scopes uniform --sparsity 0.5 --seeds 3 --epochs 4", "seeds present: 0, 2"),
+        (f"{head} random --scopes uniform --sparsity 0.9 --seeds 2 --epochs 4", ""),
+    ]
+    assert (
+        grid(runs) == "18 pruned runs: 4 rows × 2 sparsities (7 of 8 cells), 2-3 seeds per cell; 0 dense runs"
+    )
+
+
+def test_methods_sharing_a_grid_share_a_command():
+    runs = [record(m, "global", 0.9, seed, 90.0) for m in ("snip", "grasp") for seed in range(2)]
+    runs += [record("dense", "none", 0.0, seed, 98.0) for seed in range(2)]
+    assert commands(runs) == [
+        (
+            "bench run --preset toy-net --methods grasp,snip --scopes global --sparsity 0.9 --seeds 2 --epochs 4",
+            "",
+        )
+    ]
+    assert grid(runs) == "4 pruned runs: 2 rows × 1 sparsities (complete), 2 seeds per cell; 2 dense runs"
+
+
+def test_the_leaderboard_does_not_import_torch(tmp_path):
+    write_dir(tmp_path, fixture_records())
+    script = (
+        "import sys\n"
+        "from prunebench.cli import main\n"
+        "assert main(['leaderboard', sys.argv[1], '--format', 'md,csv,tex,png']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "plots" / "toy_net_accuracy.png").exists()
+
+
+def test_scope_differences_against_a_hand_computation():
+    runs = [
+        *(record("snip", "global", 0.9, s, v) for s, v in enumerate([90.0, 91.0, 92.5])),
+        *(record("snip", "erk", 0.9, s, v) for s, v in enumerate([89.0, 90.5, 91.5])),
+        *(record("snip", "uniform", 0.9, s, v) for s, v in enumerate([80.0, 85.0, 83.0])),
+        record("snip", "global", 0.95, 0, 88.0),  # no other scope at 0.95: no difference
+        *(record("lamp", "global", 0.9, s, 90.0) for s in range(3)),  # one scope: not compared
+        *(record("random", "global", 0.9, s, v) for s, v in enumerate([88.0, 89.0, 90.0])),
+        *(record("random", "uniform", 0.9, s, v) for s, v in enumerate([86.0, 86.5])),  # seeds 0, 1 only
+    ]
+    found = scope_comparisons(runs)
+    rows = {(r.method, r.scope_a, r.scope_b): r for r in found.itertuples()}
+    assert list(rows) == [
+        ("random", "global", "uniform"),
+        ("snip", "global", "erk"),
+        ("snip", "global", "uniform"),
+        ("snip", "erk", "uniform"),
+    ]
+    # by hand: the differences seed by seed, their mean, sd and the paired t interval and p (df = 2)
+    t975 = stats.t.ppf(0.975, 2)
+    paired = {
+        ("snip", "global", "erk"): [1.0, 0.5, 1.0],
+        ("snip", "global", "uniform"): [10.0, 6.0, 9.5],
+        ("snip", "erk", "uniform"): [9.0, 5.5, 8.5],
+    }
+    p = {}
+    for key, differences in paired.items():
+        mean, sd = statistics.mean(differences), statistics.stdev(differences)
+        row = rows[key]
+        assert (row.test, row.n, row.difference) == ("paired", 3, pytest.approx(mean))
+        assert (row.ci_low, row.ci_high) == pytest.approx(
+            (mean - t975 * sd / 3**0.5, mean + t975 * sd / 3**0.5)
+        )
+        p[key] = 2 * stats.t.sf(abs(mean) / (sd / 3**0.5), 2)
+        assert row.p == pytest.approx(p[key])
+    welch = rows[("random", "global", "uniform")]
+    reference = stats.ttest_ind([88.0, 89.0, 90.0], [86.0, 86.5], equal_var=False)
+    assert (welch.test, welch.n, welch.difference) == ("welch", 2, pytest.approx(89.0 - 86.25))
+    assert welch.p == pytest.approx(reference.pvalue)
+    p[("random", "global", "uniform")] = reference.pvalue
+    # Holm over the column's four p-values, by hand: ascending, times 4, 3, 2, 1, never decreasing
+    order = sorted(p, key=p.get)
+    expected, running = {}, 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (4 - rank) * p[key]))
+        expected[key] = running
+    for key, row in rows.items():
+        assert row.p_holm == pytest.approx(expected[key])
+        assert row.significant == (expected[key] < 0.05)
+    table = scope_table(found)
+    assert [[c.text for c in row[:2]] for row in table.rows] == [
+        ["random", "global − uniform"],
+        ["snip", "global − ERK"],
+        ["snip", "global − uniform"],
+        ["snip", "ERK − uniform"],
+    ]
+    cell = table.rows[2][2]
+    half = t975 * statistics.stdev(paired[("snip", "global", "uniform")]) / 3**0.5
+    assert cell.text == f"+8.50 ± {half:.2f}" and cell.bold == bool(
+        expected[("snip", "global", "uniform")] < 0.05
+    )
+    assert table.rows[0][2].text.endswith("(n=2, unpaired)")
+    assert table.groups == [0, 1]
+
+
+def test_learned_allocations_beside_the_erk_arithmetic_by_hand():
+    table = allocation_table(fixture_records(), 0.5)
+    assert table.header == ["layer", "weights", "uniform", "ERK", "global (magnitude)", "str"]
+    # ERK by hand: raw densities (4 + 25) / 100 and (10 + 30) / 300, scaled to keep 200 of the 400 weights
+    scale = 200 / (0.29 * 100 + (40 / 300) * 300)
+    erk = [0.29 * scale, 40 / 300 * scale]
+    assert [[c.text for c in row] for row in table.rows] == [
+        ["conv", "100", "0.5", f"{erk[0]:.3g}", "1", "0.8"],
+        ["fc", "300", "0.5", f"{erk[1]:.3g}", f"{1 / 3:.3g}", "0.4"],
+    ]
+    assert allocation_table(fixture_records(), 0.9) is None  # no learned allocation at 0.9
+
+
+def test_variants_are_rows_and_criteria_of_their_own(tmp_path):
+    runs = [record("probmask", "learned", 0.5, s, 97.0 + s / 10) for s in range(3)]
+    runs += [
+        {**record("probmask", "learned", 0.5, s, 96.0 + s / 10), "variant": "samples=4", "run_id": f"v{s}"}
+        for s in range(3)
+    ]
+    write_dir(tmp_path, runs)
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md"])
+    assert "| probmask (learned) |" in markdown and "| probmask[samples=4] (learned) |" in markdown
+    table = tidy_table(load_records([tmp_path]))
+    assert table["variant"].tolist() == ["", "samples=4"]
+
+
+def test_latex_tables_are_booktabs_with_escapes():
+    table = Table(
+        "accuracy",
+        "Top-1 (%) & more",
+        ["method (scope)", "0.9 (10×)"],
+        [
+            [Cell("magnitude_init (uniform_plus)"), Cell("94.53 ± 0.57", bold=True, marks="† ¶")],
+            [Cell("a"), Cell("1")],
+        ],
+        notes="**Bold**: the best; `p_holm` < 5%.",
+        items=["str (learned): 3 of 3 runs"],
+        groups=[0, 1],
+    )
+    latex = to_latex(table, "tab:x")
+    assert latex.splitlines() == [
+        r"\begin{table}[htbp]",
+        r"\centering",
+        r"\small",
+        r"\caption{Top-1 (\%) \& more}",
+        r"\label{tab:x}",
+        r"\begin{tabular}{lr}",
+        r"\toprule",
+        r"method (scope) & 0.9 (10$\times$) \\",
+        r"\midrule",
+        r"magnitude\_init (uniform\_plus) & \textbf{94.53 $\pm$ 0.57}\textsuperscript{\dag{}\P{}} \\",
+        r"\midrule",
+        r"a & 1 \\",
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\par\smallskip",
+        r"{\footnotesize \textbf{Bold}: the best; \texttt{p\_holm} $<$ 5\%. str (learned): 3 of 3 runs.}",
+        r"\end{table}",
+    ]
+
+
+def test_the_latex_file_holds_every_table_of_the_markdown(tmp_path):
+    write_dir(tmp_path, fixture_records())
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md", "tex"], top5=True)
+    latex = (tmp_path / "leaderboard.tex").read_text()
+    titles = [line[4:] for line in markdown.splitlines() if line.startswith("### ")]
+    assert titles == [
+        "Global versus layer-wise allocation: top-1 difference between scopes",
+        "Learned allocations at sparsity 0.5: density per layer",
+        "Top-1 accuracy (%)",
+        "Top-5 accuracy (%)",
+        "Compression ratio / theoretical speedup",
+    ]
+    assert latex.count(r"\begin{table}") == latex.count(r"\bottomrule") == len(titles)
+    for name in ("scopes", "allocation", "accuracy", "top5", "cost"):
+        assert rf"\label{{tab:toy_net-{name}}}" in latex
+    assert r"\textbf{+3.80 $\pm$ 0.66}" in latex
+    assert r"Erd\H{o}s-R\'enyi" in latex and latex.isascii()  # compiles whatever the input encoding
+    assert "| magnitude (global) | 100.00 ± 0.00 | 100.00 ± 0.00 |" in markdown  # the top-5 table
+
+
+def test_unknown_methods_are_a_one_line_error(tmp_path, capsys):
+    write_dir(tmp_path, fixture_records())
+    assert main(["leaderboard", str(tmp_path), "--methods", "lamp,nosuch"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error
+        == "bench: error: --methods nosuch: not in the records; methods present: lamp, magnitude, random, str\n"
+    )
+
+
+def test_density_at_a_sparsity_the_grid_lacks_is_a_one_line_error(tmp_path, capsys):
+    write_dir(tmp_path, fixture_records())
+    assert main(["leaderboard", str(tmp_path), "--density-at", "0.95"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error
+        == "bench: error: --density-at 0.95: toy / net has no runs at that sparsity; sparsities present: 0.5, 0.9\n"
+    )
+    assert main(["leaderboard", str(tmp_path), "--density-at", "0.9", "--format", "md,png"]) == 0
+    assert "Per-layer density at sparsity 0.9" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_no_two_series_of_a_panel_share_a_style_and_scopes_keep_their_colour():
+    runs = fixture_records()
+    for scope in ("erk", "uniform_plus", "mystery", "other"):  # two scopes the palette does not know
+        runs += [record("magnitude", scope, sp, s, 90.0 + s) for sp in (0.5, 0.9) for s in range(3)]
+    sections = build_sections(tidy_table(runs), scope_comparisons(runs), runs, "t")
+    figures = [accuracy_figure(sections[0]), speedup_figure(sections[0]), density_figure(sections[0])]
+    colours: dict[str, set[str]] = {}
+    try:
+        for figure in figures:
+            for axes in figure.axes:
+                lines = axes.get_lines()
+                styles = [
+                    (to_hex(line.get_color()), line.get_marker(), line.get_linestyle()) for line in lines
+                ]
+                assert len(styles) == len(set(styles)), styles
+                for line in lines:
+                    colours.setdefault(line.get_label(), set()).add(to_hex(line.get_color()))
+    finally:
+        for figure in figures:
+            pyplot.close(figure)
+    for scope, style in SCOPE_STYLES.items():
+        if scope in colours:
+            assert colours[scope] == {to_hex(style["color"])}
+    assert {"mystery", "other", "erk", "uniform_plus", "uniform", "learned", "dense"} <= set(colours)
+
+
+def test_a_single_sparsity_grid_draws_without_warnings(tmp_path):
+    write_dir(tmp_path, [record(m, "global", 0.9, s, 90.0 + s) for m in ("lamp", "snip") for s in range(3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_leaderboard([tmp_path], tmp_path, ["png"])
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "toy_net_accuracy.png",
+        "toy_net_density.png",
+        "toy_net_speedup.png",
+    ]
+
+
+def test_the_tables_are_written_before_the_figures(tmp_path, monkeypatch):
+    write_dir(tmp_path, fixture_records())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(plots, "write_figures", broken)
+    with pytest.raises(RuntimeError, match="figure failed"):
+        write_leaderboard([tmp_path], tmp_path, ["md", "csv", "tex", "png"])
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard_wide.csv", "leaderboard.tex"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_layer_names_are_the_models_own_shortened_where_long():
+    assert short_labels(["features.0.weight", "classifier.weight"]) == ["features.0", "classifier"]
+    long = ["encoder.layers.11.self_attn.out_proj.weight", "encoder.layers.11.linear1.weight"]
+    assert short_labels(long) == ["…self_attn.out_proj", "…layers.11.linear1"]
+    same_end = ["encoder.layers.10.self_attn.in_proj_weight", "encoder.layers.11.self_attn.in_proj_weight"]
+    assert short_labels(same_end) == same_end  # shortened they would read alike
+
+
+def test_an_infinite_speedup_is_left_out_of_the_speedup_figure():
+    runs = [record("lamp", "global", sp, s, 90.0) for sp in (0.5, 0.9) for s in range(2)]
+    runs += [{**record("lamp", "global", 0.99, s, 10.0), "speedup": math.inf} for s in range(2)]
+    section = build_sections(tidy_table(runs), scope_comparisons(runs), runs, "t")[0]
+    figure = speedup_figure(section)
+    try:
+        (line,) = figure.axes[0].get_lines()
+        assert list(line.get_xdata()) == pytest.approx([2.0, 10.0])
+    finally:
+        pyplot.close(figure)
+
+
+def test_intervals_in_the_csv_and_the_table_are_clipped_to_0_100(tmp_path):
+    write_dir(tmp_path, [record("random", "global", 0.99, s, v) for s, v in enumerate([2.0, 40.0])])
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md", "csv"])
+    row = pd.read_csv(tmp_path / "leaderboard.csv").iloc[0]
+    low, high = stats.t.interval(0.95, 1, loc=21.0, scale=stats.sem([2.0, 40.0]))
+    assert low < 0 and high > 100
+    assert (row["top1_ci_low"], row["top1_ci_high"]) == (0.0, 100.0)
+    assert "| random (global) | **21.00 [0.00, 100.00]** ¶ |" in markdown  # two seeds: flagged ¶
