@@ -18,10 +18,7 @@ def _provenance(section: Section) -> list[str]:
         f"- Versions: {provenance.versions(records)}",
         f"- Grid: {provenance.grid(records)}",
     ]
-    lines += [
-        f"- Command: `{command}`" + (f" ({note})" if note else "")
-        for command, note in provenance.commands(records)
-    ]
+    lines += [f"- Command: `{command}`" for command in provenance.commands(records)]
     return lines
 
 

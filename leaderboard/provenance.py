@@ -1,10 +1,13 @@
 """Where the numbers come from: budget, hardware, library versions, the grid present and the commands that rerun it.
 
-Read from the records alone (no registry, no torch): a record carries its preset's name and epochs.
+Read from the records alone (no registry, no torch): a record carries its preset's name and epochs, and its
+hyperparameters, so the commands set the variants present with ``--set``.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from itertools import product
 from typing import Any
@@ -56,26 +59,51 @@ def grid(records: list[dict[str, Any]]) -> str:
     )
 
 
-def _seeds(seeds: set[int]) -> tuple[str, str]:
-    """``--seeds N`` (seeds 0..N-1), and a note naming the seeds present where they are not that range."""
-    last = max(seeds)
-    note = "" if seeds == set(range(last + 1)) else f"seeds present: {', '.join(map(str, sorted(seeds)))}"
-    return f"--seeds {last + 1}", note
+def _seeds(seeds: set[int]) -> str:
+    """``--seeds N`` for seeds 0..N-1, else the seeds present as ranges and a list (``--seeds 0-2,5``)."""
+    ordered = sorted(seeds)
+    if ordered == list(range(len(ordered))):
+        return f"--seeds {len(ordered)}"
+    runs: list[list[int]] = []
+    for seed in ordered:
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return "--seeds " + ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+
+
+def _settings(record: dict[str, Any]) -> str:
+    """``--set method.name=value`` for each hyperparameter in the run's variant label (none for the defaults)."""
+    label, hparams = variant(record), record.get("hparams") or {}
+    names = [name for name in hparams if re.search(rf"(^|,){re.escape(name)}=", label)]
+    return "".join(f" --set {record['method']}.{name}={_value(hparams[name])}" for name in names)
+
+
+def _value(value: Any) -> str:
+    """A hyperparameter value as ``--set`` reads it: ``0.5``, ``true``, ``none``, ``(1,28,28)``."""
+    if value is None:
+        return "none"
+    if isinstance(value, list | tuple):
+        return "(" + ",".join(_value(v) for v in value) + ")"
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def _blocks(runs: list[dict[str, Any]]) -> dict[tuple, list[str]]:
-    """The pruned runs as rectangular blocks (scopes × sparsities × seeds), each with the methods that ran it.
+    """The pruned runs as rectangular blocks (scopes × sparsities × seeds, and the variant's settings), each with
+    the methods that ran it.
 
-    A method whose runs fill the product of its scopes, sparsities and seeds is one block; otherwise each of its
-    scopes is, and failing that each (scope, sparsity).
+    A method variant whose runs fill the product of its scopes, sparsities and seeds is one block; otherwise each of
+    its scopes is, and failing that each (scope, sparsity).
     """
-    by_method: dict[str, set[tuple]] = {}
+    by_method: dict[tuple[str, str], set[tuple]] = {}
     for r in runs:
-        by_method.setdefault(r["method"], set()).add((r["scope"], float(r["sparsity"]), int(r["seed"])))
+        cells = by_method.setdefault((r["method"], _settings(r)), set())
+        cells.add((r["scope"], float(r["sparsity"]), int(r["seed"])))
     blocks: dict[tuple, list[str]] = {}
-    for method, cells in sorted(by_method.items()):
+    for (method, settings), cells in sorted(by_method.items()):
         for part in _rectangles(cells):
-            blocks.setdefault(part, []).append(method)
+            blocks.setdefault((*part, settings), []).append(method)
     return blocks
 
 
@@ -99,11 +127,10 @@ def _rectangles(cells: set[tuple]) -> list[tuple]:
     return parts
 
 
-def commands(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def commands(records: list[dict[str, Any]]) -> list[str]:
     """``bench run`` commands that together rerun exactly the grid present, per preset (with its epochs).
 
-    Each comes with a note, empty unless the seeds present are not the 0..N-1 that ``--seeds N`` runs. The dense
-    baseline runs with every command, once per seed.
+    The dense baseline runs with every command, once per seed; a method variant gets its ``--set`` settings.
     """
     lines = []
     for preset in _distinct(r.get("preset") for r in records):
@@ -112,13 +139,12 @@ def commands(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
         tail = f" --epochs {epochs[0]}" if len(epochs) == 1 else ""
         pruned = [r for r in runs if r["method"] != DENSE]
         if not pruned:
-            option, note = _seeds({int(r["seed"]) for r in runs})
-            lines.append((f"bench run --preset {preset} --methods dense {option}{tail}", note))
-        for (scopes, sparsities, seeds), methods in _blocks(pruned).items():
-            option, note = _seeds(set(seeds))
-            command = (
-                f"bench run --preset {preset} --methods {','.join(methods)} --scopes {','.join(scopes)} "
-                f"--sparsity {','.join(f'{s:g}' for s in sparsities)} {option}{tail}"
+            lines.append(
+                f"bench run --preset {preset} --methods dense {_seeds({int(r['seed']) for r in runs})}{tail}"
             )
-            lines.append((command, note))
+        for (scopes, sparsities, seeds, settings), methods in _blocks(pruned).items():
+            lines.append(
+                f"bench run --preset {preset} --methods {','.join(methods)} --scopes {','.join(scopes)} "
+                f"--sparsity {','.join(f'{s:g}' for s in sparsities)} {_seeds(set(seeds))}{tail}{settings}"
+            )
     return lines

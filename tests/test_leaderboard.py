@@ -512,10 +512,10 @@ def test_the_commands_rerun_exactly_the_grid_present():
     runs += [record("random", "uniform", 0.9, seed, 90.0) for seed in (0, 1)]
     head = "bench run --preset toy-net --methods"
     assert commands(runs) == [
-        (f"{head} lamp --scopes global --sparsity 0.9 --seeds 2 --epochs 4", ""),
-        (f"{head} magnitude --scopes global,uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4", ""),
-        (f"{head} random --scopes uniform --sparsity 0.5 --seeds 3 --epochs 4", "seeds present: 0, 2"),
-        (f"{head} random --scopes uniform --sparsity 0.9 --seeds 2 --epochs 4", ""),
+        f"{head} lamp --scopes global --sparsity 0.9 --seeds 2 --epochs 4",
+        f"{head} magnitude --scopes global,uniform --sparsity 0.5,0.9 --seeds 3 --epochs 4",
+        f"{head} random --scopes uniform --sparsity 0.5 --seeds 0,2 --epochs 4",
+        f"{head} random --scopes uniform --sparsity 0.9 --seeds 2 --epochs 4",
     ]
     assert (
         grid(runs) == "18 pruned runs: 4 rows × 2 sparsities (7 of 8 cells), 2-3 seeds per cell; 0 dense runs"
@@ -526,12 +526,34 @@ def test_methods_sharing_a_grid_share_a_command():
     runs = [record(m, "global", 0.9, seed, 90.0) for m in ("snip", "grasp") for seed in range(2)]
     runs += [record("dense", "none", 0.0, seed, 98.0) for seed in range(2)]
     assert commands(runs) == [
-        (
-            "bench run --preset toy-net --methods grasp,snip --scopes global --sparsity 0.9 --seeds 2 --epochs 4",
-            "",
-        )
+        "bench run --preset toy-net --methods grasp,snip --scopes global --sparsity 0.9 --seeds 2 --epochs 4"
     ]
     assert grid(runs) == "4 pruned runs: 2 rows × 1 sparsities (complete), 2 seeds per cell; 2 dense runs"
+
+
+def test_the_commands_set_the_variants_and_seeds_present():
+    runs = [
+        {
+            **record("gmp", "global", 0.9, seed, 90.0),
+            "variant": variant,
+            "hparams": {"end": end, "start": 0.2},
+        }
+        for seed in (3, 4, 5, 9)
+        for variant, end in (("", 0.8), ("end=0.5", 0.5))
+    ]
+    runs.append(
+        {
+            **record("synflow", "erk", 0.9, 0, 90.0),
+            "variant": "input_shape=(1, 2)",
+            "hparams": {"input_shape": [1, 2], "double": True},
+        }
+    )
+    head = "bench run --preset toy-net --methods"
+    assert commands(runs) == [
+        f"{head} gmp --scopes global --sparsity 0.9 --seeds 3-5,9 --epochs 4",
+        f"{head} gmp --scopes global --sparsity 0.9 --seeds 3-5,9 --epochs 4 --set gmp.end=0.5",
+        f"{head} synflow --scopes erk --sparsity 0.9 --seeds 1 --epochs 4 --set synflow.input_shape=(1,2)",
+    ]
 
 
 def test_the_leaderboard_does_not_import_torch(tmp_path):
