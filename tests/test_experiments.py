@@ -98,7 +98,10 @@ def test_the_identity_holds_versions_and_everything_that_changes_a_result():
     identity = _config("magnitude").identity
     assert identity["harness_version"] == HARNESS_VERSION
     assert identity["method"]["versions"] == {"magnitude": 1, "schedule:after_training": 1}
-    assert (identity["method"]["criterion"], identity["method"]["schedule"]) == ("magnitude", "after_training")
+    assert (identity["method"]["criterion"], identity["method"]["schedule"]) == (
+        "magnitude",
+        "after_training",
+    )
     assert identity["dataset"] == {"name": "synthetic", "version": "1"}
     assert identity["model"] == {"name": "lenet5", "version": "1"}
     assert identity["recipe"]["epochs"] == 4
@@ -136,7 +139,9 @@ def test_a_changed_default_reruns_only_the_affected_runs(tmp_path, method_regist
             return {n: torch.rand(w.shape) * self.scale for n, w in weights.items()}
 
     method_registry.register("scaled", schedule="at_init", scopes=("global",), paper="test")(Scaled)
-    experiment = Experiment(preset="synthetic-tiny", methods="scaled,magnitude", scopes="global", sparsity=[0.9], seeds=1)
+    experiment = Experiment(
+        preset="synthetic-tiny", methods="scaled,magnitude", scopes="global", sparsity=[0.9], seeds=1
+    )
     experiment.set("recipe", "epochs", [2])
     store = ResultStore(tmp_path)
     assert len(run_grid(experiment.configs(), store, CPU)) == 3
@@ -204,8 +209,12 @@ def test_flags_and_an_experiment_file_give_the_same_runs(tmp_path):
 
 def test_flags_beside_a_file_override_it(tmp_path):
     file = tmp_path / "e.toml"
-    file.write_text('preset = "synthetic-tiny"\nmethods = ["magnitude"]\nsparsity = [0.5]\n[hparams.gmp]\nend = 0.6\n')
-    args = build_parser().parse_args(["run", "--config", str(file), "--methods", "gmp", "--set", "gmp.end=0.7"])
+    file.write_text(
+        'preset = "synthetic-tiny"\nmethods = ["magnitude"]\nsparsity = [0.5]\n[hparams.gmp]\nend = 0.6\n'
+    )
+    args = build_parser().parse_args(
+        ["run", "--config", str(file), "--methods", "gmp", "--set", "gmp.end=0.7"]
+    )
     configs = _experiment(args).configs()
     assert {c.method for c in configs} == {"dense", "gmp"}
     assert {c.hparams["end"] for c in configs if c.method == "gmp"} == {0.7}
@@ -215,12 +224,18 @@ def test_flags_beside_a_file_override_it(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('sparsity = [0.9, 1.5]\n', "sparsity (line 1): sparsity must lie in (0, 1)"),
+        ("sparsity = [0.9, 1.5]\n", "sparsity (line 1): sparsity must lie in (0, 1)"),
         ('methods = ["magnitude"]\nscopes = "all"\ncolour = "red"\n', "colour (line 3): unknown key"),
-        ('methods = ["gmp"]\n\n[hparams.gmp]\nend = "late"\n', "hparams.gmp.end (line 4): gmp: hyperparameter end takes float"),
-        ('methods = ["gmp"]\n[hparams.gmp]\nending = 0.5\n', "hparams.gmp.ending (line 3): gmp has no hyperparameter 'ending'"),
+        (
+            'methods = ["gmp"]\n\n[hparams.gmp]\nend = "late"\n',
+            "hparams.gmp.end (line 4): gmp: hyperparameter end takes float",
+        ),
+        (
+            'methods = ["gmp"]\n[hparams.gmp]\nending = 0.5\n',
+            "hparams.gmp.ending (line 3): gmp has no hyperparameter 'ending'",
+        ),
         ("seeds = 0\n", "seeds (line 1): --seeds must be at least 1"),
-        ("methods = 3\n", "methods (line 1): must be \"all\" or a list of names"),
+        ("methods = 3\n", 'methods (line 1): must be "all" or a list of names'),
         ("[recipe]\nepochs = 1\n", "recipe (line 1): --epochs must be at least 2"),
         ("[recipe]\noptim.speed = 1\n", "recipe.optim.speed (line 2): the recipe has no field 'optim.speed'"),
         ("[run]\nspeed = 1\n", "run.speed (line 2): unknown key"),
@@ -240,10 +255,16 @@ def test_an_invalid_experiment_file_names_the_key_and_line(tmp_path, capsys, tex
     ("argv", "message"),
     [
         (["--set", "probmask.samples=many"], "probmask: hyperparameter samples takes int, got 'many'"),
-        (["--set", "probmask.colour=red"], "probmask has no hyperparameter 'colour'; its hyperparameters: samples"),
+        (
+            ["--set", "probmask.colour=red"],
+            "probmask has no hyperparameter 'colour'; its hyperparameters: samples",
+        ),
         (["--set", "nosuch.x=1"], "unknown method 'nosuch'"),
         (["--set", "samples=4"], "--set takes METHOD.HYPERPARAMETER=VALUE"),
-        (["--methods", "magnitude", "--set", "gmp.end=0.5"], "hyperparameters are set for gmp, which is not in the grid"),
+        (
+            ["--methods", "magnitude", "--set", "gmp.end=0.5"],
+            "hyperparameters are set for gmp, which is not in the grid",
+        ),
         (["--set", "gmp.end=1.5"], "gmp: the pruning window must satisfy"),
         (["--set", "gmp.end=0.5,,0.6"], "empty value"),
         (["--seeds", "5-2"], "seed range 5-2 is empty"),
@@ -275,7 +296,9 @@ def test_seeds_as_counts_ranges_and_lists():
 
 
 def test_sweeps_expand_the_grid_and_keep_variants_apart():
-    experiment = Experiment(preset="synthetic-tiny", methods="gmp,probmask", scopes="all", sparsity=[0.9], seeds=1)
+    experiment = Experiment(
+        preset="synthetic-tiny", methods="gmp,probmask", scopes="all", sparsity=[0.9], seeds=1
+    )
     experiment.set("gmp", "start", [0.1, 0.3])
     experiment.set("gmp", "end", [0.6, 0.9])
     experiment.set("probmask", "samples", [1, 2, 4])
@@ -288,7 +311,9 @@ def test_sweeps_expand_the_grid_and_keep_variants_apart():
 
 
 def test_a_method_named_twice_runs_once():
-    configs = Experiment(preset="synthetic-tiny", methods="magnitude,magnitude,snip", sparsity=[0.9], seeds=1).configs()
+    configs = Experiment(
+        preset="synthetic-tiny", methods="magnitude,magnitude,snip", sparsity=[0.9], seeds=1
+    ).configs()
     methods = [c.method for c in configs]
     assert methods.count("magnitude") == 4 and methods.count("snip") == 4 and len(configs) == 9
 
@@ -349,7 +374,14 @@ def test_a_model_factory_from_user_code_runs_and_its_source_is_its_version(tmp_p
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    experiment = Experiment(preset="synthetic-tiny", model="user_models_mod:mlp", methods="snip", scopes="erk", sparsity=[0.8], seeds=1)
+    experiment = Experiment(
+        preset="synthetic-tiny",
+        model="user_models_mod:mlp",
+        methods="snip",
+        scopes="erk",
+        sparsity=[0.8],
+        seeds=1,
+    )
     experiment.set("recipe", "epochs", [2])
     configs = experiment.configs()
     records = run_grid(configs, ResultStore(tmp_path / "out"), CPU)
@@ -371,16 +403,22 @@ def test_image_folder_dataset_is_versioned_by_its_files(tmp_path):
     root = write_image_folder(tmp_path / "folder", classes=2, per_class=2)
     spec = get_dataset(f"imagefolder:{root}:32")
     assert (spec.num_classes, spec.input_shape) == (2, (3, 32, 32))
-    (root / "train" / "n00000000" / "extra.png").write_bytes((root / "train" / "n00000000" / "image_0000.png").read_bytes())
+    (root / "train" / "n00000000" / "extra.png").write_bytes(
+        (root / "train" / "n00000000" / "image_0000.png").read_bytes()
+    )
     _image_folder.cache_clear()  # a new process would compute the fingerprint afresh
     assert get_dataset(f"imagefolder:{root}:32").version != spec.version
 
 
-def test_a_plugin_that_fails_to_import_is_one_warning_and_the_rest_works(monkeypatch, capsys, method_registry):
+def test_a_plugin_that_fails_to_import_is_one_warning_and_the_rest_works(
+    monkeypatch, capsys, method_registry
+):
     import importlib.metadata
 
     entry = importlib.metadata.EntryPoint("broken", "no_such_plugin_module", "prunebench.methods")
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [entry] if group == entry.group else [])
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: [entry] if group == entry.group else []
+    )
     monkeypatch.setattr(method_registry._CLASSES, "_loaded", False)
     assert main(["list", "methods"]) == 0
     captured = capsys.readouterr()
@@ -409,7 +447,9 @@ def test_models_datasets_and_presets_register_through_entry_points(tmp_path, mon
     monkeypatch.setattr(registry, "_entries", dict(registry._entries))
     monkeypatch.setattr(registry, "_loaded", False)
     entry = importlib.metadata.EntryPoint("plugged", f"plugin_{group}", f"prunebench.{group}")
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [entry] if group == entry.group else [])
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: [entry] if group == entry.group else []
+    )
     assert "plugged" in registry.names()
     assert main(["list", group]) == 0
 
@@ -417,7 +457,9 @@ def test_models_datasets_and_presets_register_through_entry_points(tmp_path, mon
 def test_format_one_records_are_read_as_they_are_and_superseded_by_current_ones(tmp_path):
     from prunebench.leaderboard.records import RecordWarning, load_records
 
-    experiment = Experiment(preset="synthetic-tiny", methods="magnitude", scopes="global", sparsity=[0.9], seeds=1)
+    experiment = Experiment(
+        preset="synthetic-tiny", methods="magnitude", scopes="global", sparsity=[0.9], seeds=1
+    )
     experiment.set("recipe", "epochs", [2])
     records = run_grid(experiment.configs(), ResultStore(tmp_path / "new"), CPU)
     legacy = []
@@ -438,7 +480,9 @@ def test_format_one_records_are_read_as_they_are_and_superseded_by_current_ones(
 
 
 def test_records_keep_the_package_version_and_commit(tmp_path):
-    experiment = Experiment(preset="synthetic-tiny", methods="random", scopes="global", sparsity=[0.9], seeds=1)
+    experiment = Experiment(
+        preset="synthetic-tiny", methods="random", scopes="global", sparsity=[0.9], seeds=1
+    )
     experiment.set("recipe", "epochs", [2])
     record = run_grid(experiment.configs()[:1], ResultStore(tmp_path), CPU)[0]
     assert record["versions"]["prunebench"] != "unknown"
