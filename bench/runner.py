@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,7 +40,7 @@ from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, ScoringMethod, TrainingContext, TrainingMethod
 from prunebench.models import build_model
 from prunebench.prunable import prunable_weights
-from prunebench.record import RECORD_VERSION, RunRecord
+from prunebench.record import FINISHED, RECORD_VERSION, RunRecord
 from prunebench.results import ResultStore, atomic_file
 from prunebench.trainer import Diverged, Trainer, evaluate
 
@@ -372,11 +373,22 @@ def run_grid(
     """
     reporter = reporter or GridReporter()
     store.ensure_writable()
-    todo = [c for c in configs if force or not store.is_finished(c.run_id)]
-    reporter.grid_started(len(configs), len(configs) - len(todo))
+    store.remove_stale_temporaries()
+    todo, finished, unusable = [], [], []
     for config in configs:
-        if config not in todo:
-            reporter.run_finished(config, None)
+        record, reason = store.read(config.run_id)
+        if reason is not None:
+            unusable.append(f"{store.path(config.run_id)}: {reason}")
+        if not force and record is not None and record["status"] in FINISHED:
+            finished.append(config)
+        else:
+            todo.append(config)
+    if unusable:
+        first = unusable[0] if len(unusable) == 1 else f"the first, {unusable[0]}"
+        warnings.warn(f"{len(unusable)} record(s) could not be used and are run again: {first}", stacklevel=2)
+    reporter.grid_started(len(configs), len(finished))
+    for config in finished:
+        reporter.run_finished(config, None)
     cache_dir = store.root / "cache"
     if jobs > 1:
         from prunebench.parallel import run_in_workers
