@@ -150,3 +150,111 @@ def test_temporaries_of_killed_writers_are_removed_by_the_next_run(capsys, out):
     assert len(summary) == 1 and summary[0].startswith("bench: warning: removed 3 stale temporary file(s) (")
     assert leftovers(out) == [live.name]
     assert records(out) == kept
+
+
+# Row 4: a truncated or foreign dense pre-training cache is removed with one line naming it, and trained again.
+@pytest.mark.parametrize("damage", ["truncated", "another model's"])
+def test_an_unusable_dense_cache_is_removed_and_trained_again(capsys, out, damage):
+    import torch
+
+    (cache,) = (out / "cache").glob("dense-*.pt")
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    else:
+        torch.save(torch.nn.Linear(3, 2).state_dict(), cache)
+    status, err = bench(capsys, out, methods="magnitude,lamp")  # lamp is new: it needs the cache
+    assert status == 0
+    (line,) = [line for line in err if "dense pre-training cache" in line]
+    assert line.startswith(f"bench: warning: removed the unusable dense pre-training cache {cache} (")
+    assert line.endswith("; training it again")
+    assert {r["method"]: r["status"] for r in records(out).values()} == {
+        "dense": "ok",
+        "magnitude": "ok",
+        "lamp": "ok",
+    }
+    state = torch.load(cache, weights_only=True)  # trained again and cached whole
+    assert "0.weight" in state and bool(torch.isfinite(state["0.weight"]).all())
+    assert leftovers(out) == []
+
+
+# Row 14: a pre-training that diverges is remembered as diverged, so the other after-training runs of its seed are
+# diverged at once instead of training it again each; --force trains it again.
+def test_a_diverged_pretraining_is_remembered_until_force(capsys, tmp_path):
+    wild = ["--set", "recipe.optim.lr=1e6"]
+    status, _ = bench(capsys, tmp_path, *wild)
+    assert status == 0  # diverged runs are results, not failures
+    assert {r["method"]: r["status"] for r in records(tmp_path).values()} == {
+        "dense": "diverged",
+        "magnitude": "diverged",
+    }
+    (marker,) = (tmp_path / "cache").glob("dense-*.diverged")
+    assert "training loss became nan" in marker.read_text()
+    assert not list((tmp_path / "cache").glob("*.pt"))
+
+    assert bench(capsys, tmp_path, *wild, methods="magnitude,lamp")[0] == 0
+    lamp = next(r for r in records(tmp_path).values() if r["method"] == "lamp")
+    assert lamp["status"] == "diverged"
+    assert f"{marker} remembers it, --force trains it again" in lamp["error"]  # not trained again
+
+    assert bench(capsys, tmp_path, *wild, "--force", methods="magnitude,lamp")[0] == 0
+    trained = {r["method"]: r["error"] for r in records(tmp_path).values()}
+    assert "training loss became nan" in trained["magnitude"] and "remembers" not in trained["magnitude"]
+    assert "remembers it" in trained["lamp"] and marker.exists()
+
+
+class _Poisoning:
+    """A during-training method that keeps the largest weights and damages the model as it ends: a NaN in a weight
+    after the last optimizer step (the epoch's mean loss stays finite), or weights so large that the final
+    evaluation overflows while every weight is finite."""
+
+    def __init__(self, damage: str) -> None:
+        self.damage = damage
+
+    def method(self):
+        from prunebench.allocation import masks_from_scores
+        from prunebench.methods.base import FinalMasks, TrainingMethod, TrainingSession
+
+        damage = self.damage
+
+        class Session(TrainingSession):
+            def __init__(self, weights, sparsity, scope):
+                self.weights, self.sparsity, self.scope = weights, sparsity, scope
+
+            def after_step(self, trainer):
+                if damage == "nan" and trainer.step == trainer.total_steps - 1:
+                    next(iter(self.weights.values())).data.view(-1)[0] = float("nan")
+
+            def finish(self, trainer):
+                scores = {name: w.detach().abs() for name, w in self.weights.items()}
+                if damage == "overflow":
+                    for weight in self.weights.values():
+                        weight.data.mul_(1e30)
+                return FinalMasks(masks_from_scores(scores, self.sparsity, self.scope), self.sparsity)
+
+        class Poisoned(TrainingMethod):
+            """Damages the model at the end of its learning phase."""
+
+            def attach(self, model, weights, sparsity, scope, context):
+                return Session(weights, sparsity, scope)
+
+        return Poisoned
+
+
+# Row 13 (and a NaN top-1 shown as "nan (n=1)"): divergence is checked on the weights at the end of every phase and
+# on the final evaluation, so a run whose weights or evaluation are not finite is diverged, never ok, and the
+# leaderboard counts it without averaging it.
+@pytest.mark.parametrize(
+    ("damage", "error"), [("nan", "became NaN or infinite"), ("overflow", "final evaluation")]
+)
+def test_a_run_whose_weights_or_evaluation_are_not_finite_is_diverged(
+    capsys, tmp_path, method_registry, damage, error
+):
+    method_registry.register("poisoned", schedule="during_training", scopes=("global",), paper="test")(
+        _Poisoning(damage).method()
+    )
+    assert bench(capsys, tmp_path, methods="poisoned")[0] == 0
+    poisoned = next(r for r in records(tmp_path).values() if r["method"] == "poisoned")
+    assert poisoned["status"] == "diverged" and error in poisoned["error"]
+    board = (tmp_path / "leaderboard.md").read_text()
+    row = next(line for line in board.splitlines() if line.startswith("| poisoned (global)"))
+    assert "failed (1)" in row and "nan" not in row.lower()
