@@ -7,7 +7,6 @@ User errors print one line and exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -54,34 +53,29 @@ def _experiment(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from prunebench.environment import resolve_device
     from prunebench.progress import RichGridReporter, summary_table
-    from prunebench.results import ResultStore
-    from prunebench.runner import RunOptions, run_grid
+    from prunebench.runner import run_grid
 
     console = Console()
     experiment = _experiment(args)
-    configs = experiment.configs()
-    execution = experiment.execution
-    device = resolve_device(execution.device)
-    jobs = _parse_jobs(execution.jobs, device)
-    store = ResultStore(Path(execution.out))
-    store.ensure_writable()
+    plan = experiment.plan()
+    store = plan.store
 
-    first = configs[0]
+    first = plan.configs[0]
     console.print(
         f"[bold]prunebench[/] {first.dataset} / {first.model} (preset [cyan]{first.preset}[/], "
-        f"{first.recipe.epochs}-epoch budget), {len(configs)} runs on {device}, results in {store.root}"
+        f"{first.recipe.epochs}-epoch budget), {len(plan.configs)} runs on {plan.device}, results in {store.root}"
     )
     started = time.perf_counter()
     with RichGridReporter(console) as reporter:
-        options = RunOptions(
-            loader=execution.loader,
-            data_root=Path(execution.data_root) if execution.data_root else None,
-            compile=execution.compile,
-        )
         records = run_grid(
-            configs, store, device, force=execution.force, reporter=reporter, options=options, jobs=jobs
+            plan.configs,
+            store,
+            plan.device,
+            force=experiment.execution.force,
+            reporter=reporter,
+            options=plan.options,
+            jobs=plan.jobs,
         )
     elapsed = time.perf_counter() - started
 
@@ -101,16 +95,6 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-
-
-def _parse_jobs(text: str, device) -> int:
-    """``auto``: one process per core (at most 8) on the CPU, one on a GPU; else a positive integer."""
-    text = str(text)
-    if text == "auto":
-        return 1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, 8))
-    if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"--jobs takes a positive integer or `auto`, got {text!r}")
-    return int(text)
 
 
 def _name_table(name: str, *columns: str):
@@ -304,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
     run.add_argument(
         "--jobs",
-        help="runs in parallel worker processes; auto: one per core (at most 8) on the CPU, 1 on a GPU (default: auto)",
+        help="runs in parallel worker processes, at most one per CPU; auto: one per core (at most 8) on the CPU, "
+        "1 on a GPU (default: auto)",
     )
     run.add_argument(
         "--loader",

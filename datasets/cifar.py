@@ -7,6 +7,7 @@ checksum pass, so any data in that layout loads.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 
@@ -49,6 +50,25 @@ def read_cifar(root: Path, name: str, train: bool) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(images).transpose(0, 2, 3, 1).copy(), np.asarray(labels, dtype=np.int64)
 
 
+def check_cifar(name: str, request: LoaderRequest) -> None:
+    """That the loader ``request`` asks for finds its files: the FFCV files, or every batch file of the torchvision
+    layout (nothing is read or downloaded)."""
+    root = data_root(request.data_root)
+    if choose_loader(request, name, beton_files(default_beton_dir(root), name)) == "ffcv":
+        return
+    kind = _torchvision_class(name)
+    folder = root / kind.base_folder
+    if not folder.is_dir():
+        raise UsageError(
+            f"{name}: {folder} is missing; put {kind.__name__} there in torchvision's layout "
+            f"(torchvision.datasets.{kind.__name__}({str(root)!r}, download=True) downloads it) "
+            "or point --data-root at the folder that holds it"
+        )
+    for file_name, _ in (*kind.train_list, *kind.test_list):
+        if not (folder / file_name).is_file():
+            raise UsageError(f"{name}: {folder / file_name} is missing (a {kind.__name__} batch file)")
+
+
 def cifar_loaders(name: str, request: LoaderRequest) -> DataLoaders:
     root = data_root(request.data_root)
     files = beton_files(default_beton_dir(root), name)
@@ -85,6 +105,7 @@ def cifar_loaders(name: str, request: LoaderRequest) -> DataLoaders:
     input_shape=(3, 32, 32),
     summary="CIFAR-10, 50000 train / 10000 test 32x32 images; crop (padding 4) + flip",
     source="Krizhevsky 2009; torchvision layout under --data-root, FFCV files from `bench data prepare`",
+    check=functools.partial(check_cifar, "cifar10"),
 )
 def cifar10(request: LoaderRequest) -> DataLoaders:
     return cifar_loaders("cifar10", request)
@@ -96,6 +117,7 @@ def cifar10(request: LoaderRequest) -> DataLoaders:
     input_shape=(3, 32, 32),
     summary="CIFAR-100, 50000 train / 10000 test 32x32 images, 100 classes; crop (padding 4) + flip",
     source="Krizhevsky 2009; torchvision layout under --data-root, FFCV files from `bench data prepare`",
+    check=functools.partial(check_cifar, "cifar100"),
 )
 def cifar100(request: LoaderRequest) -> DataLoaders:
     return cifar_loaders("cifar100", request)

@@ -258,3 +258,99 @@ def test_a_run_whose_weights_or_evaluation_are_not_finite_is_diverged(
     board = (tmp_path / "leaderboard.md").read_text()
     row = next(line for line in board.splitlines() if line.startswith("| poisoned (global)"))
     assert "failed (1)" in row and "nan" not in row.lower()
+
+
+def refused(capsys, argv: list[str]) -> str:
+    """The one line of a command refused for bad input (exit status 2, no traceback)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    errors = [line for line in err if line.startswith("bench: error: ")]
+    assert len(errors) == 1 and not any("Traceback" in line for line in err)
+    return errors[0]
+
+
+# Row 6: what would fail every run is refused before any run starts: data missing for the loader asked for, FFCV
+# asked for without its files, a sparsity the model cannot reach; no record, not even the results directory.
+@pytest.mark.parametrize(
+    ("preset", "flags", "message"),
+    [
+        ("cifar10-resnet20", ["--loader", "ffcv"], "--loader ffcv, but"),
+        ("cifar10-resnet20", ["--data-root", "{empty}"], "cifar-10-batches-py is missing; put CIFAR10 there"),
+        ("cifar10-resnet20", ["--data-root", "{partial}"], "data_batch_3 is missing"),
+        ("imagenet-resnet50", ["--data-root", "{cifar}"], "imagenet: expected ImageFolder layout"),
+        (
+            "synthetic-tiny",
+            ["--dataset", "imagefolder:{images}", "--loader", "ffcv"],
+            "--loader ffcv is not available",
+        ),
+        ("synthetic-tiny", ["--sparsity", "0.99999999"], "sparsity 0.99999999 keeps none of the"),
+        (
+            "synthetic-tiny",
+            ["--sparsity", "0.999", "--scopes", "uniform_plus"],
+            "on lenet5 in scope uniform_plus",
+        ),
+    ],
+)
+def test_what_would_fail_every_run_is_refused_before_any_run(capsys, tmp_path, preset, flags, message):
+    from prunebench.datasets.generated import write_cifar_layout, write_image_folder
+
+    cifar = tmp_path / "cifar"
+    write_cifar_layout(cifar, "cifar10", train=50, test=10)
+    partial = Path(shutil.copytree(cifar, tmp_path / "partial"))
+    (partial / "cifar-10-batches-py" / "data_batch_3").unlink()
+    (tmp_path / "empty").mkdir()
+    images = write_image_folder(tmp_path / "images", classes=2, per_class=2, size=(16, 16))
+    places = {"cifar": cifar, "partial": partial, "empty": tmp_path / "empty", "images": images}
+    out = tmp_path / "out"
+    argv = ["run", "--preset", preset, "--methods", "magnitude", "--seeds", "1", "--out", str(out)]
+    argv += ["--data-root", str(cifar), *(flag.format(**places) for flag in flags)]
+    assert message in refused(capsys, argv)
+    assert not out.exists()
+
+
+def test_a_scope_that_cannot_split_a_sparsity_is_left_out_of_an_all_scopes_grid():
+    from prunebench.experiment import Experiment
+
+    experiment = Experiment(preset="synthetic-tiny", methods="magnitude", sparsity=[0.9, 0.999], seeds=1)
+    with pytest.warns(
+        UserWarning, match="sparsity 0.999 cannot be reached on lenet5 in scope uniform_plus: .*left out"
+    ):
+        configs = experiment.configs()
+    cells = {(c.scope, c.sparsity) for c in configs if c.method != "dense"}
+    assert ("uniform_plus", 0.9) in cells and ("uniform_plus", 0.999) not in cells
+    assert {("global", 0.999), ("uniform", 0.999), ("erk", 0.999)} <= cells
+
+
+# Rows 7 and 8, and an empty scope list: bounds on seeds and workers, checked at once.
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seeds", "99999999999999999999"], "at most 1000 seeds per grid"),
+        (["--seeds", "0-99999999999999999999"], "at most 1000 seeds per grid"),
+        (["--jobs", "1000"], "--jobs 1000 is more than the"),
+        (["--scopes", ""], "no scope given; give `all` or some of global, uniform"),
+    ],
+)
+def test_seeds_jobs_and_scopes_are_bounded(tmp_path, flags, message):
+    bench = Path(sys.executable).parent / "bench"
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [str(bench), "run", "--out", str(out), *flags], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("bench: error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert not out.exists()
+
+
+# Row 12: a method named twice runs once, and the summary counts the runs that were written.
+def test_a_method_named_twice_is_counted_once(capsys, tmp_path):
+    status = main(
+        ["run", *GRID, "--methods", "magnitude,magnitude,snip", "--jobs", "1", "--out", str(tmp_path)]
+    )
+    assert status == 0
+    printed = " ".join(capsys.readouterr().out.split())  # as rich wraps it, on one line
+    written = records(tmp_path)
+    assert sorted(r["method"] for r in written.values()) == ["dense", "magnitude", "snip"]
+    assert f"{len(written)} runs on cpu" in printed
+    assert f"This invocation: {len(written)} runs" in printed
