@@ -354,3 +354,73 @@ def test_a_method_named_twice_is_counted_once(capsys, tmp_path):
     assert sorted(r["method"] for r in written.values()) == ["dense", "magnitude", "snip"]
     assert f"{len(written)} runs on cpu" in printed
     assert f"This invocation: {len(written)} runs" in printed
+
+
+class _Payload:
+    """What a hostile CIFAR batch would hold: unpickling it runs a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _cifar_root(tmp_path: Path) -> Path:
+    from prunebench.datasets.generated import write_cifar_layout
+
+    root = tmp_path / "cifar"
+    write_cifar_layout(root, "cifar10", train=50, test=10)
+    return root
+
+
+# Row 15: a CIFAR folder is read without executing code: a batch that would run a command is refused, naming it.
+def test_a_cifar_batch_crafted_to_run_code_is_refused_not_run(tmp_path):
+    import pickle
+
+    from prunebench.datasets.cifar import read_cifar
+    from prunebench.errors import UsageError
+
+    root = _cifar_root(tmp_path)
+    batch = root / "cifar-10-batches-py" / "data_batch_2"
+    marker = tmp_path / "executed"
+    batch.write_bytes(pickle.dumps({"data": _Payload(marker), "labels": [0]}))
+    with pytest.raises(UsageError) as caught:
+        read_cifar(root, "cifar10", train=True)
+    message = str(caught.value)
+    assert message.startswith(f"{batch}: not a readable CIFAR batch (UnpicklingError: refused to load ")
+    assert "system" in message and "\n" not in message
+    assert not marker.exists()
+    assert read_cifar(root, "cifar10", train=False)[0].shape == (10, 32, 32, 3)  # the other files still read
+
+
+# Row 9 (a truncated CIFAR batch) and batches of the wrong shape: one line naming the file.
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncated", "not a readable CIFAR batch (UnpicklingError: pickle data was truncated)"),
+        ("empty", "not a readable CIFAR batch (EOFError"),
+        ("a list", "not a CIFAR batch (a dict with 'data'"),
+        ("short rows", "not a CIFAR batch (a dict with 'data'"),
+    ],
+)
+def test_a_broken_cifar_batch_is_one_line_naming_it(tmp_path, damage, message):
+    import pickle
+
+    import numpy as np
+
+    from prunebench.datasets.cifar import read_cifar
+    from prunebench.errors import UsageError
+
+    root = _cifar_root(tmp_path)
+    batch = root / "cifar-10-batches-py" / "data_batch_3"
+    content = {
+        "truncated": batch.read_bytes()[: batch.stat().st_size // 2],
+        "empty": b"",
+        "a list": pickle.dumps([1, 2, 3]),
+        "short rows": pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}),
+    }[damage]
+    batch.write_bytes(content)
+    with pytest.raises(UsageError) as caught:
+        read_cifar(root, "cifar10", train=True)
+    assert str(caught.value).startswith(f"{batch}: {message}") and "\n" not in str(caught.value)
