@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from prunebench import __version__
-from prunebench.errors import UsageError
+from prunebench.errors import Failed, UsageError, WriteError
 
 
 def _experiment(args: argparse.Namespace):
@@ -192,9 +192,15 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markdown import Markdown
 
+    from prunebench.leaderboard import FORMATS
+
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if not formats:
+        raise UsageError(f"--format: no format given; choose from {', '.join(FORMATS)}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     out = Path(args.out) if args.out else Path(args.dirs[0])
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give the directory to write the leaderboard into")
     markdown = _write_leaderboard(
         [Path(d) for d in args.dirs],
         out,
@@ -300,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", help="dataset root (default: $PRUNEBENCH_DATA or ./data); FFCV files in ROOT/ffcv"
     )
     run.add_argument("--compile", action="store_true", help="wrap models with torch.compile (opt-in)")
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, interrupted="finished runs are saved and a rerun resumes")
 
     data = commands.add_parser("data", help="prepare datasets on disk")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -325,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--jpeg-quality", type=int, default=90, help="ImageNet JPEG quality (default: 90)")
     prep.add_argument("--workers", type=int, help="writer processes (default: the CPUs available, at most 8)")
-    prep.set_defaults(handler=_data_prepare)
+    prep.set_defaults(handler=_data_prepare, interrupted="no FFCV file was written")
 
     listing = commands.add_parser("list", help="list registered methods, datasets, models or presets")
     listing.add_argument("what", choices=["methods", "datasets", "models", "presets"])
@@ -336,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METHOD",
         help="methods: each hyperparameter with its type, default and meaning (of METHOD, or of every method)",
     )
-    listing.set_defaults(handler=_list)
+    listing.set_defaults(handler=_list, interrupted=None)
 
     board = commands.add_parser("leaderboard", help="aggregate results directories into the leaderboard")
     board.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (merged)")
@@ -358,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="sparsity of the per-layer density plot, where the grid has it (default: the grid's median)",
     )
-    board.set_defaults(handler=_leaderboard)
+    board.set_defaults(handler=_leaderboard, interrupted="each file is written whole or not at all")
     return parser
 
 
@@ -367,7 +373,18 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"bench: warning: {message}", file=sys.stderr)
 
 
+def _describe(error: BaseException) -> str:
+    """``error`` as one line: an ``OSError`` with the file it is about, first."""
+    if isinstance(error, OSError) and not isinstance(error, WriteError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv``. Exit status: 0 done, 1 a run failed or a file could not be written (a full
+    disk), 2 bad input, 130 interrupted; every error is one line (``bench: error: ...``), with no traceback."""
     import warnings
 
     args = build_parser().parse_args(argv)
@@ -376,10 +393,14 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _one_line_warning
             return args.handler(args)
     except UsageError as error:
-        print(f"bench: error: {error}", file=sys.stderr)
+        print(f"bench: error: {_describe(error)}", file=sys.stderr)
         return 2
+    except (OSError, Failed) as error:
+        print(f"bench: error: {_describe(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("bench: interrupted; finished runs are saved and a rerun resumes", file=sys.stderr)
+        said = f"; {args.interrupted}" if args.interrupted else ""
+        print(f"bench: interrupted{said}", file=sys.stderr)
         return 130
 
 

@@ -424,3 +424,131 @@ def test_a_broken_cifar_batch_is_one_line_naming_it(tmp_path, damage, message):
     with pytest.raises(UsageError) as caught:
         read_cifar(root, "cifar10", train=True)
     assert str(caught.value).startswith(f"{batch}: {message}") and "\n" not in str(caught.value)
+
+
+def bench_command(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    """``bench ARGV`` in a process of its own: its exit status and everything it (and its workers) printed."""
+    command = [str(Path(sys.executable).parent / "bench"), *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def one_error_line(result: subprocess.CompletedProcess, status: int) -> str:
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr and "leaked" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("bench: error: ")]
+    return line
+
+
+@pytest.fixture
+def ffcv():
+    """Skips the test where FFCV cannot be imported (not installed, or its system libraries missing)."""
+    from prunebench.datasets.ffcv_loaders import ffcv_problem
+
+    if ffcv_problem():
+        pytest.skip(f"ffcv cannot be imported: {ffcv_problem()}")
+
+
+# Row 1 and the smaller items: prepare's options are checked before any work; --out naming a file is one line.
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--max-resolution", "-5"],
+            "--max-resolution takes 0 (keep the size) or a positive number of pixels",
+        ),
+        (["--jpeg-quality", "500"], "--jpeg-quality takes 1 to 100, got 500"),
+        (["--workers", "-1"], "--workers takes a positive number of processes, got -1"),
+        (["--out", "{file}"], "is a file; give the directory of the FFCV files"),
+    ],
+)
+def test_prepare_options_are_checked_before_any_work(capsys, tmp_path, flags, message):
+    images = tmp_path / "images"
+    (tmp_path / "file").write_text("")
+    flags = [flag.format(file=tmp_path / "file") for flag in flags]
+    assert message in refused(capsys, ["data", "prepare", "imagenet", "--data-root", str(images), *flags])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def _image_folder(tmp_path: Path) -> Path:
+    from prunebench.datasets.generated import write_image_folder
+
+    return write_image_folder(tmp_path / "images", classes=2, per_class=4, size=(16, 16))
+
+
+# Row 1: a corrupt image fails the whole command promptly, naming the file, with nothing left behind; row 9's
+# truncated CIFAR batch and row 15's hostile one, met by prepare, are one line each too.
+@pytest.mark.parametrize("broken", ["corrupt image", "truncated cifar batch", "hostile cifar batch"])
+def test_prepare_fails_promptly_on_a_broken_input_naming_it(tmp_path, ffcv, broken):
+    import pickle
+
+    if broken == "corrupt image":
+        root = _image_folder(tmp_path)
+        bad = root / "train" / "n00000001" / "image_0002.png"
+        bad.write_bytes(b"not an image")
+        dataset, expected = "imagenet", f"bench: error: {bad}: cannot be read (UnidentifiedImageError"
+    else:
+        root = _cifar_root(tmp_path)
+        bad = root / "cifar-10-batches-py" / "data_batch_4"
+        payload = pickle.dumps({"data": _Payload(tmp_path / "executed"), "labels": [0]})
+        bad.write_bytes(bad.read_bytes()[:100] if broken.startswith("truncated") else payload)
+        dataset, expected = "cifar10", f"bench: error: {bad}: not a readable CIFAR batch (UnpicklingError"
+    result = bench_command("data", "prepare", dataset, "--data-root", str(root), "--workers", "2")
+    assert one_error_line(result, 2).startswith(expected)
+    assert leftovers(root) == [] and not list(root.rglob("*.beton"))
+    assert not (tmp_path / "executed").exists()
+
+
+def _blocked_prepare(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
+    """``bench data prepare imagenet`` (in a session of its own) stuck on an image that never arrives (a FIFO),
+    once its temporary FFCV file exists."""
+    import time
+
+    root = _image_folder(tmp_path)
+    os.mkfifo(root / "train" / "n00000000" / "image_0000a.png")
+    command = [str(Path(sys.executable).parent / "bench"), "data", "prepare", "imagenet"]
+    process = subprocess.Popen(
+        [*command, "--data-root", str(root), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not leftovers(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers(root), "the prepare never started writing"
+    time.sleep(1.0)  # the workers are reading
+    return root, process
+
+
+# Row 10: Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a prepare exits 130 with one
+# line, no worker traceback, no leaked shared memory, no temporary file.
+def test_ctrl_c_during_prepare_leaves_nothing(tmp_path, ffcv):
+    import signal
+
+    root, process = _blocked_prepare(tmp_path)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err.strip().splitlines() == ["bench: interrupted; no FFCV file was written"]
+    assert leftovers(root) == [] and not list(root.rglob("*.beton"))
+
+
+# Row 11 for prepare: the temporary file of a prepare killed with SIGKILL is removed by the next one, in one line.
+def test_a_killed_prepare_leaves_a_temporary_that_the_next_removes(tmp_path, ffcv):
+    import signal
+
+    root, process = _blocked_prepare(tmp_path)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert len(leftovers(root)) == 1
+    (root / "train" / "n00000000" / "image_0000a.png").unlink()
+    result = bench_command("data", "prepare", "imagenet", "--data-root", str(root), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("bench: warning: removed 1 stale temporary file(s) (")
+    assert line.endswith(f"left by interrupted writes in {root / 'ffcv'}")
+    assert leftovers(root) == [] and sorted(p.name for p in (root / "ffcv").iterdir()) == [
+        "imagenet-test.beton",
+        "imagenet-train.beton",
+    ]
