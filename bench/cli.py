@@ -78,9 +78,9 @@ def _run(args: argparse.Namespace) -> int:
             jobs=plan.jobs,
         )
     elapsed = time.perf_counter() - started
+    console.print(summary_table(records, elapsed))
 
     markdown = _write_leaderboard([store.root], store.root)
-    console.print(summary_table(records, elapsed))
     from rich.markdown import Markdown
 
     console.print(Markdown(markdown))

@@ -552,3 +552,104 @@ def test_a_killed_prepare_leaves_a_temporary_that_the_next_removes(tmp_path, ffc
         "imagenet-test.beton",
         "imagenet-train.beton",
     ]
+
+
+# The leaderboard command's own checks: --format with nothing in it, --out naming a file.
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--format", ""], "--format: no format given; choose from md, csv, png, svg"),
+        (["--format", " , "], "--format: no format given"),
+        (["--out", "{file}"], "is a file; give the directory to write the leaderboard into"),
+    ],
+)
+def test_leaderboard_refuses_an_empty_format_and_a_file_as_out(capsys, out, flags, message):
+    (out / "file").write_text("kept")
+    before = sorted(p.name for p in out.iterdir())
+    flags = [flag.format(file=out / "file") for flag in flags]
+    assert message in refused(capsys, ["leaderboard", str(out), *flags])
+    assert sorted(p.name for p in out.iterdir()) == before and (out / "file").read_text() == "kept"
+
+
+FULL_DISK = r"""
+set -u
+mount -t tmpfs -o size=16m tmpfs "$OUT" || exit 90
+fill() {  # leave $1 bytes free on the file system of $OUT
+    "$PYTHON" -c 'import os, sys
+free = os.statvfs(sys.argv[1]).f_bavail * os.statvfs(sys.argv[1]).f_frsize - int(sys.argv[2])
+with open(os.path.join(sys.argv[1], "filler"), "wb") as f:
+    f.write(bytes(max(free, 0)))' "$OUT" "$1" || exit 91
+}
+cp -a "$GRID/." "$OUT/" && rm -rf "$OUT"/leaderboard* "$OUT/plots" || exit 91
+fill 40960  # room for the tables, not for a figure
+"$BENCH" run $ARGS --out "$OUT" > /dev/null 2> "$SNAP/run.err"; echo $? > "$SNAP/run.status"
+mkdir "$SNAP/run" && cp -a "$OUT/." "$SNAP/run/" && rm "$SNAP/run/filler"
+rm -f "$OUT/filler"; fill 0  # no room at all
+"$BENCH" leaderboard "$OUT" --format md,csv > /dev/null 2> "$SNAP/board.err"; echo $? > "$SNAP/board.status"
+mkdir "$SNAP/board" && cp -a "$OUT/." "$SNAP/board/" && rm "$SNAP/board/filler"
+"""
+
+
+@pytest.fixture(scope="module")
+def full_disk(grid, tmp_path_factory) -> Path:
+    """What ``bench run`` (resuming: only the leaderboard to write) and ``bench leaderboard`` leave on a small full
+    file system (a tmpfs in a mount namespace of their own), copied out of it: status, stderr and files."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a small file system")
+    work = tmp_path_factory.mktemp("full-disk")
+    (work / "out").mkdir()
+    environment = {
+        **os.environ,
+        "OUT": str(work / "out"),
+        "SNAP": str(work),
+        "GRID": str(grid),
+        "PYTHON": sys.executable,
+        "BENCH": str(Path(sys.executable).parent / "bench"),
+        "ARGS": " ".join([*GRID, "--methods", "magnitude", "--jobs", "1"]),
+    }
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", FULL_DISK],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode == 90 or "unshare:" in result.stderr:
+        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.strip() or 'mount failed'}")
+    assert result.returncode == 0, result.stderr
+    return work
+
+
+def _finished_records(out: Path) -> dict[str, dict]:
+    return {name: record for name, record in records(out).items() if record and record["status"] == "ok"}
+
+
+# Row 5: a full disk is one line naming the file that could not be written (exit status 1), leaves the finished
+# runs' records as they were and no temporary file, and writes the tables before the figures.
+@pytest.mark.xfail(
+    strict=True, reason="figures are written after the tables once the leaderboard rework lands"
+)
+def test_a_full_disk_leaves_the_tables_and_the_records(full_disk, grid):
+    status = int((full_disk / "run.status").read_text())
+    err = (full_disk / "run.err").read_text().splitlines()
+    assert status == 1 and len(err) == 1 and "Traceback" not in "".join(err)
+    assert err[0].startswith(f"bench: error: cannot write {full_disk / 'out'}") and "No space left" in err[0]
+    left = full_disk / "run"
+    assert _finished_records(left) == _finished_records(grid)
+    assert leftovers(left) == []
+    for table in ("leaderboard.md", "leaderboard.csv", "leaderboard_wide.csv"):
+        assert (left / table).stat().st_size > 0
+    for figure in (left / "plots").glob("*.png"):  # a figure is whole or absent
+        assert figure.read_bytes().endswith(b"IEND\xaeB`\x82"), figure
+
+
+def test_a_full_disk_is_one_line_naming_the_file(full_disk, grid):
+    status = int((full_disk / "board.status").read_text())
+    err = (full_disk / "board.err").read_text().splitlines()
+    assert status == 1, err
+    assert err == [
+        f"bench: error: cannot write {full_disk / 'out' / 'leaderboard.md'}: No space left on device"
+    ]
+    left = full_disk / "board"
+    assert _finished_records(left) == _finished_records(grid)
+    assert leftovers(left) == [] and not (left / "leaderboard.md").exists()
