@@ -152,6 +152,28 @@ def test_temporaries_of_killed_writers_are_removed_by_the_next_run(capsys, out):
     assert records(out) == kept
 
 
+def test_an_atomic_write_syncs_the_file_then_its_directory(tmp_path, monkeypatch):
+    """A rename is durable only once the directory is synced: a power cut after it keeps the new file."""
+    import stat
+
+    from prunebench.results import atomic_write_text
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(handle):
+        mode = os.fstat(handle).st_mode
+        synced.append(
+            ("directory" if stat.S_ISDIR(mode) else "file", os.path.exists(tmp_path / "record.json"))
+        )
+        real_fsync(handle)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    atomic_write_text(tmp_path / "record.json", "{}")
+    assert synced == [("file", False), ("directory", True)]  # the data before the rename, the directory after
+    assert (tmp_path / "record.json").read_text() == "{}" and leftovers(tmp_path) == []
+
+
 # Row 4: a truncated or foreign dense pre-training cache is removed with one line naming it, and trained again.
 @pytest.mark.parametrize("damage", ["truncated", "another model's"])
 def test_an_unusable_dense_cache_is_removed_and_trained_again(capsys, out, damage):
