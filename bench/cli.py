@@ -1,7 +1,8 @@
 """The ``bench`` command line: run a grid, list what is registered, write the leaderboard.
 
 Heavy modules (torch, pandas, the registries) are imported inside the commands so that ``bench --help`` is fast.
-User errors print one line and exit with status 2; no traceback.
+Every error prints one line, with no traceback: bad input exits with status 2, a file that cannot be written (a full
+disk) or a helper process that died with status 1, Ctrl-C with 130 and a line that says what was kept.
 """
 
 from __future__ import annotations

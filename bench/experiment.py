@@ -149,7 +149,11 @@ class Experiment:
 
     def configs(self) -> list[RunConfig]:
         """Every run of the grid, checked: per recipe and seed the dense baseline, then each method variant in each
-        requested scope it supports at each sparsity. A run asked for twice appears once."""
+        requested scope it supports at each sparsity. A run asked for twice appears once.
+
+        Each sparsity is checked on the model (built once on the ``meta`` device): it must keep at least one of the
+        prunable weights, and each layer-wise scope must be able to split it across the layers (see
+        :meth:`_unreachable`)."""
         with self._key("preset"):
             preset = get_preset(self.preset)
         dataset, model = self.dataset or preset.dataset, self.model or preset.model

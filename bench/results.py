@@ -62,12 +62,15 @@ def _writer_gone(name: str) -> bool:
     return False
 
 
-def _size(total: int) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if total < 1000 or unit == "GB":
-            return f"{total:.0f} {unit}" if unit == "bytes" else f"{total:.1f} {unit}"
+def _size(total: float) -> str:
+    """``total`` bytes, readably: ``512 bytes``, ``977.3 MB``."""
+    if total < 1000:
+        return f"{total:.0f} bytes"
+    for unit in ("kB", "MB"):
         total /= 1000
-    raise AssertionError("unreachable")
+        if total < 1000:
+            return f"{total:.1f} {unit}"
+    return f"{total / 1000:.1f} GB"
 
 
 def remove_stale_temporaries(directories: Iterable[Path], suffix: str) -> list[Path]:
