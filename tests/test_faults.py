@@ -124,9 +124,11 @@ def _killed_writer(target: Path, mode: str) -> None:
         """
     )
     writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert writer.stdout.readline().strip() == "writing"
-    writer.kill()
-    writer.wait()
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 # Row 11: temporary files of writers killed with SIGKILL are removed by the next run, with one summary line; the
@@ -516,9 +518,11 @@ def test_prepare_fails_promptly_on_a_broken_input_naming_it(tmp_path, ffcv, brok
     assert leftovers(root) == [] and not list(root.rglob("*.beton"))
 
 
-def _blocked_prepare(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
-    """``bench data prepare imagenet`` (in a session of its own) stuck on an image that never arrives (a FIFO),
-    once its temporary FFCV file exists."""
+@pytest.fixture
+def blocked_prepare(tmp_path, ffcv):
+    """``bench data prepare imagenet`` (in a session of its own, as a terminal's foreground job) stuck on an image
+    that never arrives (a FIFO), once its temporary FFCV file exists; killed at the end of the test if still there."""
+    import signal
     import time
 
     root = _image_folder(tmp_path)
@@ -531,20 +535,27 @@ def _blocked_prepare(tmp_path: Path) -> tuple[Path, subprocess.Popen]:
         text=True,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    while not leftovers(root) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert leftovers(root), "the prepare never started writing"
-    time.sleep(1.0)  # the workers are reading
-    return root, process
+    try:
+        deadline = time.monotonic() + 120
+        while not leftovers(root) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert leftovers(root), "the prepare never started writing"
+        time.sleep(1.0)  # the workers are reading
+        yield root, process
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 # Row 10: Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a prepare exits 130 with one
 # line, no worker traceback, no leaked shared memory, no temporary file.
-def test_ctrl_c_during_prepare_leaves_nothing(tmp_path, ffcv):
+def test_ctrl_c_during_prepare_leaves_nothing(blocked_prepare):
     import signal
 
-    root, process = _blocked_prepare(tmp_path)
+    root, process = blocked_prepare
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
@@ -553,10 +564,10 @@ def test_ctrl_c_during_prepare_leaves_nothing(tmp_path, ffcv):
 
 
 # Row 11 for prepare: the temporary file of a prepare killed with SIGKILL is removed by the next one, in one line.
-def test_a_killed_prepare_leaves_a_temporary_that_the_next_removes(tmp_path, ffcv):
+def test_a_killed_prepare_leaves_a_temporary_that_the_next_removes(blocked_prepare):
     import signal
 
-    root, process = _blocked_prepare(tmp_path)
+    root, process = blocked_prepare
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     assert len(leftovers(root)) == 1
