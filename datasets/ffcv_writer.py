@@ -71,7 +71,7 @@ def _work(failures: Any, job: Any, args: Sequence[Any]) -> None:
 
 
 def _wait(
-    processes: list[Any], allocations: Any, failures: Any, done: Any, total: int, path: Path, description: str
+    processes: list[Any], allocations: Any, failures: Any, done: Any, total: int, description: str
 ) -> list[Any]:
     """The allocation table of every worker, once all are done; the first failure of one is raised here."""
     tables: list[Any] = []
@@ -86,7 +86,9 @@ def _wait(
             except queue.Empty:
                 dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
                 if dead and failures.empty():
-                    raise Failed(f"a writer process of {path} died (exit code {dead[0]})") from None
+                    raise Failed(
+                        f"a writer process died (exit code {dead[0]}) while writing {description}"
+                    ) from None
             progress.update(task, completed=done.value)
         progress.update(task, completed=done.value)
     return tables
@@ -136,7 +138,7 @@ def write_beton(
         ]
         for process in processes:
             process.start()
-        tables = _wait(processes, allocations, failures, done, len(checked), path, description or path.name)
+        tables = _wait(processes, allocations, failures, done, len(checked), description or path.name)
         writer.finalize([allocation for table in tables for allocation in table])
     except BaseException:
         path.unlink(missing_ok=True)

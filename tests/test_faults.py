@@ -563,6 +563,43 @@ def test_ctrl_c_during_prepare_leaves_nothing(blocked_prepare):
     assert leftovers(root) == [] and not list(root.rglob("*.beton"))
 
 
+# A writer process killed with SIGKILL (the kernel's out-of-memory killer) fails the prepare at once, in one line.
+def test_a_killed_writer_process_fails_the_prepare_at_once(blocked_prepare):
+    import signal
+
+    root, process = blocked_prepare
+    workers = [pid for pid in _live_children(process.pid) if b"resource_tracker" not in _command_line(pid)]
+    assert workers, "the writer processes were not found"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and "Traceback" not in err and "leaked" not in err
+    assert err.strip().splitlines() == [
+        "bench: error: a writer process died (exit code -9) while writing imagenet train"
+    ]
+    assert leftovers(root) == [] and not list(root.rglob("*.beton"))
+
+
+def _live_children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` and that have not exited (from /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and fields[0] != "Z" and int(fields[1]) == parent:
+            children.append(int(entry))
+    return children
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 # Row 11 for prepare: the temporary file of a prepare killed with SIGKILL is removed by the next one, in one line.
 def test_a_killed_prepare_leaves_a_temporary_that_the_next_removes(blocked_prepare):
     import signal
