@@ -83,7 +83,6 @@ def test_an_edited_record_is_run_again_with_one_note(capsys, out):
     assert str(out / "runs" / dense) in notes[0] and f"record version {RECORD_VERSION - 1}" in notes[0]
     again = records(out)
     assert sorted(again) == sorted(first) and all(problem(r) is None for r in again.values())
-    assert all(again[name]["finished_at"] >= first[name]["finished_at"] for name in again)
     table = (out / "leaderboard.csv").read_text()
     assert "magnitude" in table and "dense" in table
     status, err = bench(capsys, out)  # now finished: nothing runs again, nothing to say
@@ -99,13 +98,12 @@ def test_a_record_that_is_not_an_object_is_run_again(capsys, out, content):
     status, err = bench(capsys, out)
     assert status == 0 and not any("Traceback" in line for line in err)
     assert all(line.startswith("bench: warning: ") for line in err)
-    assert (
-        sum(
-            f"1 record(s) could not be used and are run again: {out / 'runs' / names[0]}" in line
-            for line in err
-        )
-        == 1
-    )
+    notes = [line for line in err if "could not be used" in line]
+    kind = "list" if content == "[]" else "str"
+    assert notes == [
+        f"bench: warning: 1 record(s) could not be used and are run again: {out / 'runs' / names[0]}: "
+        f"not a JSON object but {kind}"
+    ]
     assert all(problem(r) is None for r in records(out).values()) and sorted(records(out)) == names
 
 
@@ -140,9 +138,8 @@ def test_temporaries_of_killed_writers_are_removed_by_the_next_run(capsys, out):
     old = out / "runs" / ".old.json.tmp"  # no writer named (an older name): stale by its age alone
     old.write_text("{")
     os.utime(old, (0, 0))
-    live = (
-        out / "runs" / f".live.json.{os.getpid()}@elsewhere.x.tmp"
-    )  # another host's writer: not ours to judge
+    # a writer on another host (a shared file system): its liveness cannot be told from here, and it is recent
+    live = out / "runs" / f".live.json.{os.getpid()}@elsewhere.x.tmp"
     live.write_text("{")
     assert len(leftovers(out)) == 4
 
@@ -226,42 +223,35 @@ def test_a_diverged_pretraining_is_remembered_until_force(capsys, tmp_path):
     assert "remembers it" in trained["lamp"] and marker.exists()
 
 
-class _Poisoning:
+def _poisoned_method(damage: str):
     """A during-training method that keeps the largest weights and damages the model as it ends: a NaN in a weight
-    after the last optimizer step (the epoch's mean loss stays finite), or weights so large that the final
-    evaluation overflows while every weight is finite."""
+    after the last optimizer step (``nan``: the epoch's mean loss stays finite), or weights so large that the final
+    evaluation overflows while every weight is finite (``overflow``)."""
+    from prunebench.allocation import masks_from_scores
+    from prunebench.methods.base import FinalMasks, TrainingMethod, TrainingSession
 
-    def __init__(self, damage: str) -> None:
-        self.damage = damage
+    class Session(TrainingSession):
+        def __init__(self, weights, sparsity, scope):
+            self.weights, self.sparsity, self.scope = weights, sparsity, scope
 
-    def method(self):
-        from prunebench.allocation import masks_from_scores
-        from prunebench.methods.base import FinalMasks, TrainingMethod, TrainingSession
+        def after_step(self, trainer):
+            if damage == "nan" and trainer.step == trainer.total_steps - 1:
+                next(iter(self.weights.values())).data.view(-1)[0] = float("nan")
 
-        damage = self.damage
+        def finish(self, trainer):
+            scores = {name: w.detach().abs() for name, w in self.weights.items()}
+            if damage == "overflow":
+                for weight in self.weights.values():
+                    weight.data.mul_(1e30)
+            return FinalMasks(masks_from_scores(scores, self.sparsity, self.scope), self.sparsity)
 
-        class Session(TrainingSession):
-            def __init__(self, weights, sparsity, scope):
-                self.weights, self.sparsity, self.scope = weights, sparsity, scope
+    class Poisoned(TrainingMethod):
+        """Damages the model at the end of its learning phase."""
 
-            def after_step(self, trainer):
-                if damage == "nan" and trainer.step == trainer.total_steps - 1:
-                    next(iter(self.weights.values())).data.view(-1)[0] = float("nan")
+        def attach(self, model, weights, sparsity, scope, context):
+            return Session(weights, sparsity, scope)
 
-            def finish(self, trainer):
-                scores = {name: w.detach().abs() for name, w in self.weights.items()}
-                if damage == "overflow":
-                    for weight in self.weights.values():
-                        weight.data.mul_(1e30)
-                return FinalMasks(masks_from_scores(scores, self.sparsity, self.scope), self.sparsity)
-
-        class Poisoned(TrainingMethod):
-            """Damages the model at the end of its learning phase."""
-
-            def attach(self, model, weights, sparsity, scope, context):
-                return Session(weights, sparsity, scope)
-
-        return Poisoned
+    return Poisoned
 
 
 # Row 13 (and a NaN top-1 shown as "nan (n=1)"): divergence is checked on the weights at the end of every phase and
@@ -274,7 +264,7 @@ def test_a_run_whose_weights_or_evaluation_are_not_finite_is_diverged(
     capsys, tmp_path, method_registry, damage, error
 ):
     method_registry.register("poisoned", schedule="during_training", scopes=("global",), paper="test")(
-        _Poisoning(damage).method()
+        _poisoned_method(damage)
     )
     assert bench(capsys, tmp_path, methods="poisoned")[0] == 0
     poisoned = next(r for r in records(tmp_path).values() if r["method"] == "poisoned")
