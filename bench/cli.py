@@ -1,19 +1,19 @@
 """The ``bench`` command line: run a grid, list what is registered, write the leaderboard.
 
 Heavy modules (torch, pandas, the registries) are imported inside the commands so that ``bench --help`` is fast.
-User errors print one line and exit with status 2; no traceback.
+Every error prints one line, with no traceback: bad input exits with status 2, a file that cannot be written (a full
+disk) or a helper process that died with status 1, Ctrl-C with 130 and a line that says what was kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 from prunebench import __version__
-from prunebench.errors import UsageError
+from prunebench.errors import Failed, UsageError, WriteError
 
 
 def _experiment(args: argparse.Namespace):
@@ -54,39 +54,34 @@ def _experiment(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from prunebench.environment import resolve_device
     from prunebench.progress import RichGridReporter, summary_table
-    from prunebench.results import ResultStore
-    from prunebench.runner import RunOptions, run_grid
+    from prunebench.runner import run_grid
 
     console = Console()
     experiment = _experiment(args)
-    configs = experiment.configs()
-    execution = experiment.execution
-    device = resolve_device(execution.device)
-    jobs = _parse_jobs(execution.jobs, device)
-    store = ResultStore(Path(execution.out))
-    store.ensure_writable()
+    plan = experiment.plan()
+    store = plan.store
 
-    first = configs[0]
+    first = plan.configs[0]
     console.print(
         f"[bold]prunebench[/] {first.dataset} / {first.model} (preset [cyan]{first.preset}[/], "
-        f"{first.recipe.epochs}-epoch budget), {len(configs)} runs on {device}, results in {store.root}"
+        f"{first.recipe.epochs}-epoch budget), {len(plan.configs)} runs on {plan.device}, results in {store.root}"
     )
     started = time.perf_counter()
     with RichGridReporter(console) as reporter:
-        options = RunOptions(
-            loader=execution.loader,
-            data_root=Path(execution.data_root) if execution.data_root else None,
-            compile=execution.compile,
-        )
         records = run_grid(
-            configs, store, device, force=execution.force, reporter=reporter, options=options, jobs=jobs
+            plan.configs,
+            store,
+            plan.device,
+            force=experiment.execution.force,
+            reporter=reporter,
+            options=plan.options,
+            jobs=plan.jobs,
         )
     elapsed = time.perf_counter() - started
+    console.print(summary_table(records, elapsed))
 
     markdown = _write_leaderboard([store.root], store.root)
-    console.print(summary_table(records, elapsed))
     from rich.markdown import Markdown
 
     console.print(Markdown(markdown))
@@ -101,16 +96,6 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-
-
-def _parse_jobs(text: str, device) -> int:
-    """``auto``: one process per core (at most 8) on the CPU, one on a GPU; else a positive integer."""
-    text = str(text)
-    if text == "auto":
-        return 1 if device.type == "cuda" else max(1, min(os.cpu_count() or 1, 8))
-    if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"--jobs takes a positive integer or `auto`, got {text!r}")
-    return int(text)
 
 
 def _name_table(name: str, *columns: str):
@@ -208,9 +193,15 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markdown import Markdown
 
+    from prunebench.leaderboard import FORMATS
+
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if not formats:
+        raise UsageError(f"--format: no format given; choose from {', '.join(FORMATS)}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     out = Path(args.out) if args.out else Path(args.dirs[0])
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give the directory to write the leaderboard into")
     markdown = _write_leaderboard(
         [Path(d) for d in args.dirs],
         out,
@@ -305,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
     run.add_argument(
         "--jobs",
-        help="runs in parallel worker processes; auto: one per core (at most 8) on the CPU, 1 on a GPU (default: auto)",
+        help="runs in parallel worker processes, at most one per CPU; auto: one per core (at most 8) on the CPU, "
+        "1 on a GPU (default: auto)",
     )
     run.add_argument(
         "--loader",
@@ -316,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", help="dataset root (default: $PRUNEBENCH_DATA or ./data); FFCV files in ROOT/ffcv"
     )
     run.add_argument("--compile", action="store_true", help="wrap models with torch.compile (opt-in)")
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, interrupted="finished runs are saved and a rerun resumes")
 
     data = commands.add_parser("data", help="prepare datasets on disk")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -341,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--jpeg-quality", type=int, default=90, help="ImageNet JPEG quality (default: 90)")
     prep.add_argument("--workers", type=int, help="writer processes (default: the CPUs available, at most 8)")
-    prep.set_defaults(handler=_data_prepare)
+    prep.set_defaults(handler=_data_prepare, interrupted="no FFCV file was written")
 
     listing = commands.add_parser("list", help="list registered methods, datasets, models or presets")
     listing.add_argument("what", choices=["methods", "datasets", "models", "presets"])
@@ -352,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METHOD",
         help="methods: each hyperparameter with its type, default and meaning (of METHOD, or of every method)",
     )
-    listing.set_defaults(handler=_list)
+    listing.set_defaults(handler=_list, interrupted=None)
 
     board = commands.add_parser("leaderboard", help="aggregate results directories into the leaderboard")
     board.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (merged)")
@@ -375,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sparsity of the per-layer density plot and table; the grid must have it (default: its median)",
     )
     board.add_argument("--top5", action="store_true", help="add the top-5 accuracy table")
-    board.set_defaults(handler=_leaderboard)
+    board.set_defaults(handler=_leaderboard, interrupted="each file is written whole or not at all")
     return parser
 
 
@@ -384,7 +376,18 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"bench: warning: {message}", file=sys.stderr)
 
 
+def _describe(error: BaseException) -> str:
+    """``error`` as one line: an ``OSError`` with the file it is about, first."""
+    if isinstance(error, OSError) and not isinstance(error, WriteError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv``. Exit status: 0 done, 1 a run failed or a file could not be written (a full
+    disk), 2 bad input, 130 interrupted; every error is one line (``bench: error: ...``), with no traceback."""
     import warnings
 
     args = build_parser().parse_args(argv)
@@ -393,10 +396,14 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _one_line_warning
             return args.handler(args)
     except UsageError as error:
-        print(f"bench: error: {error}", file=sys.stderr)
+        print(f"bench: error: {_describe(error)}", file=sys.stderr)
         return 2
+    except (OSError, Failed) as error:
+        print(f"bench: error: {_describe(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("bench: interrupted; finished runs are saved and a rerun resumes", file=sys.stderr)
+        said = f"; {args.interrupted}" if args.interrupted else ""
+        print(f"bench: interrupted{said}", file=sys.stderr)
         return 130
 
 

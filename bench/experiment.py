@@ -22,27 +22,38 @@ overrides the same hyperparameter). An experiment file is TOML::
     out = "results"
     jobs = "auto"
 
-Everything is checked before any work starts; an error names the key (and its line in the file).
+Everything is checked before any work starts (:meth:`Experiment.plan`); an error names the key (and its line in the
+file).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from prunebench.allocation import LAYERWISE_SCOPES, keep_budget, layer_keep_counts
 from prunebench.config import PrunableOptions, RunConfig, settings_tuple
+from prunebench.environment import available_cpus, resolve_device
 from prunebench.errors import UsageError
 from prunebench.grid import check_sparsities, parse_methods, parse_scopes, parse_seeds
 from prunebench.hparams import HParam
 from prunebench.methods.registry import MethodSpec, get_method
 from prunebench.presets import DEFAULT_PRESET, get_preset
 from prunebench.recipe import apply_recipe_settings, recipe_fields
+
+if TYPE_CHECKING:
+    import torch
+
+    from prunebench.results import ResultStore
+    from prunebench.runner import RunOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,6 +84,37 @@ class Execution:
     data_root: str | None = None
     compile: bool = False
     force: bool = False
+
+
+MAX_AUTO_JOBS = 8
+"""``--jobs auto`` on the CPU runs one worker per core, at most this many."""
+
+
+def parse_jobs(text: str, device: torch.device) -> int:
+    """``auto``: one worker per core (at most :data:`MAX_AUTO_JOBS`) on the CPU, one on a GPU; else a positive
+    integer no larger than the CPUs this process may use (each worker needs one, and more only cost memory)."""
+    text = str(text)
+    cpus = available_cpus()
+    if text == "auto":
+        return 1 if device.type == "cuda" else max(1, min(cpus, MAX_AUTO_JOBS))
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--jobs takes a positive integer or `auto`, got {text!r}")
+    if int(text) > cpus:
+        raise UsageError(
+            f"--jobs {int(text)} is more than the {cpus} CPUs this process may use; give at most {cpus}"
+        )
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An experiment checked and ready to run: its runs, and how they execute."""
+
+    configs: list[RunConfig]
+    device: torch.device
+    jobs: int
+    options: RunOptions
+    store: ResultStore
 
 
 @dataclass
@@ -107,7 +149,11 @@ class Experiment:
 
     def configs(self) -> list[RunConfig]:
         """Every run of the grid, checked: per recipe and seed the dense baseline, then each method variant in each
-        requested scope it supports at each sparsity. A run asked for twice appears once."""
+        requested scope it supports at each sparsity. A run asked for twice appears once.
+
+        Each sparsity is checked on the model (built once on the ``meta`` device): it must keep at least one of the
+        prunable weights, and each layer-wise scope must be able to split it across the layers (see
+        :meth:`_unreachable`)."""
         with self._key("preset"):
             preset = get_preset(self.preset)
         dataset, model = self.dataset or preset.dataset, self.model or preset.model
@@ -136,6 +182,10 @@ class Experiment:
             variants = self._variants(methods)
         plan = self._plan(methods, variants, scopes)
         prunable = PrunableOptions(self.keep_first_dense, self.keep_last_dense)
+        with self._key("sparsity"):
+            unreachable = self._unreachable(
+                dataset, model, prunable, sparsities, {scope for *_, scope in plan}
+            )
         common = {"dataset": dataset, "model": model, "prunable": prunable, "preset": preset.name}
         configs: dict[str, RunConfig] = {}
         for recipe, seed in itertools.product(recipes, seeds):
@@ -143,6 +193,8 @@ class Experiment:
             configs.setdefault(dense.run_id, dense)
             for sparsity in sparsities:
                 for spec, settings, scope in plan:
+                    if (sparsity, scope) in unreachable:
+                        continue
                     config = RunConfig(
                         recipe=recipe,
                         method=spec.name,
@@ -154,6 +206,58 @@ class Experiment:
                     )
                     configs.setdefault(config.run_id, config)
         return list(configs.values())
+
+    def plan(self) -> Plan:
+        """The runs (:meth:`configs`) and how they execute, everything checked before any work starts: the device,
+        the worker count, the loader, the data each dataset needs on disk for that loader (nothing is downloaded),
+        and the results directory (created, and writable)."""
+        from prunebench.datasets import get_dataset
+        from prunebench.datasets.files import LOADERS
+        from prunebench.datasets.registry import LoaderRequest
+        from prunebench.results import ResultStore
+        from prunebench.runner import RunOptions
+
+        configs = self.configs()
+        execution = self.execution
+        with self._key("run.device"):
+            device = resolve_device(execution.device)
+        with self._key("run.jobs"):
+            jobs = parse_jobs(execution.jobs, device)
+        with self._key("run.loader"):
+            if execution.loader not in LOADERS:
+                raise UsageError(f"unknown loader {execution.loader!r}; known: {', '.join(LOADERS)}")
+        options = RunOptions(
+            loader=execution.loader,
+            data_root=Path(execution.data_root) if execution.data_root else None,
+            compile=execution.compile,
+        )
+        request = LoaderRequest(
+            batch_size=1, seed=0, device=device, data_root=options.data_root, loader=options.loader
+        )
+        with self._key("dataset"):
+            for name in dict.fromkeys(config.dataset for config in configs):
+                get_dataset(name).check(request)
+        store = ResultStore(Path(execution.out))
+        with self._key("run.out"):
+            store.ensure_writable()
+        return Plan(configs, device, jobs, options, store)
+
+    def _unreachable(
+        self, dataset: str, model: str, prunable: PrunableOptions, sparsities: list[float], scopes: set[str]
+    ) -> set[tuple[float, str]]:
+        """The (sparsity, scope) cells a layer-wise scope cannot split across the model's layers (``uniform_plus``
+        at 99% on ResNet-50, whose last layer alone holds more than the budget at 80% sparsity).
+
+        Where the scopes were asked for by name, such a cell is an error; under ``all`` it is left out of the grid
+        with a warning. A sparsity that keeps no weight at all is an error in any scope.
+        """
+        cells = _unreachable_cells(dataset, model, prunable, sparsities, scopes)
+        for (sparsity, scope), reason in cells.items():
+            message = f"sparsity {sparsity} cannot be reached on {model} in scope {scope}: {reason}"
+            if self.scopes != "all":
+                raise UsageError(message)
+            warnings.warn(f"{message}; those runs are left out of the grid", stacklevel=3)
+        return set(cells)
 
     def _variants(self, methods: list[MethodSpec]) -> dict[str, list[dict[str, Any]]]:
         """Per method (by key), the hyperparameter settings of each variant; unknown names are errors."""
@@ -279,6 +383,60 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
         experiment.execution, **{k: v if k != "jobs" else str(v) for k, v in run.items()}
     )
     return experiment
+
+
+def _prunable_shapes(dataset: str, model: str, prunable: PrunableOptions) -> dict[str, tuple[int, ...]]:
+    """The shapes of the prunable weights of ``model`` on ``dataset``, built on the ``meta`` device (no memory, no
+    initialization cost), or on the CPU where the model's code cannot run on ``meta``."""
+    import torch
+
+    from prunebench.datasets import get_dataset
+    from prunebench.models import build_model
+    from prunebench.prunable import prunable_weights
+
+    data = get_dataset(dataset)
+    try:
+        with torch.device("meta"):
+            network = build_model(model, data.input_shape, data.num_classes)
+    except Exception:  # noqa: BLE001  (the model's own code may need real tensors: build it on the CPU)
+        try:
+            network = build_model(model, data.input_shape, data.num_classes)
+        except Exception as error:  # noqa: BLE001  (user code: its failure is reported, not a traceback)
+            raise UsageError(
+                f"model {model} cannot be built for {dataset} {data.input_shape}: {type(error).__name__}: {error}"
+            ) from None
+    weights = prunable_weights(
+        network, keep_first_dense=prunable.keep_first_dense, keep_last_dense=prunable.keep_last_dense
+    )
+    return {name: tuple(weight.shape) for name, weight in weights.items()}
+
+
+def _unreachable_cells(
+    dataset: str, model: str, prunable: PrunableOptions, sparsities: list[float], scopes: set[str]
+) -> dict[tuple[float, str], str]:
+    """Why each (sparsity, layer-wise scope) that cannot be reached on the model cannot be. A sparsity whose budget
+    ``round(N (1 - s))`` keeps none of the ``N`` prunable weights raises a :class:`UsageError`: no scope helps."""
+    if not scopes:
+        return {}
+    shapes = _prunable_shapes(dataset, model, prunable)
+    total = sum(math.prod(shape) for shape in shapes.values())
+    if total == 0:
+        raise UsageError(f"{model} has no prunable weight (the weight of a Conv or Linear layer) to prune")
+    cells = {}
+    for sparsity in sparsities:
+        try:
+            keep_budget(total, sparsity)
+        except UsageError:
+            raise UsageError(
+                f"sparsity {sparsity} keeps none of the {total} prunable weights of {model} "
+                f"(it must stay below {1 - 0.5 / total:.10g})"
+            ) from None
+        for scope in sorted(scopes & set(LAYERWISE_SCOPES)):
+            try:
+                layer_keep_counts(shapes, sparsity, scope)
+            except UsageError as error:
+                cells[(sparsity, scope)] = str(error)
+    return cells
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,8 +18,10 @@ The final model is evaluated once, on held-out data, at the end. Nothing is sele
 from __future__ import annotations
 
 import copy
+import math
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,8 +41,8 @@ from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, ScoringMethod, TrainingContext, TrainingMethod
 from prunebench.models import build_model
 from prunebench.prunable import prunable_weights
-from prunebench.record import RECORD_VERSION, RunRecord
-from prunebench.results import ResultStore, atomic_file
+from prunebench.record import FINISHED, RECORD_VERSION, RunRecord
+from prunebench.results import ResultStore, atomic_file, atomic_write_text
 from prunebench.trainer import Diverged, Trainer, evaluate
 
 EpochCallback = Callable[[str, int, int, float], None]
@@ -106,6 +108,46 @@ def needs_dense_pretraining(config: RunConfig) -> bool:
     )
 
 
+def dense_cache(config: RunConfig, cache_dir: Path) -> tuple[Path, Path]:
+    """The cache of the run's dense pre-training, and the marker that says it diverged."""
+    stem = f"dense-{dense_pretrain_key(config)}"
+    return cache_dir / f"{stem}.pt", cache_dir / f"{stem}.diverged"
+
+
+def _state_problem(state: Any, model: nn.Module) -> str | None:
+    """Why ``state`` (loaded from a cache) is not a dense pre-training of ``model``, or ``None`` when it is."""
+    if not isinstance(state, dict):
+        return f"holds a {type(state).__name__}, not a state dict"
+    expected = model.state_dict()
+    if state.keys() != expected.keys():
+        different = sorted(state.keys() ^ expected.keys())
+        return f"its tensors do not match the model's ({len(different)} differ, e.g. {different[0]})"
+    for name, tensor in expected.items():
+        value = state[name]
+        if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
+            return f"{name} has shape {tuple(getattr(value, 'shape', ()))}, the model's {tuple(tensor.shape)}"
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return f"{name} holds NaN or infinite values"
+    return None
+
+
+def _cached_state(path: Path, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor] | None:
+    """The state dict cached in ``path``, checked against ``model``; an unusable cache is removed with a warning
+    naming it (and ``None`` is returned, so that the pre-training is trained again)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        reason = _state_problem(state, model)
+    except Exception as error:  # noqa: BLE001  (truncated, not a torch file, unpicklable: all mean unusable)
+        reason = " ".join(f"{type(error).__name__}: {error}".split())  # one line
+    if reason is None:
+        return state
+    path.unlink(missing_ok=True)
+    warnings.warn(
+        f"removed the unusable dense pre-training cache {path} ({reason}); training it again", stacklevel=3
+    )
+    return None
+
+
 def dense_pretrained(
     config: RunConfig,
     device: torch.device,
@@ -114,14 +156,29 @@ def dense_pretrained(
     on_epoch: EpochCallback | None,
     options: RunOptions | None = None,
 ) -> nn.Module:
-    """The shared dense pre-training for after-training methods, from the cache or trained and cached atomically."""
+    """The shared dense pre-training for after-training methods, from the cache or trained and cached atomically.
+
+    The cache is checked on load: one that cannot be read or does not fit the model is removed (with a warning that
+    names it) and trained again. A pre-training that diverges leaves a marker beside the cache, so that the other
+    runs of its seed are :class:`Diverged` at once instead of training it again each; ``--force`` clears it.
+    """
     model = initial_model(config, device, options)
-    path = cache_dir / f"dense-{dense_pretrain_key(config)}.pt"
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    path, marker = dense_cache(config, cache_dir)
+    if marker.exists():
+        raise Diverged(
+            f"the dense pre-training of this seed diverged ({marker.read_text().strip()}); "
+            f"{marker} remembers it, --force trains it again"
+        )
+    state = _cached_state(path, model, device) if path.exists() else None
+    if state is not None:
+        model.load_state_dict(state)
         return model
     recipe = config.recipe
-    _fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "pretrain", on_epoch)
+    try:
+        _fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "pretrain", on_epoch)
+    except Diverged as error:
+        atomic_write_text(marker, f"{error}\n")
+        raise
     with atomic_file(path, "wb") as stream:
         torch.save(model.state_dict(), stream)
     return model
@@ -263,6 +320,9 @@ def execute(
     started = time.perf_counter()
     outcome, loaders, dataset = _train_run(config, device, cache_dir, on_epoch, options)
     metrics = evaluate(outcome.model, loaders.test)
+    for name, value in metrics.items():
+        if not math.isfinite(value):
+            raise Diverged(f"the final evaluation's {name} is {value}")
     weights = run_prunable(config, outcome.model)
     accounting = account(outcome.model, dataset.input_shape, weights)
     if config.method != "dense":
@@ -372,12 +432,26 @@ def run_grid(
     """
     reporter = reporter or GridReporter()
     store.ensure_writable()
-    todo = [c for c in configs if force or not store.is_finished(c.run_id)]
-    reporter.grid_started(len(configs), len(configs) - len(todo))
+    store.remove_stale_temporaries()
+    todo, finished, unusable = [], [], []
     for config in configs:
-        if config not in todo:
-            reporter.run_finished(config, None)
+        record, reason = store.read(config.run_id)
+        if reason is not None:
+            unusable.append(f"{store.path(config.run_id)}: {reason}")
+        if not force and record is not None and record["status"] in FINISHED:
+            finished.append(config)
+        else:
+            todo.append(config)
+    if unusable:
+        first = unusable[0] if len(unusable) == 1 else f"the first, {unusable[0]}"
+        warnings.warn(f"{len(unusable)} record(s) could not be used and are run again: {first}", stacklevel=2)
+    reporter.grid_started(len(configs), len(finished))
+    for config in finished:
+        reporter.run_finished(config, None)
     cache_dir = store.root / "cache"
+    if force:  # a pre-training remembered as diverged is trained again
+        for config in filter(needs_dense_pretraining, todo):
+            dense_cache(config, cache_dir)[1].unlink(missing_ok=True)
     if jobs > 1:
         from prunebench.parallel import run_in_workers
 

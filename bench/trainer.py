@@ -30,7 +30,18 @@ class EpochLoader(Protocol):
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss, a weight or the final evaluation became NaN or infinite."""
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """Raise :class:`Diverged` when a parameter of ``model`` holds a NaN or an infinity.
+
+    The mean training loss of an epoch can stay finite while the weights of its last steps do not; this check at the
+    end of every phase catches them.
+    """
+    for name, parameter in model.named_parameters():
+        if not bool(torch.isfinite(parameter).all()):
+            raise Diverged(f"weight {name} became NaN or infinite")
 
 
 class TrainHook:
@@ -149,7 +160,10 @@ class Trainer:
         return F.cross_entropy(self.model(inputs), targets)
 
     def fit(self) -> float:
-        """Run every epoch; return the mean training loss of the last epoch. Raises :class:`Diverged`."""
+        """Run every epoch; return the mean training loss of the last epoch.
+
+        Raises :class:`Diverged` when an epoch's mean loss is not finite, or a weight is not at the end.
+        """
         for hook in self.hooks:
             hook.on_train_start(self)
         for epoch in range(self.epochs):
@@ -160,6 +174,7 @@ class Trainer:
                 self.on_epoch_end(epoch, self.last_loss)
         for hook in self.hooks:
             hook.on_train_end(self)
+        check_finite_weights(self.model)
         return self.last_loss
 
     def run_epoch(self, epoch: int) -> float:

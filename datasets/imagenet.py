@@ -27,14 +27,20 @@ EVAL_RATIO = 224 / 256
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
 
 
+def check_image_folder(root: Path, dataset: str) -> None:
+    """That ``root`` has the ImageFolder layout: ``train/<class>/`` and ``val/`` (no image is read)."""
+    train = root / "train"
+    if not (train.is_dir() and (root / "val").is_dir() and any(p.is_dir() for p in train.iterdir())):
+        raise UsageError(
+            f"{dataset}: expected ImageFolder layout {root}/train/<class>/ and {root}/val/<class>/"
+        )
+
+
 def imagenet_samples(root: Path, split: str, dataset: str = "imagenet") -> list[tuple[str, int]]:
     """``(path, label)`` of the images under ``root/split``, labels from the class folders of ``root/train``."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-    if not (root / "train").is_dir() or not (root / split).is_dir():
-        raise UsageError(
-            f"{dataset}: expected ImageFolder layout {root}/train/<class>/ and {root}/val/<class>/"
-        )
+    check_image_folder(root, dataset)
     _, class_to_idx = find_classes(str(root / "train"))
     return make_dataset(str(root / split), class_to_idx, extensions=IMG_EXTENSIONS)
 
@@ -73,6 +79,13 @@ def eval_transform(image, generator: torch.Generator, size: int = SIZE) -> torch
     return TF.pil_to_tensor(TF.resized_crop(image, top, left, side, side, [size, size], antialias=True))
 
 
+def check_imagenet(request: LoaderRequest) -> None:
+    """That the loader ``request`` asks for finds its files: the FFCV files, or the ImageFolder layout."""
+    root = data_root(request.data_root)
+    if choose_loader(request, "imagenet", beton_files(default_beton_dir(root), "imagenet")) == "torch":
+        check_image_folder(root, "imagenet")
+
+
 def image_folder_loaders(root: Path, request: LoaderRequest, size: int, dataset: str) -> DataLoaders:
     """The torch loaders of an ImageFolder root (``train/``, ``val/``) with ImageNet's crops at ``size`` pixels."""
     from prunebench.datasets.torch_loaders import DecodedImages, TorchBatches
@@ -107,6 +120,7 @@ def image_folder_loaders(root: Path, request: LoaderRequest, size: int, dataset:
     input_shape=(3, SIZE, SIZE),
     summary="ImageNet-1k (ILSVRC-2012), random-resized crop 224 + flip; centre crop 224/256 for evaluation",
     source="Russakovsky et al. 2015; ImageFolder layout under --data-root, FFCV files from `bench data prepare`",
+    check=check_imagenet,
 )
 def imagenet(request: LoaderRequest) -> DataLoaders:
     root = data_root(request.data_root)

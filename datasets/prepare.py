@@ -1,4 +1,9 @@
-"""``bench data prepare``: FFCV files (train and test) for a registered dataset."""
+"""``bench data prepare``: FFCV files (train and test) for a registered dataset.
+
+Its options are checked before any work. Both files are written under temporary names (``.NAME.PID@HOST.partial``)
+and renamed together once both are complete, so a failed or interrupted prepare leaves no FFCV file and no temporary
+one; the temporary files of an earlier prepare that was killed are removed by the next one, with one line.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,10 @@ from prunebench.datasets.ffcv_writer import write_beton
 from prunebench.datasets.files import beton_files, data_root, default_beton_dir
 from prunebench.datasets.order import default_workers
 from prunebench.datasets.registry import get_dataset
-from prunebench.errors import UsageError
+from prunebench.errors import UsageError, WriteError
+from prunebench.results import fsync_directory, remove_stale_temporaries, writer_tag
+
+WRITE_MODES = ("raw", "jpg", "smart")
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,16 @@ class ImageOptions:
     write_mode: str = "jpg"
     max_resolution: int | None = 512
     jpeg_quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.write_mode not in WRITE_MODES:
+            raise UsageError(f"--write-mode takes one of {', '.join(WRITE_MODES)}, got {self.write_mode!r}")
+        if self.max_resolution is not None and self.max_resolution < 1:
+            raise UsageError(
+                f"--max-resolution takes 0 (keep the size) or a positive number of pixels, got {self.max_resolution}"
+            )
+        if not 1 <= self.jpeg_quality <= 100:
+            raise UsageError(f"--jpeg-quality takes 1 to 100, got {self.jpeg_quality}")
 
 
 Split = tuple[Sequence[Any], dict[str, Any]]
@@ -50,6 +68,10 @@ class _ImageFiles:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def describe(self, index: int) -> str:
+        """The image file of item ``index``, for errors."""
+        return str(self.samples[index][0])
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         from PIL import Image
@@ -128,20 +150,42 @@ def prepare(
     options: ImageOptions = ImageOptions(),
     num_workers: int | None = None,
 ) -> list[Path]:
-    """Write ``<out>/<dataset>-train.beton`` and ``-test.beton`` (``out`` defaults to ``<root>/ffcv``)."""
+    """Write ``<out>/<dataset>-train.beton`` and ``-test.beton`` (``out`` defaults to ``<root>/ffcv``).
+
+    Both appear together when both are complete. An item that cannot be read raises a :class:`UsageError` naming
+    it, a full disk a :class:`~prunebench.errors.WriteError` naming the file; either way, and on Ctrl-C, no FFCV
+    file is written.
+    """
     from prunebench.datasets.ffcv_loaders import ffcv_problem
 
     get_dataset(dataset)
     if dataset not in SOURCES:
         raise UsageError(f"no FFCV writer for dataset {dataset!r}; known: {', '.join(sorted(SOURCES))}")
+    if num_workers is not None and num_workers < 1:
+        raise UsageError(f"--workers takes a positive number of processes, got {num_workers}")
+    root = data_root(root)
+    directory = out or default_beton_dir(root)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--out {directory} is a file; give the directory of the FFCV files")
     problem = ffcv_problem()
     if problem:
         raise UsageError(f"FFCV cannot be imported ({problem}); install prunebench[ffcv]")
-    root = data_root(root)
-    files = beton_files(out or default_beton_dir(root), dataset)
+    files = beton_files(directory, dataset)
+    remove_stale_temporaries([directory], ".partial")
     splits = SOURCES[dataset](root, options)
     workers = num_workers or default_workers()
-    return [
-        write_beton(path, items, fields, num_workers=workers, description=f"{dataset} {split}")
-        for (split, (items, fields)), path in zip(splits.items(), (files.train, files.test), strict=True)
-    ]
+    targets = [files.train, files.test]
+    partials = [target.with_name(f".{target.name}.{writer_tag()}.partial") for target in targets]
+    try:
+        for (split, (items, fields)), partial, target in zip(splits.items(), partials, targets, strict=True):
+            try:
+                write_beton(partial, items, fields, num_workers=workers, description=f"{dataset} {split}")
+            except OSError as error:
+                raise WriteError(error.errno, error.strerror or str(error), str(target)) from None
+        for partial, target in zip(partials, targets, strict=True):
+            partial.replace(target)
+        fsync_directory(directory)
+    finally:
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+    return targets

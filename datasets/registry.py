@@ -38,11 +38,18 @@ class DataLoaders:
     """The loader actually used (``memory``, ``torch``, ``ffcv``), recorded with the run."""
 
 
+def nothing_to_check(request: LoaderRequest) -> None:
+    """The check of a dataset that needs nothing on disk (it is held in memory or generated)."""
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: its shape, what it is, how to load it, and its ``version`` (part of a run's id).
 
     Bump ``version`` whenever the data a run sees changes (the split, the preprocessing, the files).
+    ``check(request)`` raises a :class:`~prunebench.errors.UsageError` when ``make_loaders(request)`` could not
+    work: its files or the loader asked for are missing. It runs before any run starts, so it must be cheap (look at
+    folders and file names, never load or download the data).
     """
 
     name: str
@@ -52,6 +59,7 @@ class DatasetSpec:
     source: str
     make_loaders: Callable[[LoaderRequest], DataLoaders]
     version: str = "1"
+    check: Callable[[LoaderRequest], None] = nothing_to_check
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "prunebench.datasets")
@@ -65,11 +73,13 @@ def register_dataset(
     summary: str,
     source: str,
     version: str = "1",
+    check: Callable[[LoaderRequest], None] = nothing_to_check,
 ) -> Callable[[Callable[[LoaderRequest], DataLoaders]], Callable[[LoaderRequest], DataLoaders]]:
-    """Register ``make_loaders(request) -> DataLoaders`` under ``name``."""
+    """Register ``make_loaders(request) -> DataLoaders`` under ``name`` (``check``: see :class:`DatasetSpec`)."""
 
     def decorate(make: Callable[[LoaderRequest], DataLoaders]) -> Callable[[LoaderRequest], DataLoaders]:
-        DATASETS.add(name, DatasetSpec(name, num_classes, tuple(input_shape), summary, source, make, version))
+        spec = DatasetSpec(name, num_classes, tuple(input_shape), summary, source, make, version, check)
+        DATASETS.add(name, spec)
         return make
 
     return decorate

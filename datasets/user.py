@@ -64,7 +64,14 @@ def _image_folder(name: str, root: Path, size: int) -> DatasetSpec:
         source=str(root),
         make_loaders=functools.partial(image_folder_loaders, root, size=size, dataset=name),
         version=f"files-{fingerprint.hexdigest()[:16]}",
+        check=functools.partial(_torch_loader_only, name),
     )
+
+
+def _torch_loader_only(name: str, request: LoaderRequest) -> None:
+    """An ImageFolder is read by the torch DataLoader: an explicit ``--loader ffcv`` cannot be honoured."""
+    if request.loader == "ffcv":
+        raise UsageError(f"{name} is read with the torch DataLoader; --loader ffcv is not available for it")
 
 
 @functools.cache

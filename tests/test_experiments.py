@@ -476,7 +476,7 @@ def test_format_one_records_are_read_as_they_are_and_superseded_by_current_ones(
         merged = load_records([tmp_path / "old", tmp_path / "new"])
     assert {r["run_id"] for r in merged} == {r["run_id"] for r in records}
     store = ResultStore(tmp_path / "old")
-    assert not any(store.is_finished(o["run_id"]) for o in legacy)  # never resumed from
+    assert all(store.read(o["run_id"])[0] is None for o in legacy)  # never resumed from
 
 
 def test_records_keep_the_package_version_and_commit(tmp_path):
