@@ -125,7 +125,7 @@ class GradualMagnitudeSession(TrainingSession):
     def after_step(self, trainer: Trainer) -> None:
         if self._enforcer is not None:
             self._enforcer.after_step(trainer)
-        self.maybe_prune(trainer.step + 1)
+        self.maybe_prune(trainer.step)
 
     def finish(self, trainer: Trainer) -> FinalMasks:
         if not self.reached_target:

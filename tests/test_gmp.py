@@ -28,7 +28,7 @@ class Recorder(TrainHook):
     def after_step(self, trainer: Trainer) -> None:
         weights = self.session.weights
         nonzero = sum(int((w != 0).sum()) for w in weights.values())
-        self.density[trainer.step + 1] = nonzero / sum(w.numel() for w in weights.values())
+        self.density[trainer.step] = nonzero / sum(w.numel() for w in weights.values())
         self.masked_weights_zero.append(
             all(bool((weights[n][~m] == 0).all()) for n, m in self.session.masks.items())
         )

@@ -90,8 +90,7 @@ def hand_scored(scope: str, sparsity: float) -> tuple[nn.Module, HardMovementSes
         session.scores["2.weight"].copy_(
             -torch.arange(15.0).view(3, 5)
         )  # highest first: flat index 0, 1, ...
-    session.total_steps = 10
-    session.update_masks(10)  # after the schedule's end: the final kept fraction
+    session.update_masks(1.0)  # after the schedule's end: the final kept fraction
     return model, session
 
 
@@ -115,14 +114,13 @@ def test_global_scope_uses_one_threshold_across_layers() -> None:
 def test_hard_schedule_is_the_cubic_formula() -> None:
     model = two_layers()
     session = HardMovementSession(model, prunable_weights(model), 0.9, "uniform", **SESSION)
-    session.total_steps = 1000
     final = 0.1
     for step in (0, 50, 100, 200, 450, 700, 799, 800, 900, 1000):
         p = step / 1000
         expected = (
             1.0 if p <= 0.1 else final if p >= 0.8 else final + (1 - final) * (1 - (p - 0.1) / 0.7) ** 3
         )
-        assert session.keep_fraction(step) == pytest.approx(expected, abs=1e-12)
+        assert session.keep_fraction(p) == pytest.approx(expected, abs=1e-12)
 
 
 def test_soft_threshold_and_lambda_follow_the_reference_schedule() -> None:
@@ -136,12 +134,11 @@ def test_soft_threshold_and_lambda_follow_the_reference_schedule() -> None:
         final_lambda=400.0,
         **SESSION,
     )
-    session.total_steps = 100
     for step in (0, 10, 30, 55, 80, 100):
         p = step / 100
         tau = 0.0 if p <= 0.1 else 0.1 if p >= 0.8 else 0.1 - 0.1 * (1 - (p - 0.1) / 0.7) ** 3
-        session.update_masks(step)
-        assert session.threshold(step) == pytest.approx(tau, abs=1e-12)
+        session.update_masks(p)
+        assert session.threshold(p) == pytest.approx(tau, abs=1e-12)
         assert session.regu_lambda == pytest.approx(400.0 * tau / 0.1, abs=1e-9)
 
 
