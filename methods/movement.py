@@ -13,7 +13,10 @@ With plain SGD the scores would accumulate ``-lr * sum_t dL/dW_t * W_t``, the we
 
 * ``movement`` (hard): ``M = TopK(S)``, the highest scores at the kept fraction ``v_t`` of the cubic schedule (paper,
   Eq. 7, the reference's ``schedule_threshold``). ``uniform`` scope keeps ``v_t`` of each layer (the reference's
-  per-matrix ``TopKBinarizer``); ``global`` keeps the highest scores over all layers (``--global_topk``).
+  per-matrix ``TopKBinarizer``); ``global`` keeps the highest scores over all layers (``--global_topk``), each matrix
+  keeping at least ``int(0.005 n) + 1`` of its ``n`` weights, as the reference: with ``--global_topk`` it passes one
+  score threshold to every layer, whose ``ThresholdBinarizer`` keeps the scores above it unless fewer than
+  ``int(0.005 n) + 1`` remain, and then keeps that many of its own highest scores instead (``global_floor``).
 * ``soft_movement``: ``M = 1[sigmoid(S) > tau_t]`` with one threshold for all layers (the reference's
   ``ThresholdBinarizer`` with ``sigmoied_threshold``), and the loss gains ``lambda_t * mean_l ||sigmoid(S_l)||_1 / n_l``
   (the reference's ``regularization(mode="l1")``), where ``tau_t`` follows the cubic schedule from ``tau_i`` to
@@ -28,7 +31,10 @@ Port and deviations from the official code (all recorded as hyperparameters):
 * Exact counts: each step keeps exactly the scheduled number of weights per scope (counts from
   ``prunebench.allocation``, selection by ``torch.topk``), where the reference keeps ``int(v * n)`` per matrix and,
   with ``--global_topk``, refreshes the global threshold every ``global_topk_frequency_compute`` steps. The hard mask
-  therefore ends at exactly the target.
+  therefore ends at exactly the target. In ``global`` scope the per-matrix floor is kept within that exact count:
+  each matrix's floor, then the highest remaining scores over all matrices (the reference's floor adds its weights on
+  top of the global count). Version 1 of ``movement`` had no floor (``global_floor=None`` computes it); the floor
+  changes ``global`` results wherever a matrix would otherwise fall below it.
 * Optimizers: the reference trains weights and scores with one AdamW (weights 3e-5, scores 1e-2, no weight decay on the
   scores, one linear warm-up/decay schedule). The weights here follow the preset's fine-tuning SGD like every other
   method; the scores keep the reference's own setting, Adam (betas 0.9/0.999, eps 1e-8, no weight decay) at lr 1e-2,
@@ -58,7 +64,7 @@ Port and deviations from the official code (all recorded as hyperparameters):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 from torch import nn
@@ -178,14 +184,34 @@ class MovementSession(MaskedSession):
 
 
 class HardMovementSession(MovementSession):
-    """``M = TopK(S)`` at the scheduled kept fraction, per layer (``uniform``) or over all layers (``global``)."""
+    """``M = TopK(S)`` at the scheduled kept fraction, per layer (``uniform``) or over all layers (``global``, each
+    layer above its floor)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        weights: Weights,
+        sparsity: float,
+        scope: str,
+        *,
+        global_floor: float | None,
+        **kwargs,
+    ) -> None:
+        super().__init__(model, weights, sparsity, scope, **kwargs)
+        self.floors = (
+            {name: matrix_floor(w.numel(), global_floor) for name, w in weights.items()}
+            if scope == "global" and global_floor is not None
+            else None
+        )
 
     def keep_fraction(self, progress: float) -> float:
         """The cubic schedule of the kept fraction (paper, Eq. 7; the reference's ``schedule_threshold``)."""
         return cubic_keep_fraction(progress, 1.0 - self.sparsity, self.start, self.end)
 
     def top_masks(self, sparsity: float) -> Masks:
-        """The highest scores at ``sparsity``, per layer (``uniform``) or over all layers (``global``)."""
+        """The highest scores at ``sparsity``: per layer (``uniform``), or globally above each layer's floor."""
+        if self.scope == "global":
+            return exact_top_k(self.scores, sparsity, self.floors)
         return masks_from_scores(self.scores, sparsity, self.scope)
 
     def update_masks(self, progress: float) -> None:
@@ -272,13 +298,14 @@ class SoftMovementSession(MovementSession):
         )
 
 
-@register("movement", schedule="during_training", scopes=("global", "uniform"), paper=PAPER)
+@register("movement", schedule="during_training", scopes=("global", "uniform"), paper=PAPER, version=2)
 class Movement(TrainingMethod):
     """Hard movement pruning: keep the top-k learned movement scores, along a cubic schedule, fine-tuning the dense model.
 
     Defaults are the reference's SQuAD recipe (``--mask_scores_learning_rate 1e-2 --initial_warmup 1
     --final_warmup 2`` of 10 epochs, ``--mask_init constant --mask_scale 0``), warm-ups given as fractions of the
-    learning phase. ``uniform`` is the reference's per-matrix top-k, ``global`` its ``--global_topk``.
+    learning phase. ``uniform`` is the reference's per-matrix top-k, ``global`` its ``--global_topk`` with the
+    reference binarizer's per-matrix floor (``global_floor``; version 2, see the module docstring).
     """
 
     starts_from = "dense"
@@ -289,13 +316,21 @@ class Movement(TrainingMethod):
         initial_warmup: float = 0.1,
         final_warmup: float = 0.2,
         score_init: float = 0.0,
+        global_floor: Annotated[
+            float | None,
+            "global scope: each matrix keeps at least int(global_floor * n) + 1 of its n weights "
+            "(the reference's ThresholdBinarizer, 0.005); none: no floor",
+        ] = FLOOR,
     ) -> None:
         if not 0.0 <= initial_warmup < 1.0 - final_warmup <= 1.0:
             raise ValueError("the warm-ups must leave part of the learning phase for the cubic ramp")
+        if global_floor is not None and not 0.0 <= global_floor < 1.0:
+            raise ValueError(f"global_floor is a fraction of each matrix in [0, 1), got {global_floor}")
         self.score_lr = score_lr
         self.initial_warmup = initial_warmup
         self.final_warmup = final_warmup
         self.score_init = score_init
+        self.global_floor = global_floor
 
     def attach(
         self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext
@@ -305,6 +340,7 @@ class Movement(TrainingMethod):
             weights,
             sparsity,
             scope,
+            global_floor=self.global_floor,
             score_init=self.score_init,
             score_lr=self.score_lr,
             reference_steps=None,

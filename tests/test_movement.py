@@ -84,7 +84,9 @@ def test_scores_are_trained_by_the_session_with_the_scaled_lr() -> None:
 
 def hand_scored(scope: str, sparsity: float) -> tuple[nn.Module, HardMovementSession]:
     model = two_layers()
-    session = HardMovementSession(model, prunable_weights(model), sparsity, scope, **SESSION)
+    session = HardMovementSession(
+        model, prunable_weights(model), sparsity, scope, global_floor=None, **SESSION
+    )
     with torch.no_grad():
         session.scores["0.weight"].copy_(torch.arange(20.0).view(5, 4) + 100.0)  # all above layer 2's scores
         session.scores["2.weight"].copy_(
@@ -111,9 +113,39 @@ def test_global_scope_uses_one_threshold_across_layers() -> None:
     assert first.flatten()[6:].all()
 
 
+def test_global_floor_keeps_the_reference_minimum_of_every_matrix() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 10))  # 400 and 200 weights
+    session = HardMovementSession(
+        model, prunable_weights(model), 0.9, "global", global_floor=0.005, **SESSION
+    )
+    with torch.no_grad():
+        session.scores["0.weight"].copy_(torch.arange(400.0).view(20, 20) + 1000.0)  # all above layer 2's
+        session.scores["2.weight"].copy_(
+            -torch.arange(200.0).view(10, 20)
+        )  # highest first: flat index 0, 1, ...
+    session.update_masks(1.0)
+    first, second = session.masks["0.weight"].mask.flatten(), session.masks["2.weight"].mask.flatten()
+    # By hand: round(600 * 0.1) = 60 kept. Layer 2's floor is int(0.005 * 200) + 1 = 2 (its two highest scores,
+    # flat indices 0 and 1); the other 58 are layer 1's highest (flat indices 342..399), above its floor of 3.
+    assert second.nonzero().flatten().tolist() == [0, 1]
+    assert first.nonzero().flatten().tolist() == list(range(342, 400))
+    other = nn.Sequential(nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 10))
+    without = HardMovementSession(other, prunable_weights(other), 0.9, "global", global_floor=None, **SESSION)
+    with torch.no_grad():
+        for name, scores in session.scores.items():
+            without.scores[name].copy_(scores)
+    without.update_masks(1.0)
+    assert int(without.masks["2.weight"].mask.sum()) == 0  # no floor: one threshold empties layer 2
+    final = session.finish(trainer=None)  # type: ignore[arg-type]
+    assert torch.equal(final.masks["2.weight"].flatten(), second.bool())
+
+
 def test_hard_schedule_is_the_cubic_formula() -> None:
     model = two_layers()
-    session = HardMovementSession(model, prunable_weights(model), 0.9, "uniform", **SESSION)
+    session = HardMovementSession(
+        model, prunable_weights(model), 0.9, "uniform", global_floor=None, **SESSION
+    )
     final = 0.1
     for step in (0, 50, 100, 200, 450, 700, 799, 800, 900, 1000):
         p = step / 1000
