@@ -91,6 +91,24 @@ def test_imp_in_every_scope_ends_at_the_exact_target_with_the_rounds_in_the_reco
         assert abs(r["density"] - r["target_density"]) * total <= len(record["layers"])
 
 
+def test_a_second_criterion_runs_under_the_iterative_schedule(tmp_path: Path) -> None:
+    config = RunConfig.from_preset(
+        "synthetic-tiny",
+        "lamp@iterative",
+        "global",
+        0.95,
+        0,
+        epochs=2,
+        settings={"rounds": 2, "rewind": 0.25},
+    )
+    record = execute(config, CPU, tmp_path)
+    assert record["prunable_nonzero"] == round(record["prunable_weights"] * 0.05)
+    assert (record["criterion"], record["schedule"]) == ("lamp", "iterative")
+    assert record["method_details"]["rewind_step"] == 4  # a quarter of the 2 x 8 steps
+    assert record["epochs"] == {"budget": 5, "dense": 2, "retrain": 3}  # 4 + 3 x 12 steps of 8 per epoch
+    assert min(layer["nonzero"] for layer in record["layers"]) >= 1  # LAMP keeps every layer's largest weight
+
+
 def test_imp_spends_a_multiple_of_the_budget_so_all_leaves_it_out() -> None:
     everything = {spec.name for spec in parse_methods("all")}
     assert "imp" not in everything and {"magnitude", "magnitude_init", "gmp"} <= everything

@@ -76,5 +76,6 @@ def test_existing_names_mean_what_they_meant_as_criterion_and_schedule():
     assert registry.get_method("magnitude_init").summary.startswith(
         "Keep the largest |w|: score once at init"
     )
+    assert registry.get_method("random@after_training").name == "random@after_training"
     with pytest.raises(UsageError, match="runs under the schedules at_init"):
         registry.get_method("snip@gradual")
