@@ -45,10 +45,10 @@ class AfterTraining(Schedule):
 
 
 class Gradual(Schedule):
-    """Prune along Zhu & Gupta's cubic schedule while training from initialization (:mod:`prunebench.gradual`).
+    """Prune along Zhu & Gupta's cubic schedule while training from initialization.
 
     The criterion prunes every ``frequency`` of training between ``start`` and ``end``, from ``initial_sparsity`` to
-    the target. The defaults are those of Zhu & Gupta's uses in RigL and STR, as fractions of training (see
+    the target (:mod:`prunebench.gradual`). The defaults are those of Zhu & Gupta's uses in RigL and STR, as fractions of training (see
     :mod:`prunebench.gradual`).
     """
 
@@ -76,9 +76,9 @@ class Gradual(Schedule):
 
 
 class Iterative(Schedule):
-    """Rounds of train, prune, rewind, retrain: iterative pruning with rewinding (IMP, :mod:`prunebench.iterative`).
+    """Rounds of train, prune, rewind, retrain: iterative pruning with rewinding (IMP).
 
-    Each of ``rounds`` rounds keeps ``(1 - s)^(1/k)`` of the weights left and rewinds the survivors to step
+    As :mod:`prunebench.iterative` runs it, each of ``rounds`` rounds keeps ``(1 - s)^(1/k)`` of the weights left and rewinds the survivors to step
     ``rewind * T`` of the recipe's ``T`` steps; the whole schedule trains ``rounds + 1`` times the recipe, less the
     rewound part.
 
