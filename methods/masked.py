@@ -78,12 +78,6 @@ class MaskedSession(TrainingSession):
         return final
 
 
-def matrix_floor(size: int, fraction: float) -> int:
-    """The fewest weights a matrix of ``size`` keeps: ``int(fraction * size) + 1`` (movement pruning's
-    ``ThresholdBinarizer``, ``fraction`` 0.005)."""
-    return int(fraction * size) + 1
-
-
 def exact_top_k(
     scores: Mapping[str, torch.Tensor], sparsity: float, floors: Mapping[str, int] | None = None
 ) -> Masks:

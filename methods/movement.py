@@ -78,7 +78,7 @@ from prunebench.methods.base import (
     TrainingSession,
     Weights,
 )
-from prunebench.methods.masked import MaskedSession, exact_top_k, matrix_floor
+from prunebench.methods.masked import MaskedSession, exact_top_k
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 
@@ -89,6 +89,12 @@ PAPER = "Sanh, Wolf & Rush, NeurIPS 2020, 'Movement Pruning: Adaptive Sparsity b
 
 FLOOR = 0.005
 """The reference ``ThresholdBinarizer``'s floor: a matrix keeps at least ``int(0.005 n) + 1`` of its ``n`` weights."""
+
+
+def matrix_floor(size: int, fraction: float) -> int:
+    """The fewest weights the reference's ``ThresholdBinarizer`` keeps of a matrix of ``size``:
+    ``int(fraction * size) + 1``."""
+    return int(fraction * size) + 1
 
 
 class StraightThroughMask(torch.autograd.Function):

@@ -252,7 +252,6 @@ class ProbMaskSession(MaskedSession):
             self.optimizer.zero_grad(set_to_none=True)
             self.scores.copy_(project_to_budget(self.scores, self.budget(trainer.progress)))
 
-    @torch.no_grad()
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         """The best of the sampled masks, brought to the exact target count."""
         probabilities = self.scores.detach().clone()

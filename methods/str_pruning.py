@@ -214,7 +214,6 @@ class STRSession(MaskedSession):
         if self.controller is not None:
             self.controller.update(trainer.progress, self.own_sparsity())
 
-    @torch.no_grad()
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         """Shift all thresholds by one ``delta`` so that exactly the budget survives, with the shifted values."""
         cutoffs = torch.sigmoid(self.thresholds).tolist()

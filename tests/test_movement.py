@@ -13,7 +13,7 @@ from torch.nn.utils import parametrize
 from prunebench.config import RunConfig
 from prunebench.datasets.memory import TensorLoader
 from prunebench.methods import get_method
-from prunebench.methods.movement import HardMovementSession, ScoredMask, SoftMovementSession
+from prunebench.methods.movement import HardMovementSession, ScoredMask, SoftMovementSession, matrix_floor
 from prunebench.prunable import prunable_weights
 from prunebench.recipe import OptimConfig
 from prunebench.runner import execute
@@ -124,6 +124,7 @@ def test_global_floor_keeps_the_reference_minimum_of_every_matrix() -> None:
         session.scores["2.weight"].copy_(
             -torch.arange(200.0).view(10, 20)
         )  # highest first: flat index 0, 1, ...
+    assert [matrix_floor(n, 0.005) for n in (199, 200, 400)] == [1, 2, 3]  # int(0.005 n) + 1
     session.update_masks(1.0)
     first, second = session.masks["0.weight"].mask.flatten(), session.masks["2.weight"].mask.flatten()
     # By hand: round(600 * 0.1) = 60 kept. Layer 2's floor is int(0.005 * 200) + 1 = 2 (its two highest scores,
