@@ -201,7 +201,7 @@ class HardMovementSession(MovementSession):
         scope: str,
         *,
         global_floor: float | None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(model, weights, sparsity, scope, **kwargs)
         self.floors = (
