@@ -48,7 +48,7 @@ class Gradual(Schedule):
     """Prune along Zhu & Gupta's cubic schedule while training from initialization.
 
     The criterion prunes every ``frequency`` of training between ``start`` and ``end``, from ``initial_sparsity`` to
-    the target (:mod:`prunebench.gradual`). The defaults are those of Zhu & Gupta's uses in RigL and STR, as fractions of training (see
+    the target. The defaults are those of Zhu & Gupta's uses in RigL and STR, as fractions of training (see
     :mod:`prunebench.gradual`).
     """
 
@@ -78,9 +78,9 @@ class Gradual(Schedule):
 class Iterative(Schedule):
     """Rounds of train, prune, rewind, retrain: iterative pruning with rewinding (IMP).
 
-    As :mod:`prunebench.iterative` runs it, each of ``rounds`` rounds keeps ``(1 - s)^(1/k)`` of the weights left and rewinds the survivors to step
-    ``rewind * T`` of the recipe's ``T`` steps; the whole schedule trains ``rounds + 1`` times the recipe, less the
-    rewound part.
+    As :mod:`prunebench.iterative` runs it, each of ``rounds`` rounds keeps ``(1 - s)^(1/k)`` of the weights left
+    and rewinds the survivors to step ``rewind * T`` of the recipe's ``T`` steps; the whole schedule trains
+    ``rounds + 1`` times the recipe, less the rewound part.
 
     Defaults:
 
@@ -88,8 +88,8 @@ class Iterative(Schedule):
       ``pruning_fraction``), as Frankle & Carbin 2019 prune LeNet-300-100: reaching a target at that rate takes 10
       levels at sparsity 0.9, 13 at 0.95 and 21 at 0.99. Ten rounds remove 20.6%, 25.9% and 36.9% per round at those
       targets: the open_lth rate at 0.9 and within a factor of two of it at 0.99, at 11 times the recipe. On the
-      embedded default (a 20-epoch recipe that trains in seconds on one CPU core) that is about half a minute per
-      run, so the faithful rate costs little; fewer rounds prune faster, and Frankle & Carbin find that one-shot
+      embedded default, whose 20-epoch recipe trains in about 3 s on one idle CPU core, that is about half a minute
+      per run, so the faithful rate costs little; fewer rounds prune faster, and Frankle & Carbin find that one-shot
       pruning yields winning tickets only at lower sparsities than iterative pruning at 20% per round.
     * ``rewind = 0``: the initial weights, open_lth's default (no ``--rewinding_steps``) and Frankle & Carbin's
       setting. Frankle et al. 2020 find matching subnetworks at initialization on MNIST (the embedded default's

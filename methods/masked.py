@@ -7,8 +7,9 @@
   wrapped like a ``Linear``'s ``weight``. The raw weight stays the parametrization's ``original`` (the same
   parameter object), so the weight optimizer keeps training it and it comes back in place.
 * :func:`exact_top_k`: the exact-count step, the highest scores at exactly the target, each layer keeping at least
-  its floor. Hard movement's ``global`` scope, soft movement's enforcement and STR's projection are this step; ProbMask's
-  enforcement is its own (it moves the fewest entries of a sampled mask, see :mod:`prunebench.methods.probmask`).
+  its floor. Hard movement's ``global`` scope, soft movement's enforcement and STR's projection are this step;
+  ProbMask's enforcement is its own (it moves the fewest entries of a sampled mask, see
+  :mod:`prunebench.methods.probmask`).
 
 The trainer gives the methods the rest: :attr:`~prunebench.trainer.Trainer.progress` (the fraction of the learning
 phase done) and :attr:`~prunebench.trainer.Trainer.lr_factor` (the weights' learning-rate schedule).
