@@ -8,6 +8,10 @@ evaluation depends on the method's schedule:
 * ``at_init``: score the initial weights, fix the mask, train sparse for the whole budget.
 * ``after_training``: start from the shared dense pre-training (``epochs - finetune_epochs``, cached per dataset,
   model, seed and recipe), prune once, fine-tune ``finetune_epochs`` with the mask fixed.
+* ``gradual``: train from initialization for the whole budget while the criterion prunes along the cubic schedule
+  (:mod:`prunebench.gradual`).
+* ``iterative``: rounds of train, prune, rewind (:mod:`prunebench.iterative`); every round counts in the recorded
+  budget, a multiple of the recipe's.
 * ``during_training``: the method's session shapes the mask while the weights train; it ends at the exact target,
   then the model fine-tunes with the mask fixed for the epochs the method reserves. Methods that start from the dense
   model (movement pruning) spend the pre-training epochs of the budget on it, as after-training methods do.
@@ -18,6 +22,7 @@ The final model is evaluated once, on held-out data, at the end. Nothing is sele
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 import traceback
@@ -37,8 +42,10 @@ from prunebench.config import RunConfig, dense_pretrain_key
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.environment import describe_device, library_versions
 from prunebench.errors import UsageError
+from prunebench.gradual import GradualPruning
+from prunebench.iterative import prune_iteratively
 from prunebench.masks import MaskEnforcer, apply_masks
-from prunebench.methods.base import ScoringData, ScoringMethod, TrainingContext, TrainingMethod
+from prunebench.methods.base import Masks, ScoringData, ScoringMethod, TrainingContext, TrainingMethod
 from prunebench.models import build_model
 from prunebench.prunable import prunable_weights
 from prunebench.record import FINISHED, RECORD_VERSION, RunRecord
@@ -184,7 +191,7 @@ def dense_pretrained(
     return model
 
 
-def _fit(model, loader, optim, epochs, phase, on_epoch, hooks=(), exclude=()) -> Trainer:
+def _fit(model, loader, optim, epochs, phase, on_epoch, hooks=(), exclude=(), start=0, stop=None) -> Trainer:
     trainer = Trainer(
         model,
         loader,
@@ -193,6 +200,8 @@ def _fit(model, loader, optim, epochs, phase, on_epoch, hooks=(), exclude=()) ->
         hooks=hooks,
         exclude=exclude,
         on_epoch_end=(lambda epoch, loss: on_epoch(phase, epoch, epochs, loss)) if on_epoch else None,
+        start=start,
+        stop=stop,
     )
     trainer.fit()
     return trainer
@@ -223,13 +232,22 @@ def _train_run(
     method = spec.build(config.hparams)
     scoring_data = ScoringData(loaders.train, dataset.num_classes)
 
-    def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    def masks_of(model: nn.Module) -> Masks:
         assert isinstance(method, ScoringMethod)
         scratch = copy.deepcopy(model)
         torch.manual_seed(config.seed + 1)
         return method.masks(
             scratch, run_prunable(config, scratch), config.sparsity, config.scope, scoring_data
         )
+
+    def live_masks(model: nn.Module, sparsity: float, alive: Masks | None) -> Masks:
+        """The criterion's masks of ``model`` as it trains: on a copy, with a random stream of their own."""
+        assert isinstance(method, ScoringMethod)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            scratch = copy.deepcopy(model)
+            torch.manual_seed(config.seed + 1)
+            weights = run_prunable(config, scratch)
+            return method.masks(scratch, weights, sparsity, config.scope, scoring_data, alive=alive)
 
     if spec.schedule == "dense":
         model = initial_model(config, device, options)
@@ -255,11 +273,71 @@ def _train_run(
             trainer.last_loss,
             {"budget": recipe.epochs, "dense": recipe.pretrain_epochs, "finetune": recipe.finetune_epochs},
         )
+    elif spec.schedule == "gradual":
+        model = initial_model(config, device, options)
+        torch.manual_seed(config.seed + 1)  # the training's random stream, seeded as in every pruned run
+        pruning = GradualPruning(
+            model,
+            config.sparsity,
+            spec.schedule_options(config.hparams),
+            functools.partial(live_masks, model),
+        )
+        trainer = _fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch, [pruning])
+        apply_masks(model, pruning.finish(trainer.step))
+        outcome = _Outcome(
+            model,
+            trainer.last_loss,
+            {"budget": recipe.epochs, "gradual": recipe.epochs},
+            details=pruning.details(),
+        )
+    elif spec.schedule == "iterative":
+        model = initial_model(config, device, options)
+        torch.manual_seed(config.seed + 1)
+
+        def train(start: int, stop: int, hooks: list, phase: str) -> Trainer:
+            return _fit(
+                model,
+                loaders.train,
+                recipe.optim,
+                recipe.epochs,
+                phase,
+                on_epoch,
+                hooks,
+                start=start,
+                stop=stop,
+            )
+
+        steps_per_epoch = len(loaders.train)
+        result = prune_iteratively(
+            model,
+            config.sparsity,
+            spec.schedule_options(config.hparams),
+            steps_per_epoch * recipe.epochs,
+            train,
+            functools.partial(live_masks, model),
+        )
+        apply_masks(model, result.masks)
+        outcome = _Outcome(
+            model,
+            result.train_loss,
+            {
+                "budget": _epochs(result.steps, steps_per_epoch),
+                "dense": recipe.epochs,
+                "retrain": _epochs(result.retrain_steps, steps_per_epoch),
+            },
+            details=result.details,
+        )
     else:
         outcome = _during_training(
             config, method, device, loaders, scoring_data, cache_dir, on_epoch, options
         )
     return outcome, loaders, dataset
+
+
+def _epochs(steps: int, steps_per_epoch: int) -> int | float:
+    """``steps`` in epochs: a whole number when it is one, else rounded to 4 decimals."""
+    whole, rest = divmod(steps, max(steps_per_epoch, 1))
+    return whole if rest == 0 else round(steps / steps_per_epoch, 4)
 
 
 def _during_training(

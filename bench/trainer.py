@@ -63,7 +63,7 @@ class TrainHook:
         """After ``backward``, before the weight optimizer steps (gradients are available)."""
 
     def after_step(self, trainer: Trainer) -> None:
-        """After the weight optimizer stepped."""
+        """After the weight optimizer stepped (``trainer.step`` already counts this step)."""
 
     def on_train_end(self, trainer: Trainer) -> None:
         """After the last step."""
@@ -82,9 +82,12 @@ def build_optimizer(params: Iterable[torch.Tensor], config: OptimConfig) -> torc
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int
+    optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int, start: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step schedule over ``total_steps``, so recipes given per epoch scale with the budget."""
+    """A per-step schedule over ``total_steps``, so recipes given per epoch scale with the budget.
+
+    ``start``: the step of the schedule the first optimizer step takes (a run resumed at a rewind point).
+    """
     total = max(total_steps, 1)
     bounds = [m * total for m in config.milestones]
 
@@ -95,7 +98,7 @@ def build_scheduler(
             return config.gamma ** sum(step >= b for b in bounds)
         return 1.0
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(start + step))
 
 
 def autocast_context(
@@ -120,6 +123,11 @@ class Trainer:
     method steps them itself, and the trainer clears their gradients with the weights' before each backward pass.
     ``on_epoch_end(epoch, mean_loss)`` reports progress. ``autocast`` is the mixed-precision dtype of the loss
     computation (see :func:`autocast_context`; default bf16 on CUDA, off on the CPU).
+
+    ``start`` and ``stop`` train only the optimizer steps ``start, ..., stop - 1`` of the ``epochs``-long schedule
+    (default: all of them): the learning rate is the schedule's at those steps and the batches are those the full
+    run would see there (the epoch's order, from its ``start % steps_per_epoch``-th batch). Iterative pruning
+    trains to a rewind point and resumes there this way.
     """
 
     def __init__(
@@ -133,6 +141,8 @@ class Trainer:
         exclude: Sequence[torch.Tensor] = (),
         on_epoch_end: Callable[[int, float], None] | None = None,
         autocast: torch.dtype | None | str = "auto",
+        start: int = 0,
+        stop: int | None = None,
     ) -> None:
         self.model = model
         self.autocast = autocast
@@ -147,10 +157,34 @@ class Trainer:
         self.optimizer = build_optimizer(self.weight_parameters, optim)
         self.steps_per_epoch = len(loader)
         self.total_steps = self.steps_per_epoch * epochs
-        self.scheduler = build_scheduler(self.optimizer, optim, self.total_steps)
+        self.start = start
+        self.stop = self.total_steps if stop is None else stop
+        if not 0 <= self.start <= self.stop <= self.total_steps:
+            raise ValueError(
+                f"steps {start}..{stop} do not lie within the schedule's {self.total_steps} steps"
+            )
+        self.scheduler = build_scheduler(self.optimizer, optim, self.total_steps, start)
         self.epoch = 0
-        self.step = 0
+        self.step = start
+        """Optimizer steps of the schedule taken so far (inside ``after_step`` the step just taken counts)."""
         self.last_loss = float("nan")
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the schedule's steps taken: before the current step in ``compute_loss`` and ``before_step``,
+        after it in ``after_step`` (where a method prepares the next step)."""
+        return self.step / max(self.total_steps, 1)
+
+    @property
+    def lr(self) -> float:
+        """The weights' learning rate at the current step."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    @property
+    def lr_factor(self) -> float:
+        """The weights' current learning rate over the recipe's base rate (1 when the base rate is 0)."""
+        base = self.optim_config.lr
+        return self.lr / base if base > 0 else 1.0
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         for hook in self.hooks:
@@ -160,13 +194,14 @@ class Trainer:
         return F.cross_entropy(self.model(inputs), targets)
 
     def fit(self) -> float:
-        """Run every epoch; return the mean training loss of the last epoch.
+        """Run every epoch (of ``start..stop``); return the mean training loss of the last one.
 
         Raises :class:`Diverged` when an epoch's mean loss is not finite, or a weight is not at the end.
         """
         for hook in self.hooks:
             hook.on_train_start(self)
-        for epoch in range(self.epochs):
+        per_epoch = max(self.steps_per_epoch, 1)
+        for epoch in range(self.start // per_epoch, -(-self.stop // per_epoch)):
             self.last_loss = self.run_epoch(epoch)
             if not math.isfinite(self.last_loss):
                 raise Diverged(f"training loss became {self.last_loss} in epoch {epoch + 1}")
@@ -178,7 +213,7 @@ class Trainer:
         return self.last_loss
 
     def run_epoch(self, epoch: int) -> float:
-        """Train one epoch (0-based ``epoch``); return its mean training loss."""
+        """Train the steps of ``start..stop`` in epoch ``epoch`` (0-based); return their mean training loss."""
         self.epoch = epoch
         self.model.train()
         self.loader.set_epoch(epoch)
@@ -186,7 +221,12 @@ class Trainer:
             hook.on_epoch_start(self, epoch)
         total = torch.zeros((), device=next(self.model.parameters()).device)
         batches = 0
-        for inputs, targets in self.loader:
+        first = epoch * self.steps_per_epoch
+        for index, (inputs, targets) in enumerate(self.loader):
+            if first + index < self.start:
+                continue
+            if first + index >= self.stop:
+                break
             with autocast_context(self.model, self.autocast):
                 loss = self.loss(inputs, targets)
             self.optimizer.zero_grad(set_to_none=True)
@@ -199,11 +239,11 @@ class Trainer:
                 hook.before_step(self)
             self.optimizer.step()
             self.scheduler.step()
+            self.step += 1
             for hook in self.hooks:
                 hook.after_step(self)
             total += loss.detach()
             batches += 1
-            self.step += 1
         return float(total) / max(batches, 1)
 
 

@@ -1,8 +1,10 @@
 """What a method implements, by schedule.
 
-* :class:`ScoringMethod` (schedules ``at_init`` and ``after_training``): scores every prunable weight once; the harness
-  turns the scores into masks with the requested scope (:func:`prunebench.allocation.masks_from_scores`). A method that
-  prunes iteratively (SynFlow) overrides :meth:`ScoringMethod.masks` instead.
+* :class:`ScoringMethod` (a criterion: schedules ``at_init``, ``after_training``, ``gradual``, ``iterative``, see
+  :mod:`prunebench.schedules`): scores the prunable weights; the harness turns the scores into masks with the
+  requested scope (:func:`prunebench.allocation.masks_from_scores`), once or, under ``gradual`` and ``iterative``,
+  at every pruning step. A criterion that prunes in rounds of its own (SynFlow) overrides
+  :meth:`ScoringMethod.masks` instead.
 * :class:`TrainingMethod` (schedule ``during_training``): attaches a :class:`TrainingSession` to the model; the
   session is a :class:`~prunebench.trainer.TrainHook` that shapes the mask while the weights train, and at the end
   returns masks at exactly the target sparsity (:class:`FinalMasks`).
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -105,10 +108,41 @@ class ScoringMethod(Method):
         raise NotImplementedError
 
     def masks(
-        self, model: nn.Module, weights: Weights, sparsity: float, scope: str, data: ScoringData | None
+        self,
+        model: nn.Module,
+        weights: Weights,
+        sparsity: float,
+        scope: str,
+        data: ScoringData | None,
+        alive: Masks | None = None,
     ) -> Masks:
-        """Keep masks at exactly ``sparsity`` over ``weights``, allocated across layers by ``scope``."""
-        return masks_from_scores(self.scores(model, weights, data), sparsity, scope)
+        """Keep masks at exactly ``sparsity`` over ``weights``, allocated across layers by ``scope``.
+
+        ``alive``: the weights still in the network, given only under the ``gradual`` and ``iterative`` schedules
+        (an override for a criterion that declares neither may leave it out); a weight outside it stays pruned (it
+        scores below every live one).
+        """
+        scores = self.scores(model, weights, data)
+        if alive is not None:
+            scores = _pruned_last(scores, alive)
+        return _within_alive(masks_from_scores(scores, sparsity, scope), alive)
+
+
+def _pruned_last(scores: dict[str, torch.Tensor], alive: Masks) -> dict[str, torch.Tensor]:
+    """``scores`` with every weight outside ``alive`` at ``-inf``, below every live weight."""
+    return {name: score.masked_fill(~alive[name], -math.inf) for name, score in scores.items()}
+
+
+def _within_alive(masks: Masks, alive: Masks | None) -> Masks:
+    """``masks`` within ``alive``: a pruned weight never comes back.
+
+    Only a layer-wise scope's rounding can ask a layer for one weight more than it has left (its count is within one
+    weight of its density, which can round up after rounding down); that layer then keeps one weight fewer, within
+    the exact-sparsity contract of one weight per layer.
+    """
+    if alive is None:
+        return masks
+    return {name: mask & alive[name] for name, mask in masks.items()}
 
 
 @dataclass

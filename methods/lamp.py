@@ -26,18 +26,27 @@ def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
 
 @register(
     "lamp",
-    schedule="after_training",
+    schedules=("after_training", "iterative"),
     scopes=("global",),
     paper="Lee et al., ICLR 2021, 'Layer-adaptive Sparsity for the Magnitude-based Pruning'",
 )
 class LAMP(ScoringMethod):
-    """LAMP scores on the dense-trained weights, one global threshold, then fine-tune with the mask fixed.
+    """LAMP scores, one global threshold.
 
     As the official code (``tools/pruners.py``), the global top-k of the LAMP scores sets each layer's survivor count
     and each layer keeps its largest weights; since LAMP is monotone in |w| within a layer, keeping the top LAMP scores
-    is the same mask. Only ``global`` scope: a layer-wise LAMP is layer-wise magnitude. Deviation from the paper's
-    protocol: one shot at the target instead of 20 rounds of 20% pruning with retraining, so that every method shares
-    one budget.
+    is the same mask. Only ``global`` scope: a layer-wise LAMP is layer-wise magnitude.
+
+    Schedules. The paper's protocol is iterative (``iterate.py``: 20 rounds that prune 20% of the remaining weights
+    and retrain from the pruned weights with a fresh optimizer); the paper also evaluates LAMP with weight rewinding
+    (its abstract: "LAMP continues to outperform baselines even in weight-rewinding setups").
+
+    * ``lamp`` (``after_training``, the default): one shot at the target on the dense pre-training, then fine-tuning,
+      so that it shares every other method's budget. Deviation: one round instead of 20.
+    * ``lamp@iterative``: the harness's iterative schedule (:mod:`prunebench.iterative`), the paper's weight-rewinding
+      setting: ``rounds`` rounds of ``1 - (1 - s)^(1/k)`` each, survivors rewound to ``rewind``. Deviations: the
+      per-round fraction follows the target instead of 20%, and the survivors are rewound, where ``iterate.py``
+      retrains them from their pruned values.
     """
 
     def scores(self, model: nn.Module, weights: Weights, data: ScoringData | None) -> dict[str, torch.Tensor]:

@@ -1,4 +1,28 @@
-"""Magnitude pruning after training (Han et al., NeurIPS 2015): one-shot prune, then fine-tune."""
+"""Magnitude: keep the weights of largest |w|, under every schedule the harness runs a criterion under.
+
+One criterion, four schedules (:mod:`prunebench.schedules`), each a published method:
+
+* ``magnitude`` (``after_training``, the default): Han et al., NeurIPS 2015, "Learning both Weights and Connections
+  for Efficient Neural Networks": prune the dense-trained network once, fine-tune with the mask fixed. With
+  ``global`` scope this equals ``torch.nn.utils.prune.global_unstructured`` with ``L1Unstructured``; with ``uniform``
+  per-layer ``l1_unstructured`` (the LAMP repository's ``glob`` and ``unif``). Deviation from Han et al.: one shot
+  instead of their prune/retrain cycles, so that every method shares one budget; the iterative form is ``imp``.
+* ``magnitude_init`` (``magnitude@at_init``): the data-free baseline of the pruning-at-initialization literature,
+  ``Mag`` in Tanaka et al. 2020 (SynFlow, ``Pruners/pruners.py``) and the magnitude-at-init baseline of Frankle et
+  al., ICLR 2021, "Pruning Neural Networks at Initialization: Why Are We Missing the Mark?". No deviation. With
+  ``global`` scope it inherits the scale of each layer's initializer (Kaiming's bound shrinks with fan-in), so the
+  widest layers are pruned hardest and can collapse at high sparsity; the record's ``min_layer_density`` and
+  ``collapsed`` show it.
+* ``gmp`` (``magnitude@gradual``): Zhu & Gupta 2017, gradual magnitude pruning along the cubic schedule while the
+  weights train from initialization (:mod:`prunebench.gradual`, which documents the schedule and its deviations).
+  Scopes ``global``, ``uniform`` and ``erk``, as published (RigL's and the reference's per-layer pruning).
+* ``imp`` (``magnitude@iterative``): iterative magnitude pruning with rewinding, Frankle & Carbin, ICLR 2019, and
+  Frankle et al., ICML 2020, as open_lth's ``sparse_global`` strategy (:mod:`prunebench.iterative`). It trains
+  ``rounds + 1`` times the recipe (less the rewound part), so ``--methods all`` leaves it out.
+
+The score is ``|w|`` of the weights as they are when the schedule prunes: initial, dense-trained, training, or
+trained in the previous round.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +30,39 @@ import torch
 from torch import nn
 
 from prunebench.methods.base import ScoringData, ScoringMethod, Weights
-from prunebench.methods.registry import register
+from prunebench.methods.registry import alias, register
 
 
 @register(
     "magnitude",
-    schedule="after_training",
+    schedules=("after_training", "at_init", "gradual", "iterative"),
     scopes=("global", "uniform", "uniform_plus", "erk"),
     paper="Han et al., NeurIPS 2015, 'Learning both Weights and Connections for Efficient Neural Networks'",
 )
 class Magnitude(ScoringMethod):
-    """Keep the largest |w| of the dense-trained model, then fine-tune with the mask fixed.
+    """Keep the largest |w|.
 
-    Score s = |w|. With ``global`` scope this equals ``torch.nn.utils.prune.global_unstructured`` with
-    ``L1Unstructured``; with ``uniform`` it equals per-layer ``l1_unstructured`` (the LAMP repository's ``glob`` and
-    ``unif``). Deviation from Han et al.: one shot instead of iterative prune/retrain cycles, so that every method
-    shares one budget; the iterative variant is LAMP's protocol, not this baseline.
+    Score s = |w|; see the module docstring for the paper and deviations under each schedule.
     """
 
     def scores(self, model: nn.Module, weights: Weights, data: ScoringData | None) -> dict[str, torch.Tensor]:
         return {name: w.detach().abs() for name, w in weights.items()}
+
+
+alias(
+    "magnitude_init",
+    "magnitude@at_init",
+    paper="Frankle et al., ICLR 2021, 'Pruning Neural Networks at Initialization: Why Are We Missing the Mark?'",
+)
+alias(
+    "gmp",
+    "magnitude@gradual",
+    scopes=("global", "uniform", "erk"),
+    paper="Zhu & Gupta 2017, 'To prune, or not to prune: exploring the efficacy of pruning for model compression'",
+)
+alias(
+    "imp",
+    "magnitude@iterative",
+    paper="Frankle & Carbin, ICLR 2019, 'The Lottery Ticket Hypothesis'; Frankle et al., ICML 2020, "
+    "'Linear Mode Connectivity and the Lottery Ticket Hypothesis'",
+)

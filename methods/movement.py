@@ -13,7 +13,10 @@ With plain SGD the scores would accumulate ``-lr * sum_t dL/dW_t * W_t``, the we
 
 * ``movement`` (hard): ``M = TopK(S)``, the highest scores at the kept fraction ``v_t`` of the cubic schedule (paper,
   Eq. 7, the reference's ``schedule_threshold``). ``uniform`` scope keeps ``v_t`` of each layer (the reference's
-  per-matrix ``TopKBinarizer``); ``global`` keeps the highest scores over all layers (``--global_topk``).
+  per-matrix ``TopKBinarizer``); ``global`` keeps the highest scores over all layers (``--global_topk``), each matrix
+  keeping at least ``int(0.005 n) + 1`` of its ``n`` weights, as the reference: with ``--global_topk`` it passes one
+  score threshold to every layer, whose ``ThresholdBinarizer`` keeps the scores above it unless fewer than
+  ``int(0.005 n) + 1`` remain, and then keeps that many of its own highest scores instead (``global_floor``).
 * ``soft_movement``: ``M = 1[sigmoid(S) > tau_t]`` with one threshold for all layers (the reference's
   ``ThresholdBinarizer`` with ``sigmoied_threshold``), and the loss gains ``lambda_t * mean_l ||sigmoid(S_l)||_1 / n_l``
   (the reference's ``regularization(mode="l1")``), where ``tau_t`` follows the cubic schedule from ``tau_i`` to
@@ -28,7 +31,10 @@ Port and deviations from the official code (all recorded as hyperparameters):
 * Exact counts: each step keeps exactly the scheduled number of weights per scope (counts from
   ``prunebench.allocation``, selection by ``torch.topk``), where the reference keeps ``int(v * n)`` per matrix and,
   with ``--global_topk``, refreshes the global threshold every ``global_topk_frequency_compute`` steps. The hard mask
-  therefore ends at exactly the target.
+  therefore ends at exactly the target. In ``global`` scope the per-matrix floor is kept within that exact count:
+  each matrix's floor, then the highest remaining scores over all matrices (the reference's floor adds its weights on
+  top of the global count). Version 1 of ``movement`` had no floor (``global_floor=None`` computes it); the floor
+  changes ``global`` results wherever a matrix would otherwise fall below it.
 * Optimizers: the reference trains weights and scores with one AdamW (weights 3e-5, scores 1e-2, no weight decay on the
   scores, one linear warm-up/decay schedule). The weights here follow the preset's fine-tuning SGD like every other
   method; the scores keep the reference's own setting, Adam (betas 0.9/0.999, eps 1e-8, no weight decay) at lr 1e-2,
@@ -46,6 +52,7 @@ Port and deviations from the official code (all recorded as hyperparameters):
   validation split was used, so treat ``soft_movement`` on mnist5k as mildly tuned on its test data.
 * The mask is computed once per step (after the optimizer step, for the next forward) instead of in every forward;
   the scores only change at optimizer steps, so the masks are the same.
+* The scores' parametrization and the final exact count are the shared ones of :mod:`prunebench.methods.masked`.
 * Soft movement reaches its own sparsity (``lambda_f`` sets it, the target does not); at the end the mask is brought to
   the exact target by a global top-k of ``S`` above each layer's floor of ``int(0.005 n) + 1`` weights (the same rule
   ``sigmoid(S) > tau`` with ``tau`` moved to the target, and the reference binarizer's floor), recorded as the
@@ -57,11 +64,10 @@ Port and deviations from the official code (all recorded as hyperparameters):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from prunebench.allocation import masks_from_scores, top_mask
 from prunebench.methods.base import (
@@ -72,6 +78,7 @@ from prunebench.methods.base import (
     TrainingSession,
     Weights,
 )
+from prunebench.methods.masked import MaskedSession, exact_top_k
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 
@@ -79,6 +86,15 @@ if TYPE_CHECKING:
     from prunebench.trainer import Trainer
 
 PAPER = "Sanh, Wolf & Rush, NeurIPS 2020, 'Movement Pruning: Adaptive Sparsity by Fine-Tuning'"
+
+FLOOR = 0.005
+"""The reference ``ThresholdBinarizer``'s floor: a matrix keeps at least ``int(0.005 n) + 1`` of its ``n`` weights."""
+
+
+def matrix_floor(size: int, fraction: float) -> int:
+    """The fewest weights the reference's ``ThresholdBinarizer`` keeps of a matrix of ``size``:
+    ``int(fraction * size) + 1``."""
+    return int(fraction * size) + 1
 
 
 class StraightThroughMask(torch.autograd.Function):
@@ -116,13 +132,7 @@ class ScoredMask(nn.Module):
         return StraightThroughMask.apply(weight, self.scores, self.mask)
 
 
-def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    """The module holding parameter ``name`` and the attribute name within it."""
-    path, _, attribute = name.rpartition(".")
-    return (model.get_submodule(path) if path else model), attribute
-
-
-class MovementSession(TrainingSession):
+class MovementSession(MaskedSession):
     """Scores, their optimizer and the schedule of one movement-pruning run (shared by the hard and soft variants)."""
 
     def __init__(
@@ -138,21 +148,15 @@ class MovementSession(TrainingSession):
         initial_warmup: float,
         final_warmup: float,
     ) -> None:
-        self.model = model
         self.sparsity = sparsity
         self.scope = scope
         self.score_lr = score_lr
         self.reference_steps = reference_steps
         self.start = initial_warmup
         self.end = 1.0 - final_warmup
-        self.total_steps = 1
         self.step_lr = score_lr
-        self.masks: dict[str, ScoredMask] = {}
-        for name, weight in weights.items():
-            owner, attribute = _owner(model, name)
-            parametrization = ScoredMask(weight.detach(), score_init)
-            parametrize.register_parametrization(owner, attribute, parametrization)
-            self.masks[name] = parametrization
+        self.masks = {name: ScoredMask(weight.detach(), score_init) for name, weight in weights.items()}
+        super().__init__(model, weights, self.masks)
         self.scores = {name: p.scores for name, p in self.masks.items()}
         self.optimizer = torch.optim.Adam(
             list(self.scores.values()), lr=score_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
@@ -161,65 +165,72 @@ class MovementSession(TrainingSession):
     def method_parameters(self) -> list[torch.Tensor]:
         return list(self.scores.values())
 
-    def progress(self, step: int) -> float:
-        """Fraction of the learning phase done before optimizer step ``step`` (0-based)."""
-        return step / self.total_steps
-
-    def update_masks(self, step: int) -> None:
-        """Write the binary masks used by the forward pass of step ``step``."""
+    def update_masks(self, progress: float) -> None:
+        """Write the binary masks of the next forward pass, at ``progress`` (fraction of the learning phase done)."""
         raise NotImplementedError
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.total_steps = max(trainer.total_steps, 1)
         if self.reference_steps is not None:
-            self.step_lr = self.score_lr * self.reference_steps / self.total_steps
-        self.update_masks(0)
+            self.step_lr = self.score_lr * self.reference_steps / max(trainer.total_steps, 1)
+        self.update_masks(trainer.progress)
 
     def before_step(self, trainer: Trainer) -> None:
-        base = trainer.optim_config.lr
-        factor = trainer.optimizer.param_groups[0]["lr"] / base if base > 0 else 1.0
         for group in self.optimizer.param_groups:
-            group["lr"] = self.step_lr * factor
+            group["lr"] = self.step_lr * trainer.lr_factor
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def after_step(self, trainer: Trainer) -> None:
-        self.update_masks(trainer.step + 1)
+        self.update_masks(trainer.progress)
 
     def _write(self, masks: Masks) -> None:
         with torch.no_grad():
             for name, mask in masks.items():
                 self.masks[name].mask.copy_(mask)
 
-    def _detach(self, masks: Masks) -> None:
-        """Remove the parametrizations and leave plain weights, zeroed where ``masks`` is ``False``."""
-        for name in self.masks:
-            owner, attribute = _owner(self.model, name)
-            parametrize.remove_parametrizations(owner, attribute, leave_parametrized=False)
-            with torch.no_grad():
-                getattr(owner, attribute).mul_(masks[name].to(getattr(owner, attribute).dtype))
-
 
 class HardMovementSession(MovementSession):
-    """``M = TopK(S)`` at the scheduled kept fraction, per layer (``uniform``) or over all layers (``global``)."""
+    """``M = TopK(S)`` at the scheduled kept fraction, per layer (``uniform``) or over all layers (``global``, each
+    layer above its floor)."""
 
-    def keep_fraction(self, step: int) -> float:
+    def __init__(
+        self,
+        model: nn.Module,
+        weights: Weights,
+        sparsity: float,
+        scope: str,
+        *,
+        global_floor: float | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, weights, sparsity, scope, **kwargs)
+        self.floors = (
+            {name: matrix_floor(w.numel(), global_floor) for name, w in weights.items()}
+            if scope == "global" and global_floor is not None
+            else None
+        )
+
+    def keep_fraction(self, progress: float) -> float:
         """The cubic schedule of the kept fraction (paper, Eq. 7; the reference's ``schedule_threshold``)."""
-        return cubic_keep_fraction(self.progress(step), 1.0 - self.sparsity, self.start, self.end)
+        return cubic_keep_fraction(progress, 1.0 - self.sparsity, self.start, self.end)
 
-    def update_masks(self, step: int) -> None:
-        keep = self.keep_fraction(step)
+    def top_masks(self, sparsity: float) -> Masks:
+        """The highest scores at ``sparsity``: per layer (``uniform``), or globally above each layer's floor."""
+        if self.scope == "global":
+            return exact_top_k(self.scores, sparsity, self.floors)
+        return masks_from_scores(self.scores, sparsity, self.scope)
+
+    def update_masks(self, progress: float) -> None:
+        keep = self.keep_fraction(progress)
         if keep >= 1.0:
             with torch.no_grad():
                 for parametrization in self.masks.values():
                     parametrization.mask.fill_(1.0)
             return
-        self._write(masks_from_scores(self.scores, 1.0 - keep, self.scope))
+        self._write(self.top_masks(1.0 - keep))
 
-    def finish(self, trainer: Trainer) -> FinalMasks:
-        masks = masks_from_scores(self.scores, self.sparsity, self.scope)
-        self._detach(masks)
-        return FinalMasks(masks=masks, method_sparsity=self.sparsity)
+    def final_masks(self, trainer: Trainer) -> FinalMasks:
+        return FinalMasks(masks=self.top_masks(self.sparsity), method_sparsity=self.sparsity)
 
 
 class SoftMovementSession(MovementSession):
@@ -241,16 +252,12 @@ class SoftMovementSession(MovementSession):
         self.final_threshold = final_threshold
         self.final_lambda = final_lambda
         self.regu_lambda = 0.0
-        self.floors = {name: int(0.005 * scores.numel()) + 1 for name, scores in self.scores.items()}
+        self.floors = {name: matrix_floor(scores.numel(), FLOOR) for name, scores in self.scores.items()}
 
-    def threshold(self, step: int) -> float:
+    def threshold(self, progress: float) -> float:
         """``tau_t``: the reference's cubic schedule from ``tau_i`` to ``tau_f`` (``schedule_threshold``)."""
         return cubic_keep_fraction(
-            self.progress(step),
-            self.final_threshold,
-            self.start,
-            self.end,
-            initial_keep=self.initial_threshold,
+            progress, self.final_threshold, self.start, self.end, initial_keep=self.initial_threshold
         )
 
     @torch.no_grad()
@@ -267,14 +274,10 @@ class SoftMovementSession(MovementSession):
     @torch.no_grad()
     def exact_masks(self) -> Masks:
         """Exactly the target: each layer's floor, then the highest remaining scores over all layers."""
-        ranked = {
-            name: scores.masked_fill(top_mask(scores, self.floors[name]), math.inf)
-            for name, scores in self.scores.items()
-        }
-        return masks_from_scores(ranked, self.sparsity, "global")
+        return exact_top_k(self.scores, self.sparsity, self.floors)
 
-    def update_masks(self, step: int) -> None:
-        tau = self.threshold(step)
+    def update_masks(self, progress: float) -> None:
+        tau = self.threshold(progress)
         self.regu_lambda = self.final_lambda * tau / self.final_threshold
         self._write(self.threshold_masks(tau))
 
@@ -285,14 +288,12 @@ class SoftMovementSession(MovementSession):
         penalty = torch.stack([torch.sigmoid(s).sum() / s.numel() for s in self.scores.values()]).mean()
         return loss + self.regu_lambda * penalty
 
-    def finish(self, trainer: Trainer) -> FinalMasks:
+    def final_masks(self, trainer: Trainer) -> FinalMasks:
         own = self.threshold_masks(self.final_threshold)
         total = sum(m.numel() for m in own.values())
         kept = sum(int(m.sum()) for m in own.values())
-        masks = self.exact_masks()
-        self._detach(masks)
         return FinalMasks(
-            masks=masks,
+            masks=self.exact_masks(),
             method_sparsity=1.0 - kept / total,
             enforcement="global top-k of the scores S above each layer's 0.5% floor (threshold moved to the target)",
             details={
@@ -303,13 +304,14 @@ class SoftMovementSession(MovementSession):
         )
 
 
-@register("movement", schedule="during_training", scopes=("global", "uniform"), paper=PAPER)
+@register("movement", schedule="during_training", scopes=("global", "uniform"), paper=PAPER, version=2)
 class Movement(TrainingMethod):
     """Hard movement pruning: keep the top-k learned movement scores, along a cubic schedule, fine-tuning the dense model.
 
     Defaults are the reference's SQuAD recipe (``--mask_scores_learning_rate 1e-2 --initial_warmup 1
     --final_warmup 2`` of 10 epochs, ``--mask_init constant --mask_scale 0``), warm-ups given as fractions of the
-    learning phase. ``uniform`` is the reference's per-matrix top-k, ``global`` its ``--global_topk``.
+    learning phase. ``uniform`` is the reference's per-matrix top-k, ``global`` its ``--global_topk`` with the
+    reference binarizer's per-matrix floor (``global_floor``; version 2, see the module docstring).
     """
 
     starts_from = "dense"
@@ -320,13 +322,21 @@ class Movement(TrainingMethod):
         initial_warmup: float = 0.1,
         final_warmup: float = 0.2,
         score_init: float = 0.0,
+        global_floor: Annotated[
+            float | None,
+            "global scope: each matrix keeps at least int(global_floor * n) + 1 of its n weights "
+            "(the reference's ThresholdBinarizer, 0.005); none: no floor",
+        ] = FLOOR,
     ) -> None:
         if not 0.0 <= initial_warmup < 1.0 - final_warmup <= 1.0:
             raise ValueError("the warm-ups must leave part of the learning phase for the cubic ramp")
+        if global_floor is not None and not 0.0 <= global_floor < 1.0:
+            raise ValueError(f"global_floor is a fraction of each matrix in [0, 1), got {global_floor}")
         self.score_lr = score_lr
         self.initial_warmup = initial_warmup
         self.final_warmup = final_warmup
         self.score_init = score_init
+        self.global_floor = global_floor
 
     def attach(
         self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext
@@ -336,6 +346,7 @@ class Movement(TrainingMethod):
             weights,
             sparsity,
             scope,
+            global_floor=self.global_floor,
             score_init=self.score_init,
             score_lr=self.score_lr,
             reference_steps=None,

@@ -16,8 +16,8 @@ Training step (official code: ``utils/conv_type.py::ProbMaskConv``, ``trainers/d
   phase done (the code's ``T = 1 / tau``).
 * Gradient-norm clipping at 3 over the weights and the probabilities together (the code clips
   ``model.parameters()``, which holds both; a preset's own clip of the weights, if any, runs first), then the
-  weights' SGD step (the harness's) and the probabilities' Adam step (lr 6e-3, no weight decay, cosine to zero over
-  the learning phase).
+  probabilities' Adam step (lr 6e-3, no weight decay, cosine to zero over the learning phase) and the weights' SGD
+  step (the harness's; the two update different tensors, so their order does not matter).
 * Projection of ``s`` onto ``{0 <= s <= 1, sum(s) <= k}`` over all layers jointly (``utils/net_utils.py::
   solve_v_total, constrainScoreByWhole``): ``s <- clamp(s - v, 0, 1)`` with the shift ``v >= 0`` solving
   ``sum_i clamp(s_i - v, 0, 1) = k`` (``v = 0`` when the clamped sum already meets the budget). This is the exact
@@ -75,11 +75,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 
 from prunebench.allocation import keep_budget
 from prunebench.errors import UsageError
-from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, TrainingSession, Weights
+from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
+from prunebench.methods.masked import MaskedSession
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 from prunebench.recipe import OptimConfig
@@ -183,63 +183,55 @@ class _SampledMask(nn.Module):
         return weight * mask[self.start : self.stop].view_as(weight)
 
 
-class ProbMaskSession(TrainingSession):
+class ProbMaskSession(MaskedSession):
     """ProbMask's state while the weights train: the flat probability vector, its Adam optimizer and the schedules.
 
     The probabilities of all layers are one contiguous float32 vector (``scores``), so the relaxation, the clipping,
-    the Adam step and the projection are each a few kernels over all layers at once; each prunable weight is
-    parametrized (``torch.nn.utils.parametrize``) to compute with its slice of the current relaxed mask.
+    the Adam step and the projection are each a few kernels over all layers at once; each prunable weight computes
+    with its slice of the current relaxed mask (the shared parametrization of :mod:`prunebench.methods.masked`).
     """
 
     def __init__(
         self, method: ProbMask, model: nn.Module, weights: Weights, sparsity: float, context: TrainingContext
     ) -> None:
         self.method = method
-        self.model = model
-        self.weights = weights
         self.sparsity = sparsity
         self.context = context
-        self.total_steps = max(context.epochs * context.steps_per_epoch, 1)
         self.size = sum(w.numel() for w in weights.values())
         device = next(iter(weights.values())).device
         self.scores = nn.Parameter(torch.ones(self.size, dtype=torch.float32, device=device))
         self.optimizer = torch.optim.Adam([self.scores], lr=method.score_lr, weight_decay=0.0)
         self.current_mask: torch.Tensor | None = None
         self.slices: dict[str, tuple[int, int]] = {}
-        modules = dict(model.named_modules())
         start = 0
         for name, weight in weights.items():
             self.slices[name] = (start, start + weight.numel())
-            module_name, _, attribute = name.rpartition(".")
-            parametrize.register_parametrization(  # unsafe: skip the trial forward, there is no mask yet
-                modules[module_name],
-                attribute,
-                _SampledMask(self, start, start + weight.numel()),
-                unsafe=True,
-            )
             start += weight.numel()
+        super().__init__(  # unsafe: skip the trial forward, there is no mask yet
+            model,
+            weights,
+            {name: _SampledMask(self, a, b) for name, (a, b) in self.slices.items()},
+            unsafe=True,
+        )
 
     def method_parameters(self) -> list[torch.Tensor]:
         return [self.scores]
 
-    def progress(self, step: int) -> float:
-        """Fraction of the learning phase done before ``step`` (0-based)."""
-        return step / self.total_steps
-
-    def temperature(self, step: int) -> float:
-        """``tau`` at ``step``: linear from ``temperature_start`` to ``temperature_end`` over the learning phase."""
+    def temperature(self, progress: float) -> float:
+        """``tau`` at ``progress`` (fraction of the learning phase done): linear from ``temperature_start`` to
+        ``temperature_end``."""
         m = self.method
-        return m.temperature_end + (m.temperature_start - m.temperature_end) * (1.0 - self.progress(step))
+        return m.temperature_end + (m.temperature_start - m.temperature_end) * (1.0 - progress)
 
-    def budget(self, step: int) -> float:
-        """``k`` at ``step``: the cubic keep fraction of the ``N`` probabilities (``N`` before ``ts``)."""
+    def budget(self, progress: float) -> float:
+        """``k`` at ``progress``: the cubic keep fraction of the ``N`` probabilities (``N`` before ``ts``)."""
         keep = cubic_keep_fraction(
-            self.progress(step), 1.0 - self.sparsity, self.method.sparsity_start, self.method.sparsity_end
+            progress, 1.0 - self.sparsity, self.method.sparsity_start, self.method.sparsity_end
         )
         return keep * self.size
 
     def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        tau = self.temperature(trainer.step)
+        tau = self.temperature(trainer.progress)
         loss = torch.zeros((), device=inputs.device)
         for _ in range(self.method.samples):
             self.current_mask = relaxed_mask(self.scores, tau, logistic_noise(self.scores))
@@ -248,26 +240,20 @@ class ProbMaskSession(TrainingSession):
         return loss / self.method.samples
 
     def before_step(self, trainer: Trainer) -> None:
+        """Clip the gradients of the weights and the probabilities together, then step and project the
+        probabilities (the weights' SGD step follows; the two touch different tensors)."""
         nn.utils.clip_grad_norm_(
             [*trainer.weight_parameters, self.scores], self.method.grad_clip, foreach=True
         )
+        with torch.no_grad():
+            cosine = 0.5 * (1.0 + math.cos(math.pi * trainer.progress))
+            self.optimizer.param_groups[0]["lr"] = self.method.score_lr * cosine
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scores.copy_(project_to_budget(self.scores, self.budget(trainer.progress)))
 
-    @torch.no_grad()
-    def after_step(self, trainer: Trainer) -> None:
-        cosine = 0.5 * (1.0 + math.cos(math.pi * self.progress(trainer.step)))
-        self.optimizer.param_groups[0]["lr"] = self.method.score_lr * cosine
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scores.copy_(project_to_budget(self.scores, self.budget(trainer.step)))
-
-    @torch.no_grad()
-    def finish(self, trainer: Trainer) -> FinalMasks:
-        """Remove the parametrizations, keep the best of the sampled masks, bring it to the exact target count."""
-        for name in self.weights:
-            module_name, _, attribute = name.rpartition(".")
-            parametrize.remove_parametrizations(
-                self.model.get_submodule(module_name), attribute, leave_parametrized=False
-            )
+    def final_masks(self, trainer: Trainer) -> FinalMasks:
+        """The best of the sampled masks, brought to the exact target count."""
         probabilities = self.scores.detach().clone()
         candidates = [
             torch.rand_like(probabilities) < probabilities for _ in range(self.method.mask_candidates)
@@ -280,10 +266,6 @@ class ProbMaskSession(TrainingSession):
         magnitudes = torch.cat([w.detach().reshape(-1).abs().float() for w in self.weights.values()])
         exact = to_exact_count(sampled, probabilities, magnitudes, keep)
         masks = {name: exact[a:b].view_as(self.weights[name]) for name, (a, b) in self.slices.items()}
-        torch._foreach_mul_(
-            list(self.weights.values()),
-            [m.to(w.dtype) for m, w in zip(masks.values(), self.weights.values(), strict=True)],
-        )
         if sampled_kept > keep:
             enforcement = (
                 f"best of {len(candidates)} Bernoulli(s) masks kept {sampled_kept} weights; dropped the "

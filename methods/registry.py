@@ -175,7 +175,8 @@ def register(
     ``schedule`` (or ``schedules`` for a scoring criterion that runs under several, the first being what ``name``
     alone means) from :data:`~prunebench.schedules.SCHEDULES`; ``scopes`` a subset of :data:`SCOPES` (empty for
     the dense baseline); ``paper`` the citation shown by ``bench list methods``; ``version`` the algorithm version.
-    The first line of the class docstring is the one-line summary. Hyperparameters are the ``__init__`` keyword
+    The first line of the class docstring is the one-line summary (followed, for a criterion with several schedules,
+    by the schedule's). Hyperparameters are the ``__init__`` keyword
     arguments (:mod:`prunebench.hparams`).
     """
     chosen = schedules if schedules is not None else (schedule,) if schedule is not None else ()
@@ -235,17 +236,30 @@ def _spec(name: str, criterion: str, schedule: str, scopes=None, paper=None) -> 
         raise UsageError(
             f"{criterion} runs under the schedules {', '.join(entry.schedules)}; {schedule!r} is not one of them"
         )
-    doc = (entry.cls.__doc__ or "").strip()
     return MethodSpec(
         name=name,
         cls=entry.cls,
         schedule=schedule,
         scopes=tuple(scopes) if scopes is not None else entry.scopes,
         paper=paper or entry.paper,
-        summary=doc.splitlines()[0] if doc else "",
+        summary=_summary(entry, schedule),
         criterion=criterion,
         version=entry.version,
     )
+
+
+def _first_line(obj: object) -> str:
+    doc = (obj.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _summary(entry: _Entry, schedule: str) -> str:
+    """The class's one-line summary; for a criterion with several schedules, followed by the schedule's."""
+    summary = _first_line(entry.cls)
+    if len(entry.schedules) > 1 and schedule in SCHEDULE_CLASSES:
+        when = _first_line(SCHEDULE_CLASSES[schedule])
+        summary = f"{summary.rstrip('.')}: {when[:1].lower()}{when[1:]}"
+    return summary
 
 
 def get_method(name: str) -> MethodSpec:

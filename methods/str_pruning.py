@@ -52,8 +52,9 @@ never fixes a mask and never fine-tunes); thresholds get their own SGD step with
 rate, momentum and Nesterov setting (the official code puts them in a parameter group of the same SGD, which is the
 same update) but the controlled decay; the threshold is a scalar per layer of every Conv and Linear layer in the
 benchmark's prunable set (the official code wraps convolutions, and the classifier when it is a 1x1 convolution);
-the sparse function is the sigmoid one only (the official default). The reparameterization uses
-:mod:`torch.nn.utils.parametrize` and is removed in :meth:`STRSession.finish`, leaving a plain module.
+the sparse function is the sigmoid one only (the official default). The reparameterization is the shared
+parametrization of :mod:`prunebench.methods.masked`, removed at the end of the learning phase, leaving a plain
+module; the exact budget is its shared top-k.
 """
 
 from __future__ import annotations
@@ -63,10 +64,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
-from prunebench.allocation import keep_budget
-from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, TrainingSession, Weights
+from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
+from prunebench.methods.masked import MaskedSession, exact_top_k
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 
@@ -142,7 +142,7 @@ class DecayController:
         self.integral.add_(self.integral_gain * self.error).clamp_(*self.log_bounds)
 
 
-class STRSession(TrainingSession):
+class STRSession(MaskedSession):
     """STR's thresholds, their optimizer step and the decay controller, while the weights train."""
 
     def __init__(self, method: STR, model: nn.Module, weights: Weights, sparsity: float) -> None:
@@ -153,9 +153,11 @@ class STRSession(TrainingSession):
         device = next(iter(weights.values())).device
         self.thresholds = nn.Parameter(torch.full((len(weights),), float(method.s_init), device=device))
         self.momentum_buffer: torch.Tensor | None = None
-        self.modules = [model.get_submodule(name.rpartition(".")[0]) for name in self.names]
-        for index, module in enumerate(self.modules):
-            parametrize.register_parametrization(module, "weight", SoftThreshold(self.thresholds, index))
+        super().__init__(
+            model,
+            weights,
+            {name: SoftThreshold(self.thresholds, index) for index, name in enumerate(self.names)},
+        )
         self.decay = torch.zeros((), device=device)
         self.controller: DecayController | None = None
 
@@ -181,22 +183,17 @@ class STRSession(TrainingSession):
                 device=self.thresholds.device,
             )
 
-    def originals(self) -> list[torch.Tensor]:
-        """The raw weights ``W`` behind each layer's parametrization."""
-        return [module.parametrizations.weight.original for module in self.modules]
-
     @torch.no_grad()
     def own_sparsity(self) -> torch.Tensor:
         """STR's sparsity now: the fraction of prunable ``W_eff`` entries that are exactly zero (a device tensor)."""
         cutoffs = torch.sigmoid(self.thresholds)
-        kept = torch.stack([(w.abs() > cutoffs[i]).sum() for i, w in enumerate(self.originals())])
+        kept = torch.stack([(w.abs() > cutoffs[i]).sum() for i, w in enumerate(self.weights.values())])
         return 1.0 - kept.sum() / sum(self.sizes)
 
     @torch.no_grad()
     def before_step(self, trainer: Trainer) -> None:
         """SGD on the thresholds, with the weights' current learning rate and momentum and the threshold decay."""
         config = trainer.optim_config
-        lr = trainer.optimizer.param_groups[0]["lr"]
         if self.controller is not None:
             self.decay = self.controller.decay
         grad = self.thresholds.grad
@@ -210,29 +207,27 @@ class STRSession(TrainingSession):
                 direction = direction + config.momentum * self.momentum_buffer
             else:
                 direction = self.momentum_buffer
-        self.thresholds.sub_(lr * direction)
+        self.thresholds.sub_(trainer.lr * direction)
         self.thresholds.grad = None
 
     def after_step(self, trainer: Trainer) -> None:
         if self.controller is not None:
-            progress = (trainer.step + 1) / max(trainer.total_steps, 1)
-            self.controller.update(progress, self.own_sparsity())
+            self.controller.update(trainer.progress, self.own_sparsity())
 
-    @torch.no_grad()
-    def finish(self, trainer: Trainer) -> FinalMasks:
-        """Shift all thresholds by one ``delta`` so that exactly the budget survives; remove the reparameterization."""
+    def final_masks(self, trainer: Trainer) -> FinalMasks:
+        """Shift all thresholds by one ``delta`` so that exactly the budget survives, with the shifted values."""
         cutoffs = torch.sigmoid(self.thresholds).tolist()
-        originals = [w.detach() for w in self.originals()]
-        scores = [w.abs() - cutoff for w, cutoff in zip(originals, cutoffs, strict=True)]
-        layer_sparsity = [float((s <= 0).float().mean()) for s in scores]
+        scores = {
+            name: w.detach().abs() - cutoff
+            for (name, w), cutoff in zip(self.weights.items(), cutoffs, strict=True)
+        }
+        layer_sparsity = [float((s <= 0).float().mean()) for s in scores.values()]
         own = sum(sp * n for sp, n in zip(layer_sparsity, self.sizes, strict=True)) / sum(self.sizes)
-        keep = keep_budget(sum(self.sizes), self.sparsity)
-        flat = torch.cat([s.reshape(-1) for s in scores])
-        ordered = torch.argsort(flat, descending=True, stable=True)
-        kept_flat = torch.zeros_like(flat, dtype=torch.bool)
-        kept_flat[ordered[:keep]] = True
-        last_kept = flat[ordered[keep - 1]]
-        first_dropped = flat[ordered[keep]] if keep < flat.numel() else None
+        masks = exact_top_k(scores, self.sparsity)
+        kept = torch.cat([s[masks[name]] for name, s in scores.items()])
+        dropped = torch.cat([s[~masks[name]] for name, s in scores.items()])
+        last_kept = kept.min()
+        first_dropped = dropped.max() if dropped.numel() else None
         if last_kept > 0 and (first_dropped is None or first_dropped <= 0):
             delta = torch.zeros_like(last_kept)
         else:
@@ -240,15 +235,8 @@ class STRSession(TrainingSession):
             # survivor, ties included, keeps a non-zero value.
             bound = last_kept if first_dropped is None else first_dropped
             delta = torch.nextafter(bound, torch.full_like(bound, -math.inf))
-        masks: dict[str, torch.Tensor] = {}
-        start = 0
-        for name, module, weight, score in zip(self.names, self.modules, originals, scores, strict=True):
-            mask = kept_flat[start : start + weight.numel()].view_as(weight)
-            start += weight.numel()
-            values = torch.sign(weight) * (score - delta) * mask
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-            module.weight.copy_(values)
-            masks[name] = mask
+        for name, weight in self.weights.items():
+            weight.copy_(torch.sign(weight) * (scores[name] - delta) * masks[name])
         return FinalMasks(
             masks=masks,
             method_sparsity=own,

@@ -235,7 +235,7 @@ def _poisoned_method(damage: str):
             self.weights, self.sparsity, self.scope = weights, sparsity, scope
 
         def after_step(self, trainer):
-            if damage == "nan" and trainer.step == trainer.total_steps - 1:
+            if damage == "nan" and trainer.step == trainer.total_steps:  # after the last step
                 next(iter(self.weights.values())).data.view(-1)[0] = float("nan")
 
         def finish(self, trainer):

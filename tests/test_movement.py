@@ -13,7 +13,7 @@ from torch.nn.utils import parametrize
 from prunebench.config import RunConfig
 from prunebench.datasets.memory import TensorLoader
 from prunebench.methods import get_method
-from prunebench.methods.movement import HardMovementSession, ScoredMask, SoftMovementSession
+from prunebench.methods.movement import HardMovementSession, ScoredMask, SoftMovementSession, matrix_floor
 from prunebench.prunable import prunable_weights
 from prunebench.recipe import OptimConfig
 from prunebench.runner import execute
@@ -84,14 +84,15 @@ def test_scores_are_trained_by_the_session_with_the_scaled_lr() -> None:
 
 def hand_scored(scope: str, sparsity: float) -> tuple[nn.Module, HardMovementSession]:
     model = two_layers()
-    session = HardMovementSession(model, prunable_weights(model), sparsity, scope, **SESSION)
+    session = HardMovementSession(
+        model, prunable_weights(model), sparsity, scope, global_floor=None, **SESSION
+    )
     with torch.no_grad():
         session.scores["0.weight"].copy_(torch.arange(20.0).view(5, 4) + 100.0)  # all above layer 2's scores
         session.scores["2.weight"].copy_(
             -torch.arange(15.0).view(3, 5)
         )  # highest first: flat index 0, 1, ...
-    session.total_steps = 10
-    session.update_masks(10)  # after the schedule's end: the final kept fraction
+    session.update_masks(1.0)  # after the schedule's end: the final kept fraction
     return model, session
 
 
@@ -112,17 +113,47 @@ def test_global_scope_uses_one_threshold_across_layers() -> None:
     assert first.flatten()[6:].all()
 
 
+def test_global_floor_keeps_the_reference_minimum_of_every_matrix() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 10))  # 400 and 200 weights
+    session = HardMovementSession(
+        model, prunable_weights(model), 0.9, "global", global_floor=0.005, **SESSION
+    )
+    with torch.no_grad():
+        session.scores["0.weight"].copy_(torch.arange(400.0).view(20, 20) + 1000.0)  # all above layer 2's
+        session.scores["2.weight"].copy_(
+            -torch.arange(200.0).view(10, 20)
+        )  # highest first: flat index 0, 1, ...
+    assert [matrix_floor(n, 0.005) for n in (199, 200, 400)] == [1, 2, 3]  # int(0.005 n) + 1
+    session.update_masks(1.0)
+    first, second = session.masks["0.weight"].mask.flatten(), session.masks["2.weight"].mask.flatten()
+    # By hand: round(600 * 0.1) = 60 kept. Layer 2's floor is int(0.005 * 200) + 1 = 2 (its two highest scores,
+    # flat indices 0 and 1); the other 58 are layer 1's highest (flat indices 342..399), above its floor of 3.
+    assert second.nonzero().flatten().tolist() == [0, 1]
+    assert first.nonzero().flatten().tolist() == list(range(342, 400))
+    other = nn.Sequential(nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 10))
+    without = HardMovementSession(other, prunable_weights(other), 0.9, "global", global_floor=None, **SESSION)
+    with torch.no_grad():
+        for name, scores in session.scores.items():
+            without.scores[name].copy_(scores)
+    without.update_masks(1.0)
+    assert int(without.masks["2.weight"].mask.sum()) == 0  # no floor: one threshold empties layer 2
+    final = session.finish(trainer=None)  # type: ignore[arg-type]
+    assert torch.equal(final.masks["2.weight"].flatten(), second.bool())
+
+
 def test_hard_schedule_is_the_cubic_formula() -> None:
     model = two_layers()
-    session = HardMovementSession(model, prunable_weights(model), 0.9, "uniform", **SESSION)
-    session.total_steps = 1000
+    session = HardMovementSession(
+        model, prunable_weights(model), 0.9, "uniform", global_floor=None, **SESSION
+    )
     final = 0.1
     for step in (0, 50, 100, 200, 450, 700, 799, 800, 900, 1000):
         p = step / 1000
         expected = (
             1.0 if p <= 0.1 else final if p >= 0.8 else final + (1 - final) * (1 - (p - 0.1) / 0.7) ** 3
         )
-        assert session.keep_fraction(step) == pytest.approx(expected, abs=1e-12)
+        assert session.keep_fraction(p) == pytest.approx(expected, abs=1e-12)
 
 
 def test_soft_threshold_and_lambda_follow_the_reference_schedule() -> None:
@@ -136,12 +167,11 @@ def test_soft_threshold_and_lambda_follow_the_reference_schedule() -> None:
         final_lambda=400.0,
         **SESSION,
     )
-    session.total_steps = 100
     for step in (0, 10, 30, 55, 80, 100):
         p = step / 100
         tau = 0.0 if p <= 0.1 else 0.1 if p >= 0.8 else 0.1 - 0.1 * (1 - (p - 0.1) / 0.7) ** 3
-        session.update_masks(step)
-        assert session.threshold(step) == pytest.approx(tau, abs=1e-12)
+        session.update_masks(p)
+        assert session.threshold(p) == pytest.approx(tau, abs=1e-12)
         assert session.regu_lambda == pytest.approx(400.0 * tau / 0.1, abs=1e-9)
 
 

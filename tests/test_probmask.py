@@ -147,8 +147,8 @@ def test_budget_and_temperature_follow_the_reference_schedules(small_convnet):
             rho = 1.0 - target
         else:
             rho = (1.0 - target) + target * (1.0 - (p - 0.16) / (0.6 - 0.16)) ** 3
-        assert session.budget(step) == pytest.approx(rho * n, rel=1e-12)
-        assert session.temperature(step) == pytest.approx(0.97 * (1.0 - p) + 0.03, rel=1e-12)
+        assert session.budget(p) == pytest.approx(rho * n, rel=1e-12)
+        assert session.temperature(p) == pytest.approx(0.97 * (1.0 - p) + 0.03, rel=1e-12)
 
 
 def test_gradients_reach_the_probabilities_through_the_relaxation(small_convnet):
@@ -159,7 +159,7 @@ def test_gradients_reach_the_probabilities_through_the_relaxation(small_convnet)
     with torch.no_grad():
         session.scores.uniform_(0.2, 0.8)
     inputs, targets = torch.randn(8, 1, 8, 8, dtype=torch.float64), torch.randint(0, 3, (8,))
-    trainer = SimpleNamespace(step=5)
+    trainer = SimpleNamespace(progress=5 / 40)
 
     def loss_at(scores: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -58,3 +58,24 @@ def test_every_registered_method_declares_a_paper_and_a_summary():
 def test_unknown_method_lists_the_registry():
     with pytest.raises(UsageError, match="registered: .*probmask"):
         registry.get_method("nonexistent")
+
+
+def test_existing_names_mean_what_they_meant_as_criterion_and_schedule():
+    expected = {
+        "magnitude": ("magnitude", "after_training"),
+        "magnitude_init": ("magnitude", "at_init"),
+        "gmp": ("magnitude", "gradual"),
+        "imp": ("magnitude", "iterative"),
+        "random": ("random", "at_init"),
+        "lamp": ("lamp", "after_training"),
+    }
+    for name, key in expected.items():
+        spec = registry.get_method(name)
+        assert (spec.criterion, spec.schedule) == key, name
+        assert registry.get_method("@".join(key)).name == name  # an alias is shown under its name
+    assert registry.get_method("magnitude_init").summary.startswith(
+        "Keep the largest |w|: score once at init"
+    )
+    assert registry.get_method("random@after_training").name == "random@after_training"
+    with pytest.raises(UsageError, match="runs under the schedules at_init"):
+        registry.get_method("snip@gradual")

@@ -37,11 +37,9 @@ def context() -> TrainingContext:
 
 
 def fake_trainer(lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
-    """What the session reads from the trainer: the recipe, the current learning rate, the step counters."""
+    """What the session reads from the trainer: the recipe, the current learning rate, the progress."""
     config = OptimConfig(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-    return SimpleNamespace(
-        optim_config=config, optimizer=SimpleNamespace(param_groups=[{"lr": lr}]), step=0, total_steps=10
-    )
+    return SimpleNamespace(optim_config=config, lr=lr, progress=0.0)
 
 
 def test_forward_is_the_soft_threshold_on_a_hand_made_tensor():
