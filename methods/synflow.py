@@ -7,7 +7,7 @@ from torch import nn
 
 from prunebench.allocation import masks_from_scores
 from prunebench.errors import UsageError
-from prunebench.methods._scoring import model_device, set_batchnorm_mode
+from prunebench.methods._scoring import MissingData, model_device, set_batchnorm_mode
 from prunebench.methods.base import Masks, ScoringData, ScoringMethod, Weights
 from prunebench.methods.registry import register
 
@@ -28,8 +28,8 @@ class SynFlow(ScoringMethod):
     round allocates its budget with the requested scope. BatchNorm runs in eval mode (the running statistics, made
     non-negative like every other buffer), as ``prune_loop``'s ``model.eval()``; dropout is off.
 
-    The input shape is that of the scoring data's first batch (the values are never read), or the ``input_shape``
-    hyperparameter when no data is given.
+    The input shape is the ``input_shape`` hyperparameter, or when it is not given that of the scoring data's first
+    batch (the values are never read).
 
     Deviations from the official code (``ganguli-lab/Synaptic-Flow``, ``Pruners/pruners.py``, ``prune.py``):
     (1) scoring runs in float64 (``double=True``): in float32, as the official code (whose ``model.double()`` is
@@ -92,10 +92,10 @@ class SynFlow(ScoringMethod):
         return params, torch.ones(1, *shape, dtype=reference.dtype, device=model_device(model))
 
     def _shape(self, data: ScoringData | None) -> tuple[int, ...]:
-        if data is not None:
-            return tuple(data.first_batch()[0].shape[1:])
         if self.input_shape is not None:
             return tuple(self.input_shape)
+        if data is not None and not isinstance(data, MissingData):
+            return tuple(data.first_batch()[0].shape[1:])
         raise UsageError(
             "synflow needs the input shape: pass data=[(inputs, targets)] or input_shape=(channels, height, width)"
         )
