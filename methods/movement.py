@@ -1,6 +1,10 @@
 """Movement pruning, hard and soft (Sanh, Wolf & Rush, NeurIPS 2020, "Movement Pruning: Adaptive Sparsity by
 Fine-Tuning"), ported from the official ``examples/research_projects/movement-pruning`` code of huggingface/transformers
-(``emmental/modules/masked_nn.py``, ``emmental/modules/binarizer.py``, ``masked_run_glue.py``) to Conv and Linear layers.
+(``emmental/modules/masked_nn.py``, ``emmental/modules/binarizer.py``, ``masked_run_glue.py``) to every weight of the
+prunable set: Conv and Linear layers and attention projections. On models with separate query, key and value Linear
+layers (BERT, the paper's model, and Hugging Face's ViT) each projection is its own matrix, as in the reference; the
+packed ``in_proj_weight`` of ``nn.MultiheadAttention`` is one ``3E x E`` matrix, so ``uniform`` takes one top-k over
+Q, K and V together there. Embeddings are pruned only when the run asks for them (the reference leaves them dense).
 
 Both variants fine-tune the shared dense pre-training (``starts_from = "dense"``), as the paper fine-prunes a
 pre-trained BERT. Every prunable weight ``W`` gets a score matrix ``S`` (initialised to the constant 0, the reference's
@@ -61,9 +65,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from prunebench.allocation import masks_from_scores, top_mask
+from prunebench.methods._parametrize import Locations, parametrize_weight, remove_parametrization
 from prunebench.methods.base import (
     FinalMasks,
     Masks,
@@ -116,12 +120,6 @@ class ScoredMask(nn.Module):
         return StraightThroughMask.apply(weight, self.scores, self.mask)
 
 
-def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    """The module holding parameter ``name`` and the attribute name within it."""
-    path, _, attribute = name.rpartition(".")
-    return (model.get_submodule(path) if path else model), attribute
-
-
 class MovementSession(TrainingSession):
     """Scores, their optimizer and the schedule of one movement-pruning run (shared by the hard and soft variants)."""
 
@@ -147,11 +145,12 @@ class MovementSession(TrainingSession):
         self.end = 1.0 - final_warmup
         self.total_steps = 1
         self.step_lr = score_lr
+        self.weights = weights
         self.masks: dict[str, ScoredMask] = {}
+        self.locations: dict[str, Locations] = {}
         for name, weight in weights.items():
-            owner, attribute = _owner(model, name)
             parametrization = ScoredMask(weight.detach(), score_init)
-            parametrize.register_parametrization(owner, attribute, parametrization)
+            self.locations[name] = parametrize_weight(model, name, parametrization)
             self.masks[name] = parametrization
         self.scores = {name: p.scores for name, p in self.masks.items()}
         self.optimizer = torch.optim.Adam(
@@ -193,11 +192,10 @@ class MovementSession(TrainingSession):
 
     def _detach(self, masks: Masks) -> None:
         """Remove the parametrizations and leave plain weights, zeroed where ``masks`` is ``False``."""
-        for name in self.masks:
-            owner, attribute = _owner(self.model, name)
-            parametrize.remove_parametrizations(owner, attribute, leave_parametrized=False)
+        for name, weight in self.weights.items():
+            remove_parametrization(self.locations[name])
             with torch.no_grad():
-                getattr(owner, attribute).mul_(masks[name].to(getattr(owner, attribute).dtype))
+                weight.mul_(masks[name].to(weight.dtype))
 
 
 class HardMovementSession(MovementSession):

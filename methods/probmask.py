@@ -75,10 +75,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 
 from prunebench.allocation import keep_budget
 from prunebench.errors import UsageError
+from prunebench.methods._parametrize import Locations, parametrize_weight, remove_parametrization
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, TrainingSession, Weights
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
@@ -188,7 +188,8 @@ class ProbMaskSession(TrainingSession):
 
     The probabilities of all layers are one contiguous float32 vector (``scores``), so the relaxation, the clipping,
     the Adam step and the projection are each a few kernels over all layers at once; each prunable weight is
-    parametrized (``torch.nn.utils.parametrize``) to compute with its slice of the current relaxed mask.
+    parametrized (``torch.nn.utils.parametrize``, on every module that uses it when it is tied) to compute with its
+    slice of the current relaxed mask.
     """
 
     def __init__(
@@ -206,16 +207,12 @@ class ProbMaskSession(TrainingSession):
         self.optimizer = torch.optim.Adam([self.scores], lr=method.score_lr, weight_decay=0.0)
         self.current_mask: torch.Tensor | None = None
         self.slices: dict[str, tuple[int, int]] = {}
-        modules = dict(model.named_modules())
+        self.locations: dict[str, Locations] = {}
         start = 0
         for name, weight in weights.items():
             self.slices[name] = (start, start + weight.numel())
-            module_name, _, attribute = name.rpartition(".")
-            parametrize.register_parametrization(  # unsafe: skip the trial forward, there is no mask yet
-                modules[module_name],
-                attribute,
-                _SampledMask(self, start, start + weight.numel()),
-                unsafe=True,
+            self.locations[name] = parametrize_weight(  # unsafe: skip the trial forward, there is no mask yet
+                model, name, _SampledMask(self, start, start + weight.numel()), unsafe=True
             )
             start += weight.numel()
 
@@ -263,11 +260,8 @@ class ProbMaskSession(TrainingSession):
     @torch.no_grad()
     def finish(self, trainer: Trainer) -> FinalMasks:
         """Remove the parametrizations, keep the best of the sampled masks, bring it to the exact target count."""
-        for name in self.weights:
-            module_name, _, attribute = name.rpartition(".")
-            parametrize.remove_parametrizations(
-                self.model.get_submodule(module_name), attribute, leave_parametrized=False
-            )
+        for locations in self.locations.values():
+            remove_parametrization(locations)
         probabilities = self.scores.detach().clone()
         candidates = [
             torch.rand_like(probabilities) < probabilities for _ in range(self.method.mask_candidates)

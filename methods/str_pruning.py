@@ -50,10 +50,11 @@ targets 0.9 / 0.95 / 0.99 on that preset (seed 0), and 0.903–0.904 / 0.952 / 0
 Deviations from the official code, all named: the controller and the final projection above (the official STR
 never fixes a mask and never fine-tunes); thresholds get their own SGD step with the weights' current learning
 rate, momentum and Nesterov setting (the official code puts them in a parameter group of the same SGD, which is the
-same update) but the controlled decay; the threshold is a scalar per layer of every Conv and Linear layer in the
-benchmark's prunable set (the official code wraps convolutions, and the classifier when it is a 1x1 convolution);
+same update) but the controlled decay; the threshold is a scalar per weight of the benchmark's prunable set (Conv,
+Linear, attention projections; a tied weight has one) (the official code wraps convolutions, and the classifier when it is a 1x1 convolution);
 the sparse function is the sigmoid one only (the official default). The reparameterization uses
-:mod:`torch.nn.utils.parametrize` and is removed in :meth:`STRSession.finish`, leaving a plain module.
+:mod:`torch.nn.utils.parametrize` (on every module that uses a tied weight) and is removed in
+:meth:`STRSession.finish`, leaving a plain module.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from prunebench.allocation import keep_budget
+from prunebench.methods._parametrize import parametrize_weight, remove_parametrization
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, TrainingSession, Weights
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
@@ -153,9 +154,11 @@ class STRSession(TrainingSession):
         device = next(iter(weights.values())).device
         self.thresholds = nn.Parameter(torch.full((len(weights),), float(method.s_init), device=device))
         self.momentum_buffer: torch.Tensor | None = None
-        self.modules = [model.get_submodule(name.rpartition(".")[0]) for name in self.names]
-        for index, module in enumerate(self.modules):
-            parametrize.register_parametrization(module, "weight", SoftThreshold(self.thresholds, index))
+        self.weights = list(weights.values())
+        self.locations = [
+            parametrize_weight(model, name, SoftThreshold(self.thresholds, index))
+            for index, name in enumerate(self.names)
+        ]
         self.decay = torch.zeros((), device=device)
         self.controller: DecayController | None = None
 
@@ -182,8 +185,8 @@ class STRSession(TrainingSession):
             )
 
     def originals(self) -> list[torch.Tensor]:
-        """The raw weights ``W`` behind each layer's parametrization."""
-        return [module.parametrizations.weight.original for module in self.modules]
+        """The raw weights ``W`` behind each layer's parametrization (the parametrizations' ``original``)."""
+        return self.weights
 
     @torch.no_grad()
     def own_sparsity(self) -> torch.Tensor:
@@ -242,12 +245,12 @@ class STRSession(TrainingSession):
             delta = torch.nextafter(bound, torch.full_like(bound, -math.inf))
         masks: dict[str, torch.Tensor] = {}
         start = 0
-        for name, module, weight, score in zip(self.names, self.modules, originals, scores, strict=True):
+        for name, locations, weight, score in zip(self.names, self.locations, originals, scores, strict=True):
             mask = kept_flat[start : start + weight.numel()].view_as(weight)
             start += weight.numel()
             values = torch.sign(weight) * (score - delta) * mask
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-            module.weight.copy_(values)
+            remove_parametrization(locations)
+            weight.copy_(values)
             masks[name] = mask
         return FinalMasks(
             masks=masks,

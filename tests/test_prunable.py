@@ -23,61 +23,29 @@ from prunebench.methods.base import ScoringMethod
 from prunebench.models import all_models
 from prunebench.prunable import parameter_names, prunable_set, prunable_weights, weight_locations
 
-VOCAB, DIM, HIDDEN, CLASSES = 50, 16, 32, 4
+EMBEDDING = {"embed.weight": 50 * 16}  # the attention model's (conftest.py) Embedding(50, 16)
 
 
-class AttentionModel(nn.Module):
-    """The issue's model: Embedding + Conv1d + nn.MultiheadAttention + nn.TransformerEncoderLayer + head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(VOCAB, DIM)
-        self.conv = nn.Conv1d(DIM, DIM, 3, padding=1)
-        self.attention = nn.MultiheadAttention(DIM, 2, batch_first=True)
-        self.encoder = nn.TransformerEncoderLayer(DIM, 2, HIDDEN, dropout=0.0, batch_first=True)
-        self.head = nn.Linear(DIM, CLASSES)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.conv(self.embed(ids).transpose(1, 2)).transpose(1, 2)
-        x = x + self.attention(x, x, x, need_weights=False)[0]
-        return self.head(self.encoder(x).mean(1))
-
-
-def attention_model() -> AttentionModel:
-    torch.manual_seed(0)
-    return AttentionModel()
-
-
-# Counted by hand: (out, in) of every weight matrix of the model, embeddings apart.
-HAND = {
-    "conv.weight": DIM * DIM * 3,
-    "attention.in_proj_weight": 3 * DIM * DIM,  # Q, K and V packed
-    "attention.out_proj.weight": DIM * DIM,
-    "encoder.self_attn.in_proj_weight": 3 * DIM * DIM,
-    "encoder.self_attn.out_proj.weight": DIM * DIM,
-    "encoder.linear1.weight": HIDDEN * DIM,
-    "encoder.linear2.weight": DIM * HIDDEN,
-    "head.weight": CLASSES * DIM,
-}
-EMBEDDING = {"embed.weight": VOCAB * DIM}
-
-
-def test_the_prunable_set_of_an_attention_model_is_every_weight_matrix_counted_by_hand():
-    weights = prunable_weights(attention_model())
-    assert {name: w.numel() for name, w in weights.items()} == HAND
-    assert list(weights) == list(HAND)  # module order
-    assert sum(HAND.values()) == 3904
-    with_embeddings = prunable_weights(attention_model(), prune_embeddings=True)
-    assert {name: w.numel() for name, w in with_embeddings.items()} == EMBEDDING | HAND
-    assert list(with_embeddings) == [*EMBEDDING, *HAND]
+def test_the_prunable_set_of_an_attention_model_is_every_weight_matrix_counted_by_hand(
+    make_attention_model, hand_count
+):
+    weights = prunable_weights(make_attention_model())
+    assert {name: w.numel() for name, w in weights.items()} == hand_count
+    assert list(weights) == list(hand_count)  # module order
+    assert sum(hand_count.values()) == 3904
+    with_embeddings = prunable_weights(make_attention_model(), prune_embeddings=True)
+    assert {name: w.numel() for name, w in with_embeddings.items()} == EMBEDDING | hand_count
+    assert list(with_embeddings) == [*EMBEDDING, *hand_count]
 
 
 @pytest.mark.parametrize("prune_embeddings", [False, True])
-def test_global_magnitude_equals_torch_global_unstructured_on_the_same_tensors(prune_embeddings):
-    model = attention_model()
+def test_global_magnitude_equals_torch_global_unstructured_on_the_same_tensors(
+    prune_embeddings, make_attention_model, hand_count
+):
+    model = make_attention_model()
     masks = prunebench.prune(model, "magnitude", 0.9, scope="global", prune_embeddings=prune_embeddings)
     reference = copy.deepcopy(model)
-    names = [*(EMBEDDING if prune_embeddings else {}), *HAND]
+    names = [*(EMBEDDING if prune_embeddings else {}), *hand_count]
     targets = []
     for name in names:
         path, _, attribute = name.rpartition(".")
@@ -88,22 +56,22 @@ def test_global_magnitude_equals_torch_global_unstructured_on_the_same_tensors(p
         assert torch.equal(masks[name], getattr(module, f"{attribute}_mask").bool()), name
 
 
-def test_a_requested_sparsity_is_the_sparsity_of_the_weight_matrices():
-    model = attention_model()
+def test_a_requested_sparsity_is_the_sparsity_of_the_weight_matrices(make_attention_model, hand_count):
+    model = make_attention_model()
     prunebench.apply_masks(model, prunebench.prune(model, "magnitude", 0.9, scope="global"))
     params = dict(model.named_parameters())
-    zeros = sum(int((params[name] == 0).sum()) for name in HAND)
-    assert zeros == sum(HAND.values()) - keep_budget(3904, 0.9)
+    zeros = sum(int((params[name] == 0).sum()) for name in hand_count)
+    assert zeros == sum(hand_count.values()) - keep_budget(3904, 0.9)
 
 
 def test_separate_query_key_value_projections_are_three_weights():
-    attention = nn.MultiheadAttention(DIM, 2, kdim=8, vdim=12)
+    attention = nn.MultiheadAttention(16, 2, kdim=8, vdim=12)
     shapes = {name: tuple(w.shape) for name, w in prunable_weights(attention).items()}
     assert shapes == {
-        "q_proj_weight": (DIM, DIM),
-        "k_proj_weight": (DIM, 8),
-        "v_proj_weight": (DIM, 12),
-        "out_proj.weight": (DIM, DIM),
+        "q_proj_weight": (16, 16),
+        "k_proj_weight": (16, 8),
+        "v_proj_weight": (16, 12),
+        "out_proj.weight": (16, 16),
     }
 
 
@@ -118,39 +86,28 @@ def test_the_prunable_set_of_the_registered_conv_and_linear_models_is_their_conv
     assert list(prunable_weights(model)) == expected
 
 
-def test_prunable_set_lists_every_parameter_once_with_shapes_even_on_the_meta_device():
+def test_prunable_set_lists_every_parameter_once_with_shapes_even_on_the_meta_device(
+    make_attention_model, hand_count
+):
     with torch.device("meta"):
-        model = AttentionModel()
+        model = make_attention_model()
     entries = prunable_set(model)
     assert [e.name for e in entries] == [
-        *HAND,
-        *(n for n, _ in model.named_parameters() if n not in HAND),
+        *hand_count,
+        *(n for n, _ in model.named_parameters() if n not in hand_count),
     ]
-    assert {e.name: e.size for e in entries if e.pruned} == HAND
+    assert {e.name: e.size for e in entries if e.pruned} == hand_count
     assert all(e.size == math.prod(e.shape) for e in entries)
     (embedding,) = [e for e in entries if e.name == "embed.weight"]
     assert not embedding.pruned and "prune_embeddings=True" in embedding.reason
-    assert [e.name for e in prunable_set(model, keep_first_dense=True) if e.pruned] == list(HAND)[1:]
+    assert [e.name for e in prunable_set(model, keep_first_dense=True) if e.pruned] == list(hand_count)[1:]
 
 
 # --- tied weights -----------------------------------------------------------------------------------------------------
 
 
-class Tied(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(1)
-        self.a = nn.Linear(6, 6)
-        self.middle = nn.Linear(6, 6)
-        self.b = nn.Linear(6, 6)
-        self.b.weight = self.a.weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.b(torch.relu(self.middle(torch.relu(self.a(x)))))
-
-
-def test_a_tied_weight_is_counted_and_masked_once_under_its_first_name():
-    model = Tied()
+def test_a_tied_weight_is_counted_and_masked_once_under_its_first_name(make_tied):
+    model = make_tied()
     assert list(prunable_weights(model)) == ["a.weight", "middle.weight"]
     assert parameter_names(model)["b.weight"] == "a.weight"
     assert weight_locations(model, "b.weight") == [(model.a, "weight"), (model.b, "weight")]
@@ -161,10 +118,10 @@ def test_a_tied_weight_is_counted_and_masked_once_under_its_first_name():
     assert entry.aliases == ("b.weight",)
 
 
-def test_apply_masks_and_the_enforcer_accept_a_tied_weight_under_either_name():
+def test_apply_masks_and_the_enforcer_accept_a_tied_weight_under_either_name(make_tied):
     mask = torch.rand(6, 6, generator=torch.Generator().manual_seed(0)) > 0.5
     for name in ("a.weight", "b.weight"):
-        model = Tied()
+        model = make_tied()
         prunebench.apply_masks(model, {name: mask})
         assert torch.equal(model.a.weight != 0, mask) and model.b.weight is model.a.weight
         enforcer = MaskEnforcer(model, {name: mask})
@@ -173,7 +130,7 @@ def test_apply_masks_and_the_enforcer_accept_a_tied_weight_under_either_name():
         enforcer.after_step(None)
         assert torch.equal(model.a.weight != 0, mask)
     with pytest.raises(UsageError, match="tied parameter twice: a.weight and b.weight"):
-        prunebench.apply_masks(Tied(), {"a.weight": mask, "b.weight": mask})
+        prunebench.apply_masks(make_tied(), {"a.weight": mask, "b.weight": mask})
 
 
 def test_a_weight_tied_to_an_embedding_is_pruned_only_with_the_embeddings():
@@ -224,14 +181,16 @@ def test_a_reparametrized_weight_is_refused_with_the_fix(build, fix):
 # --- the API's one-line errors ----------------------------------------------------------------------------------------
 
 
-def test_an_unknown_hyperparameter_is_named_with_the_accepted_ones():
+def test_an_unknown_hyperparameter_is_named_with_the_accepted_ones(make_attention_model):
     with pytest.raises(UsageError, match="magnitude has no hyperparameter foo; it accepts: none"):
-        prunebench.prune(attention_model(), "magnitude", 0.9, foo=1)
+        prunebench.prune(make_attention_model(), "magnitude", 0.9, foo=1)
     with pytest.raises(UsageError, match="accepts: samples_per_class, temperature, chunks, reinit_linear"):
-        prunebench.prune(attention_model(), "grasp", 0.9, samples=3)
+        prunebench.prune(make_attention_model(), "grasp", 0.9, samples=3)
 
 
-def test_a_method_that_iterates_over_data_it_was_not_given_gets_a_usage_error(monkeypatch):
+def test_a_method_that_iterates_over_data_it_was_not_given_gets_a_usage_error(
+    monkeypatch, make_attention_model
+):
     registry.all_methods()
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
@@ -244,15 +203,15 @@ def test_a_method_that_iterates_over_data_it_was_not_given_gets_a_usage_error(mo
                 return {name: w.detach().abs() * inputs.sum() for name, w in weights.items()}
 
     with pytest.raises(UsageError, match=r"plugin_gradient scores with training data: pass data="):
-        prunebench.prune(attention_model(), "plugin_gradient", 0.9)
+        prunebench.prune(make_attention_model(), "plugin_gradient", 0.9)
     for name in ("snip", "grasp"):
         with pytest.raises(UsageError, match=f"{name} scores with training data"):
-            prunebench.prune(attention_model(), name, 0.9)
+            prunebench.prune(make_attention_model(), name, 0.9)
 
 
 @pytest.mark.parametrize("method", ["random", "magnitude", "synflow"])
-def test_a_model_on_the_meta_device_is_refused(method):
+def test_a_model_on_the_meta_device_is_refused(method, make_attention_model):
     with torch.device("meta"):
-        model = AttentionModel()
+        model = make_attention_model()
     with pytest.raises(UsageError, match="meta device.*materialize it first"):
         prunebench.prune(model, method, 0.9, **({"input_shape": (5,)} if method == "synflow" else {}))
