@@ -64,7 +64,15 @@ def all_models() -> list[ModelSpec]:
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """A freshly initialized instance of the registered model (seed the global RNG first for a fixed init)."""
+    """A freshly initialized instance of the registered model (seed the global RNG first for a fixed init).
+
+    ``hf:<config>`` builds a Hugging Face model from a configuration with random weights
+    (:func:`prunebench.hf.build_hf_model`; needs the optional ``hf`` extra).
+    """
+    if name.startswith("hf:"):
+        from prunebench.hf import build_hf_model
+
+        return build_hf_model(name, tuple(input_shape), num_classes)
     return get_model(name).build(tuple(input_shape), num_classes)
 
 
