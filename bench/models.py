@@ -123,3 +123,4 @@ def lenet5(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 
 
 from prunebench import cifar_models as _cifar_models  # noqa: E402, F401  (registers the CIFAR and ImageNet models)
+from prunebench import vit as _vit  # noqa: E402, F401  (registers the vision transformer)
