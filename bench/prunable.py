@@ -225,17 +225,10 @@ def prunable_set(
             if prunable:
                 reason = "kept dense (keep_first_dense / keep_last_dense)"
             else:
-                reason = "embedding: pruned only with prune_embeddings=True"
+                reason = "an embedding (pruned with prune_embeddings=True)"
             entries.append(entry(name, False, kind, reason))
         elif parameters[name].dim() <= 1:
             entries.append(entry(name, False, "bias or normalization", "never pruned"))
         else:
-            entries.append(
-                entry(
-                    name,
-                    False,
-                    "other",
-                    "not a Conv, Linear, attention-projection or embedding weight (a position embedding, a token)",
-                )
-            )
+            entries.append(entry(name, False, "other", "not a Conv, Linear, attention or embedding weight"))
     return entries
