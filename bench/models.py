@@ -1,9 +1,10 @@
 """The model registry. A model is built from the dataset's input shape and class count.
 
-Every model of the registry initializes its Conv and Linear weights with Kaiming-normal (fan-in, ReLU gain), biases at
-zero and normalization at identity, as the official code of SNIP (variance scaling), GraSP, SynFlow and OpenLTH do.
+Every convolutional and fully connected model of the registry initializes its Conv and Linear weights with
+Kaiming-normal (fan-in, ReLU gain), biases at zero and normalization at identity, as the official code of SNIP (variance scaling), GraSP, SynFlow and OpenLTH do.
 PyTorch's default (Kaiming-uniform with ``a = sqrt(5)``, a third of the variance) starves sparse networks at
-initialization of signal: random pruning of LeNet-5 at 90% then never leaves chance level.
+initialization of signal: random pruning of LeNet-5 at 90% then never leaves chance level. The vision transformer
+(:mod:`prunebench.vit`) follows its own paper's initialization.
 """
 
 from __future__ import annotations
