@@ -77,8 +77,7 @@ def build_config(spec: str) -> Any:
     if name.endswith(".json"):
         if not Path(name).is_file():
             raise UsageError(f"{spec!r}: no such configuration file {name}")
-        config = transformers.AutoConfig.from_pretrained(name, **overrides)
-        return config
+        return transformers.AutoConfig.from_pretrained(name, **overrides)
     try:
         return transformers.AutoConfig.for_model(name, **overrides)
     except ValueError as error:

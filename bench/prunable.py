@@ -40,6 +40,9 @@ from dataclasses import dataclass
 
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils import prune as torch_prune
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from prunebench.errors import UsageError
 
@@ -94,10 +97,6 @@ def _refuse_reparametrized(module: nn.Module, module_name: str, attribute: str) 
     value = getattr(module, attribute, None)
     if value is None or isinstance(value, nn.Parameter):
         return
-    from torch.nn.utils import prune as torch_prune
-    from torch.nn.utils.spectral_norm import SpectralNorm
-    from torch.nn.utils.weight_norm import WeightNorm
-
     for hook in module._forward_pre_hooks.values():
         if isinstance(hook, torch_prune.BasePruningMethod) and hook._tensor_name == attribute:
             fix = (

@@ -108,10 +108,22 @@ def test_bert_embeddings_are_pruned_on_request():
     assert sum(int(m.sum()) for m in masks.values()) == keep_budget(BERT_WEIGHTS + BERT_EMBEDDINGS, 0.9)
 
 
+def test_a_local_config_file_builds_the_model_it_describes(tmp_path):
+    path = tmp_path / "config.json"
+    transformers.AutoConfig.for_model(
+        "bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2
+    ).to_json_file(path)
+    model = build_model(f"hf:{path},intermediate_size=48", (8,), 5)
+    assert model.model.config.hidden_size == 32 and model.model.config.intermediate_size == 48
+    assert model(torch.zeros(2, 8, dtype=torch.long)).shape == (2, 5)
+
+
 def test_bad_specs_are_usage_errors():
     with pytest.raises(UsageError, match="not key=value"):
         build_model("hf:bert,hidden_size", (16,), 2)
     with pytest.raises(UsageError, match="no_such_model"):
         build_model("hf:no_such_model", (16,), 2)
+    with pytest.raises(UsageError, match="no such configuration file"):
+        build_model("hf:missing/config.json", (16,), 2)
     with pytest.raises(UsageError, match="neither images"):
         build_model(BERT, (4, 4), 2)
