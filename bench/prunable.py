@@ -49,10 +49,6 @@ from prunebench.errors import UsageError
 PRUNABLE_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 """Layers whose ``weight`` is always prunable (attention projections and embeddings are handled apart)."""
 
-ATTENTION_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
-"""The projection parameters of ``nn.MultiheadAttention`` (packed or separate; unused ones are ``None``)."""
-
-
 @dataclass(frozen=True)
 class ParameterEntry:
     """One parameter of a model and what the prunable set does with it (:func:`prunable_set`)."""
