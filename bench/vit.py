@@ -12,8 +12,15 @@ projection and two MLP layers, and the head. The class token and position embedd
 dense, as biases and LayerNorm do.
 
 Initialization follows the paper's code (``google-research/vision_transformer``): Xavier-uniform for the Linear
-weights and the Q/K/V projection (also PyTorch's own ``nn.MultiheadAttention`` init), LeCun-normal (fan-in, gain 1)
-for the patch embedding, position embeddings normal with std 0.02, class token and biases zero, LayerNorm identity.
+weights and for each of the query, key and value projections, LeCun-normal (fan-in, gain 1) for the patch embedding,
+position embeddings normal with std 0.02, class token and biases zero, LayerNorm identity. The paper's code has
+separate ``E x E`` Q, K and V layers, so each of the three ``E x E`` blocks of the packed ``in_proj_weight`` is
+initialized on its own. PyTorch's ``nn.MultiheadAttention`` instead draws the packed ``3E x E`` matrix with one
+Xavier bound, ``sqrt(6 / 4E)`` instead of ``sqrt(6 / 2E)``: its Q/K/V weights then all lie below the output
+projection's largest ones, and global magnitude pruning at initialization removed every one of them at 90% sparsity.
+(With the paper's bounds it is the MLP layers, Xavier bound ``sqrt(6 / 3E)``, that global magnitude at
+initialization empties at 90%: a property of the paper's bounded initialization, which the records flag as layer
+collapse.)
 Deviations: the head is Xavier-initialized like the other Linear layers, not zero as in the paper's fine-tuning
 code (a zero head would give every at-init criterion that multiplies by the weight a zero score for it); and this
 registry's other models use Kaiming-normal (:mod:`prunebench.models`), which a transformer does not need: its
@@ -67,7 +74,8 @@ class VisionTransformer(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.MultiheadAttention):
-                nn.init.xavier_uniform_(module.in_proj_weight)
+                for projection in module.in_proj_weight.chunk(3):  # Q, K and V, each E x E
+                    nn.init.xavier_uniform_(projection)
                 nn.init.zeros_(module.in_proj_bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import prunebench
 from prunebench.config import RunConfig
 from prunebench.models import build_model
 from prunebench.presets import get_preset
@@ -30,6 +31,18 @@ def test_vit_tiny_is_patches_attention_blocks_and_a_head_counted_by_hand():
     assert sum(w.numel() for w in weights.values()) == 64 * 7 * 7 + depth * block + 10 * 64
     assert list(weights)[:2] == ["patch_embed.weight", "encoder.layers.0.self_attn.in_proj_weight"]
     assert "pos_embed" not in weights and "cls_token" not in weights
+
+
+def test_each_of_q_k_v_is_initialized_as_its_own_layer():
+    torch.manual_seed(0)
+    model = build_model("vit_tiny", (1, 28, 28), 10)
+    bound = (6 / (64 + 64)) ** 0.5  # Xavier-uniform of one 64 x 64 projection
+    for block in model.encoder.layers[0].self_attn.in_proj_weight.detach().chunk(3):
+        assert bound * 0.95 < float(block.abs().max()) <= bound
+    # PyTorch's packed init put every Q/K/V weight below the output projection's largest: global magnitude at
+    # initialization then removed all of them.
+    masks = prunebench.prune(model, "magnitude_init", 0.9, scope="global")
+    assert int(masks["encoder.layers.0.self_attn.in_proj_weight"].sum()) > 0
 
 
 @pytest.mark.slow
