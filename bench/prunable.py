@@ -49,6 +49,7 @@ from prunebench.errors import UsageError
 PRUNABLE_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 """Layers whose ``weight`` is always prunable (attention projections and embeddings are handled apart)."""
 
+
 @dataclass(frozen=True)
 class ParameterEntry:
     """One parameter of a model and what the prunable set does with it (:func:`prunable_set`)."""
