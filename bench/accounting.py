@@ -119,17 +119,26 @@ def _plain_attention() -> Iterator[None]:
 
 
 def count_flops(
-    model: nn.Module, input_shape: tuple[int, ...], weights: Mapping[str, torch.Tensor] | None = None
+    model: nn.Module,
+    example: tuple[int, ...] | torch.Tensor,
+    weights: Mapping[str, torch.Tensor] | None = None,
 ) -> FlopCount:
-    """FLOPs of one example through ``model``, attributed to ``weights`` (default: the prunable set) by operand."""
+    """FLOPs of one example through ``model``, attributed to ``weights`` (default: the prunable set) by operand.
+
+    ``example`` is one input (a batch of one, e.g. the first test example: token ids stay integers) or an input
+    shape, for which an all-zeros float input is used.
+    """
     weights = prunable_weights(model) if weights is None else weights
     device = next(model.parameters()).device
+    inputs = (
+        example.to(device) if isinstance(example, torch.Tensor) else torch.zeros(1, *example, device=device)
+    )
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad(), _plain_attention(), FlopCounterMode(display=False) as counter:
             with _ByWeight(counter, weights) as attribution:
-                model(torch.zeros(1, *input_shape, device=device))
+                model(inputs)
     finally:
         model.train(was_training)
     return FlopCount(attribution.flops, counter.get_total_flops())
@@ -137,11 +146,13 @@ def count_flops(
 
 @torch.no_grad()
 def account(
-    model: nn.Module, input_shape: tuple[int, ...], prunable: dict[str, torch.Tensor] | None = None
+    model: nn.Module,
+    example: tuple[int, ...] | torch.Tensor,
+    prunable: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """The accounting fields of a run record for ``model`` as it is now."""
+    """The accounting fields of a run record for ``model`` as it is now (FLOPs of ``example``, see :func:`count_flops`)."""
     weights = prunable if prunable is not None else prunable_weights(model)
-    flops = count_flops(model, input_shape, weights)
+    flops = count_flops(model, example, weights)
     layers = []
     for name, weight in weights.items():
         nonzero = int(torch.count_nonzero(weight))

@@ -31,6 +31,7 @@ def _experiment(args: argparse.Namespace):
         "seeds",
         "keep_first_dense",
         "keep_last_dense",
+        "prune_embeddings",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -109,10 +110,69 @@ def _name_table(name: str, *columns: str):
     return table
 
 
+def _model_input(args: argparse.Namespace) -> tuple[tuple[int, ...], int, str]:
+    """The input shape and class count to build ``args.model`` with, and where they come from."""
+    from prunebench.datasets import get_dataset
+    from prunebench.presets import all_presets
+
+    if args.input_shape:
+        try:
+            shape = tuple(int(part) for part in args.input_shape.split(","))
+        except ValueError:
+            raise UsageError(
+                f"--input-shape takes comma-separated integers, got {args.input_shape!r}"
+            ) from None
+        return shape, args.classes, f"input {'x'.join(map(str, shape))}, {args.classes} classes"
+    name = args.dataset or next((p.dataset for p in all_presets() if p.model == args.model), None)
+    if name is None:
+        raise UsageError(
+            f"no preset uses {args.model!r}: give --dataset NAME or --input-shape (e.g. 3,32,32)"
+        )
+    data = get_dataset(name)
+    return data.input_shape, data.num_classes, f"on {name}"
+
+
+def _list_prunable(args: argparse.Namespace, console) -> None:
+    """The prunable set of a model, built on the meta device (shapes only, no memory), and what is left out."""
+    import torch
+
+    from prunebench.models import build_model
+    from prunebench.prunable import prunable_set
+
+    if not args.model:
+        raise UsageError("`bench list prunable MODEL`: name a model (`bench list models`) or hf:<config>")
+    input_shape, classes, source = _model_input(args)
+    with torch.device("meta"):
+        model = build_model(args.model, input_shape, classes)
+    entries = prunable_set(model, prune_embeddings=args.prune_embeddings)
+    table = _name_table("weight", "shape", "size", "kind", "pruned")
+    for entry in entries:
+        if entry.pruned or len(entry.shape) > 1:
+            also = f" (also {', '.join(entry.aliases)})" if entry.aliases else ""
+            table.add_row(
+                entry.name + also,
+                "x".join(map(str, entry.shape)),
+                f"{entry.size:,}",
+                entry.kind,
+                "yes" if entry.pruned else f"no: {entry.reason}",
+            )
+    pruned = [e for e in entries if e.pruned]
+    rest = [e for e in entries if not e.pruned and len(e.shape) <= 1]
+    console.print(table)
+    console.print(
+        f"{args.model} {source}: {sum(e.size for e in pruned):,} prunable weights in {len(pruned)} tensors; "
+        f"{len(rest)} biases and normalization parameters ({sum(e.size for e in rest):,}) are never pruned",
+        soft_wrap=True,
+    )
+
+
 def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    if args.what == "prunable":
+        _list_prunable(args, console)
+        return 0
     if args.what == "methods":
         from prunebench.methods.registry import all_methods
 
@@ -291,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="leave the last prunable layer out of the prunable set, for every method",
     )
+    run.add_argument(
+        "--prune-embeddings",
+        action=argparse.BooleanOptionalAction,
+        help="add the nn.Embedding weights to the prunable set, for every method (off by default, as in movement pruning)",
+    )
     run.add_argument("--out", help="results directory (default: results/)")
     run.add_argument("--device", help="auto, cpu or cuda (default: auto)")
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
@@ -335,8 +400,28 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--workers", type=int, help="writer processes (default: the CPUs available, at most 8)")
     prep.set_defaults(handler=_data_prepare, interrupted="no FFCV file was written")
 
-    listing = commands.add_parser("list", help="list registered methods, datasets, models or presets")
-    listing.add_argument("what", choices=["methods", "datasets", "models", "presets"])
+    listing = commands.add_parser(
+        "list", help="list registered methods, datasets, models or presets, or a model's prunable set"
+    )
+    listing.add_argument("what", choices=["methods", "datasets", "models", "presets", "prunable"])
+    listing.add_argument(
+        "model",
+        nargs="?",
+        help="prunable: a registered model or hf:<config> (e.g. hf:bert,num_hidden_layers=2)",
+    )
+    listing.add_argument(
+        "--dataset", help="prunable: build the model for this dataset (default: that of a preset using it)"
+    )
+    listing.add_argument(
+        "--input-shape",
+        help="prunable: build the model for this input shape instead, e.g. 3,32,32 or 128 (tokens)",
+    )
+    listing.add_argument(
+        "--classes", type=int, default=10, help="prunable: classes with --input-shape (default: 10)"
+    )
+    listing.add_argument(
+        "--prune-embeddings", action="store_true", help="prunable: embeddings are pruned too"
+    )
     listing.add_argument(
         "--details",
         nargs="?",

@@ -20,7 +20,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from prunebench.recipe import Recipe
@@ -42,10 +42,16 @@ def stable_hash(data: Any) -> str:
 
 @dataclass(frozen=True)
 class PrunableOptions:
-    """Options of the prunable set; they apply to every method alike and enter the run id."""
+    """Options of the prunable set (:func:`prunebench.prunable.prunable_weights`); they apply to every method alike
+    and enter the run id when they differ from their defaults (so that an option added later leaves existing ids)."""
 
     keep_first_dense: bool = False
     keep_last_dense: bool = False
+    prune_embeddings: bool = False
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their defaults."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class RunConfig:
             "scope": self.scope,
             "sparsity": self.sparsity,
             "seed": self.seed,
-            "prunable": asdict(self.prunable),
+            "prunable": self.prunable.changed(),
         }
 
     @functools.cached_property

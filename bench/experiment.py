@@ -136,6 +136,7 @@ class Experiment:
     hparams: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     keep_first_dense: bool = False
     keep_last_dense: bool = False
+    prune_embeddings: bool = False
     execution: Execution = field(default_factory=Execution)
     source: str | None = None
     """The experiment file this came from, for error messages."""
@@ -181,7 +182,7 @@ class Experiment:
         with self._key("hparams"):
             variants = self._variants(methods)
         plan = self._plan(methods, variants, scopes)
-        prunable = PrunableOptions(self.keep_first_dense, self.keep_last_dense)
+        prunable = PrunableOptions(self.keep_first_dense, self.keep_last_dense, self.prune_embeddings)
         with self._key("sparsity"):
             unreachable = self._unreachable(
                 dataset, model, prunable, sparsities, {scope for *_, scope in plan}
@@ -329,6 +330,7 @@ _TOP_KEYS = {
     "seeds",
     "keep_first_dense",
     "keep_last_dense",
+    "prune_embeddings",
 }
 _TABLES = {"recipe", "hparams", "run"}
 
@@ -362,7 +364,7 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
         experiment.sparsity = value if isinstance(value, list) else [value]
     if "seeds" in data:
         experiment.seeds = data["seeds"]
-    for key in ("keep_first_dense", "keep_last_dense"):
+    for key in ("keep_first_dense", "keep_last_dense", "prune_embeddings"):
         if key in data:
             if not isinstance(data[key], bool):
                 raise fail(key, f"must be true or false, got {data[key]!r}")
@@ -405,9 +407,7 @@ def _prunable_shapes(dataset: str, model: str, prunable: PrunableOptions) -> dic
             raise UsageError(
                 f"model {model} cannot be built for {dataset} {data.input_shape}: {type(error).__name__}: {error}"
             ) from None
-    weights = prunable_weights(
-        network, keep_first_dense=prunable.keep_first_dense, keep_last_dense=prunable.keep_last_dense
-    )
+    weights = prunable_weights(network, **vars(prunable))
     return {name: tuple(weight.shape) for name, weight in weights.items()}
 
 

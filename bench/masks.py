@@ -1,7 +1,8 @@
 """Applying keep masks: once in place, and after every optimizer step while a masked model trains.
 
 Masks are applied to the weights themselves (no forward hook, no parametrization), so a masked training step costs one
-fused multiply over the prunable weights after the optimizer step.
+fused multiply over the prunable weights after the optimizer step. A tied parameter is one weight: its mask may be
+keyed by any of its names (:func:`prunebench.prunable.parameter_names`), and it is applied once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import UsageError
+from prunebench.prunable import parameter_names
 from prunebench.trainer import Trainer, TrainHook
 
 
@@ -17,10 +19,16 @@ def _paired(
     model: nn.Module, masks: dict[str, torch.Tensor]
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     params = dict(model.named_parameters())
-    missing = [name for name in masks if name not in params]
+    keys = parameter_names(model)
+    missing = [name for name in masks if name not in keys]
     if missing:
         raise UsageError(f"masks name parameters the model does not have: {', '.join(missing)}")
-    weights = [params[name] for name in masks]
+    named: dict[str, str] = {}
+    for name in masks:
+        if keys[name] in named:
+            raise UsageError(f"masks name one tied parameter twice: {named[keys[name]]} and {name}")
+        named[keys[name]] = name
+    weights = [params[keys[name]] for name in masks]
     for name, weight in zip(masks, weights, strict=True):
         if masks[name].shape != weight.shape:
             raise UsageError(

@@ -1,14 +1,16 @@
 """The model registry, and models given by reference. A model is built from the dataset's input shape and class count.
 
 ``--model`` takes a registered name (``bench list models``), ``torchvision:NAME`` (a torchvision classification
-model with random weights, no download) or ``package.module:factory`` (the user's own code, called as
+model with random weights, no download), ``hf:<config>`` (a Hugging Face model built from a configuration, random
+weights, see :mod:`prunebench.hf`) or ``package.module:factory`` (the user's own code, called as
 ``factory(input_shape, num_classes)``). Models from other packages register through the ``prunebench.models``
 entry-point group.
 
-Every model of the registry initializes its Conv and Linear weights with Kaiming-normal (fan-in, ReLU gain), biases at
-zero and normalization at identity, as the official code of SNIP (variance scaling), GraSP, SynFlow and OpenLTH do.
+Every convolutional and fully connected model of the registry initializes its Conv and Linear weights with
+Kaiming-normal (fan-in, ReLU gain), biases at zero and normalization at identity, as the official code of SNIP (variance scaling), GraSP, SynFlow and OpenLTH do.
 PyTorch's default (Kaiming-uniform with ``a = sqrt(5)``, a third of the variance) starves sparse networks at
-initialization of signal: random pruning of LeNet-5 at 90% then never leaves chance level.
+initialization of signal: random pruning of LeNet-5 at 90% then never leaves chance level. The vision transformer
+(:mod:`prunebench.vit`) follows its own paper's initialization.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ class ModelSpec:
     version: str = "1"
 
 
-MODELS: Registry[ModelSpec] = Registry(
-    "model", "prunebench.models", lambda: importlib.import_module("prunebench.cifar_models")
-)
+def _import_builtin_models() -> None:
+    importlib.import_module("prunebench.cifar_models")
+    importlib.import_module("prunebench.vit")
+
+
+MODELS: Registry[ModelSpec] = Registry("model", "prunebench.models", _import_builtin_models)
 TORCHVISION = "torchvision:"
 
 
@@ -70,9 +75,13 @@ def kaiming_init(model: nn.Module) -> nn.Module:
 
 
 def get_model(name: str) -> ModelSpec:
-    """The model ``name``: registered, ``torchvision:NAME`` or ``package.module:factory``."""
+    """The model ``name``: registered, ``torchvision:NAME``, ``hf:<config>`` or ``package.module:factory``."""
     if name.startswith(TORCHVISION):
         return _torchvision_model(name[len(TORCHVISION) :])
+    if name.startswith("hf:"):
+        from prunebench.hf import hf_model_spec
+
+        return hf_model_spec(name)
     if ":" in name:
         factory = load_reference(name, "model")
         return ModelSpec(name, factory, f"{name} (user code)", name, reference_version(factory))
@@ -135,7 +144,7 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Module:
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """A freshly initialized instance of the registered model (seed the global RNG first for a fixed init)."""
+    """A freshly initialized instance of the model ``name`` (seed the global RNG first for a fixed init)."""
     return get_model(name).build(tuple(input_shape), num_classes)
 
 

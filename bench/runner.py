@@ -87,11 +87,7 @@ def initial_model(config: RunConfig, device: torch.device, options: RunOptions |
 
 def run_prunable(config: RunConfig, model: nn.Module) -> dict[str, nn.Parameter]:
     """The run's prunable set: every Conv/Linear weight, less the first/last layer if the config keeps it dense."""
-    return prunable_weights(
-        model,
-        keep_first_dense=config.prunable.keep_first_dense,
-        keep_last_dense=config.prunable.keep_last_dense,
-    )
+    return prunable_weights(model, **vars(config.prunable))
 
 
 def make_loaders(config: RunConfig, device: torch.device, options: RunOptions | None = None) -> DataLoaders:
@@ -331,7 +327,7 @@ def _train_run(
         outcome = _during_training(
             config, method, device, loaders, scoring_data, cache_dir, on_epoch, options
         )
-    return outcome, loaders, dataset
+    return outcome, loaders
 
 
 def _epochs(steps: int, steps_per_epoch: int) -> int | float:
@@ -396,13 +392,14 @@ def execute(
     """
     torch.set_flush_denormal(True)
     started = time.perf_counter()
-    outcome, loaders, dataset = _train_run(config, device, cache_dir, on_epoch, options)
+    outcome, loaders = _train_run(config, device, cache_dir, on_epoch, options)
     metrics = evaluate(outcome.model, loaders.test)
     for name, value in metrics.items():
         if not math.isfinite(value):
             raise Diverged(f"the final evaluation's {name} is {value}")
     weights = run_prunable(config, outcome.model)
-    accounting = account(outcome.model, dataset.input_shape, weights)
+    example = next(iter(loaders.test))[0][:1]  # one real input: its dtype and shape, token ids included
+    accounting = account(outcome.model, example, weights)
     if config.method != "dense":
         keep = keep_budget(accounting["prunable_weights"], config.sparsity)
         if abs(accounting["prunable_nonzero"] - keep) > len(weights):

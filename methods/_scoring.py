@@ -1,7 +1,7 @@
 """Helpers shared by the methods that score a network at initialization (SNIP, GraSP, SynFlow).
 
 They fix the two things that silently change an at-init mask: the mode of the normalization layers while scoring,
-and which examples are scored.
+and which examples are scored; and they say clearly when a method was given no data.
 """
 
 from __future__ import annotations
@@ -11,6 +11,27 @@ from torch import nn
 
 from prunebench.errors import UsageError
 from prunebench.methods.base import ScoringData
+
+
+class _Absent:
+    """Batches that were never given: iterating raises the one-line error of :class:`MissingData`."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def __iter__(self):
+        raise UsageError(f"{self.method} scores with training data: pass data=[(inputs, targets), ...]")
+
+
+class MissingData(ScoringData):
+    """The data of a call that gave none (``prunebench.prune`` without ``data=``).
+
+    A data-free method never draws from it; a method that does (SNIP, GraSP, or a plug-in that iterates over its
+    data) gets a one-line :class:`~prunebench.errors.UsageError` naming the method, not a ``TypeError`` on ``None``.
+    """
+
+    def __init__(self, method: str) -> None:
+        super().__init__(_Absent(method))
 
 
 def set_batchnorm_mode(model: nn.Module, *, train: bool) -> None:

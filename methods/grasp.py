@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from prunebench.methods._scoring import examples_per_class, model_device, set_batchnorm_mode
 from prunebench.methods.base import ScoringData, ScoringMethod, Weights
@@ -29,8 +30,11 @@ class GraSP(ScoringMethod):
 
     ``Hg`` is a Hessian-vector product by double backpropagation: ``g`` is computed first and detached, then the
     gradient of ``g · ∇L`` (with the graph of ``∇L`` kept) is ``H g``. ``g`` and ``Hg`` are taken with respect to every
-    Conv/Linear weight, as the official code, even when the first or last layer is kept dense; only the prunable ones
-    are scored.
+    Conv/Linear weight and attention projection, as the official code takes them over every Conv/Linear weight, even
+    when the first or last layer is kept dense (and over the embeddings when they are pruned); only the prunable ones
+    are scored. The double backward runs with PyTorch's math kernel of scaled-dot-product attention
+    (``sdpa_kernel(SDPBackend.MATH)``): the fused kernels (flash, memory-efficient) have no second derivative. The
+    math kernel computes the same function, so ``Hg`` is unchanged; the first gradient uses the default kernels.
 
     Data: ``samples_per_class`` examples of each class (10, the official configs' value), ordered by class as the
     official ``GraSP_fetch_data`` returns them, split into ``chunks`` consecutive parts (2: the official two halves)
@@ -75,7 +79,7 @@ class GraSP(ScoringMethod):
             )
         )
         parts = [(x, y) for x, y in parts if len(x)]
-        every = prunable_weights(model)
+        every = prunable_weights(model) | weights
         params = list(every.values())
 
         def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -86,10 +90,11 @@ class GraSP(ScoringMethod):
             for total, grad in zip(g, torch.autograd.grad(loss_of(x, y), params), strict=True):
                 total.add_(grad)
         hg = [torch.zeros_like(p) for p in params]
-        for x, y in parts:
-            grads = torch.autograd.grad(loss_of(x, y), params, create_graph=True)
-            flow = sum((stop * grad).sum() for stop, grad in zip(g, grads, strict=True))
-            for total, grad in zip(hg, torch.autograd.grad(flow, params), strict=True):
-                total.add_(grad)
+        with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no double backward
+            for x, y in parts:
+                grads = torch.autograd.grad(loss_of(x, y), params, create_graph=True)
+                flow = sum((stop * grad).sum() for stop, grad in zip(g, grads, strict=True))
+                for total, grad in zip(hg, torch.autograd.grad(flow, params), strict=True):
+                    total.add_(grad)
         hg_of = dict(zip(every, hg, strict=True))
         return {name: w.detach() * hg_of[name] for name, w in weights.items()}

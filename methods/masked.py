@@ -4,7 +4,8 @@
   (:mod:`torch.nn.utils.parametrize`) that applies the method's mask function to it; at the end the
   parametrizations are removed, leaving a plain module whose weights are zero outside the final masks. Weights are
   found by parameter name, so a weight held directly by a module (``nn.MultiheadAttention.in_proj_weight``) is
-  wrapped like a ``Linear``'s ``weight``. The raw weight stays the parametrization's ``original`` (the same
+  wrapped like a ``Linear``'s ``weight``, and a tied weight (one parameter held by several modules) is wrapped
+  wherever it is used, so that every module computes with the masked weight. The raw weight stays the parametrization's ``original`` (the same
   parameter object), so the weight optimizer keeps training it and it comes back in place.
 * :func:`exact_top_k`: the exact-count step, the highest scores at exactly the target, each layer keeping at least
   its floor. Hard movement's ``global`` scope, soft movement's enforcement and STR's projection are this step;
@@ -28,15 +29,10 @@ from torch.nn.utils import parametrize
 from prunebench.allocation import masks_from_scores, top_mask
 from prunebench.masks import apply_masks
 from prunebench.methods.base import FinalMasks, Masks, TrainingSession, Weights
+from prunebench.prunable import weight_locations
 
 if TYPE_CHECKING:
     from prunebench.trainer import Trainer
-
-
-def parameter_owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    """The module holding parameter ``name`` (as in ``model.named_parameters()``) and its attribute name there."""
-    path, _, attribute = name.rpartition(".")
-    return (model.get_submodule(path) if path else model), attribute
 
 
 class MaskedSession(TrainingSession):
@@ -59,21 +55,27 @@ class MaskedSession(TrainingSession):
         self.model = model
         self.weights = dict(weights)
         """The raw weights ``W``, by name (each is its parametrization's ``original``)."""
-        self._owners = {name: parameter_owner(model, name) for name in parametrizations}
+        self._locations: list[tuple[nn.Module, str]] = []
         for name, parametrization in parametrizations.items():
-            module, attribute = self._owners[name]
-            parametrize.register_parametrization(module, attribute, parametrization, unsafe=unsafe)
+            for module, attribute in weight_locations(model, name):
+                parametrize.register_parametrization(module, attribute, parametrization, unsafe=unsafe)
+                self._locations.append((module, attribute))
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         """The masks at exactly the target, computed once the weights are plain again (``self.weights`` are the raw
         ones; a method whose survivors take other values than ``W`` writes them here)."""
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Remove every parametrization: each location (a tied weight has several) holds its raw weight again."""
+        for module, attribute in self._locations:
+            parametrize.remove_parametrizations(module, attribute, leave_parametrized=False)
+        self._locations.clear()
+
     @torch.no_grad()
     def finish(self, trainer: Trainer) -> FinalMasks:
         """Remove every parametrization, then zero the plain weights outside the method's final masks."""
-        for module, attribute in self._owners.values():
-            parametrize.remove_parametrizations(module, attribute, leave_parametrized=False)
+        self.release()
         final = self.final_masks(trainer)
         apply_masks(self.model, final.masks)
         return final

@@ -37,7 +37,7 @@ class SNIP(ScoringMethod):
     official code (``is_train=False``) and Synaptic-Flow (``model.eval()`` in ``prune_loop``). Dropout is off.
 
     Deviations from the official code: (1) balanced examples per class instead of one random batch (above); (2) biases
-    are not scored or pruned: the benchmark's prunable set is the Conv/Linear weights for every method, whereas the
+    are not scored or pruned: the benchmark's prunable set is the weights (Conv, Linear, attention projections) for every method, whereas the
     TF code also prunes the biases (keys ``b``); (3) the kept count per layer follows the requested scope (the paper is
     ``global``); (4) the gradient is accumulated over chunks of at most 256 examples to bound memory, which is exact
     because eval-mode BN makes the mean loss a weighted sum of the chunks' losses.

@@ -7,7 +7,7 @@ from torch import nn
 
 from prunebench.allocation import masks_from_scores
 from prunebench.errors import UsageError
-from prunebench.methods._scoring import model_device, set_batchnorm_mode
+from prunebench.methods._scoring import MissingData, model_device, set_batchnorm_mode
 from prunebench.methods.base import Masks, ScoringData, ScoringMethod, Weights
 from prunebench.methods.registry import register
 
@@ -28,8 +28,8 @@ class SynFlow(ScoringMethod):
     round allocates its budget with the requested scope. BatchNorm runs in eval mode (the running statistics, made
     non-negative like every other buffer), as ``prune_loop``'s ``model.eval()``; dropout is off.
 
-    The input shape is that of the scoring data's first batch (the values are never read), or the ``input_shape``
-    hyperparameter when no data is given.
+    The input shape is the ``input_shape`` hyperparameter, or when it is not given that of the scoring data's first
+    batch (the values are never read).
 
     Deviations from the official code (``ganguli-lab/Synaptic-Flow``, ``Pruners/pruners.py``, ``prune.py``):
     (1) scoring runs in float64 (``double=True``): in float32, as the official code (whose ``model.double()`` is
@@ -44,9 +44,17 @@ class SynFlow(ScoringMethod):
     are divided by their largest value before the masks are chosen and a non-finite score raises.
     (2) A weight pruned in an earlier round stays pruned: it scores below every live weight, whereas the official
     threshold (``score <= kthvalue``) relies on pruned weights scoring exactly 0; the masks are at the exact target
-    in every round. (3) Only the Conv/Linear weights are pruned (the official ``--prune-bias`` and
-    ``--prune-batchnorm`` are off by default too). (4) The per-layer counts follow the requested scope: ``global`` is
-    the official ``global`` scope, ``uniform`` its ``local`` scope.
+    in every round. (3) Only the weights of the prunable set are pruned (Conv/Linear weights, attention projections,
+    embeddings when asked; the official ``--prune-bias`` and ``--prune-batchnorm`` are off by default too). (4) The per-layer counts follow the requested scope: ``global`` is
+    the official ``global`` scope, ``uniform`` its ``local`` scope. (5) Embeddings, which the official code never
+    meets (its models take images): an ``nn.Embedding`` is the linear map ``x -> E^T x`` of a one-hot input ``x``, so
+    the all-ones input of a network that starts with one is defined where it enters that map, the all-ones vector
+    over the vocabulary: every embedding lookup outputs ``1^T |E|``, the sum of the rows of ``|E|``, at every
+    position (position and token-type embeddings alike; the ids fed are never read). The embedding matrix then gets
+    the flow of any first layer, ``|E_vj| dR/d(1^T|E|)_j``, and is scored like one when it is pruned. Defining the
+    ones at the embedding's output instead would feed ``1`` in place of ``1^T |E|`` and leave ``E`` out of the flow.
+    On attention models the ``R`` of Eq. 2 is computed as it is on any network (the softmax and LayerNorm are not
+    linear, so the paper's conservation theorem does not hold through them; neither does it through BatchNorm).
     """
 
     def __init__(
@@ -91,19 +99,35 @@ class SynFlow(ScoringMethod):
             for tensor in model.state_dict().values():
                 if tensor.is_floating_point():
                     tensor.abs_()
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                module.register_forward_pre_hook(_any_valid_ids)
+                module.register_forward_hook(_all_ones_lookup)
         named = dict(model.named_parameters())
         params = {name: named[name] for name in weights}
         reference = next(iter(params.values()))
         return params, torch.ones(1, *shape, dtype=reference.dtype, device=model_device(model))
 
     def _shape(self, data: ScoringData | None) -> tuple[int, ...]:
-        if data is not None:
-            return tuple(data.first_batch()[0].shape[1:])
         if self.input_shape is not None:
             return tuple(self.input_shape)
+        if data is not None and not isinstance(data, MissingData):
+            return tuple(data.first_batch()[0].shape[1:])
         raise UsageError(
             "synflow needs the input shape: pass data=[(inputs, targets)] or input_shape=(channels, height, width)"
         )
+
+
+def _any_valid_ids(module: nn.Embedding, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The ids an embedding reads while SynFlow scores (any valid ones: :func:`_all_ones_lookup` replaces the output)."""
+    return (torch.zeros(args[0].shape, dtype=torch.long, device=args[0].device), *args[1:])
+
+
+def _all_ones_lookup(
+    module: nn.Embedding, args: tuple[torch.Tensor, ...], output: torch.Tensor
+) -> torch.Tensor:
+    """The embedding of the all-ones one-hot input: the sum of the rows of the (non-negative) matrix, everywhere."""
+    return module.weight.sum(0).expand_as(output)
 
 
 def _flow_scores(

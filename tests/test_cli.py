@@ -54,6 +54,26 @@ def test_unwritable_out_dir_is_a_clear_error(capsys, tmp_path):
     )
 
 
+def test_list_prunable_shows_the_prunable_set_with_shapes_and_what_is_left_out(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["list", "prunable", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "61,470 prunable weights in 5 tensors" in out and "6x1x5x5" in out
+    )  # 150 + 2400 + 48000 + 10080 + 840
+    assert main(["list", "prunable", "vit_tiny", "--dataset", "mnist5k"]) == 0
+    out = capsys.readouterr().out
+    assert "attention Q/K/V (packed)" in out and "192x64" in out and "pos_embed" in out
+
+
+def test_list_prunable_needs_a_model_and_a_shape(capsys):
+    assert "name a model" in _error(capsys, ["list", "prunable"])
+    assert "give --dataset NAME or --input-shape" in _error(capsys, ["list", "prunable", "hf:bert"])
+    assert "comma-separated integers" in _error(
+        capsys, ["list", "prunable", "lenet5", "--input-shape", "a,b"]
+    )
+
+
 def test_out_dir_that_is_a_file_is_a_clear_error(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -500,3 +500,51 @@ def test_the_example_experiment_file_runs(tmp_path):
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
     assert len(records) == len(configs) and all(r["status"] == "ok" for r in records)
     assert all(math.isfinite(r["top1"]) for r in records)
+
+
+def test_prune_embeddings_enters_the_run_and_its_id(tmp_path, monkeypatch):
+    """``--prune-embeddings`` adds the Embedding to every method's prunable set; it is part of the run id, while the
+    prunable-set options at their defaults leave the id as it was before they existed."""
+    (tmp_path / "token_task.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+            from torch.utils.data import TensorDataset
+
+            def data():
+                generator = torch.Generator().manual_seed(0)
+                ids = torch.randint(0, 20, (64, 6), generator=generator)
+                labels = (ids[:, 0] >= 10).long()
+                return TensorDataset(ids[:48], labels[:48]), TensorDataset(ids[48:], labels[48:])
+
+            def model(input_shape, num_classes):
+                return nn.Sequential(nn.Embedding(20, 8), nn.Flatten(), nn.Linear(8 * input_shape[0], num_classes))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    experiment = Experiment(
+        preset="synthetic-tiny",
+        dataset="token_task:data",
+        model="token_task:model",
+        methods="magnitude",
+        scopes="global",
+        sparsity=[0.5],
+        seeds=1,
+    )
+    experiment.set("recipe", "epochs", [2])
+    plain = experiment.configs()
+    assert plain[1].identity["prunable"] == {}
+    experiment.prune_embeddings = True
+    with_embeddings = experiment.configs()
+    assert with_embeddings[1].identity["prunable"] == {"prune_embeddings": True}
+    assert with_embeddings[1].run_id != plain[1].run_id
+    assert (
+        with_embeddings[0].run_id != plain[0].run_id
+    )  # the dense record's accounting counts the embedding too
+    records = run_grid(with_embeddings, ResultStore(tmp_path / "out"), CPU)
+    pruned = next(r for r in records if r["method"] == "magnitude")
+    assert pruned["status"] == "ok", pruned.get("error")
+    assert [layer["name"] for layer in pruned["layers"]] == ["0.weight", "2.weight"]
+    assert pruned["prunable_nonzero"] == round(pruned["prunable_weights"] * 0.5) == round((160 + 96) * 0.5)
