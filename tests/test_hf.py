@@ -16,7 +16,6 @@ from prunebench.config import RunConfig
 from prunebench.errors import UsageError
 from prunebench.hf import parse_spec
 from prunebench.models import build_model
-from prunebench.presets import get_preset
 from prunebench.prunable import prunable_weights
 from prunebench.runner import execute
 
@@ -125,8 +124,10 @@ def test_a_local_config_file_builds_the_model_it_describes(tmp_path):
 @pytest.mark.parametrize("method", ["snip", "movement"])
 def test_a_harness_run_on_a_hugging_face_vit_reaches_the_target(tmp_path, method):
     spec = "hf:vit,hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64,patch_size=4"
-    preset = dataclasses.replace(get_preset("synthetic-tiny").with_epochs(2), model=spec)
-    record = execute(RunConfig(preset, method, "global", 0.9, seed=0), torch.device("cpu"), tmp_path)
+    config = dataclasses.replace(
+        RunConfig.from_preset("synthetic-tiny", method, "global", 0.9, 0, epochs=2), model=spec
+    )
+    record = execute(config, torch.device("cpu"), tmp_path)
     assert record["status"] == "ok" and record["model"] == spec
     assert record["prunable_nonzero"] == keep_budget(record["prunable_weights"], 0.9)
     assert record["prunable_weights"] == 32 * 1 * 4 * 4 + 4 * 32 * 32 + 2 * 32 * 64 + 4 * 32  # 4 classes
