@@ -144,7 +144,9 @@ def budget_loss(r: torch.Tensor, sizes: torch.Tensor, sparsity: float, scope: st
 
 def initial_r(sparsity: float, fraction: float) -> float:
     """``sqrt 2 * erfinv(fraction * s)``: the ``r`` whose Gaussian sparsity is ``fraction`` of the target."""
-    return math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(fraction * sparsity, dtype=torch.float64)))
+    return math.sqrt(2.0) * float(
+        torch.special.erfinv(torch.tensor(fraction * sparsity, dtype=torch.float64))
+    )
 
 
 class SparseWeight(nn.Module):
@@ -245,9 +247,7 @@ class ASLSession(MaskedSession):
             enforcement = "each layer's threshold moved to its exact count (per-layer top-k of |W|)"
         if self.method.finetune_fraction > 0:
             enforcement += ", then fine-tuned with the mask fixed"
-        return FinalMasks(
-            masks=masks, method_sparsity=own_sparsity, enforcement=enforcement, details=details
-        )
+        return FinalMasks(masks=masks, method_sparsity=own_sparsity, enforcement=enforcement, details=details)
 
 
 @register(
@@ -267,9 +267,12 @@ class ASL(TrainingMethod):
         self,
         *,
         loss_weight: Annotated[float, "weight lv of the budget loss (official --lv)"] = 10.0,
-        r_lr_ratio: Annotated[float, "learning rate of the r_l relative to the weights' (official 1/100)"] = 0.01,
+        r_lr_ratio: Annotated[
+            float, "learning rate of the r_l relative to the weights' (official 1/100)"
+        ] = 0.01,
         init_fraction: Annotated[
-            float, "initial r_l = sqrt(2) erfinv(init_fraction * target): the start's share of the target (0.6)"
+            float,
+            "initial r_l = sqrt(2) erfinv(init_fraction * target): the start's share of the target (0.6)",
         ] = 0.6,
         finetune_fraction: Annotated[
             float, "share of the budget fine-tuned with the exact mask fixed (official: none)"
