@@ -41,7 +41,7 @@ def context() -> TrainingContext:
 def fake_trainer(lr: float = 0.1, momentum: float = 0.9, nesterov: bool = False):
     """What the session reads from the trainer: the recipe and the current learning rate."""
     config = OptimConfig(lr=lr, momentum=momentum, weight_decay=5e-4, nesterov=nesterov)
-    return SimpleNamespace(optim_config=config, lr=lr, progress=0.0)
+    return SimpleNamespace(optim_config=config, lr=lr, progress=0.0, total_steps=40)
 
 
 def official_sparse_weight(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -145,7 +145,7 @@ def test_session_recentres_steps_r_and_adds_the_budget_loss():
     with torch.no_grad():
         for w in weights.values():
             w.add_(0.3)
-    method = ASL(loss_weight=2.0, r_lr_ratio=0.05)
+    method = ASL(loss_weight=2.0, r_lr_ratio=0.05, reference_steps=100)
     session = method.attach(model, weights, 0.8, "global", context())
     assert all(abs(float(w.detach().mean())) < 1e-6 for w in weights.values())  # re-centred on attach
     assert session.r.tolist() == pytest.approx([initial_r(0.8, 0.6)] * 2)
@@ -161,8 +161,8 @@ def test_session_recentres_steps_r_and_adds_the_budget_loss():
     loss.backward()
     grad, before = session.r.grad.clone(), session.r.detach().clone()
     session.before_step(trainer)
-    # First SGD step with momentum: r - lr * ratio * grad, no weight decay.
-    torch.testing.assert_close(session.r.detach(), before - 0.1 * 0.05 * grad)
+    # First SGD step with momentum: r - lr * ratio * (reference_steps / steps) * grad, no weight decay.
+    torch.testing.assert_close(session.r.detach(), before - 0.1 * 0.05 * (100 / 40) * grad)
     with torch.no_grad():
         for w in weights.values():
             w.add_(1.0)
@@ -247,7 +247,8 @@ def test_end_to_end_ends_at_the_exact_target(tiny_records, scope):
     assert record["prunable_nonzero"] == round(record["prunable_weights"] * 0.1)
     assert 0.0 < record["method_sparsity"] < 1.0
     assert record["enforcement"] and record["method_details"]["r"]
-    assert record["epochs"] == {"budget": 4, "learn": 4, "finetune": 0}
+    assert record["epochs"] == {"budget": 4, "learn": 3, "finetune": 1}
+    assert "fine-tuned" in record["enforcement"]
     if scope == "uniform":
         for layer in record["layers"]:
             assert abs(layer["nonzero"] - round(layer["size"] * 0.1)) <= 1
@@ -268,7 +269,8 @@ def test_hyperparameters_scope_and_version_are_in_the_identity():
         "loss_weight": 10.0,
         "r_lr_ratio": 0.01,
         "init_fraction": 0.6,
-        "finetune_fraction": 0.0,
+        "reference_steps": 23460,
+        "finetune_fraction": 0.2,
     }
     changed = RunConfig.from_preset("synthetic-tiny", "asl", "global", 0.9, 0, settings={"loss_weight": 5})
     assert changed.hparams["loss_weight"] == 5.0 and changed.variant == "loss_weight=5"
