@@ -25,7 +25,7 @@ from prunebench.methods.synflow import SynFlow
 from prunebench.prunable import prunable_weights
 from prunebench.trainer import OptimConfig, Trainer
 
-DURING_TRAINING = ("movement", "soft_movement", "str", "probmask")
+DURING_TRAINING = ("movement", "soft_movement", "str", "probmask", "asl")
 
 
 @pytest.fixture(autouse=True)
