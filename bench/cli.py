@@ -32,6 +32,7 @@ def _experiment(args: argparse.Namespace):
         "keep_first_dense",
         "keep_last_dense",
         "prune_embeddings",
+        "controls",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -355,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--prune-embeddings",
         action=argparse.BooleanOptionalAction,
         help="add the nn.Embedding weights to the prunable set, for every method (off by default, as in movement pruning)",
+    )
+    run.add_argument(
+        "--controls",
+        help="allocation controls added for every pruned run: shuffle,reinit (the layer's kept positions re-drawn; "
+        "the mask on re-drawn weights), with the random-pruning baselines they are measured against (default: none)",
     )
     run.add_argument("--out", help="results directory (default: results/)")
     run.add_argument("--device", help="auto, cpu or cuda (default: auto)")
