@@ -107,13 +107,25 @@ def controllable(config: RunConfig) -> bool:
     return not config.control and config.method != "dense" and config.spec.criterion != RANDOM
 
 
+RANDOM_SCOPES = ("global", "uniform", "uniform_plus", "erk")
+"""The scopes random pruning runs in (a learned allocation is measured against ``uniform``)."""
+
+
+def baseline_cell(schedule: str, scope: str) -> tuple[str, str]:
+    """The schedule and scope of the random-pruning baseline of a source run of ``schedule`` and ``scope``:
+    after training for after-training sources, at initialization otherwise; the source's scope, ``uniform`` for a
+    learned one. The leaderboard finds the baseline's records by this same rule."""
+    return (
+        "after_training" if schedule == "after_training" else "at_init",
+        scope if scope in RANDOM_SCOPES else "uniform",
+    )
+
+
 def random_baseline(config: RunConfig) -> RunConfig:
     """The random-pruning run that ``config``'s controls are measured against (see the module docstring)."""
-    from prunebench.methods.registry import get_method
-
-    spec = get_method(f"{RANDOM}@after_training" if config.spec.schedule == "after_training" else RANDOM)
-    scope = config.scope if config.scope in spec.scopes else "uniform"
-    return dataclasses.replace(config, method=spec.name, scope=scope, settings=(), control="")
+    schedule, scope = baseline_cell(config.spec.schedule, config.scope)
+    method = RANDOM if schedule == "at_init" else f"{RANDOM}@{schedule}"
+    return dataclasses.replace(config, method=method, scope=scope, settings=(), control="")
 
 
 def with_controls(configs: Sequence[RunConfig], controls: Sequence[str]) -> list[RunConfig]:

@@ -17,7 +17,6 @@ from prunebench.controls import (
     shuffle_masks,
     source_config,
     source_run_id,
-    with_controls,
 )
 from prunebench.errors import UsageError, WriteError
 from prunebench.experiment import Experiment
@@ -108,14 +107,21 @@ _FAKE_RECORD = {
 
 def _configs(methods: str, controls=("shuffle", "reinit"), scopes: str = "global") -> list[RunConfig]:
     experiment = Experiment(
-        preset="synthetic-tiny", methods=methods, scopes=scopes, sparsity=[0.9], seeds=1, controls=list(controls)
+        preset="synthetic-tiny",
+        methods=methods,
+        scopes=scopes,
+        sparsity=[0.9],
+        seeds=1,
+        controls=list(controls),
     )
     experiment.set("recipe", "epochs", [2])
     return experiment.configs()
 
 
 def test_controls_are_separate_runs_with_their_sources_first_and_random_baselines_added():
-    plain = Experiment(preset="synthetic-tiny", methods="snip,magnitude,str", scopes="all", sparsity=[0.9], seeds=1)
+    plain = Experiment(
+        preset="synthetic-tiny", methods="snip,magnitude,str", scopes="all", sparsity=[0.9], seeds=1
+    )
     plain.set("recipe", "epochs", [2])
     before = {c.run_id for c in plain.configs()}
     configs = _configs("snip,magnitude,str", scopes="all")
@@ -181,7 +187,18 @@ def controlled_grid(tmp_path_factory):
         starts.append([w.detach().clone() for w in self.weights])
 
     argv = ["run", "--preset", "synthetic-tiny", "--epochs", "2", "--methods", "snip", "--scopes", "global"]
-    argv += ["--sparsity", "0.9", "--seeds", "1", "--jobs", "1", "--controls", "shuffle,reinit", "--out", str(out)]
+    argv += [
+        "--sparsity",
+        "0.9",
+        "--seeds",
+        "1",
+        "--jobs",
+        "1",
+        "--controls",
+        "shuffle,reinit",
+        "--out",
+        str(out),
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(MaskEnforcer, "on_train_start", capture)
         status = main(argv)
@@ -237,4 +254,107 @@ def test_reinit_control_keeps_the_mask_exactly_and_redraws_the_weights(controlle
         assert torch.equal(reinit_start != 0, source[name])
         kept = source[name]
         assert not torch.equal(reinit_start[kept], snip_start[kept])  # the same positions, other values
-        assert abs(float(reinit_start[kept].std() / snip_start[kept].std()) - 1) < 0.5  # the same distribution
+        assert (
+            abs(float(reinit_start[kept].std() / snip_start[kept].std()) - 1) < 0.5
+        )  # the same distribution
+
+
+# The report: the fraction explained, the controls table and the budget mark, on records made by hand.
+
+
+def test_fraction_explained_against_a_hand_computation():
+    from scipy import stats
+
+    from prunebench.leaderboard.controls import fraction_explained
+
+    method = {0: 80.0, 1: 82.0, 2: 84.0}
+    shuffle = {0: 70.0, 1: 73.0, 2: 74.0}
+    random = {0: 60.0, 1: 61.0, 2: 65.0}
+    # S - R = 10, 12, 9 (mean 31/3); M - R = 20, 21, 19 (mean 20): f = 31/60.
+    # Variances of the means: 7/3/3 and 1/3; covariance of the means 1.5/3; t(0.975, 2) = 4.302653.
+    t2 = 4.302653**2
+    quad, half, const = 400 - t2 / 3, 20 * 31 / 3 - t2 * 0.5, (31 / 3) ** 2 - t2 * 7 / 9
+    root = (half**2 - quad * const) ** 0.5
+    fraction = fraction_explained(method, shuffle, random)
+    assert fraction.estimate == pytest.approx(31 / 60)
+    assert fraction.bounded and fraction.n == 3
+    assert (fraction.low, fraction.high) == pytest.approx(
+        ((half - root) / quad, (half + root) / quad), rel=1e-6
+    )
+    # Fieller's interval: where the paired t-test of (S - R) - f (M - R) = 0 sits exactly at p = 0.05.
+    top, bottom = np.array([10.0, 12.0, 9.0]), np.array([20.0, 21.0, 19.0])
+    for end in (fraction.low, fraction.high):
+        assert stats.ttest_1samp(top - end * bottom, 0.0).pvalue == pytest.approx(0.05, rel=1e-6)
+    # a gain that is not significant leaves the share unbounded; one seed leaves it untested
+    method, random = {0: 61.0, 1: 99.0}, {0: 60.0, 1: 80.0}  # gains 1 and 19: p = 0.47
+    assert stats.ttest_rel(list(method.values()), list(random.values())).pvalue > 0.05
+    noisy = fraction_explained(method, {0: 65.0, 1: 75.0}, random)
+    assert noisy.estimate == pytest.approx(0.0) and not noisy.bounded
+    assert not fraction_explained({0: 80.0}, {0: 70.0}, {0: 60.0}).bounded
+
+
+def _record(method, scope, seed, top1, *, control="", schedule="at_init", criterion=None, budget=4) -> dict:
+    record = {
+        **_FAKE_RECORD,
+        "run_id": f"{method}-{scope}-{seed}-{control}",
+        "status": "ok",
+        "method": method,
+        "criterion": criterion or method,
+        "schedule": schedule,
+        "scope": scope,
+        "seed": seed,
+        "config": {"recipe": {"epochs": 4}, **({"control": control} if control else {})},
+        "top1": top1,
+        "epochs": {"budget": budget},
+    }
+    return {**record, "control": control} if control else record
+
+
+def test_the_controls_table_and_the_budget_mark():
+    from prunebench.leaderboard.budgets import mark_over_budget
+    from prunebench.leaderboard.controls import add_control_tables, controls_table, split_controls
+    from prunebench.leaderboard.render import Cell, Table, to_latex
+
+    records = [
+        *(_record("snip", "global", s, v) for s, v in enumerate([80.0, 82.0, 84.0])),
+        *(_record("snip", "global", s, v, control="shuffle") for s, v in enumerate([70.0, 73.0, 74.0])),
+        *(_record("snip", "global", s, v, control="reinit") for s, v in enumerate([79.0, 81.0, 83.0])),
+        *(_record("random", "global", s, v) for s, v in enumerate([60.0, 61.0, 65.0])),
+        *(
+            _record("random@after_training", "global", s, 10.0, criterion="random", schedule="after_training")
+            for s in range(3)
+        ),
+        *(
+            _record("imp", "global", s, 90.0 + s, schedule="iterative", criterion="magnitude", budget=44)
+            for s in range(3)
+        ),
+    ]
+    plain, controls = split_controls(records)
+    assert len(controls) == 6 and all(r["method"] != "snip" or "control" not in r for r in plain)
+    table = controls_table(plain, controls)
+    assert table is not None and len(table.rows) == 1
+    row = [cell.text for cell in table.rows[0]]
+    assert row[:2] == ["snip (global)", "0.9"]
+    assert row[2].startswith("82.00 ") and row[3].startswith("72.33 ") and row[4].startswith("81.00 ")
+    assert row[5].startswith("62.00 ")  # the at-init random baseline, not the after-training one
+    assert row[6].startswith("+20.00 ± ") and table.rows[0][6].bold
+    assert row[7].startswith("0.52 [")
+    section_table = Table(
+        "accuracy", "Top-1", ["method (scope)", "0.9"], [[Cell("imp (global)"), Cell("91")]]
+    )
+
+    class Section:
+        dataset, model = "d", "m"
+        tables = [section_table]
+
+    section = Section()
+    section.records = plain
+    add_control_tables([section], controls)
+    mark_over_budget([section])
+    assert [t.name for t in section.tables] == ["controls", "accuracy"]
+    assert section_table.rows[0][0].marks == "‖"
+    assert section_table.items == [
+        "‖: spent more weight-update epochs than the recipe's budget (iterative pruning retrains once per round), "
+        "so not an equal-budget comparison: imp (global): 44 epochs, 11× the recipe's 4"
+    ]
+    assert r"imp (global)\textsuperscript{$\|$}" in to_latex(section_table, "tab:x")
