@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -358,3 +360,43 @@ def test_the_controls_table_and_the_budget_mark():
         "so not an equal-budget comparison: imp (global): 44 epochs, 11× the recipe's 4"
     ]
     assert r"imp (global)\textsuperscript{$\|$}" in to_latex(section_table, "tab:x")
+
+
+def test_jaccard_matrix_against_a_hand_computation():
+    from prunebench.leaderboard.overlap import jaccard, matrix, overlap_frame
+
+    a = {"l1": np.array([[1, 1, 0], [0, 0, 1]], bool), "l2": np.array([1, 0], bool)}
+    b = {"l1": np.array([[1, 0, 0], [0, 1, 1]], bool), "l2": np.array([1, 1], bool)}
+    c = {"l1": np.array([[0, 0, 1], [1, 0, 0]], bool), "l2": np.array([0, 1], bool)}
+    # a & b: (0,0), (1,2), l2[0] = 3; a | b: (0,0), (0,1), (1,1), (1,2), l2[0], l2[1] = 6
+    assert jaccard(a, b) == pytest.approx(3 / 6)
+    assert jaccard(a, c) == 0.0 and jaccard(b, b) == 1.0
+    # b & c: l2[1] = 1; b | c: (0,0), (0,2), (1,0), (1,1), (1,2), l2[0], l2[1] = 7
+    assert jaccard(b, c) == pytest.approx(1 / 7)
+    frame = overlap_frame({"A": {0: a, 1: a}, "B": {0: b, 1: c}, "C": {1: c}})
+    mean = matrix(frame, "mean", ["A", "B", "C"])
+    assert mean.loc["A", "B"] == pytest.approx((3 / 6 + 0.0) / 2)  # seed 0: a vs b; seed 1: a vs c
+    assert mean.loc["B", "C"] == pytest.approx(1.0)  # only seed 1 shared: c vs c
+    assert mean.loc["A", "C"] == pytest.approx(0.0) and mean.loc["C", "A"] == mean.loc["A", "C"]
+    assert matrix(frame, "0", ["A", "B", "C"]).loc["A", "B"] == pytest.approx(0.5)
+    assert np.isnan(matrix(frame, "0", ["A", "B", "C"]).loc["A", "C"])  # C has no seed 0
+
+
+def test_bench_masks_writes_the_overlap_table_and_heat_map(controlled_grid, tmp_path, capsys):
+    from prunebench.leaderboard.overlap import jaccard
+
+    _, out, records, _ = controlled_grid
+    assert main(["masks", str(out), "--sparsity", "0.9", "--out", str(tmp_path)]) == 0
+    stem = tmp_path / "masks_synthetic_lenet5_s0.9"
+    frame = pd.read_csv(f"{stem}.csv")
+    assert set(frame["a"]) == {"snip (global)", "random (global)"}  # the controls are left out
+    by = {(r["method"], r.get("control", "")): r["run_id"] for r in records}
+    snip, random = (read_mask(out, by[(m, "")]) for m in ("snip", "random"))
+    row = frame[
+        (frame["seed"] == "mean") & (frame["a"] == "snip (global)") & (frame["b"] == "random (global)")
+    ]
+    assert float(row["jaccard"].iloc[0]) == pytest.approx(jaccard(snip, random))
+    assert "## Mean over seeds" in Path(f"{stem}.md").read_text()
+    assert Path(f"{stem}.png").stat().st_size > 0
+    assert main(["masks", str(out), "--sparsity", "0.5"]) == 2
+    assert "sparsities present: 0.9" in capsys.readouterr().err
