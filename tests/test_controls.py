@@ -25,7 +25,8 @@ from prunebench.experiment import Experiment
 from prunebench.masks import MaskEnforcer
 from prunebench.results import ResultStore
 from prunebench.runner import initial_model, run_grid
-from prunebench.saved_masks import load_mask, mask_path, pack, read_mask, unpack, write_mask
+from prunebench import load_mask
+from prunebench.saved_masks import mask_path, pack, read_mask, unpack, write_mask
 
 CPU = torch.device("cpu")
 ODD_SHAPES = {"a": (3, 5, 7), "b": (1,), "c": (13,), "d": (2, 3, 1, 1), "e": (11, 2)}
