@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from prunebench import load_mask
 from prunebench.cli import main
 from prunebench.config import RunConfig
 from prunebench.controls import (
@@ -25,7 +26,6 @@ from prunebench.experiment import Experiment
 from prunebench.masks import MaskEnforcer
 from prunebench.results import ResultStore
 from prunebench.runner import initial_model, run_grid
-from prunebench import load_mask
 from prunebench.saved_masks import mask_path, pack, read_mask, unpack, write_mask
 
 CPU = torch.device("cpu")
