@@ -1,6 +1,6 @@
 """prunebench: compare neural-network pruning methods on one harness, at fixed sparsities, over seeds.
 
-The public API (``prune``, ``apply_masks``, ``list_methods``, ``prunable_set``) is imported lazily so that ``import prunebench`` and
+The public API (``prune``, ``apply_masks``, ``list_methods``, ``prunable_set``, ``load_mask``) is imported lazily so that ``import prunebench`` and
 ``bench --help`` stay fast.
 """
 
@@ -10,10 +10,10 @@ from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "apply_masks", "list_methods", "prunable_set", "prune"]
+__all__ = ["__version__", "apply_masks", "list_methods", "load_mask", "prunable_set", "prune"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("prune", "apply_masks", "list_methods", "prunable_set"):
+    if name in ("prune", "apply_masks", "list_methods", "prunable_set", "load_mask"):
         return getattr(import_module("prunebench.api"), name)
     raise AttributeError(f"module 'prunebench' has no attribute {name!r}")

@@ -14,8 +14,9 @@ from prunebench.methods._scoring import MissingData
 from prunebench.methods.base import ScoringData, ScoringMethod
 from prunebench.methods.registry import MethodSpec, all_methods, get_method
 from prunebench.prunable import prunable_set, prunable_weights
+from prunebench.saved_masks import load_mask
 
-__all__ = ["apply_masks", "list_methods", "prunable_set", "prune"]
+__all__ = ["apply_masks", "list_methods", "load_mask", "prunable_set", "prune"]
 
 
 def list_methods() -> list[MethodSpec]:

@@ -32,6 +32,7 @@ def _experiment(args: argparse.Namespace):
         "keep_first_dense",
         "keep_last_dense",
         "prune_embeddings",
+        "controls",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -279,6 +280,27 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _masks(args: argparse.Namespace) -> int:
+    import warnings
+
+    from rich.console import Console
+
+    from prunebench.leaderboard.overlap import write_overlaps
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip() and f.strip() != "none"]
+    bad = [f for f in formats if f not in ("png", "svg")]
+    if bad:
+        raise UsageError(f"--format: unknown figure format {bad[0]!r}; choose png, svg or none")
+    out = Path(args.out) if args.out else Path(args.dirs[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = write_overlaps([Path(d) for d in args.dirs], out, args.sparsity, formats)
+    for warning in caught:
+        print(f"bench: warning: {warning.message}", file=sys.stderr)
+    Console().print("Mask overlaps written: " + ", ".join(str(p) for p in paths), soft_wrap=True)
+    return 0
+
+
 def _data_prepare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -355,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--prune-embeddings",
         action=argparse.BooleanOptionalAction,
         help="add the nn.Embedding weights to the prunable set, for every method (off by default, as in movement pruning)",
+    )
+    run.add_argument(
+        "--controls",
+        help="allocation controls added for every pruned run: shuffle,reinit (the layer's kept positions re-drawn; "
+        "the mask on re-drawn weights), with the random-pruning baselines they are measured against (default: none)",
     )
     run.add_argument("--out", help="results directory (default: results/)")
     run.add_argument("--device", help="auto, cpu or cuda (default: auto)")
@@ -452,6 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="sparsity of the per-layer density plot and table; the grid must have it (default: its median)",
     )
     board.add_argument("--top5", action="store_true", help="add the top-5 accuracy table")
+    masks = commands.add_parser(
+        "masks", help="the overlap (Jaccard) of the saved masks of every two methods at one sparsity"
+    )
+    masks.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (merged)")
+    masks.add_argument("--sparsity", type=float, required=True, help="the sparsity to compare at, e.g. 0.95")
+    masks.add_argument("--out", help="where to write (default: the first DIR)")
+    masks.add_argument("--format", default="png", help="heat map formats: png, svg, or none (default: png)")
+    masks.set_defaults(handler=_masks, interrupted="each file is written whole or not at all")
     board.set_defaults(handler=_leaderboard, interrupted="each file is written whole or not at all")
     return parser
 

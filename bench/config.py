@@ -8,7 +8,9 @@ nothing else (:meth:`RunConfig.identity`):
 * the method as criterion and schedule, all its hyperparameters resolved against the current defaults (so a
   changed default changes the id), and the algorithm versions of the method and of its schedule;
 * :data:`HARNESS_VERSION`, the version of the training semantics every method shares;
-* the scope, the target sparsity, the seed and the prunable-set options.
+* the scope, the target sparsity, the seed and the prunable-set options;
+* the allocation control (``shuffle``, ``reinit``; :mod:`prunebench.controls`), only when set, so that the id of
+  every run that is not a control is what it was before controls existed.
 
 Descriptive text (preset names, summaries, sources) and how a run executes (device, loader, worker count) are not
 part of it. The same run asked for by an alias (``gmp``) or by criterion and schedule (``magnitude@gradual``) has one id.
@@ -63,7 +65,8 @@ class RunConfig:
 
     ``method`` is a registered method name (an alias, a criterion's name or ``criterion@schedule``); ``settings``
     are the hyperparameters set explicitly (the others take the method's current defaults). ``preset`` only says
-    where the dataset, model and recipe came from.
+    where the dataset, model and recipe came from. ``control`` (``shuffle`` or ``reinit``) makes the run an
+    allocation control of the run that is this config without it (:mod:`prunebench.controls`).
     """
 
     dataset: str
@@ -76,6 +79,7 @@ class RunConfig:
     settings: tuple[tuple[str, Any], ...] = ()
     prunable: PrunableOptions = field(default_factory=PrunableOptions)
     preset: str = ""
+    control: str = ""
 
     @classmethod
     def from_preset(
@@ -136,7 +140,7 @@ class RunConfig:
         from prunebench.models import get_model
 
         spec = self.spec
-        return {
+        identity = {
             "dataset": {"name": self.dataset, "version": get_dataset(self.dataset).version},
             "model": {"name": self.model, "version": get_model(self.model).version},
             "recipe": self.recipe.to_dict(),
@@ -152,6 +156,9 @@ class RunConfig:
             "seed": self.seed,
             "prunable": self.prunable.changed(),
         }
+        if self.control:
+            identity["control"] = self.control
+        return identity
 
     @functools.cached_property
     def run_id(self) -> str:
@@ -164,7 +171,8 @@ class RunConfig:
         if self.method == "dense":
             return f"dense seed={self.seed}"
         variant = f"[{self.variant}]" if self.variant else ""
-        return f"{self.spec.name}{variant}/{self.scope} s={self.sparsity:g} seed={self.seed}"
+        control = f" {self.control} control" if self.control else ""
+        return f"{self.spec.name}{variant}/{self.scope} s={self.sparsity:g} seed={self.seed}{control}"
 
 
 def dense_pretrain_key(config: RunConfig) -> str:

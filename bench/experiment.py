@@ -9,6 +9,7 @@ overrides the same hyperparameter). An experiment file is TOML::
     scopes = ["global", "uniform"]       # or "all"
     sparsity = [0.9, 0.95]
     seeds = "0-2"                        # N, "A-B", or a list [0, 1, 2]
+    controls = ["shuffle", "reinit"]     # optional: allocation controls of every run (prunebench.controls)
     keep_first_dense = false
 
     [recipe]                             # any recipe field; a list sweeps
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from prunebench.allocation import LAYERWISE_SCOPES, keep_budget, layer_keep_counts
 from prunebench.config import PrunableOptions, RunConfig, settings_tuple
+from prunebench.controls import parse_controls, with_controls
 from prunebench.environment import available_cpus, resolve_device
 from prunebench.errors import UsageError
 from prunebench.grid import check_sparsities, parse_methods, parse_scopes, parse_seeds
@@ -137,6 +139,8 @@ class Experiment:
     keep_first_dense: bool = False
     keep_last_dense: bool = False
     prune_embeddings: bool = False
+    controls: str | list[str] = field(default_factory=list)
+    """Allocation controls added for every pruned run (:mod:`prunebench.controls`): ``shuffle``, ``reinit``."""
     execution: Execution = field(default_factory=Execution)
     source: str | None = None
     """The experiment file this came from, for error messages."""
@@ -150,7 +154,8 @@ class Experiment:
 
     def configs(self) -> list[RunConfig]:
         """Every run of the grid, checked: per recipe and seed the dense baseline, then each method variant in each
-        requested scope it supports at each sparsity. A run asked for twice appears once.
+        requested scope it supports at each sparsity; with ``controls``, the random baselines and the controls
+        (:func:`prunebench.controls.with_controls`). A run asked for twice appears once.
 
         Each sparsity is checked on the model (built once on the ``meta`` device): it must keep at least one of the
         prunable weights, and each layer-wise scope must be able to split it across the layers (see
@@ -206,7 +211,8 @@ class Experiment:
                         **common,
                     )
                     configs.setdefault(config.run_id, config)
-        return list(configs.values())
+        with self._key("controls"):
+            return with_controls(list(configs.values()), parse_controls(self.controls))
 
     def plan(self) -> Plan:
         """The runs (:meth:`configs`) and how they execute, everything checked before any work starts: the device,
@@ -331,6 +337,7 @@ _TOP_KEYS = {
     "keep_first_dense",
     "keep_last_dense",
     "prune_embeddings",
+    "controls",
 }
 _TABLES = {"recipe", "hparams", "run"}
 
@@ -353,6 +360,11 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
             if not isinstance(data[key], str):
                 raise fail(key, f"must be a string, got {data[key]!r}")
             setattr(experiment, key, data[key])
+    if "controls" in data:
+        value = data["controls"]
+        if not (isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise fail("controls", f'must be a list of controls such as ["shuffle", "reinit"], got {value!r}')
+        experiment.controls = value
     for key in ("methods", "scopes"):
         if key in data:
             value = data[key]

@@ -97,6 +97,8 @@ class RunRecord(RunHead, RunResults, total=False):
 
     error: str
     traceback: str
+    control: str
+    """``shuffle`` or ``reinit`` for an allocation control (:mod:`prunebench.controls`); absent otherwise."""
 
 
 def _matches(value: Any, annotation: Any) -> bool:

@@ -190,10 +190,19 @@ class ResultStore:
         )
 
     def save(self, record: RunRecord) -> Path:
-        """Write ``record`` atomically; a record that breaks its declaration is a harness bug and raises."""
+        """Write ``record`` atomically; a record that breaks its declaration is a harness bug and raises.
+
+        A run's packed mask, handed over under :data:`~prunebench.saved_masks.MASK_KEY`, is written first
+        (:mod:`prunebench.saved_masks`), so that a record never exists without its mask; it is taken out of
+        ``record``, which the caller keeps as written."""
+        from prunebench.saved_masks import MASK_KEY, mask_path, write_mask
+
+        packed = record.pop(MASK_KEY, None)  # type: ignore[misc]
         reason = problem(record)
         if reason is not None:
             raise ValueError(f"refusing to write run {record.get('run_id')}: {reason}")
+        if packed is not None:
+            write_mask(mask_path(self.root, record["run_id"]), packed)
         path = self.path(record["run_id"])
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
         return path

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 import time
 import traceback
@@ -39,6 +40,7 @@ from torch import nn
 from prunebench.accounting import account
 from prunebench.allocation import keep_budget
 from prunebench.config import RunConfig, dense_pretrain_key
+from prunebench.controls import phases
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.environment import describe_device, library_versions
 from prunebench.errors import UsageError
@@ -50,6 +52,7 @@ from prunebench.models import build_model
 from prunebench.prunable import prunable_weights
 from prunebench.record import FINISHED, RECORD_VERSION, RunRecord
 from prunebench.results import ResultStore, atomic_file, atomic_write_text
+from prunebench.saved_masks import MASK_KEY, pack
 from prunebench.trainer import Diverged, Trainer, evaluate
 
 EpochCallback = Callable[[str, int, int, float], None]
@@ -225,6 +228,10 @@ def _train_run(
     spec = config.spec
     dataset = get_dataset(config.dataset)
     loaders = make_loaders(config, device, options)
+    if config.control:  # an allocation control: the source's mask, shuffled or on re-drawn weights
+        from prunebench.controls import train_control
+
+        return train_control(config, device, cache_dir, on_epoch, options, loaders), loaders
     method = spec.build(config.hparams)
     scoring_data = ScoringData(loaders.train, dataset.num_classes)
 
@@ -407,8 +414,10 @@ def execute(
                 f"{accounting['prunable_nonzero']} non-zero weights left, the target keeps {keep} "
                 f"(achieved sparsity {accounting['achieved_sparsity']:.5f}, target {config.sparsity})"
             )
+    saved = {} if config.method == "dense" else {MASK_KEY: pack({n: w != 0 for n, w in weights.items()})}
     return {
         **_record_head(config, device, "ok", time.perf_counter() - started),
+        **saved,
         **metrics,
         **accounting,
         "method_sparsity": outcome.method_sparsity,
@@ -447,6 +456,7 @@ def _record_head(config: RunConfig, device: torch.device, status: str, wall_time
         "versions": library_versions(),
         "wall_time_s": wall_time,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({"control": config.control} if config.control else {}),
     }
 
 
@@ -527,12 +537,17 @@ def run_grid(
     if force:  # a pre-training remembered as diverged is trained again
         for config in filter(needs_dense_pretraining, todo):
             dense_cache(config, cache_dir)[1].unlink(missing_ok=True)
+    batches = phases(todo)  # allocation controls after the runs whose masks they read
     if jobs > 1:
         from prunebench.parallel import run_in_workers
 
-        return run_in_workers(todo, store, device, jobs, reporter=reporter, options=options)
+        return [
+            record
+            for batch in batches
+            for record in run_in_workers(batch, store, device, jobs, reporter=reporter, options=options)
+        ]
     records = []
-    for config in todo:
+    for config in itertools.chain.from_iterable(batches):
         reporter.run_started(config)
         record = run_or_record_failure(config, device, cache_dir, reporter.epoch_done, options)
         store.save(record)

@@ -40,8 +40,12 @@ def write_leaderboard(
     the Markdown) and ``leaderboard_wide_<table>.csv`` (the other tables); ``png`` / ``svg``:
     ``plots/<dataset>_<model>_{accuracy,speedup,density}.<ext>``, linked from the Markdown. The tables are written
     before the figures, so that a figure that fails leaves them complete. ``ci`` is ``t`` (Student) or
-    ``bootstrap``; ``top5`` adds the top-5 table. Skipped and duplicate records are reported as ``RecordWarning``.
+    ``bootstrap``; ``top5`` adds the top-5 table. Allocation controls appear in their own table only
+    (:mod:`prunebench.leaderboard.controls`); rows that spent more than the recipe's budget are marked
+    (:mod:`prunebench.leaderboard.budgets`). Skipped and duplicate records are reported as ``RecordWarning``.
     """
+    from prunebench.leaderboard.budgets import mark_over_budget
+    from prunebench.leaderboard.controls import add_control_tables, split_controls
     from prunebench.leaderboard.files import write_files
     from prunebench.leaderboard.records import load_records, select, warn_mixed_budgets
     from prunebench.leaderboard.scopes import scope_comparisons
@@ -59,8 +63,11 @@ def write_leaderboard(
     records = select(records, dataset, model, methods)
     if not records:
         raise UsageError("no run records match the --dataset / --model / --methods selection")
+    records, controls = split_controls(records)  # controls appear in their own table only
     warn_mixed_budgets(records)
     cells = tidy_table(records, ci)
     comparisons = scope_comparisons(records)
     sections = build_sections(cells, comparisons, records, ci, density_sparsity=density_sparsity, top5=top5)
+    add_control_tables(sections, controls)
+    mark_over_budget(sections)
     return write_files(out, formats, cells, comparisons, sections)

@@ -7,7 +7,7 @@ from prunebench.leaderboard.sections import Section
 
 PREAMBLE = """\
 % prunebench leaderboard: tables for \\input{leaderboard.tex}; needs \\usepackage{booktabs}.
-% Labels: tab:<dataset>_<model>-<table>, table in scopes, allocation, accuracy, top5, cost.
+% Labels: tab:<dataset>_<model>-<table>, table in scopes, allocation, controls, accuracy, top5, cost.
 """
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from itertools import product
 from typing import Any
 
-from prunebench.leaderboard.records import DENSE, budget_epochs, preset_epochs, variant
+from prunebench.leaderboard.records import DENSE, preset_epochs, variant
 
 
 def _distinct(values: Iterable[Any]) -> list[str]:
@@ -21,8 +21,12 @@ def _distinct(values: Iterable[Any]) -> list[str]:
 
 
 def budget(records: list[dict[str, Any]]) -> str:
-    """The weight-update budget of the runs, e.g. ``4 epochs`` (every distinct value when they differ)."""
-    return " / ".join(f"{e} epochs" for e in _distinct(map(budget_epochs, records))) or "unknown"
+    """The recipe's weight-update budget of the runs, e.g. ``4 epochs`` (every distinct value when they differ);
+    runs that spend a multiple of it (iterative pruning) are marked in the tables instead
+    (:mod:`prunebench.leaderboard.budgets`)."""
+    from prunebench.leaderboard.budgets import recipe_budget
+
+    return " / ".join(f"{e} epochs" for e in _distinct(map(recipe_budget, records))) or "unknown"
 
 
 def hardware(records: list[dict[str, Any]]) -> str:

@@ -133,11 +133,15 @@ def select(
 
 
 def warn_mixed_budgets(records: list[dict[str, Any]]) -> None:
-    """Warn about a (dataset, model) whose finished runs had different budgets: its cells pool them."""
+    """Warn about a (dataset, model) whose finished runs had different recipe budgets: its cells pool them."""
+    from prunebench.leaderboard.budgets import recipe_budget
+
     budgets: dict[tuple[str, str], set[str]] = {}
     for r in records:
         if r["status"] == "ok":
-            budget = budget_epochs(r)
+            budget = recipe_budget(
+                r
+            )  # of the recipe: iterative pruning's multiple of it is marked, not pooled
             budgets.setdefault((r["dataset"], r["model"]), set()).add(f"{r.get('preset')}: {budget} epochs")
     for (dataset, model), found in sorted(budgets.items()):
         if len(found) > 1:

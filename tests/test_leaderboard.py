@@ -492,6 +492,7 @@ def test_pooling_different_budgets_is_warned_about(tmp_path):
     longer = {
         **record("magnitude", "global", 0.5, 3, 97.0),
         "preset": "toy-net-long",
+        "config": {"preset": "toy-net-long", "recipe": {"epochs": 8}},
         "epochs": {"budget": 8},
     }
     write_dir(tmp_path, [*fixture_records(), {**longer, "run_id": "long"}])
