@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from prunebench.config import RunConfig
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, TrainingContext
@@ -45,7 +46,8 @@ def main() -> None:
     torch.set_flush_denormal(True)  # as every run does (see prunebench.runner.execute)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = get_dataset(preset.dataset)
-    loaders = dataset.make_loaders(LoaderRequest(batch_size=preset.batch_size, seed=0, device=device))
+    recipe = preset.recipe
+    loaders = dataset.make_loaders(LoaderRequest(batch_size=recipe.batch_size, seed=0, device=device))
     steps = len(loaders.train)
     chosen = args.methods.split(",") if args.methods else None
     learned = [
@@ -53,15 +55,15 @@ def main() -> None:
     ]
 
     def trainer_for(variant: str) -> Trainer:
-        model = initial_model(preset, 0, device)
+        model = initial_model(RunConfig.from_preset(preset, "dense", "global", 0.0, 0), device)
         if variant == "dense":
-            return Trainer(model, loaders.train, preset.optim, args.rounds + 1)
+            return Trainer(model, loaders.train, recipe.optim, args.rounds + 1)
         if variant == "fixed mask":
             weights = prunable_weights(model)
             masks = {n: torch.rand_like(w) > args.sparsity for n, w in weights.items()}
             apply_masks(model, masks)
             return Trainer(
-                model, loaders.train, preset.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)]
+                model, loaders.train, recipe.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)]
             )
         spec = next(s for s in learned if f"{s.name} ({s.scopes[0]})" == variant)
         context = TrainingContext(
@@ -76,7 +78,7 @@ def main() -> None:
         return Trainer(
             model,
             loaders.train,
-            preset.optim,
+            recipe.optim,
             args.rounds + 1,
             hooks=[session],
             exclude=session.method_parameters(),
@@ -100,7 +102,7 @@ def main() -> None:
 
     dense = statistics.median(times["dense"])
     print(
-        f"preset {preset.name}, {steps} steps per epoch, batch {preset.batch_size}, device {device}, "
+        f"preset {preset.name}, {steps} steps per epoch, batch {recipe.batch_size}, device {device}, "
         f"{torch.get_num_threads()} threads, median of {args.rounds} epochs, {args.clock} clock"
     )
     print(f"{'variant':<28}{'ms/step':>10}{'x dense':>10}")
