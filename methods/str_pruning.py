@@ -216,7 +216,9 @@ class STRSession(MaskedSession):
     def own_sparsity(self) -> torch.Tensor:
         """STR's sparsity now: the fraction of prunable ``W_eff`` entries that are exactly zero (a device tensor)."""
         cutoffs = torch.sigmoid(self.thresholds)
-        kept = torch.stack([(w.abs() > cutoffs[i]).sum() for i, w in enumerate(self.weights.values())])
+        kept = torch.stack(
+            [torch.count_nonzero(w.abs() > cutoffs[i]) for i, w in enumerate(self.weights.values())]
+        )
         return 1.0 - kept.sum() / sum(self.sizes)
 
     @torch.no_grad()
