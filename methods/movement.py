@@ -29,7 +29,8 @@ Port and deviations from the official code (all recorded as hyperparameters):
   ``initial_warmup=1``, ``final_warmup=2``. Here they are fractions of the learning phase, ``0.1`` and ``0.2``, so the
   cubic ramp runs from 10% to 80% of the phase whatever the budget (``cubic_keep_fraction``).
 * Exact counts: each step keeps exactly the scheduled number of weights per scope (counts from
-  ``prunebench.allocation``, selection by ``torch.topk``), where the reference keeps ``int(v * n)`` per matrix and,
+  ``prunebench.allocation``, selection by ``torch.topk``, found at each step from the previous step's threshold with
+  the same result, see :class:`~prunebench.methods.masked.TrackedTopK`), where the reference keeps ``int(v * n)`` per matrix and,
   with ``--global_topk``, refreshes the global threshold every ``global_topk_frequency_compute`` steps. The hard mask
   therefore ends at exactly the target. In ``global`` scope the per-matrix floor is kept within that exact count:
   each matrix's floor, then the highest remaining scores over all matrices (the reference's floor adds its weights on
