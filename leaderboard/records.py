@@ -42,10 +42,10 @@ def _read(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, ValueError) as error:
         _warn(f"skipped {path}: not a readable record ({type(error).__name__}: {error})")
         return None
-    legacy = from_legacy(record)
+    legacy = from_legacy(record)  # checked by from_legacy itself
     if legacy is not None:
         record = {**legacy, "_legacy": True}
-    reason = problem(record)
+    reason = problem(record) if legacy is None else None
     if reason:
         _warn(f"skipped {path}: {reason}")
         return None

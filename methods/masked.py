@@ -11,6 +11,8 @@
   its floor. Hard movement's ``global`` scope, soft movement's enforcement and STR's projection are this step;
   ProbMask's enforcement is its own (it moves the fewest entries of a sampled mask, see
   :mod:`prunebench.methods.probmask`).
+* :class:`TrackedTopK`: the same top-k at every step of a run whose scores move a little per step, found from the
+  previous step's threshold instead of a sort of all scores.
 
 The trainer gives the methods the rest: :attr:`~prunebench.trainer.Trainer.progress` (the fraction of the learning
 phase done) and :attr:`~prunebench.trainer.Trainer.lr_factor` (the weights' learning-rate schedule).
@@ -89,3 +91,49 @@ def exact_top_k(
     if floors is not None:
         scores = {name: s.masked_fill(top_mask(s, floors[name]), math.inf) for name, s in scores.items()}
     return masks_from_scores(dict(scores), sparsity, "global")
+
+
+class TrackedTopK:
+    """The ``k`` highest entries of a vector that changes a little from one step to the next, at every step.
+
+    The ``k``-th largest value ``t`` is looked for in a band around the previous step's: one pass counts the entries
+    above the band, the band's few entries are ranked (``torch.kthvalue``), and the band widens (x4) until it
+    holds the ``k``-th entry; it starts the next step at twice the threshold's last move. The mask is ``v >= t``.
+    When exactly ``k`` entries reach ``t`` the top ``k`` is unique, so this mask is the one any exact selection
+    (``torch.topk``) gives; when entries tie at ``t`` (the choice among them is ``torch.topk``'s own), :meth:`mask`
+    returns ``None`` and the caller selects with ``torch.topk`` as before. A run's masks are therefore identical
+    to a global top-k at every step.
+
+    ``threshold`` and ``width`` only speed the search: a fresh tracker finds the same masks.
+    """
+
+    def __init__(self) -> None:
+        self.threshold: torch.Tensor | None = None
+        """The ``k``-th largest value found at the previous step."""
+        self.width = 0.0
+        """Half-width of the band searched first at the next step."""
+
+    def _kth_largest(self, values: torch.Tensor, k: int) -> torch.Tensor:
+        previous = self.threshold
+        found = None
+        if previous is not None:
+            width = self.width
+            for _ in range(6):
+                low, high = previous - width, previous + width
+                above = int(torch.count_nonzero(values > high))
+                if above < k <= int(torch.count_nonzero(values >= low)):
+                    band = values[(values >= low) & (values <= high)]
+                    found = torch.kthvalue(band, band.numel() - (k - above) + 1).values
+                    break
+                width = 4.0 * width + 1e-12
+        if found is None:
+            found = torch.kthvalue(values, values.numel() - k + 1).values
+        moved = 0.0 if previous is None else abs(float(found - previous))
+        self.threshold, self.width = found, 2.0 * moved
+        return found
+
+    def mask(self, values: torch.Tensor, k: int) -> torch.Tensor | None:
+        """The boolean mask of the ``k`` highest entries of the flat ``values`` (``1 <= k <= values.numel()``), or
+        ``None`` when entries tie at the ``k``-th largest value (or a NaN hides it)."""
+        mask = values >= self._kth_largest(values, k)
+        return mask if int(torch.count_nonzero(mask)) == k else None

@@ -29,7 +29,8 @@ Port and deviations from the official code (all recorded as hyperparameters):
   ``initial_warmup=1``, ``final_warmup=2``. Here they are fractions of the learning phase, ``0.1`` and ``0.2``, so the
   cubic ramp runs from 10% to 80% of the phase whatever the budget (``cubic_keep_fraction``).
 * Exact counts: each step keeps exactly the scheduled number of weights per scope (counts from
-  ``prunebench.allocation``, selection by ``torch.topk``), where the reference keeps ``int(v * n)`` per matrix and,
+  ``prunebench.allocation``, selection by ``torch.topk``, found at each step from the previous step's threshold with
+  the same result, see :class:`~prunebench.methods.masked.TrackedTopK`), where the reference keeps ``int(v * n)`` per matrix and,
   with ``--global_topk``, refreshes the global threshold every ``global_topk_frequency_compute`` steps. The hard mask
   therefore ends at exactly the target. In ``global`` scope the per-matrix floor is kept within that exact count:
   each matrix's floor, then the highest remaining scores over all matrices (the reference's floor adds its weights on
@@ -69,7 +70,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import torch
 from torch import nn
 
-from prunebench.allocation import masks_from_scores, top_mask
+from prunebench.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
 from prunebench.methods.base import (
     FinalMasks,
     Masks,
@@ -78,7 +79,7 @@ from prunebench.methods.base import (
     TrainingSession,
     Weights,
 )
-from prunebench.methods.masked import MaskedSession, exact_top_k
+from prunebench.methods.masked import MaskedSession, TrackedTopK, exact_top_k
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 
@@ -209,6 +210,9 @@ class HardMovementSession(MovementSession):
             if scope == "global" and global_floor is not None
             else None
         )
+        self.top_k_trackers = {key: TrackedTopK() for key in (["global"] if scope == "global" else weights)}
+        """Per-step search state of the top-k (:class:`~prunebench.methods.masked.TrackedTopK`): the last
+        threshold of the global scores, or of each layer's; it speeds the search and never changes a mask."""
 
     def keep_fraction(self, progress: float) -> float:
         """The cubic schedule of the kept fraction (paper, Eq. 7; the reference's ``schedule_threshold``)."""
@@ -220,6 +224,32 @@ class HardMovementSession(MovementSession):
             return exact_top_k(self.scores, sparsity, self.floors)
         return masks_from_scores(self.scores, sparsity, self.scope)
 
+    @torch.no_grad()
+    def step_masks(self, sparsity: float) -> Masks:
+        """:meth:`top_masks` at ``sparsity``, found from the previous step's thresholds (:class:`TrackedTopK`):
+        the same masks, with ``torch.topk`` only where scores tie at the threshold or a layer falls to its floor."""
+        if self.scope == "global":
+            flat = torch.cat([s.detach().reshape(-1) for s in self.scores.values()])
+            mask = self.top_k_trackers["global"].mask(flat, keep_budget(flat.numel(), sparsity))
+            if mask is None:
+                return self.top_masks(sparsity)
+            masks = dict(zip(self.scores, mask.split([s.numel() for s in self.scores.values()]), strict=True))
+            if self.floors is not None:
+                kept = torch.stack([torch.count_nonzero(m) for m in masks.values()]).tolist()
+                if any(count < self.floors[name] for name, count in zip(masks, kept, strict=True)):
+                    # A layer below its floor: the floor's own top-k decides (rare: the floor is 0.5%).
+                    return self.top_masks(sparsity)
+            # Every layer holds at least its floor among the unique global top-k, so the floor's top-k lies
+            # within it and exact_top_k selects the same set.
+            return {name: m.view_as(self.scores[name]) for name, m in masks.items()}
+        counts = layer_keep_counts({n: s.shape for n, s in self.scores.items()}, sparsity, self.scope)
+        masks = {}
+        for name, scores in self.scores.items():
+            flat = scores.detach().reshape(-1)
+            mask = self.top_k_trackers[name].mask(flat, counts[name]) if counts[name] > 0 else None
+            masks[name] = (mask if mask is not None else top_mask(flat, counts[name])).view_as(scores)
+        return masks
+
     def update_masks(self, progress: float) -> None:
         keep = self.keep_fraction(progress)
         if keep >= 1.0:
@@ -227,7 +257,7 @@ class HardMovementSession(MovementSession):
                 for parametrization in self.masks.values():
                     parametrization.mask.fill_(1.0)
             return
-        self._write(self.top_masks(1.0 - keep))
+        self._write(self.step_masks(1.0 - keep))
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         return FinalMasks(masks=self.top_masks(self.sparsity), method_sparsity=self.sparsity)

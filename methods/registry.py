@@ -14,6 +14,11 @@ Each method declares its hyperparameters in its ``__init__`` signature (:mod:`pr
 
 Methods from other packages register through the ``prunebench.methods`` entry-point group: each entry names a module
 that is imported on first use of the registry, and that module calls :func:`register`.
+
+Reading the registry imports no method module (and so no torch): the package's own modules are read, not run
+(:mod:`prunebench.methods.declarations` reads their ``@register`` and ``alias`` calls from the source), and a
+method's class is imported when something needs it (its hyperparameters, an instance). A module whose registrations
+cannot be read that way (an argument that is not a literal) is imported on first use of the registry, as before.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunebench.errors import UsageError
 from prunebench.hparams import HParam, declared_hparams, format_value
+from prunebench.methods.declarations import read_declarations
 from prunebench.registry import Registry
 from prunebench.schedules import SCHEDULE_CLASSES, SCHEDULES, SCORING_SCHEDULES, Schedule
 
@@ -46,7 +53,6 @@ class MethodSpec:
 
     name: str
     """The name users type and records show (an alias, the criterion's name, or ``criterion@schedule``)."""
-    cls: type[Method]
     schedule: str
     scopes: tuple[str, ...]
     paper: str
@@ -55,6 +61,11 @@ class MethodSpec:
     """The name ``cls`` is registered under (``magnitude`` for ``gmp``)."""
     version: int
     """The algorithm version of ``cls``."""
+
+    @functools.cached_property
+    def cls(self) -> type[Method]:
+        """The method's class (its module is imported on first use)."""
+        return _class_of(self.criterion)
 
     @property
     def key(self) -> str:
@@ -133,13 +144,18 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class _Entry:
-    """A registered class: its schedules (the first is the default), scopes, paper and version."""
+    """A registered class: its schedules (the first is the default), scopes, paper, version and one-line summary.
 
-    cls: type[Method]
+    ``target`` (``module:Class``) says where the class is; ``cls`` is ``None`` until its module is imported.
+    """
+
+    target: str
     schedules: tuple[str, ...]
     scopes: tuple[str, ...]
     paper: str
     version: int
+    summary: str
+    cls: type[Method] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -150,15 +166,63 @@ class _Alias:
     paper: str | None
 
 
-def _import_package_modules() -> None:
+_MACHINERY = ("registry", "declarations")
+"""The modules of the package that register no method: the registry itself."""
+
+
+def _declare_package_methods() -> None:
+    """Register the package's own methods from their source; import only a module that cannot be read so."""
     package = importlib.import_module("prunebench.methods")
     for module in pkgutil.iter_modules(package.__path__):
-        if module.name not in ("registry", "base"):
-            importlib.import_module(f"prunebench.methods.{module.name}")
+        if module.name in _MACHINERY:
+            continue
+        qualified = f"prunebench.methods.{module.name}"
+        found = read_declarations(Path(module.module_finder.path) / f"{module.name}.py")
+        if found is None:
+            importlib.import_module(qualified)
+            continue
+        for declared in found.registrations:
+            entry = _entry(
+                declared.name, f"{qualified}:{declared.class_name}", declared.summary, **declared.arguments
+            )
+            if declared.name in _CLASSES and _CLASSES.get(declared.name).cls is not None:
+                entry = replace(entry, cls=_CLASSES.get(declared.name).cls)  # imported before the registry
+            _CLASSES.add(declared.name, entry, same=_same)
+        for arguments in found.aliases:
+            alias(*arguments.args, **arguments.kwargs)
 
 
-_CLASSES: Registry[_Entry] = Registry("method", "prunebench.methods", _import_package_modules)
+_CLASSES: Registry[_Entry] = Registry("method", "prunebench.methods", _declare_package_methods)
 _ALIASES: dict[str, _Alias] = {}
+
+
+def _entry(
+    name: str,
+    target: str,
+    summary: str,
+    *,
+    scopes: tuple[str, ...],
+    paper: str,
+    schedule: str | None = None,
+    schedules: tuple[str, ...] | None = None,
+    version: int = 1,
+) -> _Entry:
+    """The checked entry of a registration (see :func:`register`)."""
+    chosen = schedules if schedules is not None else (schedule,) if schedule is not None else ()
+    if not chosen or (schedule is not None and schedules is not None):
+        raise ValueError("give either schedule= or schedules=")
+    bad = [s for s in chosen if s not in SCHEDULES]
+    if bad:
+        raise ValueError(f"schedule {bad[0]!r} is not one of {SCHEDULES}")
+    several = [s for s in chosen if s not in SCORING_SCHEDULES]
+    if len(chosen) > 1 and several:
+        raise ValueError(f"only scoring criteria run under several schedules; {several} cannot be combined")
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad:
+        raise ValueError(f"scopes {bad} are not among {SCOPES}")
+    if SEPARATOR in name:
+        raise ValueError(f"a method name cannot contain {SEPARATOR!r}: {name!r}")
+    return _Entry(target, tuple(chosen), tuple(scopes), paper, version, summary)
 
 
 def register(
@@ -177,36 +241,44 @@ def register(
     the dense baseline); ``paper`` the citation shown by ``bench list methods``; ``version`` the algorithm version.
     The first line of the class docstring is the one-line summary (followed, for a criterion with several schedules,
     by the schedule's). Hyperparameters are the ``__init__`` keyword
-    arguments (:mod:`prunebench.hparams`).
+    arguments (:mod:`prunebench.hparams`). Write the arguments as literals (or module-level constants holding
+    literals), so that the registry can read them without importing the module.
     """
-    chosen = schedules if schedules is not None else (schedule,) if schedule is not None else ()
-    if not chosen or (schedule is not None and schedules is not None):
-        raise ValueError("give either schedule= or schedules=")
-    bad = [s for s in chosen if s not in SCHEDULES]
-    if bad:
-        raise ValueError(f"schedule {bad[0]!r} is not one of {SCHEDULES}")
-    several = [s for s in chosen if s not in SCORING_SCHEDULES]
-    if len(chosen) > 1 and several:
-        raise ValueError(f"only scoring criteria run under several schedules; {several} cannot be combined")
-    bad = [s for s in scopes if s not in SCOPES]
-    if bad:
-        raise ValueError(f"scopes {bad} are not among {SCOPES}")
-    if SEPARATOR in name:
-        raise ValueError(f"a method name cannot contain {SEPARATOR!r}: {name!r}")
+    arguments = dict(scopes=scopes, paper=paper, schedule=schedule, schedules=schedules, version=version)
+    _entry(name, "", "", **arguments)  # check the arguments when the decorator is made
 
     def decorate(cls: type[Method]) -> type[Method]:
-        entry = _Entry(cls, tuple(chosen), tuple(scopes), paper, version)
-        _CLASSES.add(name, entry, same=lambda a, b: a.cls is b.cls)
+        target = f"{cls.__module__}:{cls.__qualname__}"
+        entry = _entry(name, target, _first_line(cls), **arguments)
+        # A declared entry (read from the source) is replaced by this one, which has the class; a different
+        # class under a taken name is an error.
+        _CLASSES.add(name, replace(entry, cls=cls), same=_same)
         cls.name = name
-        _check_declarations(name, entry)
+        _check_declarations(name, entry, cls)
         return cls
 
     return decorate
 
 
-def _check_declarations(name: str, entry: _Entry) -> None:
+def _same(current: _Entry, new: _Entry) -> bool:
+    """Whether two registrations under one name agree: the same declaration, and the same class once known."""
+    return current == new and (current.cls is None or new.cls is None or current.cls is new.cls)
+
+
+def _class_of(criterion: str) -> type[Method]:
+    """The class registered as ``criterion``, importing its module if it was only declared."""
+    entry = _CLASSES.get(criterion)
+    if entry.cls is None:
+        importlib.import_module(entry.target.partition(":")[0])
+        entry = _CLASSES.get(criterion)
+        if entry.cls is None:
+            raise RuntimeError(f"method {criterion!r}: importing {entry.target} did not register its class")
+    return entry.cls
+
+
+def _check_declarations(name: str, entry: _Entry, cls: type[Method]) -> None:
     """Hyperparameters resolve, and a criterion's never collide with those of a schedule it runs under."""
-    own = declared_hparams(entry.cls)
+    own = declared_hparams(cls)
     for schedule in entry.schedules:
         if schedule in SCHEDULE_CLASSES:
             clash = set(own) & set(declared_hparams(SCHEDULE_CLASSES[schedule]))
@@ -238,7 +310,6 @@ def _spec(name: str, criterion: str, schedule: str, scopes=None, paper=None) -> 
         )
     return MethodSpec(
         name=name,
-        cls=entry.cls,
         schedule=schedule,
         scopes=tuple(scopes) if scopes is not None else entry.scopes,
         paper=paper or entry.paper,
@@ -255,7 +326,7 @@ def _first_line(obj: object) -> str:
 
 def _summary(entry: _Entry, schedule: str) -> str:
     """The class's one-line summary; for a criterion with several schedules, followed by the schedule's."""
-    summary = _first_line(entry.cls)
+    summary = entry.summary
     if len(entry.schedules) > 1 and schedule in SCHEDULE_CLASSES:
         when = _first_line(SCHEDULE_CLASSES[schedule])
         summary = f"{summary.rstrip('.')}: {when[:1].lower()}{when[1:]}"

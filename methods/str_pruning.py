@@ -75,8 +75,37 @@ if TYPE_CHECKING:
 
 
 def soft_threshold(weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """STR's sparse function ``S_g(W, s) = sign(W) * relu(|W| - g(s))`` with ``g = sigmoid``."""
+    """STR's sparse function ``S_g(W, s) = sign(W) * relu(|W| - g(s))`` with ``g = sigmoid`` (the official form,
+    differentiated by autograd; training computes the same values and gradients with :class:`_SoftThreshold`)."""
     return torch.sign(weight) * torch.relu(weight.abs() - torch.sigmoid(threshold))
+
+
+class _SoftThreshold(torch.autograd.Function):
+    """``sign(W) * relu(|W| - c)`` for a scalar cutoff ``c``, with its gradient written out.
+
+    Forward: ``r = |W| - c`` and ``W_eff = sign(W) * relu(r)``, as :func:`soft_threshold`. Backward, with
+    ``A = 1[r > 0]`` and ``G = dL/dW_eff``: ``dL/dW = G * A`` and ``dL/dc = -sum(G * sign(W) * A)``: the terms
+    autograd forms for :func:`soft_threshold`, in the same floating-point operations, so the values are the same
+    bits (up to the sign of zeros), without the zero gradient of ``sign`` and the intermediate products it keeps.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+        sign = torch.sign(weight)
+        excess = weight.abs().sub_(cutoff)
+        active = excess > 0
+        ctx.save_for_backward(sign, active)
+        return excess.clamp_min_(0.0).mul_(sign)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        sign, active = ctx.saved_tensors
+        zero = grad.new_zeros(())
+        grad_weight = torch.where(active, grad, zero) if ctx.needs_input_grad[0] else None
+        grad_cutoff = None
+        if ctx.needs_input_grad[1]:
+            grad_cutoff = torch.where(active, grad * sign, zero).neg_().sum()
+        return grad_weight, grad_cutoff
 
 
 class SoftThreshold(nn.Module):
@@ -92,7 +121,7 @@ class SoftThreshold(nn.Module):
         self.index = index
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return soft_threshold(weight, self.thresholds[self.index])
+        return _SoftThreshold.apply(weight, torch.sigmoid(self.thresholds[self.index]))
 
 
 class DecayController:
@@ -187,7 +216,9 @@ class STRSession(MaskedSession):
     def own_sparsity(self) -> torch.Tensor:
         """STR's sparsity now: the fraction of prunable ``W_eff`` entries that are exactly zero (a device tensor)."""
         cutoffs = torch.sigmoid(self.thresholds)
-        kept = torch.stack([(w.abs() > cutoffs[i]).sum() for i, w in enumerate(self.weights.values())])
+        kept = torch.stack(
+            [torch.count_nonzero(w.abs() > cutoffs[i]) for i, w in enumerate(self.weights.values())]
+        )
         return 1.0 - kept.sum() / sum(self.sizes)
 
     @torch.no_grad()

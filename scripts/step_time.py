@@ -6,21 +6,33 @@ Trainer; the variants are interleaved round by round so that machine noise hits 
 rounds is reported.
 
     python scripts/step_time.py [--preset mnist5k-lenet5] [--sparsity 0.95] [--rounds 5] [--methods probmask,str]
-                                [--clock cpu]
+                                [--clock cpu] [--random-data 1280] [--against REF]
 
 ``--clock cpu`` times the process's CPU time instead of the wall clock: on a machine shared with other jobs, with one
 thread (``OMP_NUM_THREADS=1``), it counts the work of each step and not the time spent waiting for a core.
+``--random-data N`` trains on N random inputs of the dataset's shape, held in memory (for a preset whose data is not
+on this machine, such as ``cifar10-resnet20``). ``--against REF`` also times the code of the git revision ``REF``
+(checked out in a temporary worktree, run by this script in a child process) and prints both tables side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
+from prunebench.config import RunConfig
 from prunebench.datasets import LoaderRequest, get_dataset
+from prunebench.datasets.memory import TensorLoader
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.registry import all_methods
@@ -39,13 +51,79 @@ def main() -> None:
     parser.add_argument(
         "--clock", choices=["wall", "cpu"], default="wall", help="wall time, or CPU time on a shared machine"
     )
+    parser.add_argument(
+        "--random-data", type=int, help="train on this many random inputs of the dataset's shape"
+    )
+    parser.add_argument("--against", metavar="REF", help="also time the code of this git revision")
+    parser.add_argument("--json", help=argparse.SUPPRESS)  # the child of --against writes its figures here
     args = parser.parse_args()
+    if args.against:
+        compare(args)
+        return
+    figures = measure(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures))
+    else:
+        print(figures["header"])
+        print(f"{'variant':<28}{'ms/step':>10}{'x dense':>10}")
+        for variant, (ms, ratio) in figures["variants"].items():
+            print(f"{variant:<28}{ms:>10.3f}{ratio:>10.3f}")
 
+
+def _package_of(worktree: Path, into: Path) -> Path:
+    """A directory that, on ``PYTHONPATH``, imports ``prunebench`` from ``worktree`` (the package maps ``bench/``,
+    ``methods/``, ``datasets/`` and ``leaderboard/`` onto one import package, see pyproject.toml)."""
+    package = into / "prunebench"
+    package.mkdir(parents=True)
+    for source in (worktree / "bench").glob("*.py"):
+        (package / source.name).symlink_to(source)
+    for sub in ("methods", "datasets", "leaderboard"):
+        (package / sub).symlink_to(worktree / sub)
+    return into
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Time ``args.against``'s code and this checkout's, one after the other, and print them side by side."""
+    passed = [a for a in sys.argv[1:] if not a.startswith("--against") and a != args.against]
+    with tempfile.TemporaryDirectory() as temporary:
+        worktree = Path(temporary) / "worktree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.against], check=True)
+        try:
+            path = _package_of(worktree, Path(temporary) / "path")
+            results = {}
+            for label, env in (
+                (args.against, {**os.environ, "PYTHONPATH": str(path)}),
+                ("this checkout", dict(os.environ)),
+            ):
+                out = Path(temporary) / f"{len(results)}.json"
+                subprocess.run([sys.executable, __file__, *passed, "--json", str(out)], check=True, env=env)
+                results[label] = json.loads(out.read_text())
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], check=True)
+    (before_label, before), (after_label, after) = results.items()
+    print(after["header"])
+    print(f"{'variant':<28}{'ms/step':>10}{'x dense':>10}{'ms/step':>10}{'x dense':>10}{'after/before':>14}")
+    print(f"{'':<28}{before_label[:20]:>20}{after_label:>20}")
+    for variant, (ms, ratio) in after["variants"].items():
+        old_ms, old_ratio = before["variants"].get(variant, (float("nan"), float("nan")))
+        print(f"{variant:<28}{old_ms:>10.3f}{old_ratio:>10.3f}{ms:>10.3f}{ratio:>10.3f}{ms / old_ms:>14.2f}")
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Each variant's median time per step and its ratio to the dense step, and a header line."""
     preset = get_preset(args.preset)
     torch.set_flush_denormal(True)  # as every run does (see prunebench.runner.execute)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = get_dataset(preset.dataset)
-    loaders = dataset.make_loaders(LoaderRequest(batch_size=preset.batch_size, seed=0, device=device))
+    recipe = preset.recipe
+    if args.random_data:
+        generator = torch.Generator().manual_seed(0)
+        inputs = torch.randn(args.random_data, *dataset.input_shape, generator=generator).to(device)
+        targets = torch.randint(0, dataset.num_classes, (args.random_data,), generator=generator).to(device)
+        train = TensorLoader(inputs, targets, recipe.batch_size, shuffle=True)
+        loaders = SimpleNamespace(train=train)
+    else:
+        loaders = dataset.make_loaders(LoaderRequest(batch_size=recipe.batch_size, seed=0, device=device))
     steps = len(loaders.train)
     chosen = args.methods.split(",") if args.methods else None
     learned = [
@@ -53,15 +131,15 @@ def main() -> None:
     ]
 
     def trainer_for(variant: str) -> Trainer:
-        model = initial_model(preset, 0, device)
+        model = initial_model(RunConfig.from_preset(preset, "dense", "global", 0.0, 0), device)
         if variant == "dense":
-            return Trainer(model, loaders.train, preset.optim, args.rounds + 1)
+            return Trainer(model, loaders.train, recipe.optim, args.rounds + 1)
         if variant == "fixed mask":
             weights = prunable_weights(model)
             masks = {n: torch.rand_like(w) > args.sparsity for n, w in weights.items()}
             apply_masks(model, masks)
             return Trainer(
-                model, loaders.train, preset.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)]
+                model, loaders.train, recipe.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)]
             )
         spec = next(s for s in learned if f"{s.name} ({s.scopes[0]})" == variant)
         context = TrainingContext(
@@ -76,7 +154,7 @@ def main() -> None:
         return Trainer(
             model,
             loaders.train,
-            preset.optim,
+            recipe.optim,
             args.rounds + 1,
             hooks=[session],
             exclude=session.method_parameters(),
@@ -99,14 +177,13 @@ def main() -> None:
                 times[variant].append((clock() - started) / steps)
 
     dense = statistics.median(times["dense"])
-    print(
-        f"preset {preset.name}, {steps} steps per epoch, batch {preset.batch_size}, device {device}, "
-        f"{torch.get_num_threads()} threads, median of {args.rounds} epochs, {args.clock} clock"
+    header = (
+        f"preset {preset.name}{' (random data)' if args.random_data else ''}, {steps} steps per epoch, batch "
+        f"{recipe.batch_size}, device {device}, {torch.get_num_threads()} threads, median of {args.rounds} epochs, "
+        f"{args.clock} clock, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'variant':<28}{'ms/step':>10}{'x dense':>10}")
-    for variant in variants:
-        median = statistics.median(times[variant])
-        print(f"{variant:<28}{1e3 * median:>10.3f}{median / dense:>10.3f}")
+    medians = {v: statistics.median(times[v]) for v in variants}
+    return {"header": header, "variants": {v: (1e3 * m, m / dense) for v, m in medians.items()}}
 
 
 if __name__ == "__main__":

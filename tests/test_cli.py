@@ -122,6 +122,18 @@ def test_help_is_fast_and_does_not_import_torch():
     assert result.stdout.strip() == "False"
 
 
+@pytest.mark.parametrize("what", ["methods", "presets"])
+def test_listing_the_registries_does_not_import_torch(what):
+    code = (
+        "import sys; from prunebench.cli import main\n"
+        f"assert main(['list', '{what}']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert ("probmask" if what == "methods" else "mnist5k-lenet300") in result.stdout
+
+
 def test_console_script_help():
     bench = Path(sys.executable).parent / "bench"
     result = subprocess.run([str(bench), "run", "--help"], capture_output=True, text=True, check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import textwrap
@@ -120,9 +121,8 @@ def test_a_method_version_bump_changes_the_run_id(method_registry):
 
     method_registry.register("versioned", schedule="at_init", scopes=("global",), paper="test")(Scorer)
     first = _config("versioned").run_id
-    method_registry._CLASSES._entries["versioned"] = method_registry._Entry(
-        Scorer, ("at_init",), ("global",), "test", 2
-    )
+    entries = method_registry._CLASSES._entries
+    entries["versioned"] = dataclasses.replace(entries["versioned"], version=2)
     assert _config("versioned").run_id != first
 
 

@@ -228,3 +228,61 @@ def test_end_to_end_reaches_the_exact_target(method: str, scope: str, tmp_path: 
         assert record["enforcement"] and 0.0 <= record["method_sparsity"] < 1.0
         assert "own_layer_density" in record["method_details"]
     assert get_method(method).schedule == "during_training"
+
+
+def test_tracked_top_k_equals_torch_topk_at_every_step() -> None:
+    """Scores moving by Adam-sized steps, a keep count along the cubic ramp, a block of exact ties (weights that
+    never get a gradient keep their initial score), and jumps: the tracked mask is torch.topk's, or None at a tie."""
+    from prunebench.methods.masked import TrackedTopK
+
+    generator = torch.Generator().manual_seed(0)
+    size, steps = 20_000, 300
+    scores = torch.randn(size, generator=generator) * 0.05
+    scores[:2000] = 0.0  # ties that the threshold crosses on its way up
+    tracker, tracked = TrackedTopK(), 0
+    for step in range(steps):
+        moving = scores[2000:]
+        moving += 1e-3 * torch.sign(torch.randn(moving.shape, generator=generator))
+        if step in (100, 200):
+            scores[2000:] += 0.5 * torch.randn(
+                size - 2000, generator=generator
+            )  # a jump far outside the band
+        keep = round(size * (0.02 + 0.98 * (1 - step / steps) ** 3))
+        expected = torch.zeros(size, dtype=torch.bool)
+        expected[torch.topk(scores, keep, sorted=False).indices] = True
+        mask = tracker.mask(scores, keep)
+        if mask is None:
+            ranked = scores.sort(descending=True).values
+            assert keep < size and ranked[keep - 1] == ranked[keep], step  # None only at a tie
+        else:
+            tracked += 1
+            assert torch.equal(mask, expected), step
+    assert tracked > 0.8 * steps
+
+
+@pytest.mark.parametrize("scope", ["global", "uniform"])
+def test_per_step_masks_are_the_exact_top_k_of_every_step(scope: str) -> None:
+    """A session's step masks equal top_masks (torch.topk with the floors) at every step of a training run."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 3))
+    weights = prunable_weights(model)
+    session = HardMovementSession(model, weights, 0.97, scope, global_floor=0.005, **SESSION)
+    inputs, targets = torch.randn(256, 20), torch.randint(0, 3, (256,))
+    loader = TensorLoader(inputs, targets, 16, shuffle=True)
+    trainer = Trainer(
+        model, loader, OptimConfig(lr=0.05), 6, hooks=[session], exclude=session.method_parameters()
+    )
+    compared = []
+
+    def checked(progress: float) -> None:
+        keep = session.keep_fraction(progress)
+        if keep < 1.0:
+            exact = session.top_masks(1.0 - keep)
+            stepped = session.step_masks(1.0 - keep)
+            assert all(torch.equal(stepped[n], exact[n]) for n in exact)
+            compared.append(progress)
+        HardMovementSession.update_masks(session, progress)
+
+    session.update_masks = checked
+    trainer.fit()
+    assert len(compared) > 0.8 * trainer.total_steps

@@ -20,6 +20,7 @@ from prunebench.datasets.memory import TensorLoader
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.probmask import (
     ProbMask,
+    RelaxedMasks,
     logistic_noise,
     project_to_budget,
     relaxed_mask,
@@ -59,11 +60,15 @@ def exact_projection(s: np.ndarray, k: float) -> np.ndarray:
     "dtype, entry_tol, sum_tol", [(torch.float32, 1e-6, 1e-3), (torch.float64, 1e-13, 1e-9)]
 )
 @pytest.mark.parametrize("size, keep_fraction", [(50, 0.1), (1000, 0.3), (3000, 0.02)])
-def test_projection_equals_the_exact_euclidean_projection(dtype, entry_tol, sum_tol, size, keep_fraction):
+@pytest.mark.parametrize("start", [0.0, 0.35, 0.9, 5.0])
+def test_projection_equals_the_exact_euclidean_projection(
+    dtype, entry_tol, sum_tol, size, keep_fraction, start
+):
+    """From any start (a training step starts from the previous step's shift), to the same tolerance."""
     generator = torch.Generator().manual_seed(size)
     s = (torch.rand(size, generator=generator, dtype=torch.float64) * 1.6 - 0.3).to(dtype)
     k = keep_fraction * size
-    projected = project_to_budget(s, k)
+    projected = project_to_budget(s, k, start)
     expected = exact_projection(s.double().numpy(), k)
     assert projected.dtype == dtype
     assert np.abs(projected.double().numpy() - expected).max() <= entry_tol
@@ -120,6 +125,31 @@ def test_relaxation_is_s_without_noise_and_bernoulli_s_in_the_hard_limit():
     many = s.expand(20_000, -1)
     draws = relaxed_mask(many, 1e-6, logistic_noise(many))
     torch.testing.assert_close(draws.mean(0), s, atol=0.015, rtol=0.0)
+
+
+def test_relaxed_masks_and_their_closed_form_gradient_equal_autograd_of_the_reference_formula():
+    """RelaxedMasks draws K masks at once; with the same uniforms, the masks are relaxed_mask's (the official
+    formula) and the gradient autograd's, at interior probabilities and at exactly 0 and 1."""
+    torch.manual_seed(0)
+    s = torch.cat([torch.rand(3000), torch.tensor([0.0, 1.0, 1e-30, 1.0 - 2**-24])]).requires_grad_()
+    grads = torch.randn(2, s.numel())
+    for tau in (1.0, 0.3, 0.03):
+        buffer = torch.empty(2, s.numel())
+        torch.manual_seed(5)
+        sizes = [1000, 4, 2000]
+        parts = RelaxedMasks.apply(s, tau, buffer, sizes)
+        masks = [torch.cat(parts[:3]), torch.cat(parts[3:])]
+        (gradient,) = torch.autograd.grad(sum((g * m).sum() for g, m in zip(grads, masks, strict=True)), s)
+        torch.manual_seed(5)
+        uniforms = torch.rand(2, s.numel())
+        expected = [relaxed_mask(s, tau, torch.logit(u, eps=2.0**-24)) for u in uniforms]
+        (expected_gradient,) = torch.autograd.grad(
+            sum((g * m).sum() for g, m in zip(grads, expected, strict=True)), s
+        )
+        for mask, reference in zip(masks, expected, strict=True):
+            torch.testing.assert_close(mask, reference, rtol=0, atol=2e-6)
+        assert torch.isfinite(gradient).all()
+        torch.testing.assert_close(gradient, expected_gradient, rtol=1e-4, atol=1e-5 / tau)
 
 
 def _context(epochs: int, steps_per_epoch: int, batches=(), num_classes: int = 2) -> TrainingContext:

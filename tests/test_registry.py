@@ -79,3 +79,61 @@ def test_existing_names_mean_what_they_meant_as_criterion_and_schedule():
     assert registry.get_method("random@after_training").name == "random@after_training"
     with pytest.raises(UsageError, match="runs under the schedules at_init"):
         registry.get_method("snip@gradual")
+
+
+def test_the_declarations_read_from_the_source_are_those_that_run():
+    """Every built-in method is read without importing its module; importing it registers the same entry."""
+    import pkgutil
+    from pathlib import Path
+
+    import prunebench.methods
+    from prunebench.methods.declarations import read_declarations
+
+    read = 0
+    for module in pkgutil.iter_modules(prunebench.methods.__path__):
+        if module.name in registry._MACHINERY:
+            continue
+        found = read_declarations(Path(module.module_finder.path) / f"{module.name}.py")
+        assert found is not None, f"{module.name}: its registrations cannot be read without importing it"
+        for declared in found.registrations:
+            target = f"prunebench.methods.{module.name}:{declared.class_name}"
+            entry = registry._entry(declared.name, target, declared.summary, **declared.arguments)
+            cls = registry._class_of(declared.name)
+            assert registry._CLASSES.get(declared.name) == entry, declared.name
+            assert f"{cls.__module__}:{cls.__qualname__}" == target
+            read += 1
+    assert read >= 10
+
+
+def test_a_module_whose_registration_is_not_literal_is_imported(tmp_path):
+    from prunebench.methods.declarations import read_declarations
+
+    literal = tmp_path / "literal.py"
+    literal.write_text(
+        'PAPER = "a paper"\n'
+        '@register("m", schedule="at_init", scopes=("global",), paper=PAPER, version=3)\n'
+        'class M:\n    """One line.\n\n    More."""\n'
+        'alias("m2", "m@at_init", paper="other")\n'
+    )
+    found = read_declarations(literal)
+    assert found is not None
+    (registration,) = found.registrations
+    assert (registration.name, registration.class_name, registration.summary) == ("m", "M", "One line.")
+    assert registration.arguments == {
+        "schedule": "at_init",
+        "scopes": ("global",),
+        "paper": "a paper",
+        "version": 3,
+    }
+    assert [(a.args, a.kwargs) for a in found.aliases] == [(("m2", "m@at_init"), {"paper": "other"})]
+    for source in (
+        '@register("m", schedule="at_init", scopes=("global",), paper=" ".join(["a", "b"]))\nclass M: ...\n',
+        'for n in ("a", "b"):\n    register(n, schedule="at_init", scopes=(), paper="p")(object)\n',
+        '@register("m", schedule="at_init", scopes=SCOPES, paper="p")\nclass M: ...\n',
+    ):
+        computed = tmp_path / "computed.py"
+        computed.write_text(source)
+        assert read_declarations(computed) is None, source
+    helper = tmp_path / "helper.py"
+    helper.write_text("import torch\n\ndef f():\n    return 1\n")
+    assert read_declarations(helper).registrations == []

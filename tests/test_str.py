@@ -15,7 +15,7 @@ from torch.nn.utils import parametrize
 from prunebench.config import RunConfig
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.registry import get_method
-from prunebench.methods.str_pruning import STR, DecayController, SoftThreshold, soft_threshold
+from prunebench.methods.str_pruning import STR, DecayController, SoftThreshold, _SoftThreshold, soft_threshold
 from prunebench.prunable import prunable_weights
 from prunebench.recipe import OptimConfig
 from prunebench.runner import execute
@@ -86,6 +86,24 @@ def test_threshold_gradient_matches_the_analytic_expression_and_finite_differenc
         2 * eps
     )
     assert torch.allclose(s_param.grad, numeric, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(300, 784), (16, 6, 5, 5)])
+def test_the_training_function_is_the_official_form_to_the_bit(shape):
+    """_SoftThreshold (what training runs) gives the same bits as autograd of soft_threshold, value and gradients."""
+    torch.set_flush_denormal(True)  # as every run
+    generator = torch.Generator().manual_seed(0)
+    weight = (torch.randn(shape, generator=generator) * 0.05).requires_grad_()
+    upstream = torch.randn(shape, generator=generator)
+    for s in (-4.0, -3.0, -2.5):
+        threshold = torch.tensor(s, requires_grad=True)
+        reference = soft_threshold(weight, threshold)
+        expected = torch.autograd.grad((reference * upstream).sum(), [weight, threshold])
+        trained = _SoftThreshold.apply(weight, torch.sigmoid(threshold))
+        found = torch.autograd.grad((trained * upstream).sum(), [weight, threshold])
+        assert 0 < int((reference == 0).sum()) < reference.numel()
+        assert torch.equal(trained, reference)
+        assert all(torch.equal(a, b) for a, b in zip(found, expected, strict=True))
 
 
 def test_weight_gradient_passes_only_through_survivors():
