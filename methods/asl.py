@@ -80,6 +80,7 @@ Deviations from the official code, all named:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
@@ -203,7 +204,7 @@ class ASLSession(MaskedSession):
 
     @staticmethod
     @torch.no_grad()
-    def recentre(weights) -> None:
+    def recentre(weights: Iterable[torch.Tensor]) -> None:
         """``W_l <- W_l - mean(W_l)`` for every layer (the official in-place re-centring)."""
         for weight in weights:
             weight.sub_(weight.mean())
@@ -256,7 +257,7 @@ class ASLSession(MaskedSession):
         }
         if self.scope == "global":
             dropped = [s[~masks[name]] for name, s in scores.items()]
-            details["delta"] = max((float(d.max()) for d in dropped if d.numel()), default=-math.inf)
+            details["delta"] = max((float(d.max()) for d in dropped if d.numel()), default=None)
             enforcement = (
                 "every r_l shifted by one common delta (threshold (r_l + delta) std(W_l)) to the exact budget: "
                 "global top-k of (|W| - b_l) / std(W_l)"
