@@ -8,7 +8,8 @@ nothing else (:meth:`RunConfig.identity`):
 * the method as criterion and schedule, all its hyperparameters resolved against the current defaults (so a
   changed default changes the id), and the algorithm versions of the method and of its schedule;
 * :data:`HARNESS_VERSION`, the version of the training semantics every method shares;
-* the scope, the target sparsity, the seed and the prunable-set options.
+* the scope, the target sparsity, the seed and the prunable-set options;
+* the track and its target unit, only on the structured track (so every unstructured run keeps its id).
 
 Descriptive text (preset names, summaries, sources) and how a run executes (device, loader, worker count) are not
 part of it. The same run asked for by an alias (``gmp``) or by criterion and schedule (``magnitude@gradual``) has one id.
@@ -58,6 +59,20 @@ class PrunableOptions:
 
 
 @dataclass(frozen=True)
+class Track:
+    """What a run prunes. ``unstructured``: weights, ``sparsity`` is the fraction of prunable weights removed.
+    ``structured``: output channels (:mod:`prunebench.channels`), ``sparsity`` is the fraction of ``unit`` removed:
+    ``channels`` (of the group channels) or ``flops`` (of the dense model's FLOPs). It enters the run id only when it
+    is not the default, as :class:`PrunableOptions` does."""
+
+    name: str = "unstructured"
+    unit: str = "weights"
+
+    def changed(self) -> dict[str, Any]:
+        return {} if self == Track() else {"name": self.name, "unit": self.unit}
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run depends on.
 
@@ -76,6 +91,7 @@ class RunConfig:
     settings: tuple[tuple[str, Any], ...] = ()
     prunable: PrunableOptions = field(default_factory=PrunableOptions)
     preset: str = ""
+    track: Track = field(default_factory=Track)
 
     @classmethod
     def from_preset(
@@ -151,6 +167,7 @@ class RunConfig:
             "sparsity": self.sparsity,
             "seed": self.seed,
             "prunable": self.prunable.changed(),
+            **({"track": self.track.changed()} if self.track.changed() else {}),
         }
 
     @functools.cached_property
@@ -164,7 +181,8 @@ class RunConfig:
         if self.method == "dense":
             return f"dense seed={self.seed}"
         variant = f"[{self.variant}]" if self.variant else ""
-        return f"{self.spec.name}{variant}/{self.scope} s={self.sparsity:g} seed={self.seed}"
+        target = f"{self.track.unit}={self.sparsity:g}" if self.track.changed() else f"s={self.sparsity:g}"
+        return f"{self.spec.name}{variant}/{self.scope} {target} seed={self.seed}"
 
 
 def dense_pretrain_key(config: RunConfig) -> str:

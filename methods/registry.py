@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 SCOPES = ("global", "uniform", "uniform_plus", "erk", "learned")
 """How a global budget is split across layers. ``learned`` means the method learns the allocation itself."""
 
+TRACKS = ("unstructured", "structured")
+"""What a method prunes: single weights (``unstructured``) or whole channels (``structured``, see
+:mod:`prunebench.channels`). A grid runs the methods of one track."""
+
 SEPARATOR = "@"
 """Between a criterion and a schedule in a method name: ``magnitude@gradual``."""
 
@@ -55,6 +59,7 @@ class MethodSpec:
     """The name ``cls`` is registered under (``magnitude`` for ``gmp``)."""
     version: int
     """The algorithm version of ``cls``."""
+    track: str = "unstructured"
 
     @property
     def key(self) -> str:
@@ -140,6 +145,7 @@ class _Entry:
     scopes: tuple[str, ...]
     paper: str
     version: int
+    track: str = "unstructured"
 
 
 @dataclass(frozen=True)
@@ -169,12 +175,14 @@ def register(
     schedule: str | None = None,
     schedules: tuple[str, ...] | None = None,
     version: int = 1,
+    track: str = "unstructured",
 ):
     """Class decorator that registers a pruning method under ``name``.
 
     ``schedule`` (or ``schedules`` for a scoring criterion that runs under several, the first being what ``name``
     alone means) from :data:`~prunebench.schedules.SCHEDULES`; ``scopes`` a subset of :data:`SCOPES` (empty for
-    the dense baseline); ``paper`` the citation shown by ``bench list methods``; ``version`` the algorithm version.
+    the dense baseline); ``paper`` the citation shown by ``bench list methods``; ``version`` the algorithm version;
+    ``track`` what it prunes (:data:`TRACKS`).
     The first line of the class docstring is the one-line summary (followed, for a criterion with several schedules,
     by the schedule's). Hyperparameters are the ``__init__`` keyword
     arguments (:mod:`prunebench.hparams`).
@@ -193,9 +201,11 @@ def register(
         raise ValueError(f"scopes {bad} are not among {SCOPES}")
     if SEPARATOR in name:
         raise ValueError(f"a method name cannot contain {SEPARATOR!r}: {name!r}")
+    if track not in TRACKS:
+        raise ValueError(f"track {track!r} is not one of {TRACKS}")
 
     def decorate(cls: type[Method]) -> type[Method]:
-        entry = _Entry(cls, tuple(chosen), tuple(scopes), paper, version)
+        entry = _Entry(cls, tuple(chosen), tuple(scopes), paper, version, track)
         _CLASSES.add(name, entry, same=lambda a, b: a.cls is b.cls)
         cls.name = name
         _check_declarations(name, entry)
@@ -245,6 +255,7 @@ def _spec(name: str, criterion: str, schedule: str, scopes=None, paper=None) -> 
         summary=_summary(entry, schedule),
         criterion=criterion,
         version=entry.version,
+        track=entry.track,
     )
 
 
