@@ -88,46 +88,54 @@ def channel_groups(model: nn.Module, example: torch.Tensor) -> list[ChannelGroup
     that touches a module other than Conv, Linear or BatchNorm with channels (LayerNorm, GroupNorm, an attention
     layer) is a usage error: the structured track supports those three.
     """
+    return _groups(model, _graph(model, example))
+
+
+def _graph(model: nn.Module, example: torch.Tensor):
+    """Torch-Pruning's dependency graph of ``model``, traced in evaluation mode (BatchNorm statistics untouched)."""
     import torch_pruning as tp
 
-    names = {module: name for name, module in model.named_modules()}
     training = model.training
     model.eval()
     try:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-        classifier = model.get_submodule(classifier_name(model))
-        found = []
-        for group in graph.get_all_groups(ignored_layers=[classifier], root_module_types=_LAYERS):
-            root = group[0].dep.target.module
-            size = len(group[0].idxs)
-            members: dict[tuple[str, str], list[int]] = {}
-            for item in group:
-                module = item.dep.target.module
-                if module not in names:
-                    continue  # an element-wise operation of the traced graph (addition, activation, pooling)
-                if isinstance(module, _NORMS):
-                    role = "norm"
-                elif isinstance(module, _LAYERS):
-                    role = _handler_role(item.dep.handler)
-                else:
-                    raise UsageError(
-                        f"the structured track prunes Conv, Linear and BatchNorm channels; {names[module]} "
-                        f"({type(module).__name__}) shares channels with {names[root]}"
-                    )
-                index = members.setdefault((names[module], role), [-1] * size)
-                for position, idx in enumerate(item.idxs):
-                    own = int(getattr(idx, "idx", idx))
-                    root_idx = getattr(idx, "root_idx", None)
-                    index[position if root_idx is None else int(root_idx)] = own
-            found.append(
-                ChannelGroup(
-                    names[root],
-                    size,
-                    tuple(Member(module, role, tuple(index)) for (module, role), index in members.items()),
-                )
-            )
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
     finally:
         model.train(training)
+
+
+def _groups(model: nn.Module, graph) -> list[ChannelGroup]:
+    names = {module: name for name, module in model.named_modules()}
+    classifier = model.get_submodule(classifier_name(model))
+    found = []
+    for group in graph.get_all_groups(ignored_layers=[classifier], root_module_types=_LAYERS):
+        root = group[0].dep.target.module
+        size = len(group[0].idxs)
+        members: dict[tuple[str, str], list[int]] = {}
+        for item in group:
+            module = item.dep.target.module
+            if module not in names:
+                continue  # an element-wise operation of the traced graph (addition, activation, pooling)
+            if isinstance(module, _NORMS):
+                role = "norm"
+            elif isinstance(module, _LAYERS):
+                role = _handler_role(item.dep.handler)
+            else:
+                raise UsageError(
+                    f"the structured track prunes Conv, Linear and BatchNorm channels; {names[module]} "
+                    f"({type(module).__name__}) shares channels with {names[root]}"
+                )
+            index = members.setdefault((names[module], role), [-1] * size)
+            for position, idx in enumerate(item.idxs):
+                own = int(getattr(idx, "idx", idx))
+                root_idx = getattr(idx, "root_idx", None)
+                index[position if root_idx is None else int(root_idx)] = own
+        found.append(
+            ChannelGroup(
+                names[root],
+                size,
+                tuple(Member(module, role, tuple(index)) for (module, role), index in members.items()),
+            )
+        )
     order = {name: i for i, name in enumerate(names.values())}
     return sorted(found, key=lambda group: order[group.name])
 
@@ -321,11 +329,9 @@ def remove_channels(
     import torch_pruning as tp
 
     pruned = copy.deepcopy(model)
-    training = pruned.training
-    pruned.eval()
-    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example)
+    graph = _graph(pruned, example)
     modules = dict(pruned.named_modules())
-    for group in channel_groups(pruned, example):
+    for group in _groups(pruned, graph):
         removed = (~keep[group.name]).nonzero().flatten().tolist()
         if not removed:
             continue
@@ -335,7 +341,6 @@ def remove_channels(
         )
         own = dict(enumerate(next(m for m in group.members if m.module == group.name).index))
         graph.get_pruning_group(root, handler, idxs=[own[k] for k in removed]).prune()
-    pruned.train(training)
     return pruned
 
 

@@ -227,10 +227,10 @@ register_preset(
         dataset="mnist5k",
         model="cnn_bn",
         recipe=Recipe(
-            epochs=12,
+            epochs=8,
             batch_size=64,
             optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
-            finetune_epochs=4,
+            finetune_epochs=3,
             finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
         ),
         summary="Structured default: a small BatchNorm CNN with a residual block on the embedded MNIST digits (CPU)",
