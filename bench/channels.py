@@ -235,7 +235,9 @@ def allocate(
             return {n: torch.ones(s, dtype=torch.bool) for n, s in sizes.items()}
         if scope == "uniform":
             counts = counts_from_densities(sizes, dict.fromkeys(sizes, keep / total), keep)
-            for name in [n for n, c in counts.items() if c == 0]:  # a tiny group: one channel, from the largest
+            for name in [
+                n for n, c in counts.items() if c == 0
+            ]:  # a tiny group: one channel, from the largest
                 counts[name] = 1
                 counts[max(counts, key=lambda n: (counts[n], -list(sizes).index(n)))] -= 1
             return {n: _top(scores[n], counts[n]) for n in sizes}
@@ -321,9 +323,7 @@ def channel_masks(
     return masks
 
 
-def remove_channels(
-    model: nn.Module, example: torch.Tensor, keep: dict[str, torch.Tensor]
-) -> nn.Module:
+def remove_channels(model: nn.Module, example: torch.Tensor, keep: dict[str, torch.Tensor]) -> nn.Module:
     """A copy of ``model`` with the removed channels physically gone (Torch-Pruning prunes each group through its
     dependency graph, the coupled layers with it)."""
     import torch_pruning as tp
@@ -336,9 +336,7 @@ def remove_channels(
         if not removed:
             continue
         root = modules[group.name]
-        handler = (
-            tp.prune_linear_out_channels if isinstance(root, nn.Linear) else tp.prune_conv_out_channels
-        )
+        handler = tp.prune_linear_out_channels if isinstance(root, nn.Linear) else tp.prune_conv_out_channels
         own = dict(enumerate(next(m for m in group.members if m.module == group.name).index))
         graph.get_pruning_group(root, handler, idxs=[own[k] for k in removed]).prune()
     return pruned
@@ -364,7 +362,9 @@ def check_same_outputs(
         masked.train(modes[0])
         pruned.train(modes[1])
     if reference.shape != output.shape:
-        raise OutputMismatch(f"output shapes differ: masked {tuple(reference.shape)}, pruned {tuple(output.shape)}")
+        raise OutputMismatch(
+            f"output shapes differ: masked {tuple(reference.shape)}, pruned {tuple(output.shape)}"
+        )
     difference = float((reference - output).abs().max())
     scale = max(1.0, float(reference.abs().max()))
     if not difference <= tolerance * scale:
@@ -406,7 +406,9 @@ def measure_latency(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def group_norms(model: nn.Module, groups: Iterable[ChannelGroup]) -> dict[str, list[tuple[nn.Module, list[int]]]]:
+def group_norms(
+    model: nn.Module, groups: Iterable[ChannelGroup]
+) -> dict[str, list[tuple[nn.Module, list[int]]]]:
     """Per group, its BatchNorm modules with the channel of each group channel; a usage error names the first
     group without one (Network Slimming and MaskSparsity score and penalize BatchNorm scales)."""
     modules = dict(model.named_modules())

@@ -175,9 +175,13 @@ class Experiment:
                 raise UsageError(f"unknown track {self.track!r}; known: {', '.join(TRACKS)}")
             structured = self.track == "structured"
             if structured and self.sparsity is not None:
-                raise UsageError("the structured track takes a target (--target channels:0.5), not a sparsity")
+                raise UsageError(
+                    "the structured track takes a target (--target channels:0.5), not a sparsity"
+                )
             if not structured and self.target is not None:
-                raise UsageError("a target (--target) belongs to the structured track; add --track structured")
+                raise UsageError(
+                    "a target (--target) belongs to the structured track; add --track structured"
+                )
         with self._key("preset"):
             preset = get_preset(self.preset or (STRUCTURED_PRESET if structured else DEFAULT_PRESET))
         dataset, model = self.dataset or preset.dataset, self.model or preset.model

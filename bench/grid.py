@@ -68,8 +68,12 @@ def parse_methods(names: str | Iterable[str], track: str = "unstructured") -> li
         elif name != "dense":
             spec = get_method(name)
             if spec.track != track:
-                flag = "--track structured" if spec.track == "structured" else "the default --track unstructured"
-                raise UsageError(f"{spec.name} is a {spec.track} method and this grid is {track}; run it with {flag}")
+                flag = (
+                    "--track structured" if spec.track == "structured" else "the default --track unstructured"
+                )
+                raise UsageError(
+                    f"{spec.name} is a {spec.track} method and this grid is {track}; run it with {flag}"
+                )
             chosen.setdefault(spec.key, spec)
     return list(chosen.values())
 

@@ -272,11 +272,21 @@ register_preset(
             epochs=100,
             batch_size=256,
             optim=OptimConfig(
-                lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True, schedule="step", milestones=(0.3, 0.6, 0.9)
+                lr=0.1,
+                momentum=0.9,
+                weight_decay=1e-4,
+                nesterov=True,
+                schedule="step",
+                milestones=(0.3, 0.6, 0.9),
             ),
             finetune_epochs=25,
             finetune_optim=OptimConfig(
-                lr=0.001, momentum=0.9, weight_decay=1e-4, nesterov=True, schedule="step", milestones=(0.25, 0.5, 0.75)
+                lr=0.001,
+                momentum=0.9,
+                weight_decay=1e-4,
+                nesterov=True,
+                schedule="step",
+                milestones=(0.25, 0.5, 0.75),
             ),
         ),
         summary="ResNet-50 on ImageNet, MaskSparsity recipe: Nesterov SGD 0.1, 100 epochs, x0.1 at 30/60/90, "

@@ -41,11 +41,14 @@ def write_leaderboard(
     ``plots/<dataset>_<model>_{accuracy,speedup,density}.<ext>``, linked from the Markdown. The tables are written
     before the figures, so that a figure that fails leaves them complete. ``ci`` is ``t`` (Student) or
     ``bootstrap``; ``top5`` adds the top-5 table. Skipped and duplicate records are reported as ``RecordWarning``.
+    Records of the structured track get their own sections (:mod:`prunebench.leaderboard.structured`), appended to
+    the Markdown, and ``leaderboard_structured.csv``.
     """
     from prunebench.leaderboard.files import write_files
     from prunebench.leaderboard.records import load_records, select, warn_mixed_budgets
     from prunebench.leaderboard.scopes import scope_comparisons
     from prunebench.leaderboard.sections import build_sections
+    from prunebench.leaderboard.structured import split, write_structured
     from prunebench.leaderboard.table import tidy_table
 
     _check(formats, ci)
@@ -60,7 +63,9 @@ def write_leaderboard(
     if not records:
         raise UsageError("no run records match the --dataset / --model / --methods selection")
     warn_mixed_budgets(records)
+    records, structured = split(records)
     cells = tidy_table(records, ci)
     comparisons = scope_comparisons(records)
     sections = build_sections(cells, comparisons, records, ci, density_sparsity=density_sparsity, top5=top5)
-    return write_files(out, formats, cells, comparisons, sections)
+    markdown = write_files(out, formats, cells, comparisons, sections)
+    return write_structured(out, formats, markdown, structured, ci) if structured else markdown

@@ -77,7 +77,9 @@ def _abs_gamma(norms: dict[str, list[tuple[nn.Module, list[int]]]]) -> Scores:
 
 
 @torch.no_grad()
-def add_l1_subgradient(modules: list[nn.Module], strength: float, masks: list[torch.Tensor] | None = None) -> None:
+def add_l1_subgradient(
+    modules: list[nn.Module], strength: float, masks: list[torch.Tensor] | None = None
+) -> None:
     """``gamma.grad += strength * sign(gamma)`` on each BatchNorm (times its 0/1 mask where given): the
     subgradient of ``strength * sum |gamma|``, added after ``loss.backward()`` as the official code does
     (network-slimming ``updateBN``; MaskSparsity ``update_bn_by_names_dict``)."""
@@ -226,7 +228,12 @@ class NetworkSlimming(SparsityTraining):
 
 class _MaskSparsitySession(_SlimmingSession):
     def __init__(
-        self, model: nn.Module, groups: list[ChannelGroup], strength: float, mask_at: float, allocate: Allocator
+        self,
+        model: nn.Module,
+        groups: list[ChannelGroup],
+        strength: float,
+        mask_at: float,
+        allocate: Allocator,
     ) -> None:
         super().__init__(model, groups, strength)
         self.mask_at = mask_at

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import types
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -131,7 +132,9 @@ def test_flops_targets_are_reached_as_closely_as_channels_allow(scope, fraction,
     assert real <= target
     if scope == "global":  # one channel fewer removed would miss the target: the largest step bounds the gap
         step = max(
-            flop_model.flops({**kept, name: kept[name] + 1}) - real for name in kept if kept[name] < keep[name].numel()
+            flop_model.flops({**kept, name: kept[name] + 1}) - real
+            for name in kept
+            if kept[name] < keep[name].numel()
         )
         assert target - real < step
     else:  # the next coarser common fraction overshoots
@@ -170,7 +173,9 @@ def test_slimming_session_penalizes_every_batchnorm_scale_and_nothing_else():
     params = dict(model.named_parameters())
     for name in plain:
         expected = plain[name]
-        if name.endswith("weight") and isinstance(model.get_submodule(name[: -len(".weight")]), torch.nn.BatchNorm2d):
+        if name.endswith("weight") and isinstance(
+            model.get_submodule(name[: -len(".weight")]), torch.nn.BatchNorm2d
+        ):
             expected = expected + 1e-3 * torch.sign(params[name].detach())
         torch.testing.assert_close(after[name], expected, rtol=0, atol=1e-9)
 
@@ -222,7 +227,9 @@ def test_tracks_do_not_mix_and_unstructured_ids_stay():
     plain = RunConfig.from_preset("mnist5k-lenet300", "magnitude", "global", 0.9, 0)
     assert "track" not in plain.identity
     structured = Experiment(track="structured", target="flops:0.5", methods="l1_filter", seeds=1).configs()
-    assert structured[0].method == "dense" and "track" not in structured[0].identity  # the shared dense baseline
+    assert (
+        structured[0].method == "dense" and "track" not in structured[0].identity
+    )  # the shared dense baseline
     assert [c.identity["track"] for c in structured[1:]] == [{"name": "structured", "unit": "flops"}] * 2
     assert structured[1].model == "cnn_bn"
     with pytest.raises(UsageError, match="not a sparsity"):
@@ -240,9 +247,87 @@ def test_structured_run_end_to_end(tmp_path):
     record = execute(config, CPU, tmp_path)
     structured = record["structured"]
     assert record["status"] == "ok" and record["track"] == "structured"
-    assert structured["channels_removed"] == pytest.approx(round(structured["channels_total"] * 0.5) / structured["channels_total"])
+    assert structured["channels_removed"] == pytest.approx(
+        round(structured["channels_total"] * 0.5) / structured["channels_total"]
+    )
     assert structured["flops_pruned"] < structured["flops_dense"]
     assert structured["params_pruned"] < structured["params_dense"]
     assert structured["max_output_difference"] < 1e-4
     assert structured["latency_dense_batch1_s"] > 0 and structured["speedup_throughput"] > 0
     assert record["flops_sparse"] == structured["flops_pruned"]
+
+
+def _record(method: str, scope: str, target: float, seed: int, top1: float, speedup: float = 1.5) -> dict:
+    """A record in the layout the structured runner writes (the dense baseline is an unstructured run)."""
+    from prunebench.record import RECORD_VERSION
+
+    structured = method != "dense"
+    config = {"preset": "toy", "recipe": {"epochs": 4}}
+    if structured:
+        config["track"] = {"name": "structured", "unit": "flops"}
+    costs = {
+        "flops_reduction": target + 0.01,
+        "params_reduction": target,
+        "speedup_batch1": speedup,
+        "speedup_throughput": speedup + 0.5,
+    }
+    return {
+        "version": RECORD_VERSION,
+        "run_id": f"{method}-{scope}-{target}-{seed}",
+        "status": "ok",
+        "config": config,
+        "dataset": "toy",
+        "model": "net",
+        "preset": "toy",
+        "method": method,
+        "variant": "",
+        "criterion": method,
+        "schedule": "dense" if method == "dense" else "after_training",
+        "scope": scope,
+        "sparsity": target,
+        "seed": seed,
+        "hparams": {},
+        "device": "cpu: test",
+        "versions": {"python": "3.11.0", "torch": "2.5.0"},
+        "wall_time_s": 1.0,
+        "finished_at": "2026-01-01T00:00:00+00:00",
+        **dict.fromkeys(("top1", "top5"), top1),
+        "loss": 0.5,
+        "train_loss": 0.5,
+        "achieved_sparsity": target,
+        **dict.fromkeys(("prunable_weights", "prunable_nonzero", "params_total", "params_nonzero"), 100),
+        **dict.fromkeys(("compression_ratio", "flops_dense", "flops_sparse", "speedup", "min_layer_density"), 1.0),
+        "collapsed": False,
+        "layers": [],
+        "method_sparsity": None,
+        "enforcement": None,
+        "method_details": None,
+        "epochs": {"budget": 4},
+        "loader": "memory",
+        "precision": "fp32",
+        **({"track": "structured", "structured": costs} if structured else {}),
+    }
+
+
+def test_leaderboard_structured_section_has_intervals_marks_and_speedups(tmp_path):
+    import json
+
+    from prunebench.leaderboard import write_leaderboard
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    records = [_record("dense", "none", 0.0, s, 99.0) for s in range(3)]
+    for seed, (a, b) in enumerate([(90.0, 80.0), (91.0, 81.0), (92.0, 79.5)]):
+        records += [_record("taylor", "global", 0.5, seed, a, 2.0), _record("l1_filter", "global", 0.5, seed, b)]
+    for item in records:
+        (runs / f"{item['run_id']}.json").write_text(json.dumps(item))
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md", "csv"])
+    assert "Weight" not in markdown.split("structured, flops")[0].split("## ")[-1]  # no unstructured section
+    assert "## toy / net (structured, flops)" in markdown
+    assert "**91.00 ± 2.48**" in markdown  # t interval of 90, 91, 92; the best is bold
+    assert "80.17" in markdown and "†" not in markdown.split("taylor")[0].split("l1_filter")[-1]
+    assert "−51.0% / −50.0% / 2.00× / 2.50×" in markdown
+    cells = pd.read_csv(tmp_path / "leaderboard_structured.csv")
+    taylor = cells[cells["method"] == "taylor"].iloc[0]
+    assert taylor["speedup_batch1"] == 2.0 and taylor["best"]
+    assert (tmp_path / "leaderboard.md").read_text() == markdown
