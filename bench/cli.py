@@ -183,7 +183,10 @@ def _list(args: argparse.Namespace) -> int:
             return 0
         table = _name_table("method", "schedule", "scopes", "paper")
         for spec in all_methods():
-            table.add_row(spec.name, spec.schedule, ", ".join(spec.scopes) or "-", spec.paper)
+            schedule = (
+                spec.schedule if spec.track == "unstructured" else f"{spec.schedule} ({spec.track} track)"
+            )
+            table.add_row(spec.name, schedule, ", ".join(spec.scopes) or "-", spec.paper)
     elif args.what == "datasets":
         from prunebench.datasets import all_datasets
 

@@ -72,7 +72,7 @@ def parse_methods(names: str | Iterable[str], track: str = "unstructured") -> li
                     "--track structured" if spec.track == "structured" else "the default --track unstructured"
                 )
                 raise UsageError(
-                    f"{spec.name} is a {spec.track} method and this grid is {track}; run it with {flag}"
+                    f"{spec.name} belongs to the {spec.track} track, this grid to the {track} track; run it with {flag}"
                 )
             chosen.setdefault(spec.key, spec)
     return list(chosen.values())

@@ -217,9 +217,9 @@ def test_tracks_do_not_mix_and_unstructured_ids_stay():
         "slimming",
         "taylor",
     }
-    with pytest.raises(UsageError, match="structured method"):
+    with pytest.raises(UsageError, match="slimming belongs to the structured track"):
         parse_methods("slimming")
-    with pytest.raises(UsageError, match="unstructured method"):
+    with pytest.raises(UsageError, match="belongs to the unstructured track"):
         parse_methods("magnitude", "structured")
     with pytest.raises(UsageError, match="--target"):
         parse_target("0.5")
@@ -236,6 +236,18 @@ def test_tracks_do_not_mix_and_unstructured_ids_stay():
         Experiment(track="structured", sparsity=[0.5]).configs()
     with pytest.raises(UsageError, match="structured track"):
         Experiment(target="channels:0.5").configs()
+    import prunebench
+
+    with pytest.raises(UsageError, match="prunes channels"):
+        prunebench.prune(_model(), "l1_filter", 0.5)
+
+
+def test_mixing_tracks_on_the_command_line_is_a_one_line_error(tmp_path, capsys):
+    from prunebench.cli import main
+
+    assert main(["run", "--track", "structured", "--methods", "magnitude", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "magnitude belongs to the unstructured track" in error and "\n" not in error
 
 
 @pytest.mark.slow
@@ -296,7 +308,9 @@ def _record(method: str, scope: str, target: float, seed: int, top1: float, spee
         "train_loss": 0.5,
         "achieved_sparsity": target,
         **dict.fromkeys(("prunable_weights", "prunable_nonzero", "params_total", "params_nonzero"), 100),
-        **dict.fromkeys(("compression_ratio", "flops_dense", "flops_sparse", "speedup", "min_layer_density"), 1.0),
+        **dict.fromkeys(
+            ("compression_ratio", "flops_dense", "flops_sparse", "speedup", "min_layer_density"), 1.0
+        ),
         "collapsed": False,
         "layers": [],
         "method_sparsity": None,
@@ -318,7 +332,10 @@ def test_leaderboard_structured_section_has_intervals_marks_and_speedups(tmp_pat
     runs.mkdir()
     records = [_record("dense", "none", 0.0, s, 99.0) for s in range(3)]
     for seed, (a, b) in enumerate([(90.0, 80.0), (91.0, 81.0), (92.0, 79.5)]):
-        records += [_record("taylor", "global", 0.5, seed, a, 2.0), _record("l1_filter", "global", 0.5, seed, b)]
+        records += [
+            _record("taylor", "global", 0.5, seed, a, 2.0),
+            _record("l1_filter", "global", 0.5, seed, b),
+        ]
     for item in records:
         (runs / f"{item['run_id']}.json").write_text(json.dumps(item))
     markdown = write_leaderboard([tmp_path], tmp_path, ["md", "csv"])
