@@ -350,15 +350,19 @@ class OutputMismatch(RuntimeError):
 def check_same_outputs(
     masked: nn.Module, pruned: nn.Module, inputs: torch.Tensor, tolerance: float = 1e-4
 ) -> float:
-    """The largest absolute difference of the two models' outputs on ``inputs`` (evaluation mode, float32);
+    """The largest absolute difference of the two models' outputs on ``inputs`` (evaluation mode, float32, no TF32);
     :class:`OutputMismatch` when it exceeds ``tolerance`` times the largest output magnitude (at least 1)."""
     modes = masked.training, pruned.training
     masked.eval()
     pruned.eval()
-    try:
-        reference = masked(inputs).float()
-        output = pruned(inputs).float()
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    try:  # full float32 on CUDA too: TF32 convolutions would differ by more than the tolerance
+        torch.backends.cuda.matmul.allow_tf32 = False
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            reference = masked(inputs).float()
+            output = pruned(inputs).float()
     finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
         masked.train(modes[0])
         pruned.train(modes[1])
     if reference.shape != output.shape:
