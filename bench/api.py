@@ -45,6 +45,10 @@ def prune(
     prunable set all the same).
     """
     spec = get_method(method)
+    if spec.track != "unstructured":
+        raise UsageError(
+            f"prune() computes weight masks; {method!r} prunes channels (bench run --track structured)"
+        )
     if spec.schedule not in ("at_init", "after_training"):
         raise UsageError(
             f"prune() computes masks for at_init and after_training methods; {method!r} is {spec.schedule}: "

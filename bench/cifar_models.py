@@ -104,6 +104,9 @@ _register_resnet("resnet20", 20, 16, "0.27M parameters", _HE + "; ResNet-20 of F
 _register_resnet("resnet32", 32, 16, "0.46M parameters", _HE)
 _register_resnet("resnet56", 56, 16, "0.86M parameters", _HE)
 _register_resnet(
+    "resnet110", 110, 16, "1.7M parameters", _HE + "; the MaskSparsity and Network Slimming CIFAR setting"
+)
+_register_resnet(
     "resnet32x2", 32, 32, "1.86M parameters", _HE + "; 2x width as in Wang et al. 2020 (GraSP) and ProbMask"
 )
 

@@ -23,6 +23,8 @@ def _experiment(args: argparse.Namespace):
 
     experiment = Experiment.from_toml(Path(args.config)) if args.config else Experiment()
     for key in (
+        "track",
+        "target",
         "preset",
         "dataset",
         "model",
@@ -182,7 +184,10 @@ def _list(args: argparse.Namespace) -> int:
             return 0
         table = _name_table("method", "schedule", "scopes", "paper")
         for spec in all_methods():
-            table.add_row(spec.name, spec.schedule, ", ".join(spec.scopes) or "-", spec.paper)
+            schedule = (
+                spec.schedule if spec.track == "unstructured" else f"{spec.schedule} ({spec.track} track)"
+            )
+            table.add_row(spec.name, schedule, ", ".join(spec.scopes) or "-", spec.paper)
     elif args.what == "datasets":
         from prunebench.datasets import all_datasets
 
@@ -345,6 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--model",
         help="replace the preset's model: a registered name, torchvision:NAME or package.module:factory",
+    )
+    run.add_argument(
+        "--track",
+        choices=["unstructured", "structured"],
+        help="what is pruned: single weights (default) or whole channels, removed physically and timed",
+    )
+    run.add_argument(
+        "--target",
+        help="structured track: UNIT:FRACTIONS removed, UNIT channels or flops (default: channels:0.3,0.5)",
     )
     run.add_argument("--methods", help="`all` or comma-separated method names (default: all)")
     run.add_argument(

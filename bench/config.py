@@ -11,6 +11,7 @@ nothing else (:meth:`RunConfig.identity`):
 * the scope, the target sparsity, the seed and the prunable-set options;
 * the allocation control (``shuffle``, ``reinit``; :mod:`prunebench.controls`), only when set, so that the id of
   every run that is not a control is what it was before controls existed.
+* the track and its target unit, only on the structured track (so every unstructured run keeps its id).
 
 Descriptive text (preset names, summaries, sources) and how a run executes (device, loader, worker count) are not
 part of it. The same run asked for by an alias (``gmp``) or by criterion and schedule (``magnitude@gradual``) has one id.
@@ -60,6 +61,20 @@ class PrunableOptions:
 
 
 @dataclass(frozen=True)
+class Track:
+    """What a run prunes. ``unstructured``: weights, ``sparsity`` is the fraction of prunable weights removed.
+    ``structured``: output channels (:mod:`prunebench.channels`), ``sparsity`` is the fraction of ``unit`` removed:
+    ``channels`` (of the group channels) or ``flops`` (of the dense model's FLOPs). It enters the run id only when it
+    is not the default, as :class:`PrunableOptions` does."""
+
+    name: str = "unstructured"
+    unit: str = "weights"
+
+    def changed(self) -> dict[str, Any]:
+        return {} if self == Track() else {"name": self.name, "unit": self.unit}
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run depends on.
 
@@ -80,6 +95,7 @@ class RunConfig:
     prunable: PrunableOptions = field(default_factory=PrunableOptions)
     preset: str = ""
     control: str = ""
+    track: Track = field(default_factory=Track)
 
     @classmethod
     def from_preset(
@@ -155,6 +171,7 @@ class RunConfig:
             "sparsity": self.sparsity,
             "seed": self.seed,
             "prunable": self.prunable.changed(),
+            **({"track": self.track.changed()} if self.track.changed() else {}),
         }
         if self.control:
             identity["control"] = self.control
@@ -172,7 +189,8 @@ class RunConfig:
             return f"dense seed={self.seed}"
         variant = f"[{self.variant}]" if self.variant else ""
         control = f" {self.control} control" if self.control else ""
-        return f"{self.spec.name}{variant}/{self.scope} s={self.sparsity:g} seed={self.seed}{control}"
+        target = f"{self.track.unit}={self.sparsity:g}" if self.track.changed() else f"s={self.sparsity:g}"
+        return f"{self.spec.name}{variant}/{self.scope} {target} seed={self.seed}{control}"
 
 
 def dense_pretrain_key(config: RunConfig) -> str:

@@ -12,6 +12,9 @@ overrides the same hyperparameter). An experiment file is TOML::
     controls = ["shuffle", "reinit"]     # optional: allocation controls of every run (prunebench.controls)
     keep_first_dense = false
 
+    # track = "structured"               # channels instead of weights (then target, not sparsity):
+    # target = "flops:0.3,0.5"           # UNIT:FRACTIONS removed, UNIT channels or flops
+
     [recipe]                             # any recipe field; a list sweeps
     epochs = 20
     optim.lr = 0.05
@@ -41,14 +44,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunebench.allocation import LAYERWISE_SCOPES, keep_budget, layer_keep_counts
-from prunebench.config import PrunableOptions, RunConfig, settings_tuple
+from prunebench.config import PrunableOptions, RunConfig, Track, settings_tuple
 from prunebench.controls import parse_controls, with_controls
 from prunebench.environment import available_cpus, resolve_device
 from prunebench.errors import UsageError
-from prunebench.grid import check_sparsities, parse_methods, parse_scopes, parse_seeds
+from prunebench.grid import check_sparsities, parse_methods, parse_scopes, parse_seeds, parse_target
 from prunebench.hparams import HParam
 from prunebench.methods.registry import MethodSpec, get_method
-from prunebench.presets import DEFAULT_PRESET, get_preset
+from prunebench.presets import DEFAULT_PRESET, STRUCTURED_PRESET, get_preset
 from prunebench.recipe import apply_recipe_settings, recipe_fields
 
 if TYPE_CHECKING:
@@ -88,6 +91,10 @@ class Execution:
     force: bool = False
 
 
+DEFAULT_SPARSITY = (0.9, 0.95, 0.99)
+STRUCTURED_TARGET = "channels:0.3,0.5"
+"""The structured track's default target: 30% and 50% of the group channels removed."""
+
 MAX_AUTO_JOBS = 8
 """``--jobs auto`` on the CPU runs one worker per core, at most this many."""
 
@@ -125,14 +132,20 @@ class Experiment:
     hyperparameters, scopes, sparsities, seeds and prunable-set options.
 
     ``recipe`` and ``hparams`` hold value lists: one value sets, several sweep (the grid takes every combination).
+    ``track`` ``structured`` prunes channels (:mod:`prunebench.channels`) to ``target`` (``UNIT:FRACTIONS``, default
+    :data:`STRUCTURED_TARGET`) instead of weights to ``sparsity``; its default preset is
+    :data:`~prunebench.presets.STRUCTURED_PRESET`.
     """
 
-    preset: str = DEFAULT_PRESET
+    preset: str | None = None
     dataset: str | None = None
     model: str | None = None
     methods: str | list[str] = "all"
     scopes: str | list[str] = "all"
-    sparsity: list[float] = field(default_factory=lambda: [0.9, 0.95, 0.99])
+    sparsity: list[float] | None = None
+    """Default :data:`DEFAULT_SPARSITY`."""
+    track: str = "unstructured"
+    target: str | None = None
     seeds: str | int | list[int] = 3
     recipe: dict[str, list[Any]] = field(default_factory=dict)
     hparams: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
@@ -160,8 +173,22 @@ class Experiment:
         Each sparsity is checked on the model (built once on the ``meta`` device): it must keep at least one of the
         prunable weights, and each layer-wise scope must be able to split it across the layers (see
         :meth:`_unreachable`)."""
+        with self._key("track"):
+            from prunebench.methods.registry import TRACKS
+
+            if self.track not in TRACKS:
+                raise UsageError(f"unknown track {self.track!r}; known: {', '.join(TRACKS)}")
+            structured = self.track == "structured"
+            if structured and self.sparsity is not None:
+                raise UsageError(
+                    "the structured track takes a target (--target channels:0.5), not a sparsity"
+                )
+            if not structured and self.target is not None:
+                raise UsageError(
+                    "a target (--target) belongs to the structured track; add --track structured"
+                )
         with self._key("preset"):
-            preset = get_preset(self.preset)
+            preset = get_preset(self.preset or (STRUCTURED_PRESET if structured else DEFAULT_PRESET))
         dataset, model = self.dataset or preset.dataset, self.model or preset.model
         with self._key("dataset"):
             from prunebench.datasets import get_dataset
@@ -177,21 +204,29 @@ class Experiment:
                 for combination in _combinations(self.recipe, recipe_fields(), "recipe")
             ]
         with self._key("methods"):
-            methods = parse_methods(self.methods)
+            methods = parse_methods(self.methods, self.track)
         with self._key("scopes"):
             scopes = parse_scopes(self.scopes)
-        with self._key("sparsity"):
-            sparsities = check_sparsities(self.sparsity)
+        track = Track()
+        if structured:
+            with self._key("target"):
+                unit, sparsities = parse_target(self.target or STRUCTURED_TARGET)
+            track = Track("structured", unit)
+        else:
+            with self._key("sparsity"):
+                sparsities = check_sparsities(self.sparsity or DEFAULT_SPARSITY)
         with self._key("seeds"):
             seeds = parse_seeds(self.seeds)
         with self._key("hparams"):
             variants = self._variants(methods)
         plan = self._plan(methods, variants, scopes)
         prunable = PrunableOptions(self.keep_first_dense, self.keep_last_dense, self.prune_embeddings)
-        with self._key("sparsity"):
-            unreachable = self._unreachable(
-                dataset, model, prunable, sparsities, {scope for *_, scope in plan}
-            )
+        unreachable: set[tuple[float, str]] = set()
+        if not structured:  # a structured target is checked by each run's allocation
+            with self._key("sparsity"):
+                unreachable = self._unreachable(
+                    dataset, model, prunable, sparsities, {scope for *_, scope in plan}
+                )
         common = {"dataset": dataset, "model": model, "prunable": prunable, "preset": preset.name}
         configs: dict[str, RunConfig] = {}
         for recipe, seed in itertools.product(recipes, seeds):
@@ -208,6 +243,7 @@ class Experiment:
                         sparsity=sparsity,
                         seed=seed,
                         settings=settings_tuple(settings),
+                        track=track,
                         **common,
                     )
                     configs.setdefault(config.run_id, config)
@@ -327,6 +363,8 @@ class Experiment:
 
 
 _TOP_KEYS = {
+    "track",
+    "target",
     "preset",
     "dataset",
     "model",
@@ -355,7 +393,7 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
         elif key not in _TOP_KEYS:
             accepted = ", ".join(sorted(_TOP_KEYS | {f"[{t}]" for t in _TABLES}))
             raise fail(key, f"unknown key; an experiment file has {accepted}")
-    for key in ("preset", "dataset", "model"):
+    for key in ("preset", "dataset", "model", "track", "target"):
         if key in data:
             if not isinstance(data[key], str):
                 raise fail(key, f"must be a string, got {data[key]!r}")

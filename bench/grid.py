@@ -42,15 +42,20 @@ def check_sparsities(values: Iterable[float]) -> list[float]:
     return sorted({float(v) for v in values})
 
 
-def parse_methods(names: str | Iterable[str]) -> list[MethodSpec]:
+def parse_methods(names: str | Iterable[str], track: str = "unstructured") -> list[MethodSpec]:
     """``all`` or method names (a comma-separated string or a list); the dense baseline is always run.
 
-    ``all`` is every named method at the shared budget: iterative pruning (which retrains once per round, so it
-    spends a multiple of the budget) is run only when named. A method named twice is run once.
+    ``all`` is every named method of ``track`` at the shared budget: iterative pruning (which retrains once per
+    round, so it spends a multiple of the budget) is run only when named. A method named twice is run once; a method
+    of the other track is a usage error.
     """
     if isinstance(names, str):
         if names.strip() == "all":
-            return [spec for spec in all_methods() if spec.schedule not in ("dense", "iterative")]
+            return [
+                spec
+                for spec in all_methods()
+                if spec.schedule not in ("dense", "iterative") and spec.track == track
+            ]
         names = [name.strip() for name in names.split(",") if name.strip()]
     names = list(names)
     if not names:
@@ -58,12 +63,38 @@ def parse_methods(names: str | Iterable[str]) -> list[MethodSpec]:
     chosen: dict[str, MethodSpec] = {}
     for name in names:
         if name == "all":
-            for spec in parse_methods("all"):
+            for spec in parse_methods("all", track):
                 chosen.setdefault(spec.key, spec)
         elif name != "dense":
             spec = get_method(name)
+            if spec.track != track:
+                flag = (
+                    "--track structured" if spec.track == "structured" else "the default --track unstructured"
+                )
+                raise UsageError(
+                    f"{spec.name} belongs to the {spec.track} track, this grid to the {track} track; run it with {flag}"
+                )
             chosen.setdefault(spec.key, spec)
     return list(chosen.values())
+
+
+def parse_target(text: str) -> tuple[str, list[float]]:
+    """``--target channels:0.3,0.5`` or ``flops:0.5``: the structured track's unit and fractions, each in (0, 1)."""
+    from prunebench.channels import UNITS
+
+    unit, colon, values = text.partition(":")
+    unit = unit.strip()
+    if not colon or unit not in UNITS:
+        raise UsageError(
+            f"--target takes UNIT:FRACTIONS with UNIT one of {', '.join(UNITS)} (e.g. flops:0.3,0.5); got {text!r}"
+        )
+    try:
+        fractions = [float(v) for v in values.split(",")]
+    except ValueError:
+        raise UsageError(f"--target fractions are comma-separated numbers in (0, 1); got {text!r}") from None
+    if not fractions or any(not 0.0 < f < 1.0 for f in fractions):
+        raise UsageError(f"--target fractions (of {unit} removed) must lie in (0, 1); got {text!r}")
+    return unit, sorted(set(fractions))
 
 
 def parse_scopes(names: str | Iterable[str]) -> list[str]:

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from prunebench.errors import UsageError
@@ -190,5 +191,46 @@ def lenet5(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
             nn.Linear(120, 84),
             nn.ReLU(),
             nn.Linear(84, num_classes),
+        )
+    )
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and an identity shortcut (He et al. 2016's basic block)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + x)
+
+
+@register_model(
+    "cnn_bn",
+    summary="Small CNN with BatchNorm and one residual block (conv 16-32, block 32, fc; 28k weights on MNIST)",
+    source="The structured track's CPU model: BatchNorm scales for Network Slimming and MaskSparsity, and a residual "
+    "addition whose coupled channels are pruned together",
+)
+def cnn_bn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    channels = input_shape[0]
+    return kaiming_init(
+        nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            _ResidualBlock(32),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, num_classes),
         )
     )

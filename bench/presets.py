@@ -27,6 +27,8 @@ class Preset:
 
 PRESETS: Registry[Preset] = Registry("preset", "prunebench.presets")
 DEFAULT_PRESET = "mnist5k-lenet300"
+STRUCTURED_PRESET = "mnist5k-cnn-bn"
+"""The structured track's default (``bench run --track structured``)."""
 
 
 def register_preset(preset: Preset) -> Preset:
@@ -213,5 +215,82 @@ register_preset(
         ),
         summary="ViT (7x7 patches, 2 blocks) on the embedded 5000 MNIST digits, 20-epoch budget: an attention model",
         source="Dosovitskiy et al. 2021 (ViT), scaled down; SGD with gradient clipping, cosine decay",
+    )
+)
+
+
+# The structured track (bench run --track structured). Its CPU default: a small CNN with BatchNorm (scales for
+# Network Slimming and MaskSparsity) and one residual block (coupled channels), on the embedded digits.
+register_preset(
+    Preset(
+        name="mnist5k-cnn-bn",
+        dataset="mnist5k",
+        model="cnn_bn",
+        recipe=Recipe(
+            epochs=8,
+            batch_size=64,
+            optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+            finetune_epochs=3,
+            finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        ),
+        summary="Structured default: a small BatchNorm CNN with a residual block on the embedded MNIST digits (CPU)",
+        source="The LeNet presets' SGD recipe on a BatchNorm CNN; see the README's structured track",
+    )
+)
+# The papers' structured settings (GPU). CIFAR-10 ResNet-56/110 as in Liu et al. 2017 (Network Slimming: SGD 0.1,
+# 160 epochs, x0.1 at 50% and 75%, batch 64, wd 1e-4) and He et al. 2016; fine-tuning is a quarter of the budget at the
+# rate after the first drop. ImageNet ResNet-50 with MaskSparsity's recipe (configs_shiyan_prune/imagenet/resnet50:
+# Nesterov SGD 0.1, steps at 30/60/90 of 100 epochs, wd 1e-4, batch 256; fine-tuning: its finetune config's 40 of
+# 100 would exceed the budget's share, so a quarter, at 0.001 with steps, Nesterov).
+for _depth in (56, 110):
+    register_preset(
+        Preset(
+            name=f"cifar10-resnet{_depth}",
+            dataset="cifar10",
+            model=f"resnet{_depth}",
+            recipe=Recipe(
+                epochs=160,
+                batch_size=64,
+                optim=OptimConfig(
+                    lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=(0.5, 0.75)
+                ),
+                finetune_epochs=40,
+                finetune_optim=_CIFAR_FINETUNE,
+            ),
+            summary=f"ResNet-{_depth} on CIFAR-10, Network Slimming recipe: SGD 0.1, 160 epochs, x0.1 at 80/120, "
+            "batch 64, wd 1e-4 (structured track)",
+            source="Liu et al. 2017 (Network Slimming) CIFAR recipe; He et al. 2016 ResNet-56/110; MaskSparsity's "
+            "CIFAR-10 ResNet-110 claim",
+        )
+    )
+register_preset(
+    Preset(
+        name="imagenet-resnet50-masksparsity",
+        dataset="imagenet",
+        model="resnet50",
+        recipe=Recipe(
+            epochs=100,
+            batch_size=256,
+            optim=OptimConfig(
+                lr=0.1,
+                momentum=0.9,
+                weight_decay=1e-4,
+                nesterov=True,
+                schedule="step",
+                milestones=(0.3, 0.6, 0.9),
+            ),
+            finetune_epochs=25,
+            finetune_optim=OptimConfig(
+                lr=0.001,
+                momentum=0.9,
+                weight_decay=1e-4,
+                nesterov=True,
+                schedule="step",
+                milestones=(0.25, 0.5, 0.75),
+            ),
+        ),
+        summary="ResNet-50 on ImageNet, MaskSparsity recipe: Nesterov SGD 0.1, 100 epochs, x0.1 at 30/60/90, "
+        "wd 1e-4, batch 256 (structured track)",
+        source="CASIA-IVA-Lab/MaskSparsity configs_shiyan_prune/imagenet/resnet50/R-50-1x64d_step_8gpu_sparse.yaml",
     )
 )

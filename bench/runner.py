@@ -398,6 +398,10 @@ def execute(
     setting is the same for every method, and values below 1e-38 do not change a result.
     """
     torch.set_flush_denormal(True)
+    if config.track.name == "structured":
+        from prunebench.structured import execute_structured
+
+        return execute_structured(config, device, cache_dir, on_epoch, options)
     started = time.perf_counter()
     outcome, loaders = _train_run(config, device, cache_dir, on_epoch, options)
     metrics = evaluate(outcome.model, loaders.test)

@@ -43,6 +43,8 @@ def write_leaderboard(
     ``bootstrap``; ``top5`` adds the top-5 table. Allocation controls appear in their own table only
     (:mod:`prunebench.leaderboard.controls`); rows that spent more than the recipe's budget are marked
     (:mod:`prunebench.leaderboard.budgets`). Skipped and duplicate records are reported as ``RecordWarning``.
+    Records of the structured track get their own sections (:mod:`prunebench.leaderboard.structured`), appended to
+    the Markdown, and ``leaderboard_structured.csv``.
     """
     from prunebench.leaderboard.budgets import mark_over_budget
     from prunebench.leaderboard.controls import add_control_tables, split_controls
@@ -50,6 +52,7 @@ def write_leaderboard(
     from prunebench.leaderboard.records import load_records, select, warn_mixed_budgets
     from prunebench.leaderboard.scopes import scope_comparisons
     from prunebench.leaderboard.sections import build_sections
+    from prunebench.leaderboard.structured import split, write_structured
     from prunebench.leaderboard.table import tidy_table
 
     _check(formats, ci)
@@ -65,9 +68,11 @@ def write_leaderboard(
         raise UsageError("no run records match the --dataset / --model / --methods selection")
     records, controls = split_controls(records)  # controls appear in their own table only
     warn_mixed_budgets(records)
+    records, structured = split(records)
     cells = tidy_table(records, ci)
     comparisons = scope_comparisons(records)
     sections = build_sections(cells, comparisons, records, ci, density_sparsity=density_sparsity, top5=top5)
     add_control_tables(sections, controls)
     mark_over_budget(sections)
-    return write_files(out, formats, cells, comparisons, sections)
+    markdown = write_files(out, formats, cells, comparisons, sections)
+    return write_structured(out, formats, markdown, structured, ci) if structured else markdown

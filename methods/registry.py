@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 SCOPES = ("global", "uniform", "uniform_plus", "erk", "learned")
 """How a global budget is split across layers. ``learned`` means the method learns the allocation itself."""
 
+TRACKS = ("unstructured", "structured")
+"""What a method prunes: single weights (``unstructured``) or whole channels (``structured``, see
+:mod:`prunebench.channels`). A grid runs the methods of one track."""
+
 SEPARATOR = "@"
 """Between a criterion and a schedule in a method name: ``magnitude@gradual``."""
 
@@ -61,6 +65,7 @@ class MethodSpec:
     """The name ``cls`` is registered under (``magnitude`` for ``gmp``)."""
     version: int
     """The algorithm version of ``cls``."""
+    track: str = "unstructured"
 
     @functools.cached_property
     def cls(self) -> type[Method]:
@@ -155,6 +160,7 @@ class _Entry:
     paper: str
     version: int
     summary: str
+    track: str = "unstructured"
     cls: type[Method] | None = field(default=None, compare=False)
 
 
@@ -206,6 +212,7 @@ def _entry(
     schedule: str | None = None,
     schedules: tuple[str, ...] | None = None,
     version: int = 1,
+    track: str = "unstructured",
 ) -> _Entry:
     """The checked entry of a registration (see :func:`register`)."""
     chosen = schedules if schedules is not None else (schedule,) if schedule is not None else ()
@@ -222,7 +229,9 @@ def _entry(
         raise ValueError(f"scopes {bad} are not among {SCOPES}")
     if SEPARATOR in name:
         raise ValueError(f"a method name cannot contain {SEPARATOR!r}: {name!r}")
-    return _Entry(target, tuple(chosen), tuple(scopes), paper, version, summary)
+    if track not in TRACKS:
+        raise ValueError(f"track {track!r} is not one of {TRACKS}")
+    return _Entry(target, tuple(chosen), tuple(scopes), paper, version, summary, track)
 
 
 def register(
@@ -233,18 +242,22 @@ def register(
     schedule: str | None = None,
     schedules: tuple[str, ...] | None = None,
     version: int = 1,
+    track: str = "unstructured",
 ):
     """Class decorator that registers a pruning method under ``name``.
 
     ``schedule`` (or ``schedules`` for a scoring criterion that runs under several, the first being what ``name``
     alone means) from :data:`~prunebench.schedules.SCHEDULES`; ``scopes`` a subset of :data:`SCOPES` (empty for
-    the dense baseline); ``paper`` the citation shown by ``bench list methods``; ``version`` the algorithm version.
+    the dense baseline); ``paper`` the citation shown by ``bench list methods``; ``version`` the algorithm version;
+    ``track`` what it prunes (:data:`TRACKS`).
     The first line of the class docstring is the one-line summary (followed, for a criterion with several schedules,
     by the schedule's). Hyperparameters are the ``__init__`` keyword
     arguments (:mod:`prunebench.hparams`). Write the arguments as literals (or module-level constants holding
     literals), so that the registry can read them without importing the module.
     """
-    arguments = dict(scopes=scopes, paper=paper, schedule=schedule, schedules=schedules, version=version)
+    arguments = dict(
+        scopes=scopes, paper=paper, schedule=schedule, schedules=schedules, version=version, track=track
+    )
     _entry(name, "", "", **arguments)  # check the arguments when the decorator is made
 
     def decorate(cls: type[Method]) -> type[Method]:
@@ -316,6 +329,7 @@ def _spec(name: str, criterion: str, schedule: str, scopes=None, paper=None) -> 
         summary=_summary(entry, schedule),
         criterion=criterion,
         version=entry.version,
+        track=entry.track,
     )
 
 

@@ -1,0 +1,173 @@
+"""One run of the structured track: train, prune channels to the exact target, fine-tune, remove them, measure.
+
+A structured run (``RunConfig.track.name == "structured"``) goes:
+
+1. **Train** for the recipe's training epochs (``epochs - finetune_epochs``): the shared dense pre-training for a
+   criterion scored after training (L1-norm, Taylor), or from the initial weights with the method's sparsity
+   penalty (Network Slimming, MaskSparsity).
+2. **Prune**: the method's scores go through the one allocation layer (:func:`prunebench.channels.allocate`) at the
+   target (``channels`` or ``flops``) in the run's scope (``global`` or ``uniform``); the removed channels are
+   zeroed (:func:`prunebench.channels.channel_masks`).
+3. **Fine-tune** the recipe's fine-tuning epochs with the removed channels held at zero.
+4. **Remove** the channels physically with Torch-Pruning (:func:`prunebench.channels.remove_channels`) and check
+   that the smaller model's outputs equal the masked model's (the run fails if not).
+5. **Evaluate** the smaller model once on the held-out data; count its parameters and FLOPs
+   (``torch.utils.flop_counter``) and time it against the dense model of the same architecture, in the same
+   process and on the run's device: batch 1 and the recipe's batch size, median of repeated passes after warm-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunebench.accounting import account
+from prunebench.channels import (
+    FlopModel,
+    allocate,
+    channel_groups,
+    channel_masks,
+    check_same_outputs,
+    kept_fraction,
+    measure_latency,
+    remove_channels,
+)
+from prunebench.config import RunConfig
+from prunebench.datasets import get_dataset
+from prunebench.masks import MaskEnforcer, apply_masks
+from prunebench.methods.base import ScoringData
+from prunebench.prunable import prunable_weights
+from prunebench.record import RunRecord
+from prunebench.trainer import Diverged, evaluate
+
+LATENCY_WARMUP = 10
+LATENCY_REPEATS = 50
+"""Forward passes timed per model and batch size (after the warm-up), their median recorded."""
+
+
+def execute_structured(
+    config: RunConfig,
+    device: torch.device,
+    cache_dir: Path,
+    on_epoch=None,
+    options=None,
+) -> RunRecord:
+    """Run the structured ``config`` and return its record (status ``ok``; exceptions propagate)."""
+    from prunebench.methods.structured import ChannelCriterion, SparsityTraining
+    from prunebench.runner import _fit, _record_head, dense_pretrained, initial_model, make_loaders
+
+    started = time.perf_counter()
+    recipe, spec, unit = config.recipe, config.spec, config.track.unit
+    method = spec.build(config.hparams)
+    loaders = make_loaders(config, device, options)
+    example = next(iter(loaders.test))[0][:1]
+    data = ScoringData(loaders.train, get_dataset(config.dataset).num_classes)
+
+    def keep_of(scores):
+        return allocate(scores, groups, unit, config.sparsity, config.scope, flop_model)
+
+    details: dict[str, Any] = {}
+    if isinstance(method, ChannelCriterion):
+        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options)
+        groups = channel_groups(model, example)
+        flop_model = FlopModel(model, example, groups)
+        torch.manual_seed(config.seed + 1)
+        keep = keep_of(method.group_scores(copy.deepcopy(model), groups, data))
+        epochs = {"dense": recipe.pretrain_epochs}
+    elif isinstance(method, SparsityTraining):
+        model = initial_model(config, device, options)
+        groups = channel_groups(model, example)
+        flop_model = FlopModel(model, example, groups)
+        torch.manual_seed(config.seed + 1)
+        session = method.attach(model, groups, keep_of)
+        _fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "sparsity", on_epoch, [session])
+        keep = session.keep(keep_of)
+        details = session.details()
+        epochs = {"sparsity": recipe.pretrain_epochs}
+    else:
+        raise TypeError(f"{spec.name} is not a structured method")
+    masks = channel_masks(model, groups, keep)
+    apply_masks(model, masks)
+    trainer = _fit(
+        model,
+        loaders.train,
+        recipe.finetune_optim,
+        recipe.finetune_epochs,
+        "finetune",
+        on_epoch,
+        [MaskEnforcer(model, masks)],
+    )
+    epochs.update({"budget": recipe.epochs, "finetune": recipe.finetune_epochs})
+
+    pruned = remove_channels(model, example, keep)
+    check_batch = next(iter(loaders.test))[0]
+    difference = check_same_outputs(model, pruned, check_batch)
+    metrics = evaluate(pruned, loaders.test)
+    for name, value in metrics.items():
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Diverged(f"the final evaluation's {name} is {value}")
+    dense = initial_model(config, device, options)
+    measured = _measure(dense, pruned, example, check_batch, recipe.batch_size)
+    dense_account = account(dense, example, prunable_weights(dense))
+    accounting = account(pruned, example, prunable_weights(pruned))
+    predicted = flop_model.flops({name: int(mask.sum()) for name, mask in keep.items()})
+    flops_reduction = 1.0 - accounting["flops_dense"] / dense_account["flops_dense"]
+    channels_removed = 1.0 - kept_fraction(keep)
+    structured = {
+        "unit": unit,
+        "target": config.sparsity,
+        "achieved": channels_removed if unit == "channels" else flops_reduction,
+        "channels_total": sum(mask.numel() for mask in keep.values()),
+        "channels_removed": channels_removed,
+        "flops_dense": dense_account["flops_dense"],
+        "flops_pruned": accounting["flops_dense"],
+        "flops_predicted": predicted,
+        "flops_reduction": flops_reduction,
+        "params_dense": dense_account["params_total"],
+        "params_pruned": accounting["params_total"],
+        "params_reduction": 1.0 - accounting["params_total"] / dense_account["params_total"],
+        "groups": [
+            {"name": g.name, "size": g.size, "kept": int(keep[g.name].sum()), "layers": len(g.of("producer"))}
+            for g in groups
+        ],
+        "max_output_difference": difference,
+        **measured,
+    }
+    return {
+        **_record_head(config, device, "ok", time.perf_counter() - started),
+        **metrics,
+        **accounting,
+        "achieved_sparsity": structured["achieved"],
+        "flops_dense": dense_account["flops_dense"],
+        "flops_sparse": accounting["flops_dense"],
+        "speedup": dense_account["flops_dense"] / accounting["flops_dense"],
+        "method_sparsity": None,
+        "enforcement": None,
+        "method_details": details or None,
+        "epochs": epochs,
+        "train_loss": trainer.last_loss,
+        "loader": loaders.kind,
+        "precision": "bf16-autocast" if device.type == "cuda" else "fp32",
+        "track": "structured",
+        "structured": structured,
+    }
+
+
+def _measure(
+    dense: nn.Module, pruned: nn.Module, example: torch.Tensor, batch: torch.Tensor, batch_size: int
+) -> dict[str, Any]:
+    """Median latency of the dense and pruned models at batch 1 and at ``batch_size`` (the test batch repeated to
+    that size if it is smaller), and the speed-ups."""
+    large = batch.repeat((-(-batch_size // batch.shape[0]),) + (1,) * (batch.dim() - 1))[:batch_size]
+    found: dict[str, Any] = {"threads": torch.get_num_threads(), "throughput_batch": batch_size}
+    for label, inputs in (("batch1", example), ("throughput", large)):
+        times = measure_latency({"dense": dense, "pruned": pruned}, inputs, LATENCY_WARMUP, LATENCY_REPEATS)
+        found[f"latency_dense_{label}_s"] = times["dense"]
+        found[f"latency_pruned_{label}_s"] = times["pruned"]
+        found[f"speedup_{label}"] = times["dense"] / times["pruned"]
+    return found
