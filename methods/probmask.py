@@ -70,7 +70,7 @@ pushes them down. The probabilities and the relaxation are kept in float32 (floa
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -251,6 +251,15 @@ class ProbMaskSession(MaskedSession):
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.scores.copy_(project_to_budget(self.scores, self.budget(trainer.progress)))
+
+    # Checkpointed state (prunebench.checkpoint): what the model does not hold itself.
+    def state_dict(self) -> dict[str, Any]:
+        return {"scores": self.scores.detach(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.scores.copy_(state["scores"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         """The best of the sampled masks, brought to the exact target count."""
