@@ -8,9 +8,9 @@ other runner skips it.
 
 A claim whose owner died is taken over: one whose heartbeat is older than ``stale_after_s`` (any host), or whose
 owner is a process of this host that no longer exists (at once). The takeover is atomic too: the stale file is
-renamed aside (only one renamer can succeed) and checked to be the very file judged stale (same inode, still
+renamed aside (only one renamer can succeed) and checked to be the very file judged stale (same token, still
 stale) before a new claim is created exclusively; a runner that renamed a live claim by a race puts it back. The
-owner's heartbeat thread checks that its file is still its own (same inode): a claim lost to a takeover (its owner
+owner's heartbeat thread checks that its file is still its own (its random token): a claim lost to a takeover (its owner
 was suspended longer than ``stale_after_s``) is noticed, and the run is abandoned without writing anything.
 
 The shared dense pre-training is claimed the same way, under its cache key.
@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,14 @@ class ClaimInfo:
         return (time.time() if now is None else now) - self.heartbeat
 
 
+def _token(path: Path) -> str:
+    """The random token a claim file was created with ('' when it is gone, or not written yet)."""
+    try:
+        return str(json.loads(path.read_text()).get("token", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -65,11 +74,11 @@ class Claim:
     """A claim this process holds: refresh its heartbeat with :meth:`start_heartbeat`, give it up with
     :meth:`release` (or use it as a context manager)."""
 
-    def __init__(self, store: ClaimStore, key: str, path: Path, inode: int) -> None:
+    def __init__(self, store: ClaimStore, key: str, path: Path, token: str) -> None:
         self.store = store
         self.key = key
         self.path = path
-        self.inode = inode
+        self.token = token
         self.lost = False
         """Set by the heartbeat when another runner took the claim over: the run must not write anything."""
         self._stop = threading.Event()
@@ -77,10 +86,7 @@ class Claim:
 
     def still_mine(self) -> bool:
         """Whether the claim file is still the one this process created."""
-        try:
-            return os.stat(self.path).st_ino == self.inode
-        except FileNotFoundError:
-            return False
+        return _token(self.path) == self.token
 
     def beat(self) -> None:
         """Refresh the heartbeat now (or notice that the claim was lost)."""
@@ -146,7 +152,7 @@ class ClaimStore:
         claim = self._create(key, path)
         if claim is not None:
             return claim
-        judged = self._stale_inode(path)
+        judged = self._stale_token(path)
         if judged is None:
             return None
         aside = path.with_name(f".{path.name}.{writer_tag()}.taken")
@@ -155,7 +161,7 @@ class ClaimStore:
         except FileNotFoundError:  # another runner took it over first
             return None
         status = os.stat(aside)
-        if status.st_ino != judged or not self._is_stale(aside, status.st_mtime):
+        if _token(aside) != judged or not self._is_stale(aside, status.st_mtime):
             # a race renamed a live claim aside: put it back unless someone claimed meanwhile (its owner then
             # notices the loss at its next heartbeat)
             try:
@@ -172,12 +178,17 @@ class ClaimStore:
             handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return None
-        owner = {"host": self.host, "pid": os.getpid(), "start": time.time(), "device": self.device}
+        token = uuid.uuid4().hex
+        owner = {
+            "host": self.host,
+            "pid": os.getpid(),
+            "start": time.time(),
+            "device": self.device,
+            "token": token,
+        }
         with os.fdopen(handle, "w") as stream:
             stream.write(json.dumps(owner))
-            stream.flush()
-            inode = os.fstat(stream.fileno()).st_ino
-        return Claim(self, key, path, inode)
+        return Claim(self, key, path, token)
 
     def read(self, path: Path) -> ClaimInfo | None:
         """The claim in ``path``, or ``None`` if it is gone. A file whose content cannot be read yet (its creator is
@@ -201,13 +212,13 @@ class ClaimStore:
         info = self.read(path)
         return info is not None and info.host == self.host and info.pid > 0 and not _pid_alive(info.pid)
 
-    def _stale_inode(self, path: Path) -> int | None:
-        """The inode of the claim in ``path`` when it is stale, else ``None``."""
+    def _stale_token(self, path: Path) -> str | None:
+        """The token of the claim in ``path`` when it is stale, else ``None``."""
         try:
             status = os.stat(path)
         except FileNotFoundError:
             return None
-        return status.st_ino if self._is_stale(path, status.st_mtime) else None
+        return _token(path) if self._is_stale(path, status.st_mtime) else None
 
     def is_held(self, key: str) -> bool:
         """Whether a live runner holds ``key``."""
