@@ -5,7 +5,8 @@ runner (:mod:`prunebench.scheduler`) on one device, and writing its records itse
 workers, shows their progress, and stops them. So:
 
 * a worker that is killed (the out-of-memory killer) loses only its run in progress, which another worker takes
-  over from its checkpoint (its claim names a dead process); the others' records are already on disk;
+  over from its checkpoint (its claim names a dead process); the others' records are already on disk. The parent
+  starts a replacement on the same device (as many replacements in all as there are workers);
 * a parent that dies (``kill -9``) takes its workers with it: each asks the kernel for SIGTERM when its parent dies
   (``PR_SET_PDEATHSIG`` on Linux) and also watches its parent's pid, then checkpoints and exits;
 * SIGINT or SIGTERM to the parent is forwarded to the workers as SIGTERM: each checkpoints its run at the next
@@ -85,20 +86,26 @@ def run_in_workers(
     by_id = {c.run_id: c for c in todo}
     events: queue.Queue = queue.Queue()
     processes: list[subprocess.Popen] = []
+    placed: list[torch.device] = []
     records: list[dict] = []
     with stop_on_signals():
-        for index, device in enumerate(devices):
+
+        def start(device: torch.device) -> None:
             process = subprocess.Popen(
-                [sys.executable, "-m", "prunebench.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                [sys.executable, "-m", "prunebench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
             orders = WorkerOrders(list(todo), str(store.root), str(device), threads, options, settings)
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(pickle.dumps(orders))
             process.stdin.close()
+            index = len(processes)
             threading.Thread(target=_read_events, args=(index, process.stdout, events), daemon=True).start()
             processes.append(process)
+            placed.append(device)
+
+        for device in devices:
+            start(device)
+        replacements = len(devices)
         open_streams = len(processes)
         forwarded = False
         while open_streams:
@@ -113,6 +120,14 @@ def run_in_workers(
                 continue
             if event is None:
                 open_streams -= 1
+                status = processes[index].wait()
+                if status not in (0, INTERRUPTED_STATUS):
+                    how = f"signal {-status}" if status < 0 else f"status {status}"
+                    warnings.warn(f"worker {index} ({placed[index]}) ended with {how}", stacklevel=2)
+                    if not STOP and replacements and set(by_id) - set(store.record_names()):
+                        replacements -= 1  # a replacement, so that a grid outlives a few killed workers
+                        start(placed[index])
+                        open_streams += 1
                 continue
             kind = event["event"]
             if kind == "started":
@@ -126,10 +141,7 @@ def run_in_workers(
         statuses = [process.wait() for process in processes]
     if STOP:
         raise RunInterrupted(f"stopped ({STOP.reason}); the workers checkpointed their runs")
-    dead = [(i, s) for i, s in enumerate(statuses) if s not in (0, INTERRUPTED_STATUS)]
-    for index, status in dead:
-        how = f"signal {-status}" if status < 0 else f"status {status}"
-        warnings.warn(f"worker {index} ({devices[index]}) ended with {how}", stacklevel=2)
+    dead = [status for status in statuses if status not in (0, INTERRUPTED_STATUS)]
     done = set(store.record_names())
     left = [c for c in todo if c.run_id not in done]
     if left:

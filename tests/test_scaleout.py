@@ -494,3 +494,18 @@ def test_submitit_local_tasks_run_a_grid_and_take_over_a_killed_task(tmp_path, a
     assert {r["status"] for r in _records(out).values()} == {"ok"}
     saved = audited("saved")
     assert len(saved) == len(set(saved))
+
+
+def test_the_readme_status_example_runs_and_counts_the_pending_runs(tmp_path, capsys):
+    import re
+    import shlex
+
+    from prunebench.cli import main
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"```bash\n(bench run [^\n]*prunebench-status[^\n]*\n[^\n]*)\n```", readme).group(1)
+    for line in block.splitlines():
+        argv = shlex.split(line.replace("/tmp/prunebench-status", str(tmp_path)))[1:]
+        assert main(argv) == 0
+    # seed 1's two runs are pending: the status was asked for seeds 0 and 1
+    assert "done 2, failed 0, running 0, interrupted 0, pending 2" in capsys.readouterr().out
