@@ -88,6 +88,7 @@ def run_in_workers(
     processes: list[subprocess.Popen] = []
     placed: list[torch.device] = []
     records: list[dict] = []
+    reported: set[str] = set()
     with stop_on_signals():
 
         def start(device: torch.device) -> None:
@@ -134,10 +135,12 @@ def run_in_workers(
                 reporter.run_started(by_id[event["run_id"]])
             elif kind == "epoch":
                 reporter.epoch_done(event["phase"], event["epoch"], event["epochs"], event["loss"])
-            elif kind == "finished":
+            elif kind == "finished":  # every worker reports each run; the grid counts it once
                 if event["record"] is not None:
                     records.append(event["record"])
-                reporter.run_finished(by_id[event["run_id"]], event["record"])
+                if event["run_id"] not in reported:
+                    reported.add(event["run_id"])
+                    reporter.run_finished(by_id[event["run_id"]], event["record"])
         statuses = [process.wait() for process in processes]
     if STOP:
         raise RunInterrupted(f"stopped ({STOP.reason}); the workers checkpointed their runs")

@@ -592,7 +592,7 @@ def run_grid(
     per entry (:mod:`prunebench.parallel`).
     """
     from prunebench.checkpoint import stop_on_signals
-    from prunebench.scheduler import Runner, initial_todo
+    from prunebench.scheduler import Runner, initial_todo, set_deterministic
 
     reporter = reporter or GridReporter()
     store.ensure_writable()
@@ -613,5 +613,6 @@ def run_grid(
         from prunebench.parallel import run_in_workers
 
         return run_in_workers(todo, store, workers, reporter=reporter, options=options, settings=settings)
+    set_deterministic((settings or RunnerSettings()).deterministic)
     with stop_on_signals():
         return Runner(todo, store, workers[0], reporter=reporter, options=options, settings=settings).run()
