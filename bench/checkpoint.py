@@ -19,7 +19,8 @@ the phase in progress continues from its saved step (re-reading, and discarding,
 that step, so that they draw the same random numbers). On the CPU the result is bit-identical to an uninterrupted
 run with the same thread count. The checkpoint is removed once the run's record is written.
 
-Checkpoints are renamed into place but not fsynced: a process killed at any moment leaves the previous checkpoint or
+A save copies the state (to the CPU) at the step boundary and writes it from a background thread while training
+goes on; a stop waits for the write. Checkpoints are renamed into place but not fsynced: a process killed at any moment leaves the previous checkpoint or
 the new one, whole; only a power cut can leave a damaged one, which is detected on load (the run starts over).
 """
 
@@ -152,6 +153,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _to_cpu(state: Any) -> Any:
+    """A copy of ``state`` (nested dicts, lists and tuples) whose tensors are copies on the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {key: _to_cpu(value) for key, value in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_to_cpu(value) for value in state)
+    return state
+
+
 class SkippedPhase:
     """What a completed phase left, for the code that follows it in a resumed run (its last loss and step)."""
 
@@ -187,6 +199,8 @@ class RunCheckpoint:
         self.resumed = False
         self.saves = 0
         self._last_save = time.monotonic()
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
         if path is not None and path.exists():
             self._load(path, device)
 
@@ -253,24 +267,51 @@ class RunCheckpoint:
         if due:
             self.save(trainer, phase)
         if stopping:
+            self.wait()
             raise RunInterrupted(f"stopped in {phase} at step {trainer.step} (checkpoint saved)")
 
     def save(self, trainer: Trainer, phase: str) -> None:
+        """Snapshot the state now (a copy on the CPU) and write it from a background thread, so that training
+        goes on meanwhile; one write at a time (a save waits for the previous one)."""
         if self.path is None:
             return
-        from prunebench.results import atomic_file
-
         state = {
             "version": CHECKPOINT_VERSION,
             "values": self.values,
-            "completed": self.completed,
+            "completed": dict(self.completed),
             "current": {"phase": phase, **trainer.state_dict()},
         }
-        with atomic_file(self.path, "wb", durable=False) as stream:
-            torch.save(state, stream)
+        snapshot = _to_cpu(state)
+        self.wait()
+        self._writer = threading.Thread(target=self._write, args=(snapshot,), name="checkpoint", daemon=True)
+        self._writer.start()
         self.saves += 1
         self._last_save = time.monotonic()
 
+    def _write(self, snapshot: dict[str, Any]) -> None:
+        from prunebench.results import atomic_file
+
+        assert self.path is not None
+        try:
+            with atomic_file(self.path, "wb", durable=False) as stream:
+                torch.save(snapshot, stream)
+        except BaseException as error:  # noqa: BLE001  (reported by wait(), in the training thread)
+            self._error = error
+
+    def wait(self) -> None:
+        """Wait for the checkpoint being written, if any; raise the error its write met."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
     def delete(self) -> None:
+        """Remove the checkpoint (the run's record is written): after any write in flight."""
+        try:
+            self.wait()
+        except Exception:  # noqa: BLE001, S110  (a failed write of a checkpoint about to be removed)
+            pass
         if self.path is not None:
             self.path.unlink(missing_ok=True)
