@@ -193,7 +193,7 @@ def _status(args: argparse.Namespace) -> int:
     if any(getattr(args, key, None) for key in _GRID_FLAGS):
         configs = _experiment(args).configs()
     status = grid_status(out, configs, args.claim_timeout)
-    console.print(f"{out}: {status.summary()}")
+    console.print(f"{out}: {status.summary()}", soft_wrap=True)
     if status.running or status.stale:
         console.print(status_table(status))
     if status.interrupted:

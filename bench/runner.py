@@ -609,7 +609,7 @@ def run_grid(
         for config in filter(needs_dense_pretraining, todo):
             dense_cache(config, cache_dir)[1].unlink(missing_ok=True)
     workers = list(devices) if devices is not None else [device] * jobs
-    if len(workers) > 1:
+    if len(workers) > 1 and todo:
         from prunebench.parallel import run_in_workers
 
         return run_in_workers(todo, store, workers, reporter=reporter, options=options, settings=settings)

@@ -199,16 +199,16 @@ def _interrupted_then_resumed(config, tmp_path: Path, stop_at: int) -> dict:
 
 # A stop in the middle of each schedule (in the learning phase of each learned-mask method, in the fine-tuning of
 # an after-training method, in a round of IMP) gives the record of the uninterrupted run.
-FAST = ["snip", "magnitude", "str"]
-SLOW = ["probmask", "movement", "soft_movement", "gmp", "imp", "dense"]
+FAST = ["str"]
+SLOW = ["snip", "magnitude", "probmask", "movement", "soft_movement", "gmp", "imp", "dense"]
 
 
 @pytest.mark.parametrize("method", FAST + [pytest.param(m, marks=pytest.mark.slow) for m in SLOW])
-def test_a_stopped_run_resumes_to_the_same_record(tmp_path, method):
+def test_a_stopped_run_resumes_to_the_same_record(tmp_path, method, request):
     scopes = "learned" if method in ("str", "probmask", "soft_movement") else "global"
     (config,) = [c for c in _grid(method, scopes=scopes) if c.method == method]
     reference = execute(config, CPU, tmp_path / "cache")
-    for stop_at in (3, 9):
+    for stop_at in (3, 9) if method in SLOW else (9,):
         resumed = _interrupted_then_resumed(config, tmp_path, stop_at)
         assert _same(resumed, reference), (method, stop_at)
 
@@ -240,7 +240,7 @@ def test_two_runners_on_one_directory_run_each_run_once(tmp_path):
 def test_devices_cpu_cpu_run_a_grid_in_two_workers(tmp_path):
     devices = parse_devices("cpu,cpu", 1)
     assert devices == [CPU, CPU] and parse_devices("cpu", 3) == [CPU] * 3
-    configs = _grid("magnitude,random", sparsities=(0.9, 0.95))
+    configs = _grid("random")
     records = run_grid(configs, ResultStore(tmp_path), CPU, devices=devices)
     assert sorted(r["run_id"] for r in records) == sorted(c.run_id for c in configs)
     assert {r["status"] for r in records} == {"ok"}
@@ -515,7 +515,9 @@ def test_the_readme_status_example_runs_and_counts_the_pending_runs(tmp_path, ca
         argv = shlex.split(line.replace("/tmp/prunebench-status", str(tmp_path)))[1:]
         assert main(argv) == 0
     # seed 1's two runs are pending: the status was asked for seeds 0 and 1
-    assert "done 2, failed 0, running 0, interrupted 0, pending 2" in capsys.readouterr().out
+    assert "done 2, failed 0, running 0, interrupted 0, pending 2" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 def _live_workers(parent_pids: set[int]) -> list[int]:
