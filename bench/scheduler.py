@@ -157,7 +157,10 @@ class Runner:
         computed it (or failed to): the run is taken at the next pass."""
         from prunebench.runner import dense_cache, needs_dense_pretraining
 
-        if not needs_dense_pretraining(config):
+        try:
+            if not needs_dense_pretraining(config):
+                return True
+        except Exception:  # noqa: BLE001  (a method this process cannot build: the run records why)
             return True
         key = dense_pretrain_key(config)
         path, marker = dense_cache(config, self.cache_dir)
