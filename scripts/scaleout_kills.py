@@ -1,6 +1,6 @@
 """Many short runs through local workers with random kills: runs lost, runs written twice, wall time.
 
-Runs a grid of ``--runs`` short runs (the ``synthetic-tiny`` preset at one epoch: random and magnitude-at-init
+Runs a grid of ``--runs`` short runs (the ``synthetic-tiny`` preset at two epochs: random and magnitude-at-init
 pruning at two sparsities over as many seeds as needed, each seed with its dense baseline) with ``--jobs`` workers
 twice: once undisturbed, once while a random worker is killed with SIGKILL every ``--kill-every`` seconds on average
 (as an out-of-memory killer would) and, every third kill, the whole ``bench run`` with its workers (as a lost node),
@@ -46,7 +46,7 @@ prunebench.results.ResultStore.save = save
 def grid_flags(runs: int) -> list[str]:
     seeds = max(1, round(runs / 5))  # per seed: dense, random and magnitude_init at two sparsities
     return [
-        "--preset", "synthetic-tiny", "--epochs", "1", "--methods", "random,magnitude_init", "--scopes", "global",
+        "--preset", "synthetic-tiny", "--epochs", "2", "--methods", "random,magnitude_init", "--scopes", "global",
         "--sparsity", "0.5,0.9", "--seeds", f"0-{seeds - 1}",
     ]  # fmt: skip
 
@@ -56,7 +56,9 @@ def bench(flags: list[str], out: Path, jobs: int, env: dict) -> subprocess.Popen
         str(Path(sys.executable).parent / "bench"),
         "run",
         *flags,
-        "--jobs",
+        "--devices",
+        "cpu",
+        "--per-device",
         str(jobs),
         "--out",
         str(out),
@@ -129,7 +131,7 @@ def main() -> None:
     lost = len(expected.keys() - got.keys())
     twice = sum(1 for n in writes.values() if n > 1)
     different = sum(1 for k in expected.keys() & got.keys() if expected[k] != got[k])
-    print(f"{len(expected)} runs, {args.jobs} workers, synthetic-tiny at 1 epoch")
+    print(f"{len(expected)} runs, {args.jobs} workers, synthetic-tiny at 2 epochs")
     print(f"undisturbed: {calm_time:.1f} s")
     print(
         f"with kills:  {killed_time:.1f} s ({killed_time / calm_time:.2f}x), {kills} kills "
