@@ -47,24 +47,69 @@ def _experiment(args: argparse.Namespace):
         owner, name, values = parse_setting(text)
         experiment.set(owner, name, [Text(v) for v in values])
     execution = experiment.execution
-    for key in ("out", "device", "jobs", "loader", "data_root"):
-        if getattr(args, key) is not None:
+    for key in _EXECUTION_FLAGS:
+        if getattr(args, key, None) is not None:
             setattr(execution, key, getattr(args, key))
-    execution.compile = execution.compile or args.compile
-    execution.force = execution.force or args.force
+    for key in ("compile", "force", "deterministic", "wait"):
+        setattr(execution, key, getattr(execution, key) or getattr(args, key, False))
+    slurm = {
+        name: getattr(args, f"slurm_{name}")
+        for name in _SLURM_FLAGS
+        if getattr(args, f"slurm_{name}", None) is not None
+    }
+    if getattr(args, "slurm_extra", None):
+        from prunebench.slurm import parse_extra
+
+        slurm["extra"] = {**execution.slurm.get("extra", {}), **parse_extra(args.slurm_extra)}
+    execution.slurm = {**execution.slurm, **slurm}
     return experiment
+
+
+_EXECUTION_FLAGS = (
+    "out",
+    "device",
+    "jobs",
+    "loader",
+    "data_root",
+    "executor",
+    "devices",
+    "per_device",
+    "checkpoint_every",
+    "claim_timeout",
+)
+_SLURM_FLAGS = ("partition", "time", "gpus", "cpus", "mem_gb", "account", "qos", "tasks", "array_parallelism")
+_GRID_FLAGS = (
+    "config",
+    "preset",
+    "dataset",
+    "model",
+    "methods",
+    "scopes",
+    "sparsity",
+    "seeds",
+    "epochs",
+    "set",
+    "keep_first_dense",
+    "keep_last_dense",
+    "prune_embeddings",
+)
 
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from prunebench.checkpoint import RunInterrupted
     from prunebench.progress import RichGridReporter, summary_table
     from prunebench.runner import run_grid
+    from prunebench.scheduler import set_deterministic
 
     console = Console()
     experiment = _experiment(args)
     plan = experiment.plan()
     store = plan.store
+    if plan.executor == "slurm":
+        return _submit(experiment, plan, console)
+    set_deterministic(plan.settings.deterministic)
 
     first = plan.configs[0]
     console.print(
@@ -72,16 +117,29 @@ def _run(args: argparse.Namespace) -> int:
         f"{first.recipe.epochs}-epoch budget), {len(plan.configs)} runs on {plan.device}, results in {store.root}"
     )
     started = time.perf_counter()
-    with RichGridReporter(console) as reporter:
-        records = run_grid(
-            plan.configs,
-            store,
-            plan.device,
-            force=experiment.execution.force,
-            reporter=reporter,
-            options=plan.options,
-            jobs=plan.jobs,
+    try:
+        with RichGridReporter(console) as reporter:
+            records = run_grid(
+                plan.configs,
+                store,
+                plan.device,
+                force=experiment.execution.force,
+                reporter=reporter,
+                options=plan.options,
+                jobs=plan.jobs,
+                devices=plan.devices,
+                settings=plan.settings,
+            )
+    except RunInterrupted:
+        from prunebench.checkpoint import STOP
+
+        reason = STOP.reason or "a signal"
+        print(
+            f"bench: stopped by {reason}; finished runs are saved and the runs in progress checkpointed, "
+            "a rerun resumes them",
+            file=sys.stderr,
         )
+        return 143 if reason == "SIGTERM" else 130
     elapsed = time.perf_counter() - started
     console.print(summary_table(records, elapsed))
 
@@ -99,6 +157,56 @@ def _run(args: argparse.Namespace) -> int:
             f"[red]{len(failed)} run(s) failed[/]; their errors are in the records under {store.runs}"
         )
         return 1
+    return 0
+
+
+def _submit(experiment, plan, console) -> int:
+    """``--executor slurm``: submit the grid's runs not finished yet as a job array; follow it with ``--wait``."""
+    from prunebench.scheduler import initial_todo
+    from prunebench.slurm import SlurmOptions, follow, submit
+
+    slurm = SlurmOptions.from_mapping(experiment.execution.slurm)
+    todo, finished, _ = initial_todo(plan.configs, plan.store, experiment.execution.force)
+    if not todo:
+        console.print(f"All {len(plan.configs)} runs are done in {plan.store.root}; nothing to submit")
+        return 0
+    jobs = submit(todo, plan.store.root, plan.options, plan.settings, slurm)
+    ids = ", ".join(job.job_id for job in jobs)
+    console.print(
+        f"Submitted {len(jobs)} task(s) for {len(todo)} runs ({len(finished)} already done): {ids}\n"
+        f"Logs in {plan.store.root / 'slurm'}; watch with `bench status {plan.store.root}`"
+    )
+    if experiment.execution.wait:
+        follow(jobs, plan.store.root, plan.configs, echo=console.print)
+        statuses = [job.state for job in jobs]
+        console.print(f"Tasks ended: {', '.join(sorted(set(statuses)))}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from prunebench.status import grid_status, status_table
+
+    console = Console()
+    out = Path(args.dir)
+    if not out.is_dir():
+        raise UsageError(f"{out} is not a results directory")
+    configs = None
+    if any(getattr(args, key, None) for key in _GRID_FLAGS):
+        configs = _experiment(args).configs()
+    status = grid_status(out, configs, args.claim_timeout)
+    console.print(f"{out}: {status.summary()}", soft_wrap=True)
+    if status.running or status.stale:
+        console.print(status_table(status))
+    if status.interrupted:
+        console.print(
+            f"{len(status.interrupted)} run(s) have a checkpoint and no runner: `bench run` resumes them"
+        )
+    if configs is None:
+        console.print(
+            "pending: give the grid (the flags or --config of `bench run`) to count the runs not started"
+        )
     return 0
 
 
@@ -325,6 +433,71 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that describe a grid (``bench run`` and ``bench status``)."""
+    parser.add_argument(
+        "--config", metavar="FILE", help="an experiment file (TOML); flags given beside it override it"
+    )
+    parser.add_argument(
+        "--preset",
+        help="dataset, model and recipe to start from (default: mnist5k-lenet300; `bench list presets`)",
+    )
+    parser.add_argument(
+        "--dataset",
+        help="replace the preset's dataset: a registered name, imagefolder:PATH[:SIZE] or package.module:factory",
+    )
+    parser.add_argument(
+        "--model",
+        help="replace the preset's model: a registered name, torchvision:NAME or package.module:factory",
+    )
+    parser.add_argument(
+        "--track",
+        choices=["unstructured", "structured"],
+        help="what is pruned: single weights (default) or whole channels, removed physically and timed",
+    )
+    parser.add_argument(
+        "--target",
+        help="structured track: UNIT:FRACTIONS removed, UNIT channels or flops (default: channels:0.3,0.5)",
+    )
+    parser.add_argument("--methods", help="`all` or comma-separated method names (default: all)")
+    parser.add_argument(
+        "--scopes",
+        help="`all` or comma-separated scopes: global,uniform,uniform_plus,erk,learned (default: all)",
+    )
+    parser.add_argument(
+        "--sparsity", help="comma-separated target sparsities in (0, 1) (default: 0.9,0.95,0.99)"
+    )
+    parser.add_argument("--seeds", help="N (seeds 0..N-1), a range A-B, or a list such as 0,2,5 (default: 3)")
+    parser.add_argument("--epochs", type=int, help="weight-update budget in epochs (default: the preset's)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a method's hyperparameter (probmask.samples=4) or a recipe field (recipe.optim.lr=0.1); "
+        "a comma list sweeps (gmp.end=0.5,0.8); repeatable",
+    )
+    parser.add_argument(
+        "--keep-first-dense",
+        action=argparse.BooleanOptionalAction,
+        help="leave the first prunable layer out of the prunable set, for every method",
+    )
+    parser.add_argument(
+        "--keep-last-dense",
+        action=argparse.BooleanOptionalAction,
+        help="leave the last prunable layer out of the prunable set, for every method",
+    )
+    parser.add_argument(
+        "--prune-embeddings",
+        action=argparse.BooleanOptionalAction,
+        help="add the nn.Embedding weights to the prunable set, for every method (off by default, as in movement pruning)",
+    )
+    parser.add_argument(
+        "--controls",
+        help="allocation controls added for every pruned run: shuffle,reinit (the layer's kept positions re-drawn; "
+        "the mask on re-drawn weights), with the random-pruning baselines they are measured against (default: none)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench",
@@ -336,67 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="run a grid of methods x scopes x sparsities x seeds, then the leaderboard"
     )
-    run.add_argument(
-        "--config", metavar="FILE", help="an experiment file (TOML); flags given beside it override it"
-    )
-    run.add_argument(
-        "--preset",
-        help="dataset, model and recipe to start from (default: mnist5k-lenet300; `bench list presets`)",
-    )
-    run.add_argument(
-        "--dataset",
-        help="replace the preset's dataset: a registered name, imagefolder:PATH[:SIZE] or package.module:factory",
-    )
-    run.add_argument(
-        "--model",
-        help="replace the preset's model: a registered name, torchvision:NAME or package.module:factory",
-    )
-    run.add_argument(
-        "--track",
-        choices=["unstructured", "structured"],
-        help="what is pruned: single weights (default) or whole channels, removed physically and timed",
-    )
-    run.add_argument(
-        "--target",
-        help="structured track: UNIT:FRACTIONS removed, UNIT channels or flops (default: channels:0.3,0.5)",
-    )
-    run.add_argument("--methods", help="`all` or comma-separated method names (default: all)")
-    run.add_argument(
-        "--scopes",
-        help="`all` or comma-separated scopes: global,uniform,uniform_plus,erk,learned (default: all)",
-    )
-    run.add_argument(
-        "--sparsity", help="comma-separated target sparsities in (0, 1) (default: 0.9,0.95,0.99)"
-    )
-    run.add_argument("--seeds", help="N (seeds 0..N-1), a range A-B, or a list such as 0,2,5 (default: 3)")
-    run.add_argument("--epochs", type=int, help="weight-update budget in epochs (default: the preset's)")
-    run.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a method's hyperparameter (probmask.samples=4) or a recipe field (recipe.optim.lr=0.1); "
-        "a comma list sweeps (gmp.end=0.5,0.8); repeatable",
-    )
-    run.add_argument(
-        "--keep-first-dense",
-        action=argparse.BooleanOptionalAction,
-        help="leave the first prunable layer out of the prunable set, for every method",
-    )
-    run.add_argument(
-        "--keep-last-dense",
-        action=argparse.BooleanOptionalAction,
-        help="leave the last prunable layer out of the prunable set, for every method",
-    )
-    run.add_argument(
-        "--prune-embeddings",
-        action=argparse.BooleanOptionalAction,
-        help="add the nn.Embedding weights to the prunable set, for every method (off by default, as in movement pruning)",
-    )
-    run.add_argument(
-        "--controls",
-        help="allocation controls added for every pruned run: shuffle,reinit (the layer's kept positions re-drawn; "
-        "the mask on re-drawn weights), with the random-pruning baselines they are measured against (default: none)",
-    )
+    _grid_arguments(run)
     run.add_argument("--out", help="results directory (default: results/)")
     run.add_argument("--device", help="auto, cpu or cuda (default: auto)")
     run.add_argument("--force", action="store_true", help="rerun runs that already finished")
@@ -414,7 +527,72 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", help="dataset root (default: $PRUNEBENCH_DATA or ./data); FFCV files in ROOT/ffcv"
     )
     run.add_argument("--compile", action="store_true", help="wrap models with torch.compile (opt-in)")
+    run.add_argument(
+        "--devices",
+        help="one worker per device: auto (every visible GPU, else the CPU) or a list, cuda:0,cuda:1 or cpu,cpu "
+        "(instead of --jobs)",
+    )
+    run.add_argument(
+        "--per-device",
+        type=int,
+        help="with --devices: K concurrent runs (workers) on each device (default: 1)",
+    )
+    run.add_argument(
+        "--checkpoint-every",
+        help="checkpoint each run every N epochs, every Nm minutes, or off (only when stopped) (default: 1)",
+    )
+    run.add_argument(
+        "--claim-timeout",
+        type=float,
+        help="seconds without a heartbeat after which another runner takes a run over (default: 600)",
+    )
+    run.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="PyTorch's deterministic algorithms and cuDNN flags (GPU runs repeat bit for bit; slower), recorded",
+    )
+    run.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        help="local: this machine (--jobs, --devices); slurm: a job array through submitit (default: local)",
+    )
+    slurm = run.add_argument_group("Slurm (with --executor slurm)")
+    slurm.add_argument("--slurm-partition", help="partition (sbatch --partition)")
+    slurm.add_argument(
+        "--slurm-time", help="time limit of each task: minutes or [D-]HH:MM:SS (default: 24:00:00)"
+    )
+    slurm.add_argument("--slurm-gpus", type=int, help="GPUs per task (default: 1)")
+    slurm.add_argument("--slurm-cpus", type=int, help="CPUs per task (default: 8)")
+    slurm.add_argument("--slurm-mem-gb", type=float, dest="slurm_mem_gb", help="memory per task, GB")
+    slurm.add_argument("--slurm-account", help="account to charge (sbatch --account)")
+    slurm.add_argument("--slurm-qos", help="quality of service (sbatch --qos)")
+    slurm.add_argument(
+        "--slurm-tasks", type=int, help="array tasks, each a runner claiming runs (default: 8)"
+    )
+    slurm.add_argument(
+        "--slurm-array-parallelism", type=int, help="tasks running at once (default: all of them)"
+    )
+    slurm.add_argument(
+        "--slurm-extra",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. constraint=a100 or exclude=node7; repeatable",
+    )
+    slurm.add_argument("--wait", action="store_true", help="follow the tasks' progress until they end")
     run.set_defaults(handler=_run, interrupted="finished runs are saved and a rerun resumes")
+
+    status = commands.add_parser(
+        "status", help="where a results directory stands: done, running (where, since when), failed, pending"
+    )
+    status.add_argument("dir", metavar="DIR", help="results directory")
+    _grid_arguments(status)
+    status.add_argument(
+        "--claim-timeout",
+        type=float,
+        default=600.0,
+        help="seconds without a heartbeat after which a claim counts as stale (default: 600)",
+    )
+    status.set_defaults(handler=_status, interrupted=None)
 
     data = commands.add_parser("data", help="prepare datasets on disk")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

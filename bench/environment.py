@@ -35,7 +35,8 @@ def available_cpus() -> int:
 
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
+        index = torch.cuda.current_device() if device.index is None else device.index
+        return f"cuda:{index}: {torch.cuda.get_device_name(index)}"
     return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunebench.allocation import LAYERWISE_SCOPES, keep_budget, layer_keep_counts
+from prunebench.checkpoint import CheckpointPolicy
 from prunebench.config import PrunableOptions, RunConfig, Track, settings_tuple
 from prunebench.controls import parse_controls, with_controls
 from prunebench.environment import available_cpus, resolve_device
@@ -53,6 +54,7 @@ from prunebench.hparams import HParam
 from prunebench.methods.registry import MethodSpec, get_method
 from prunebench.presets import DEFAULT_PRESET, STRUCTURED_PRESET, get_preset
 from prunebench.recipe import apply_recipe_settings, recipe_fields
+from prunebench.scheduler import RunnerSettings
 
 if TYPE_CHECKING:
     import torch
@@ -89,12 +91,22 @@ class Execution:
     data_root: str | None = None
     compile: bool = False
     force: bool = False
+    executor: str = "local"
+    devices: str | None = None
+    per_device: int = 1
+    checkpoint_every: str = "1"
+    claim_timeout: float = 600.0
+    deterministic: bool = False
+    wait: bool = False
+    slurm: dict[str, Any] = field(default_factory=dict)
+    """``[run.slurm]``: the Slurm options of :mod:`prunebench.slurm` (partition, time, gpus, ...)."""
 
 
 DEFAULT_SPARSITY = (0.9, 0.95, 0.99)
 STRUCTURED_TARGET = "channels:0.3,0.5"
 """The structured track's default target: 30% and 50% of the group channels removed."""
 
+EXECUTORS = ("local", "slurm")
 MAX_AUTO_JOBS = 8
 """``--jobs auto`` on the CPU runs one worker per core, at most this many."""
 
@@ -115,6 +127,39 @@ def parse_jobs(text: str, device: torch.device) -> int:
     return int(text)
 
 
+def parse_devices(text: str, per_device: int) -> list[torch.device]:
+    """``--devices``: ``auto`` (every visible GPU, else the CPU) or a comma list (``cuda:0,cuda:1``, ``cpu,cpu``),
+    each entry repeated ``per_device`` times: one worker each."""
+    import torch
+
+    if not isinstance(per_device, int) or isinstance(per_device, bool) or per_device < 1:
+        raise UsageError(f"--per-device takes a positive integer, got {per_device!r}")
+    if str(text).strip() == "auto":
+        count = torch.cuda.device_count()
+        names = [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    else:
+        names = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not names:
+        raise UsageError("--devices: no device given; e.g. auto, cuda:0,cuda:1 or cpu,cpu")
+    devices = []
+    for name in names:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise UsageError(f"--devices: {name!r} is not a device; e.g. cuda:0 or cpu") from None
+        if device.type == "cuda":
+            if device.index is None:
+                device = torch.device("cuda", 0)
+            if device.index >= torch.cuda.device_count():
+                raise UsageError(
+                    f"--devices: {name} asked for, but PyTorch sees {torch.cuda.device_count()} CUDA device(s)"
+                )
+        elif device.type != "cpu":
+            raise UsageError(f"--devices: {name!r}: only cpu and cuda:N are supported")
+        devices.append(device)
+    return [device for device in devices for _ in range(per_device)]
+
+
 @dataclass(frozen=True)
 class Plan:
     """An experiment checked and ready to run: its runs, and how they execute."""
@@ -124,6 +169,10 @@ class Plan:
     jobs: int
     options: RunOptions
     store: ResultStore
+    devices: list[torch.device] | None = None
+    """One worker per entry (``--devices``, ``--per-device``); ``None``: ``jobs`` workers on ``device``."""
+    settings: RunnerSettings | None = None
+    executor: str = "local"
 
 
 @dataclass
@@ -266,6 +315,40 @@ class Experiment:
             device = resolve_device(execution.device)
         with self._key("run.jobs"):
             jobs = parse_jobs(execution.jobs, device)
+        devices = None
+        if execution.devices is not None:
+            with self._key("run.devices"):
+                if str(execution.jobs) != "auto":
+                    raise UsageError(
+                        "give --jobs or --devices, not both (--devices with --per-device sets the workers)"
+                    )
+                devices = parse_devices(execution.devices, execution.per_device)
+                device = devices[0]
+        elif execution.per_device != 1:
+            with self._key("run.per_device"):
+                raise UsageError("--per-device needs --devices (e.g. --devices auto --per-device 4)")
+        with self._key("run.executor"):
+            if execution.executor not in EXECUTORS:
+                raise UsageError(
+                    f"unknown executor {execution.executor!r}; choose one of {', '.join(EXECUTORS)}"
+                )
+        with self._key("run.checkpoint_every"):
+            policy = CheckpointPolicy.parse(execution.checkpoint_every)
+        with self._key("run.claim_timeout"):
+            if not isinstance(execution.claim_timeout, int | float) or execution.claim_timeout <= 0:
+                raise UsageError(
+                    f"--claim-timeout takes a positive number of seconds, got {execution.claim_timeout!r}"
+                )
+        settings = RunnerSettings(
+            checkpoint=policy,
+            stale_after_s=float(execution.claim_timeout),
+            deterministic=bool(execution.deterministic),
+        )
+        if execution.executor == "slurm":
+            from prunebench.slurm import SlurmOptions
+
+            with self._key("run.slurm"):
+                SlurmOptions.from_mapping(execution.slurm)
         with self._key("run.loader"):
             if execution.loader not in LOADERS:
                 raise UsageError(f"unknown loader {execution.loader!r}; known: {', '.join(LOADERS)}")
@@ -283,7 +366,7 @@ class Experiment:
         store = ResultStore(Path(execution.out))
         with self._key("run.out"):
             store.ensure_writable()
-        return Plan(configs, device, jobs, options, store)
+        return Plan(configs, device, jobs, options, store, devices, settings, execution.executor)
 
     def _unreachable(
         self, dataset: str, model: str, prunable: PrunableOptions, sparsities: list[float], scopes: set[str]

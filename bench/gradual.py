@@ -114,6 +114,22 @@ class GradualPruning(TrainHook):
             self._enforcer.after_step(trainer)
         self.maybe_prune(trainer.step)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The masks and the schedule's position (the window itself is recomputed by ``on_train_start``)."""
+        return {
+            "masks": self.masks,
+            "current_sparsity": self.current_sparsity,
+            "reached_target": self.reached_target,
+            "pruning_steps": list(self.pruning_steps),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.masks = state["masks"]
+        self.current_sparsity = state["current_sparsity"]
+        self.reached_target = state["reached_target"]
+        self.pruning_steps = list(state["pruning_steps"])
+        self._enforcer = None if self.masks is None else MaskEnforcer(self.model, self.masks)
+
     def finish(self, step: int) -> Masks:
         """The final masks, at exactly the target (pruned now if training ended before the window did)."""
         if not self.reached_target:

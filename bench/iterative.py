@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -47,7 +47,10 @@ from prunebench.methods.base import Masks
 from prunebench.schedules import Iterative
 from prunebench.trainer import Trainer, TrainHook
 
-Train = Callable[[int, int, list[TrainHook], str], Trainer]
+if TYPE_CHECKING:
+    from prunebench.checkpoint import RunCheckpoint, SkippedPhase
+
+Train = Callable[[int, int, list[TrainHook], str], "Trainer | SkippedPhase"]
 """``(start, stop, hooks, phase) -> trainer``: train the model over steps ``start..stop`` of the recipe's schedule."""
 Pruner = Callable[[float, Masks | None], Masks]
 """``(sparsity, alive) -> masks``: the criterion's masks of the trained model at ``sparsity``, within ``alive``."""
@@ -77,8 +80,13 @@ def prune_iteratively(
     total_steps: int,
     train: Train,
     prune: Pruner,
+    checkpoint: RunCheckpoint | None = None,
 ) -> IterativeOutcome:
-    """Run the schedule on ``model`` (whose recipe has ``total_steps`` steps); it ends with the last round's model."""
+    """Run the schedule on ``model`` (whose recipe has ``total_steps`` steps); it ends with the last round's model.
+
+    ``checkpoint`` keeps the rewind point and the latest round's masks, so that a resumed run continues with the
+    round it was in (``train`` skips the rounds completed before).
+    """
     rewind_step = round(schedule.rewind * total_steps)
     if rewind_step >= total_steps:
         raise UsageError(
@@ -86,13 +94,20 @@ def prune_iteratively(
         )
     if rewind_step > 0:
         train(0, rewind_step, [], "to rewind point")
-    rewind_state = copy.deepcopy(model.state_dict())
+    values: dict = {} if checkpoint is None else checkpoint.values
+    if "rewind" not in values:
+        values["rewind"] = copy.deepcopy(model.state_dict())
+    rewind_state = values["rewind"]
     trainer = train(rewind_step, total_steps, [], "round 0")
-    masks: Masks | None = None
-    rounds = []
-    for index in range(1, schedule.rounds + 1):
+    saved = values.get("iterative")
+    masks: Masks | None = saved["masks"] if saved else None
+    rounds: list[dict[str, Any]] = list(saved["rounds"]) if saved else []
+    for index in range(saved["round"] if saved else 1, schedule.rounds + 1):
         density = round_density(sparsity, index, schedule.rounds)
-        masks = prune(1.0 - density, masks)
+        if not (saved and index == saved["round"]):
+            masks = prune(1.0 - density, masks)
+            values["iterative"] = {"round": index, "masks": masks, "rounds": list(rounds)}
+        assert masks is not None
         model.load_state_dict(rewind_state)
         apply_masks(model, masks)
         trainer = train(rewind_step, total_steps, [MaskEnforcer(model, masks)], f"round {index}")

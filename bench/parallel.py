@@ -1,72 +1,181 @@
-"""Running a grid's runs in several worker processes (``bench run --jobs N``).
+"""The local executor: a grid's runs in several worker processes (``bench run --jobs N``, ``--devices``).
 
-Runs are independent pure functions of their configs, so they parallelize trivially; the one thing they share is the
-dense pre-training of after-training methods, which the workers compute first (once per seed) so that no two workers
-train the same one. Workers are spawned (not forked) and each uses ``cores // jobs`` intra-op threads on the CPU.
-Records are written by the parent, atomically, as runs finish. Results are identical to a serial run with the same
-thread count; across thread counts floating-point reductions may differ in the last bits.
+Each worker is a process of its own (``python -m prunebench.worker``) running the same claim loop as every other
+runner (:mod:`prunebench.scheduler`) on one device, and writing its records itself; the parent only starts the
+workers, shows their progress, and stops them. So:
+
+* a worker that is killed (the out-of-memory killer) loses only its run in progress, which another worker takes
+  over from its checkpoint (its claim names a dead process); the others' records are already on disk. The parent
+  starts a replacement on the same device (as many replacements in all as there are workers);
+* a parent that dies (``kill -9``) takes its workers with it: each asks the kernel for SIGTERM when its parent dies
+  (``PR_SET_PDEATHSIG`` on Linux) and also watches its parent's pid, then checkpoints and exits;
+* SIGINT or SIGTERM to the parent is forwarded to the workers as SIGTERM: each checkpoints its run at the next
+  step boundary and exits; the parent then exits with a message (status 130 or 143).
+
+No process pool, queue or semaphore is shared: a worker's stdin carries its orders (pickled), its stdout one JSON
+line per event. CPU workers use ``cpus // workers`` intra-op threads each (recorded in every record).
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import warnings
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, as_completed, wait
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
-from prunebench.config import RunConfig, dense_pretrain_key
+from prunebench.checkpoint import STOP, RunInterrupted, stop_on_signals
+from prunebench.config import RunConfig
+from prunebench.environment import available_cpus
+from prunebench.errors import Failed
 from prunebench.results import ResultStore
-from prunebench.runner import (
-    GridReporter,
-    RunOptions,
-    dense_pretrained,
-    make_loaders,
-    needs_dense_pretraining,
-    run_or_record_failure,
-)
+from prunebench.scheduler import RunnerSettings
+
+INTERRUPTED_STATUS = 3
+"""A worker's exit status when it stopped on request after checkpointing its run."""
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+@dataclass
+class WorkerOrders:
+    """What a worker process is told on its stdin."""
+
+    todo: list[RunConfig]
+    out: str
+    device: str
+    threads: int
+    options: object
+    settings: RunnerSettings
 
 
-def _pretrain(config: RunConfig, device: torch.device, cache_dir: Path, options: RunOptions | None) -> None:
-    dense_pretrained(config, device, make_loaders(config, device, options), cache_dir, None, options)
+def worker_threads(devices: Sequence[torch.device]) -> int:
+    """Intra-op threads of each worker: the CPUs shared among the CPU workers (all of them for GPU workers,
+    whose CPU work is small)."""
+    on_cpu = sum(d.type == "cpu" for d in devices)
+    return max(1, available_cpus() // on_cpu) if on_cpu else torch.get_num_threads()
+
+
+def _read_events(index: int, stream, events: queue.Queue) -> None:
+    for line in stream:
+        try:
+            events.put((index, json.loads(line)))
+        except ValueError:
+            continue
+    events.put((index, None))
 
 
 def run_in_workers(
     todo: Sequence[RunConfig],
     store: ResultStore,
-    device: torch.device,
-    jobs: int,
+    devices: Sequence[torch.device],
     *,
-    reporter: GridReporter,
-    options: RunOptions | None = None,
+    reporter,
+    options=None,
+    settings: RunnerSettings | None = None,
 ) -> list[dict]:
-    """Run ``todo`` in ``jobs`` processes; save and return the records as they finish."""
-    threads = max(1, (os.cpu_count() or 1) // jobs) if device.type == "cpu" else torch.get_num_threads()
-    cache_dir = store.root / "cache"
-    shared = {dense_pretrain_key(c): c for c in todo if needs_dense_pretraining(c)}
-    records = []
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        try:
-            pretraining = [pool.submit(_pretrain, c, device, cache_dir, options) for c in shared.values()]
-            wait(
-                pretraining, return_when=FIRST_EXCEPTION
-            )  # a failed pre-training fails its runs, recorded below
-            futures = {
-                pool.submit(run_or_record_failure, c, device, cache_dir, None, options): c for c in todo
-            }
-            for future in as_completed(futures):
-                record = future.result()
-                store.save(record)
-                records.append(record)
-                reporter.run_finished(futures[future], record)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    """Run ``todo`` with one worker per entry of ``devices``; return the records the workers wrote."""
+    settings = settings or RunnerSettings()
+    threads = worker_threads(devices)
+    by_id = {c.run_id: c for c in todo}
+    events: queue.Queue = queue.Queue()
+    processes: list[subprocess.Popen] = []
+    placed: list[torch.device] = []
+    records: list[dict] = []
+    reported: set[str] = set()
+    with stop_on_signals():
+
+        def start(device: torch.device) -> None:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "prunebench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            orders = WorkerOrders(list(todo), str(store.root), str(device), threads, options, settings)
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(pickle.dumps(orders))
+            process.stdin.close()
+            index = len(processes)
+            threading.Thread(target=_read_events, args=(index, process.stdout, events), daemon=True).start()
+            processes.append(process)
+            placed.append(device)
+
+        for device in devices:
+            start(device)
+        replacements = len(devices)
+        open_streams = len(processes)
+        forwarded = False
+        while open_streams:
+            if STOP and not forwarded:
+                for process in processes:
+                    if process.poll() is None:
+                        process.send_signal(signal.SIGTERM)
+                forwarded = True
+            try:
+                index, event = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if event is None:
+                open_streams -= 1
+                status = processes[index].wait()
+                if status not in (0, INTERRUPTED_STATUS):
+                    how = f"signal {-status}" if status < 0 else f"status {status}"
+                    warnings.warn(f"worker {index} ({placed[index]}) ended with {how}", stacklevel=2)
+                    if not STOP and replacements and set(by_id) - set(store.record_names()):
+                        replacements -= 1  # a replacement, so that a grid outlives a few killed workers
+                        start(placed[index])
+                        open_streams += 1
+                continue
+            kind = event["event"]
+            if kind == "started":
+                reporter.run_started(by_id[event["run_id"]])
+            elif kind == "epoch":
+                reporter.epoch_done(event["phase"], event["epoch"], event["epochs"], event["loss"])
+            elif kind == "finished":  # every worker reports each run; the grid counts it once
+                if event["record"] is not None:
+                    records.append(event["record"])
+                if event["run_id"] not in reported:
+                    reported.add(event["run_id"])
+                    reporter.run_finished(by_id[event["run_id"]], event["record"])
+        statuses = [process.wait() for process in processes]
+    if STOP:
+        raise RunInterrupted(f"stopped ({STOP.reason}); the workers checkpointed their runs")
+    dead = [status for status in statuses if status not in (0, INTERRUPTED_STATUS)]
+    done = set(store.record_names())
+    left = [c for c in todo if c.run_id not in done]
+    if left:
+        raise Failed(
+            f"{len(left)} run(s) left undone: every worker ended ({len(dead)} of {len(statuses)} abnormally); "
+            "rerun to resume them"
+        )
     return records
+
+
+def set_parent_death_signal(signum: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send ``signum`` to this process when its parent dies (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def watch_parent(parent: int, interval: float = 1.0) -> None:
+    """Ask the run to stop (checkpoint and exit) when the parent process ``parent`` is gone (a daemon thread)."""
+
+    def loop() -> None:
+        while True:
+            if os.getppid() != parent:
+                STOP.request("the parent process died")
+                return
+            threading.Event().wait(interval)
+
+    threading.Thread(target=loop, name="parent watch", daemon=True).start()

@@ -95,12 +95,16 @@ class RunResults(TypedDict):
 
 class RunRecord(RunHead, RunResults, total=False):
     """A whole record: :class:`RunHead`, and :class:`RunResults` when the run finished; ``error`` and
-    ``traceback`` when it did not."""
+    ``traceback`` when it did not. ``threads`` (torch's intra-op threads, which change the last bits of
+    floating-point reductions) and ``deterministic`` (``--deterministic``) are in every record written since they
+    were added, absent from older ones."""
 
     error: str
     traceback: str
     control: str
     """``shuffle`` or ``reinit`` for an allocation control (:mod:`prunebench.controls`); absent otherwise."""
+    threads: int
+    deterministic: bool
 
 
 def _matches(value: Any, annotation: Any) -> bool:

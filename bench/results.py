@@ -110,13 +110,15 @@ def fsync_directory(directory: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+def atomic_file(path: Path, mode: str = "w", *, durable: bool = True) -> Iterator[IO]:
     """A stream whose content appears at ``path`` whole, or not at all, when the block ends without error.
 
     Written to a temporary file in the same directory (named after its writer, see :func:`writer_tag`), flushed to
     disk, renamed over ``path``, and the directory synced so that the rename survives a power cut. The file gets the
     usual permissions (``0o666`` less the umask), not the temporary file's private ones. A failure to write (a full
     disk) removes the temporary file and raises a :class:`~prunebench.errors.WriteError` naming ``path``.
+    ``durable=False`` skips the syncs: a killed process still leaves the old file or the new one, whole; only a
+    power cut may not (for files that are checked on load and can be recomputed, such as checkpoints).
     """
     temporary = None
     try:
@@ -128,10 +130,12 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
         with os.fdopen(handle, mode) as stream:
             yield stream
             stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
         temporary = None
-        fsync_directory(path.parent)
+        if durable:
+            fsync_directory(path.parent)
     except OSError as error:
         raise WriteError(error.errno, error.strerror or str(error), str(path)) from None
     finally:
@@ -156,14 +160,39 @@ class ResultStore:
         """Create the directory, or raise a :class:`UsageError` saying why it cannot be written."""
         try:
             self.runs.mkdir(parents=True, exist_ok=True)
-            probe = self.runs / ".write-probe"
-            probe.write_text("")
-            probe.unlink()
+            handle, probe = tempfile.mkstemp(dir=self.runs, prefix=f".write-probe.{writer_tag()}.")
+            os.close(handle)
+            os.unlink(probe)
         except OSError as error:
             raise UsageError(f"cannot write results to {self.root}: {error.strerror or error}") from None
 
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        """Where runs in progress keep their checkpoints (:mod:`prunebench.checkpoint`)."""
+        return self.root / "checkpoints"
+
+    def checkpoint_path(self, key: str) -> Path:
+        return self.checkpoints / f"{key}.pt"
+
+    def record_names(self) -> dict[str, float]:
+        """The run ids that have a record file, with its modification time: one directory listing, whatever the
+        number of runs."""
+        names: dict[str, float] = {}
+        try:
+            entries = os.scandir(self.runs)
+        except FileNotFoundError:
+            return names
+        with entries:
+            for entry in entries:
+                if entry.name.endswith(".json") and not entry.name.startswith("."):
+                    try:
+                        names[entry.name[:-5]] = entry.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+        return names
 
     def read(self, run_id: str) -> tuple[RunRecord | None, str | None]:
         """The run's usable record, or ``None`` with the reason its file cannot be used: unreadable, not JSON,
@@ -186,7 +215,7 @@ class ResultStore:
     def remove_stale_temporaries(self) -> list[Path]:
         """Remove the temporary files that interrupted writes left here (see :func:`remove_stale_temporaries`)."""
         return remove_stale_temporaries(
-            [self.root, self.runs, self.root / "cache", self.root / "plots"], ".tmp"
+            [self.root, self.runs, self.root / "cache", self.root / "plots", self.checkpoints], ".tmp"
         )
 
     def save(self, record: RunRecord) -> Path:

@@ -39,6 +39,7 @@ from torch import nn
 
 from prunebench.accounting import account
 from prunebench.allocation import keep_budget
+from prunebench.checkpoint import RunCheckpoint, SkippedPhase
 from prunebench.config import RunConfig, dense_pretrain_key
 from prunebench.controls import phases
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
@@ -47,12 +48,20 @@ from prunebench.errors import UsageError
 from prunebench.gradual import GradualPruning
 from prunebench.iterative import prune_iteratively
 from prunebench.masks import MaskEnforcer, apply_masks
-from prunebench.methods.base import Masks, ScoringData, ScoringMethod, TrainingContext, TrainingMethod
+from prunebench.methods.base import (
+    FinalMasks,
+    Masks,
+    ScoringData,
+    ScoringMethod,
+    TrainingContext,
+    TrainingMethod,
+)
 from prunebench.models import build_model
 from prunebench.prunable import prunable_weights
-from prunebench.record import FINISHED, RECORD_VERSION, RunRecord
+from prunebench.record import RECORD_VERSION, RunRecord
 from prunebench.results import ResultStore, atomic_file, atomic_write_text
 from prunebench.saved_masks import MASK_KEY, pack
+from prunebench.scheduler import RunnerSettings
 from prunebench.trainer import Diverged, Trainer, evaluate
 
 EpochCallback = Callable[[str, int, int, float], None]
@@ -161,6 +170,7 @@ def dense_pretrained(
     cache_dir: Path,
     on_epoch: EpochCallback | None,
     options: RunOptions | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> nn.Module:
     """The shared dense pre-training for after-training methods, from the cache or trained and cached atomically.
 
@@ -181,16 +191,42 @@ def dense_pretrained(
         return model
     recipe = config.recipe
     try:
-        _fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "pretrain", on_epoch)
+        trainer = _fit(
+            model,
+            loaders.train,
+            recipe.optim,
+            recipe.pretrain_epochs,
+            "pretrain",
+            on_epoch,
+            checkpoint=checkpoint,
+        )
     except Diverged as error:
         atomic_write_text(marker, f"{error}\n")
         raise
+    if isinstance(trainer, SkippedPhase):
+        raise RuntimeError(f"the dense pre-training cache {path} vanished after the run had used it; rerun")
     with atomic_file(path, "wb") as stream:
         torch.save(model.state_dict(), stream)
     return model
 
 
-def _fit(model, loader, optim, epochs, phase, on_epoch, hooks=(), exclude=(), start=0, stop=None) -> Trainer:
+def _fit(
+    model,
+    loader,
+    optim,
+    epochs,
+    phase,
+    on_epoch,
+    hooks=(),
+    exclude=(),
+    start=0,
+    stop=None,
+    checkpoint: RunCheckpoint | None = None,
+) -> Trainer | SkippedPhase:
+    """Train one phase of the run, or skip it if the run's checkpoint says it was completed before."""
+    skipped = checkpoint.skipped(phase) if checkpoint is not None else None
+    if skipped is not None:
+        return skipped
     trainer = Trainer(
         model,
         loader,
@@ -201,6 +237,8 @@ def _fit(model, loader, optim, epochs, phase, on_epoch, hooks=(), exclude=(), st
         on_epoch_end=(lambda epoch, loss: on_epoch(phase, epoch, epochs, loss)) if on_epoch else None,
         start=start,
         stop=stop,
+        checkpoint=checkpoint,
+        phase=phase,
     )
     trainer.fit()
     return trainer
@@ -217,12 +255,18 @@ class _Outcome:
     details: dict[str, Any] | None = None
 
 
+def _memo(checkpoint: RunCheckpoint | None, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept in the run's checkpoint so that a resumed run reads it back instead."""
+    return compute() if checkpoint is None else checkpoint.value(key, compute)
+
+
 def _train_run(
     config: RunConfig,
     device: torch.device,
     cache_dir: Path,
     on_epoch: EpochCallback | None,
     options: RunOptions | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ):
     recipe = config.recipe
     spec = config.spec
@@ -234,14 +278,19 @@ def _train_run(
         return train_control(config, device, cache_dir, on_epoch, options, loaders), loaders
     method = spec.build(config.hparams)
     scoring_data = ScoringData(loaders.train, dataset.num_classes)
+    fit = functools.partial(_fit, checkpoint=checkpoint)
 
     def masks_of(model: nn.Module) -> Masks:
         assert isinstance(method, ScoringMethod)
-        scratch = copy.deepcopy(model)
-        torch.manual_seed(config.seed + 1)
-        return method.masks(
-            scratch, run_prunable(config, scratch), config.sparsity, config.scope, scoring_data
-        )
+
+        def score() -> Masks:
+            scratch = copy.deepcopy(model)
+            torch.manual_seed(config.seed + 1)
+            return method.masks(
+                scratch, run_prunable(config, scratch), config.sparsity, config.scope, scoring_data
+            )
+
+        return _memo(checkpoint, "masks", score)
 
     def live_masks(model: nn.Module, sparsity: float, alive: Masks | None) -> Masks:
         """The criterion's masks of ``model`` as it trains: on a copy, with a random stream of their own."""
@@ -254,21 +303,21 @@ def _train_run(
 
     if spec.schedule == "dense":
         model = initial_model(config, device, options)
-        trainer = _fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch)
+        trainer = fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch)
         outcome = _Outcome(model, trainer.last_loss, {"budget": recipe.epochs, "dense": recipe.epochs})
     elif spec.schedule == "at_init":
         model = initial_model(config, device, options)
         masks = masks_of(model)
         apply_masks(model, masks)
         hooks = [MaskEnforcer(model, masks)]
-        trainer = _fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch, hooks)
+        trainer = fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch, hooks)
         outcome = _Outcome(model, trainer.last_loss, {"budget": recipe.epochs, "sparse": recipe.epochs})
     elif spec.schedule == "after_training":
-        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options)
+        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options, checkpoint)
         masks = masks_of(model)
         apply_masks(model, masks)
         hooks = [MaskEnforcer(model, masks)]
-        trainer = _fit(
+        trainer = fit(
             model, loaders.train, recipe.finetune_optim, recipe.finetune_epochs, "finetune", on_epoch, hooks
         )
         outcome = _Outcome(
@@ -285,7 +334,7 @@ def _train_run(
             spec.schedule_options(config.hparams),
             functools.partial(live_masks, model),
         )
-        trainer = _fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch, [pruning])
+        trainer = fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch, [pruning])
         apply_masks(model, pruning.finish(trainer.step))
         outcome = _Outcome(
             model,
@@ -297,8 +346,8 @@ def _train_run(
         model = initial_model(config, device, options)
         torch.manual_seed(config.seed + 1)
 
-        def train(start: int, stop: int, hooks: list, phase: str) -> Trainer:
-            return _fit(
+        def train(start: int, stop: int, hooks: list, phase: str) -> Trainer | SkippedPhase:
+            return fit(
                 model,
                 loaders.train,
                 recipe.optim,
@@ -318,6 +367,7 @@ def _train_run(
             steps_per_epoch * recipe.epochs,
             train,
             functools.partial(live_masks, model),
+            checkpoint,
         )
         apply_masks(model, result.masks)
         outcome = _Outcome(
@@ -332,7 +382,7 @@ def _train_run(
         )
     else:
         outcome = _during_training(
-            config, method, device, loaders, scoring_data, cache_dir, on_epoch, options
+            config, method, device, loaders, scoring_data, cache_dir, on_epoch, options, checkpoint
         )
     return outcome, loaders
 
@@ -344,12 +394,12 @@ def _epochs(steps: int, steps_per_epoch: int) -> int | float:
 
 
 def _during_training(
-    config, method, device, loaders, scoring_data, cache_dir, on_epoch, options=None
+    config, method, device, loaders, scoring_data, cache_dir, on_epoch, options=None, checkpoint=None
 ) -> _Outcome:
     assert isinstance(method, TrainingMethod)
     recipe = config.recipe
     if method.starts_from == "dense":
-        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options)
+        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options, checkpoint)
         available, optim, epochs = (
             recipe.finetune_epochs,
             recipe.finetune_optim,
@@ -371,14 +421,35 @@ def _during_training(
     torch.manual_seed(config.seed + 1)
     session = method.attach(model, run_prunable(config, model), config.sparsity, config.scope, context)
     trainer = _fit(
-        model, loaders.train, optim, learning, "learn", on_epoch, [session], session.method_parameters()
+        model,
+        loaders.train,
+        optim,
+        learning,
+        "learn",
+        on_epoch,
+        [session],
+        session.method_parameters(),
+        checkpoint=checkpoint,
     )
-    final = session.finish(trainer)
+    if checkpoint is not None and checkpoint.has("final"):  # resumed after the learning phase
+        session.release()
+        final = FinalMasks(**checkpoint.values["final"])
+    else:
+        final = session.finish(trainer)
+        if checkpoint is not None:
+            checkpoint.values["final"] = vars(final)
     apply_masks(model, final.masks)
     if finetune:
         hooks = [MaskEnforcer(model, final.masks)]
         trainer = _fit(
-            model, loaders.train, method.finetune_optim(recipe), finetune, "finetune", on_epoch, hooks
+            model,
+            loaders.train,
+            method.finetune_optim(recipe),
+            finetune,
+            "finetune",
+            on_epoch,
+            hooks,
+            checkpoint=checkpoint,
         )
     epochs.update({"budget": recipe.epochs, "learn": learning, "finetune": finetune})
     return _Outcome(model, trainer.last_loss, epochs, final.method_sparsity, final.enforcement, final.details)
@@ -390,8 +461,11 @@ def execute(
     cache_dir: Path,
     on_epoch: EpochCallback | None = None,
     options: RunOptions | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> RunRecord:
     """Run ``config`` and return its record (status ``ok``; exceptions propagate).
+
+    ``checkpoint``: save the run's state as it trains, resume it from there (see :mod:`prunebench.checkpoint`).
 
     Denormal floats are flushed to zero for the whole process: products with near-zero mask values (ProbMask's
     relaxed masks, STR's soft threshold) otherwise fall into denormals and slow CPU matrix products up to tenfold. The
@@ -403,7 +477,7 @@ def execute(
 
         return execute_structured(config, device, cache_dir, on_epoch, options)
     started = time.perf_counter()
-    outcome, loaders = _train_run(config, device, cache_dir, on_epoch, options)
+    outcome, loaders = _train_run(config, device, cache_dir, on_epoch, options, checkpoint)
     metrics = evaluate(outcome.model, loaders.test)
     for name, value in metrics.items():
         if not math.isfinite(value):
@@ -457,6 +531,8 @@ def _record_head(config: RunConfig, device: torch.device, status: str, wall_time
         "seed": config.seed,
         "hparams": identity["method"]["hparams"],
         "device": describe_device(device),
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
         "versions": library_versions(),
         "wall_time_s": wall_time,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -495,11 +571,15 @@ def run_or_record_failure(
     cache_dir: Path,
     on_epoch: EpochCallback | None = None,
     options: RunOptions | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> dict:
-    """The record of ``config``: its results, or its failure (a failing method must not stop the grid)."""
+    """The record of ``config``: its results, or its failure (a failing method must not stop the grid).
+
+    A run stopped on request (:class:`~prunebench.checkpoint.RunInterrupted`) or abandoned to another runner
+    (:class:`~prunebench.checkpoint.ClaimLost`) raises: it has no record."""
     started = time.perf_counter()
     try:
-        return execute(config, device, cache_dir, on_epoch, options)
+        return execute(config, device, cache_dir, on_epoch, options, checkpoint)
     except Exception as error:  # noqa: BLE001
         return failure_record(config, device, error, time.perf_counter() - started)
 
@@ -513,24 +593,25 @@ def run_grid(
     reporter: GridReporter | None = None,
     options: RunOptions | None = None,
     jobs: int = 1,
+    devices: Sequence[torch.device] | None = None,
+    settings: RunnerSettings | None = None,
 ) -> list[dict]:
     """Run every configuration not finished yet (all with ``force``); return the records of this invocation.
 
-    A failing run is recorded with its error and the grid goes on. Ctrl-C stops the grid; finished records stay.
-    With ``jobs > 1`` the runs go to that many worker processes (:mod:`prunebench.parallel`).
+    A failing run is recorded with its error and the grid goes on. Runs are claimed
+    (:mod:`prunebench.scheduler`), so other ``bench run`` processes and Slurm tasks may work on the same
+    directory. SIGINT or SIGTERM stops the run in progress at its next step boundary, with a checkpoint, and raises
+    :class:`~prunebench.checkpoint.RunInterrupted`; finished records stay, and a rerun resumes.
+    With ``jobs > 1`` the runs go to that many worker processes on ``device``, and with ``devices`` to one worker
+    per entry (:mod:`prunebench.parallel`).
     """
+    from prunebench.checkpoint import stop_on_signals
+    from prunebench.scheduler import Runner, initial_todo, set_deterministic
+
     reporter = reporter or GridReporter()
     store.ensure_writable()
     store.remove_stale_temporaries()
-    todo, finished, unusable = [], [], []
-    for config in configs:
-        record, reason = store.read(config.run_id)
-        if reason is not None:
-            unusable.append(f"{store.path(config.run_id)}: {reason}")
-        if not force and record is not None and record["status"] in FINISHED:
-            finished.append(config)
-        else:
-            todo.append(config)
+    todo, finished, unusable = initial_todo(configs, store, force)
     if unusable:
         first = unusable[0] if len(unusable) == 1 else f"the first, {unusable[0]}"
         warnings.warn(f"{len(unusable)} record(s) could not be used and are run again: {first}", stacklevel=2)
@@ -541,20 +622,12 @@ def run_grid(
     if force:  # a pre-training remembered as diverged is trained again
         for config in filter(needs_dense_pretraining, todo):
             dense_cache(config, cache_dir)[1].unlink(missing_ok=True)
-    batches = phases(todo)  # allocation controls after the runs whose masks they read
-    if jobs > 1:
+    todo = list(itertools.chain.from_iterable(phases(todo)))  # allocation controls after the runs they read
+    workers = list(devices) if devices is not None else [device] * jobs
+    if len(workers) > 1 and todo:
         from prunebench.parallel import run_in_workers
 
-        return [
-            record
-            for batch in batches
-            for record in run_in_workers(batch, store, device, jobs, reporter=reporter, options=options)
-        ]
-    records = []
-    for config in itertools.chain.from_iterable(batches):
-        reporter.run_started(config)
-        record = run_or_record_failure(config, device, cache_dir, reporter.epoch_done, options)
-        store.save(record)
-        records.append(record)
-        reporter.run_finished(config, record)
-    return records
+        return run_in_workers(todo, store, workers, reporter=reporter, options=options, settings=settings)
+    set_deterministic((settings or RunnerSettings()).deterministic)
+    with stop_on_signals():
+        return Runner(todo, store, workers[0], reporter=reporter, options=options, settings=settings).run()

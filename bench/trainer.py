@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from prunebench.recipe import OptimConfig
+
+if TYPE_CHECKING:
+    from prunebench.checkpoint import RunCheckpoint
 
 
 class EpochLoader(Protocol):
@@ -67,6 +70,15 @@ class TrainHook:
 
     def on_train_end(self, trainer: Trainer) -> None:
         """After the last step."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The hook's state at a step boundary, for a checkpoint (tensors, numbers, strings, lists and dicts of
+        them). State held by the model itself (parameters and buffers of a parametrization) is saved with the
+        model; a hook with no state of its own keeps this default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; called after :meth:`on_train_start` when a run resumes."""
 
 
 def build_optimizer(params: Iterable[torch.Tensor], config: OptimConfig) -> torch.optim.SGD:
@@ -133,6 +145,9 @@ class Trainer:
     (default: all of them): the learning rate is the schedule's at those steps and the batches are those the full
     run would see there (the epoch's order, from its ``start % steps_per_epoch``-th batch). Iterative pruning
     trains to a rewind point and resumes there this way.
+
+    ``checkpoint`` (a :class:`~prunebench.checkpoint.RunCheckpoint`) saves the trainer's whole state at step
+    boundaries as its policy says, under the name ``phase``, and resumes the phase from its saved state.
     """
 
     def __init__(
@@ -148,6 +163,8 @@ class Trainer:
         autocast: torch.dtype | None | str = "auto",
         start: int = 0,
         stop: int | None = None,
+        checkpoint: RunCheckpoint | None = None,
+        phase: str = "train",
     ) -> None:
         self.model = model
         self.autocast = autocast
@@ -173,6 +190,45 @@ class Trainer:
         self.step = start
         """Optimizer steps of the schedule taken so far (inside ``after_step`` the step just taken counts)."""
         self.last_loss = float("nan")
+        self.checkpoint = checkpoint
+        self.phase = phase
+        self._epoch_total: torch.Tensor | None = None
+        self._epoch_batches = 0
+        self._in_epoch = False
+        """Whether the state is saved (or restored) in the middle of an epoch, its running loss included."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole training state at a step boundary: position, running loss, model, optimizer, scheduler,
+        every hook's state and every random generator (see :mod:`prunebench.checkpoint`)."""
+        from prunebench.checkpoint import rng_state
+
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "in_epoch": self._in_epoch,
+            "epoch_total": self._epoch_total,
+            "epoch_batches": self._epoch_batches,
+            "last_loss": self.last_loss,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "hooks": [hook.state_dict() for hook in self.hooks],
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from prunebench.checkpoint import set_rng_state
+
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for hook, hook_state in zip(self.hooks, state["hooks"], strict=True):
+            hook.load_state_dict(hook_state)
+        self.step, self.epoch, self.last_loss = state["step"], state["epoch"], state["last_loss"]
+        self._in_epoch = state["in_epoch"]
+        self._epoch_total, self._epoch_batches = state["epoch_total"], state["epoch_batches"]
+        self.loader.set_epoch(self.epoch)
+        set_rng_state(state["rng"])
 
     @property
     def progress(self) -> float:
@@ -205,16 +261,24 @@ class Trainer:
         """
         for hook in self.hooks:
             hook.on_train_start(self)
+        saved = self.checkpoint.resume_state(self.phase) if self.checkpoint is not None else None
+        if saved is not None:
+            self.load_state_dict(saved)
         per_epoch = max(self.steps_per_epoch, 1)
-        for epoch in range(self.start // per_epoch, -(-self.stop // per_epoch)):
-            self.last_loss = self.run_epoch(epoch)
-            if not math.isfinite(self.last_loss):
-                raise Diverged(f"training loss became {self.last_loss} in epoch {epoch + 1}")
-            if self.on_epoch_end is not None:
-                self.on_epoch_end(epoch, self.last_loss)
+        if self.step < self.stop:
+            for epoch in range(self.step // per_epoch, -(-self.stop // per_epoch)):
+                self.last_loss = self.run_epoch(epoch)
+                if not math.isfinite(self.last_loss):
+                    raise Diverged(f"training loss became {self.last_loss} in epoch {epoch + 1}")
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(epoch, self.last_loss)
+                if self.checkpoint is not None:
+                    self.checkpoint.after_step(self, self.phase, epoch_end=True)
         for hook in self.hooks:
             hook.on_train_end(self)
         check_finite_weights(self.model)
+        if self.checkpoint is not None:
+            self.checkpoint.phase_done(self.phase, self)
         return self.last_loss
 
     def run_epoch(self, epoch: int) -> float:
@@ -224,11 +288,14 @@ class Trainer:
         self.loader.set_epoch(epoch)
         for hook in self.hooks:
             hook.on_epoch_start(self, epoch)
-        total = torch.zeros((), device=next(self.model.parameters()).device)
-        batches = 0
+        if not self._in_epoch:  # a fresh epoch (else one resumed in its middle, with its running loss)
+            self._epoch_total = torch.zeros((), device=next(self.model.parameters()).device)
+            self._epoch_batches = 0
+        self._in_epoch = True
         first = epoch * self.steps_per_epoch
+        last = min(self.stop, first + self.steps_per_epoch) - 1
         for index, (inputs, targets) in enumerate(self.loader):
-            if first + index < self.start:
+            if first + index < self.step:
                 continue
             if first + index >= self.stop:
                 break
@@ -247,9 +314,12 @@ class Trainer:
             self.step += 1
             for hook in self.hooks:
                 hook.after_step(self)
-            total += loss.detach()
-            batches += 1
-        return float(total) / max(batches, 1)
+            self._epoch_total += loss.detach()
+            self._epoch_batches += 1
+            if self.checkpoint is not None and first + index < last:  # the epoch's end saves after it
+                self.checkpoint.after_step(self, self.phase, epoch_end=False)
+        self._in_epoch = False
+        return float(self._epoch_total) / max(self._epoch_batches, 1)
 
 
 @torch.no_grad()

@@ -236,6 +236,17 @@ class ASLSession(MaskedSession):
     def after_step(self, trainer: Trainer) -> None:
         self.recentre(self.weights.values())
 
+    # Checkpointed state (prunebench.checkpoint): the thresholds and their optimizer (loaded after on_train_start).
+    def state_dict(self) -> dict[str, Any]:
+        assert self.optimizer is not None
+        return {"r": self.r.detach(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.optimizer is not None
+        with torch.no_grad():
+            self.r.copy_(state["r"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
     @torch.no_grad()
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         """The thresholds moved to the exact target: per layer (``uniform``) or by one common shift (``global``)."""

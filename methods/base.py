@@ -174,7 +174,13 @@ class TrainingContext:
 
 
 class TrainingSession(TrainHook):
-    """A method's state while it trains with the weights (learned scores, thresholds, schedules)."""
+    """A method's state while it trains with the weights (learned scores, thresholds, schedules).
+
+    A session whose state is not all held by the model (parameters and buffers of its parametrizations are)
+    overrides :meth:`~prunebench.trainer.TrainHook.state_dict` and ``load_state_dict``: its own optimizers,
+    schedule positions, running values. A resumed run must be bit-identical to an uninterrupted one, which the
+    checkpoint tests check for every registered learned-mask method.
+    """
 
     def method_parameters(self) -> list[torch.Tensor]:
         """Parameters the session optimizes itself; the harness keeps them out of the weight optimizer."""
@@ -183,6 +189,10 @@ class TrainingSession(TrainHook):
     def finish(self, trainer: Trainer) -> FinalMasks:
         """End of the learning phase: leave the model as a plain module and return masks at the exact target."""
         raise NotImplementedError
+
+    def release(self) -> None:
+        """Leave the model as a plain module without computing masks: a run resumed after its learning phase,
+        whose final masks its checkpoint kept."""
 
 
 class TrainingMethod(Method):

@@ -184,6 +184,13 @@ class MovementSession(MaskedSession):
     def after_step(self, trainer: Trainer) -> None:
         self.update_masks(trainer.progress)
 
+    # Checkpointed state (prunebench.checkpoint): the scores and masks are the model's (its parametrizations').
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def _write(self, masks: Masks) -> None:
         with torch.no_grad():
             for name, mask in masks.items():
@@ -317,6 +324,14 @@ class SoftMovementSession(MovementSession):
             return loss
         penalty = torch.stack([torch.sigmoid(s).sum() / s.numel() for s in self.scores.values()]).mean()
         return loss + self.regu_lambda * penalty
+
+    # Checkpointed state (prunebench.checkpoint): the penalty's current weight, besides the scores' optimizer.
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "regu_lambda": self.regu_lambda}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.regu_lambda = state["regu_lambda"]
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         own = self.threshold_masks(self.final_threshold)

@@ -77,7 +77,7 @@ pushes them down. The probabilities and the relaxation are kept in float32 (floa
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -355,6 +355,20 @@ class ProbMaskSession(MaskedSession):
             shift = budget_shift(self.scores, self.budget(trainer.progress), self.projection_shift)
             self.scores.sub_(shift).clamp_(0.0, 1.0)
             self.projection_shift = shift
+
+    # Checkpointed state (prunebench.checkpoint): what the model does not hold itself.
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "scores": self.scores.detach(),
+            "optimizer": self.optimizer.state_dict(),
+            "projection_shift": self.projection_shift,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.scores.copy_(state["scores"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.projection_shift = state["projection_shift"]
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         """The best of the sampled masks, brought to the exact target count."""

@@ -60,7 +60,7 @@ module; the exact budget is its shared top-k.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -244,6 +244,19 @@ class STRSession(MaskedSession):
     def after_step(self, trainer: Trainer) -> None:
         if self.controller is not None:
             self.controller.update(trainer.progress, self.own_sparsity())
+
+    # Checkpointed state (prunebench.checkpoint): the thresholds are the model's (its parametrizations').
+    def state_dict(self) -> dict[str, Any]:
+        state = {"momentum_buffer": self.momentum_buffer, "decay": self.decay}
+        if self.controller is not None:
+            state["controller"] = {"integral": self.controller.integral, "error": self.controller.error}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.momentum_buffer, self.decay = state["momentum_buffer"], state["decay"]
+        if self.controller is not None:
+            self.controller.integral = state["controller"]["integral"]
+            self.controller.error = state["controller"]["error"]
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         """Shift all thresholds by one ``delta`` so that exactly the budget survives, with the shifted values."""

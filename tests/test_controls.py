@@ -27,6 +27,7 @@ from prunebench.masks import MaskEnforcer
 from prunebench.results import ResultStore
 from prunebench.runner import initial_model, run_grid
 from prunebench.saved_masks import mask_path, pack, read_mask, unpack, write_mask
+from prunebench.scheduler import prerequisites
 
 CPU = torch.device("cpu")
 ODD_SHAPES = {"a": (3, 5, 7), "b": (1,), "c": (13,), "d": (2, 3, 1, 1), "e": (11, 2)}
@@ -140,6 +141,7 @@ def test_controls_are_separate_runs_with_their_sources_first_and_random_baseline
     assert ("random", "global") in randoms and ("random@after_training", "global") in randoms
     assert ("random", "uniform") in randoms  # the baseline of str's learned allocation
     assert not any(c.control for c in configs if c.spec.criterion == "random" or c.method == "dense")
+    assert all(prerequisites(c) == ([source_run_id(c)] if c.control else []) for c in configs)  # claimed after it
     batches = phases(configs)
     assert [bool(b[0].control) for b in batches] == [False, True]
     assert all(c.control for c in batches[1]) and not any(c.control for c in batches[0])

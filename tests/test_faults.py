@@ -217,10 +217,15 @@ def test_a_diverged_pretraining_is_remembered_until_force(capsys, tmp_path):
     assert lamp["status"] == "diverged"
     assert f"{marker} remembers it, --force trains it again" in lamp["error"]  # not trained again
 
+    # --force trains it again (once, before the runs that need it, which then read the new marker)
+    before = marker.stat().st_mtime_ns
     assert bench(capsys, tmp_path, *wild, "--force", methods="magnitude,lamp")[0] == 0
     trained = {r["method"]: r["error"] for r in records(tmp_path).values()}
-    assert "training loss became nan" in trained["magnitude"] and "remembers" not in trained["magnitude"]
-    assert "remembers it" in trained["lamp"] and marker.exists()
+    assert marker.exists() and marker.stat().st_mtime_ns != before
+    assert all(
+        "training loss became nan" in trained[m] and "remembers it" in trained[m]
+        for m in ("magnitude", "lamp")
+    )
 
 
 def _poisoned_method(damage: str):

@@ -1,0 +1,252 @@
+"""A runner's work loop: claim the grid's runs one at a time, execute them, write their records.
+
+Every runner (``bench run`` with ``--jobs 1``, each of its local worker processes, each Slurm task) runs the same
+loop over the same grid and the same results directory; claims (:mod:`prunebench.claims`) make sure each run is
+executed once, whatever the number of runners and wherever they run:
+
+1. One listing of ``<out>/runs`` per pass says which runs have a record (no per-run file check, so a pass is linear
+   in the grid's size).
+2. A run is taken when its prerequisites are done (:func:`prerequisites`: other runs whose results it needs) and,
+   for a run that starts from the shared dense pre-training, when that pre-training is cached. The pre-training is
+   itself claimed, under its cache key, and computed by one runner; the others go on with other runs and come
+   back to it.
+3. The run is claimed, checked again (another runner may have finished it meanwhile), executed with its checkpoint
+   (resumed if a previous runner left one) while the claim's heartbeat runs, and its record written; then the
+   checkpoint and the claim are removed.
+4. When nothing can be taken, the runner waits (``poll_s``) for runs that others hold, so that it takes over the
+   runs of a runner that died; it returns when every run of the grid has a record written during this
+   invocation or before it.
+
+A run whose record is written by another runner during this invocation counts as handled, failed or not; a failed
+run is retried by the next invocation (resume).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from prunebench.checkpoint import STOP, CheckpointPolicy, ClaimLost, RunCheckpoint, RunInterrupted
+from prunebench.claims import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S, ClaimStore
+from prunebench.config import RunConfig, dense_pretrain_key
+from prunebench.environment import describe_device
+from prunebench.record import FINISHED
+from prunebench.results import ResultStore
+
+
+def prerequisites(config: RunConfig) -> list[str]:
+    """The run ids whose records ``config`` needs before it can start: an allocation control needs its source run's
+    saved mask (:func:`~prunebench.controls.source_run_id`). The shared dense pre-training is handled apart, as a
+    cached prerequisite."""
+    if not config.control:
+        return []
+    from prunebench.controls import source_run_id
+
+    return [source_run_id(config)]
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How a runner works; none of this enters a run's id."""
+
+    checkpoint: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    stale_after_s: float = DEFAULT_STALE_AFTER_S
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    poll_s: float = 2.0
+    deterministic: bool = False
+
+
+def set_deterministic(enabled: bool) -> None:
+    """``--deterministic``: PyTorch's deterministic algorithms (an error for an operation that has none) and
+    cuDNN's deterministic, non-benchmarking mode. Set before CUDA starts (cuBLAS reads its workspace setting then)."""
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def initial_todo(
+    configs: Sequence[RunConfig], store: ResultStore, force: bool
+) -> tuple[list[RunConfig], list[RunConfig], list[str]]:
+    """``(todo, finished, unusable)``: the runs to execute, those already finished (skipped), and the record files
+    that cannot be used (run again). One directory listing; only the records that exist are read."""
+    present = store.record_names()
+    todo, finished, unusable = [], [], []
+    for config in configs:
+        record, reason = store.read(config.run_id) if config.run_id in present else (None, None)
+        if reason is not None:
+            unusable.append(f"{store.path(config.run_id)}: {reason}")
+        if not force and record is not None and record["status"] in FINISHED:
+            finished.append(config)
+        else:
+            todo.append(config)
+    return todo, finished, unusable
+
+
+class Runner:
+    """One runner over a grid on a results directory: :meth:`run` claims and executes runs until none is left.
+
+    ``reporter`` receives ``run_started``, ``epoch_done`` and ``run_finished`` (see
+    :class:`~prunebench.runner.GridReporter`). A stop request (:data:`~prunebench.checkpoint.STOP`: a signal, a
+    parent process that died, a pre-emption) checkpoints the run in progress and raises :class:`RunInterrupted`.
+    """
+
+    def __init__(
+        self,
+        todo: Sequence[RunConfig],
+        store: ResultStore,
+        device: torch.device,
+        *,
+        reporter=None,
+        options=None,
+        settings: RunnerSettings | None = None,
+    ) -> None:
+        from prunebench.runner import GridReporter
+
+        self.store = store
+        self.device = device
+        self.reporter = reporter or GridReporter()
+        self.options = options
+        self.settings = settings or RunnerSettings()
+        self.claims = ClaimStore(
+            store.root, self.settings.stale_after_s, self.settings.heartbeat_s, describe_device(device)
+        )
+        self.cache_dir = store.root / "cache"
+        present = store.record_names()
+        self.pending = list(todo)
+        self.seen = {c.run_id: present.get(c.run_id) for c in todo}
+        """The record's modification time when this runner started (``None``: no record)."""
+        self.failed_pretraining: set[str] = set()
+        self.records: list[dict] = []
+
+    def _handled(self, config: RunConfig, present: dict[str, float]) -> bool:
+        """Whether another runner wrote the run's record since this runner started."""
+        mtime = present.get(config.run_id)
+        return mtime is not None and mtime != self.seen[config.run_id]
+
+    def run(self) -> list[dict]:
+        """Execute the pending runs; return the records this runner wrote."""
+        while self.pending:
+            if STOP:
+                raise RunInterrupted(f"stopped ({STOP.reason}) before claiming another run")
+            present = self.store.record_names()
+            waiting = {config.run_id for config in self.pending}
+            progressed = False
+            for config in list(self.pending):
+                if STOP:
+                    break
+                if self._handled(config, present):
+                    self.pending.remove(config)
+                    self.reporter.run_finished(config, None)
+                    continue
+                if any(run_id not in present and run_id in waiting for run_id in prerequisites(config)):
+                    continue  # a prerequisite outside the grid is not waited for: the run records its absence
+                ready = self._pretraining_ready(config)
+                if ready is False or ready and not self._execute(config):
+                    continue
+                progressed = True  # a run executed, or the pre-training computed: list the records again
+                present = self.store.record_names()
+            if not progressed and self.pending:
+                time.sleep(self.settings.poll_s)
+        return self.records
+
+    # The shared dense pre-training --------------------------------------------------------------------------
+    def _pretraining_ready(self, config: RunConfig) -> bool | None:
+        """Whether ``config`` can start as far as its dense pre-training goes; ``None`` when this runner has just
+        computed it (or failed to): the run is taken at the next pass."""
+        from prunebench.runner import dense_cache, needs_dense_pretraining
+
+        try:
+            if not needs_dense_pretraining(config):
+                return True
+        except Exception:  # noqa: BLE001  (a method this process cannot build: the run records why)
+            return True
+        key = dense_pretrain_key(config)
+        path, marker = dense_cache(config, self.cache_dir)
+        if path.exists() or marker.exists() or key in self.failed_pretraining:
+            return True  # a diverged or failed pre-training fails its runs, recorded by each
+        claim = self.claims.try_claim(f"dense-{key}")
+        if claim is None:
+            return False
+        with claim:
+            if path.exists():
+                return True
+            self._pretrain(config, key, claim)
+        return None
+
+    def _pretrain(self, config: RunConfig, key: str, claim) -> None:
+        from prunebench.runner import dense_pretrained, make_loaders
+        from prunebench.trainer import Diverged
+
+        checkpoint = RunCheckpoint(
+            self.store.checkpoint_path(f"dense-{key}"),
+            self.settings.checkpoint,
+            lost=lambda: claim.lost,
+            device=self.device,
+        )
+        loaders = make_loaders(config, self.device, self.options)
+        try:
+            dense_pretrained(
+                config,
+                self.device,
+                loaders,
+                self.cache_dir,
+                self.reporter.epoch_done,
+                self.options,
+                checkpoint,
+            )
+        except Diverged:
+            pass  # the marker beside the cache says so; each run records it
+        except Exception as error:  # noqa: BLE001  (each run that needs it trains it again and records the error)
+            warnings.warn(
+                f"the dense pre-training {key} failed ({type(error).__name__}: {error})", stacklevel=2
+            )
+            self.failed_pretraining.add(key)
+        checkpoint.delete()
+
+    # One run ------------------------------------------------------------------------------------------------
+    def _execute(self, config: RunConfig) -> bool:
+        """Claim and execute ``config``; ``False`` when another runner holds it."""
+        from prunebench.runner import run_or_record_failure
+
+        claim = self.claims.try_claim(config.run_id)
+        if claim is None:
+            return False
+        with claim:
+            if self._handled(config, self.store.record_names()):
+                self.pending.remove(config)
+                self.reporter.run_finished(config, None)
+                return True
+            checkpoint = RunCheckpoint(
+                self.store.checkpoint_path(config.run_id),
+                self.settings.checkpoint,
+                lost=lambda: claim.lost,
+                device=self.device,
+            )
+            self.reporter.run_started(config)
+            try:
+                record = run_or_record_failure(
+                    config, self.device, self.cache_dir, self.reporter.epoch_done, self.options, checkpoint
+                )
+            except ClaimLost:
+                warnings.warn(
+                    f"run {config.run_id} was taken over by another runner; left to it", stacklevel=2
+                )
+                self.pending.remove(config)
+                return True
+            if claim.lost:
+                self.pending.remove(config)
+                return True
+            self.store.save(record)
+            checkpoint.delete()
+        self.pending.remove(config)
+        self.records.append(record)
+        self.reporter.run_finished(config, record)
+        return True

@@ -1,0 +1,90 @@
+"""A local worker process of ``bench run --jobs N`` (see :mod:`prunebench.parallel`): ``python -m prunebench.worker``.
+
+Reads its :class:`~prunebench.parallel.WorkerOrders` (pickled) from stdin, runs the claim loop on its device and
+reports each event as one JSON line on stdout. Exits 0 when the grid is done, 3 when it stopped on request (its run
+checkpointed), 1 on an error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import sys
+
+
+class _EventReporter:
+    """Events for the parent, one JSON line each."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def _send(self, **event) -> None:
+        self.stream.write(json.dumps(event, default=str) + "\n")
+        self.stream.flush()
+
+    def grid_started(self, total: int, skipped: int) -> None: ...
+
+    def run_started(self, config) -> None:
+        self._send(event="started", run_id=config.run_id)
+
+    def epoch_done(self, phase: str, epoch: int, epochs: int, loss: float) -> None:
+        self._send(event="epoch", phase=phase, epoch=epoch, epochs=epochs, loss=loss)
+
+    def run_finished(self, config, record: dict | None) -> None:
+        self._send(event="finished", run_id=config.run_id, record=record)
+
+
+def main() -> int:
+    from prunebench.parallel import INTERRUPTED_STATUS, set_parent_death_signal, watch_parent
+
+    parent = os.getppid()
+    set_parent_death_signal(signal.SIGTERM)
+    orders = pickle.loads(sys.stdin.buffer.read())
+    events = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = sys.stderr  # anything printed goes to the terminal, not into the event stream
+
+    import warnings
+
+    import torch
+
+    from prunebench.checkpoint import STOP, RunInterrupted
+    from prunebench.results import ResultStore
+    from prunebench.scheduler import Runner, set_deterministic
+
+    STOP.clear()
+
+    def stop(signum, frame) -> None:
+        STOP.request(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    watch_parent(parent)
+    if os.getppid() != parent:
+        return INTERRUPTED_STATUS
+    torch.set_num_threads(orders.threads)
+    set_deterministic(orders.settings.deterministic)
+    warnings.showwarning = lambda message, *args, **kwargs: print(
+        f"bench: warning: {message}", file=sys.stderr
+    )
+    runner = Runner(
+        orders.todo,
+        ResultStore(orders.out),
+        torch.device(orders.device),
+        reporter=_EventReporter(events),
+        options=orders.options,
+        settings=orders.settings,
+    )
+    try:
+        runner.run()
+    except RunInterrupted:
+        return INTERRUPTED_STATUS
+    except Exception as error:  # noqa: BLE001  (one line for the parent's terminal)
+        print(f"bench: worker error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
