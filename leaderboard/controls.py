@@ -157,8 +157,18 @@ def controls_table(records: list[dict[str, Any]], controls: list[dict[str, Any]]
         if method != previous:
             groups.append(len(rows))
             previous = method
-        values = seed_values(cells.get((method, var, scope, sparsity, ""), []))
-        random = randoms.get((*baseline_cell(schedule, scope), sparsity), {})
+        # Every column of a row over the seeds its controls were run with, so the gain and the share agree.
+        seeds = set().union(*(v.keys() for v in by_control.values()))
+        values = {
+            s: v
+            for s, v in seed_values(cells.get((method, var, scope, sparsity, ""), [])).items()
+            if s in seeds
+        }
+        random = {
+            s: v
+            for s, v in randoms.get((*baseline_cell(schedule, scope), sparsity), {}).items()
+            if s in seeds
+        }
         gain, significant = _gain(values, random)
         fraction = fraction_explained(values, by_control["shuffle"], random)
         difference = (
@@ -182,7 +192,7 @@ def controls_table(records: list[dict[str, Any]], controls: list[dict[str, Any]]
         return None
     notes = (
         "Top-1 (%) of each method, of its controls and of random pruning: mean ± half-width of the 95% t interval "
-        "over seeds ([low, high] where clipped to 0-100). shuffle: the method's final mask with the kept positions re-drawn at random within each layer "
+        "over the seeds the row's controls were run with ([low, high] where clipped to 0-100). shuffle: the method's final mask with the kept positions re-drawn at random within each layer "
         "(its per-layer counts exactly); reinit: the method's mask exactly, on re-drawn weights. Both are applied "
         "where the method's mask takes effect (initialization for pruning at initialization; the dense pre-training "
         "for pruning after training, then the same fine-tuning; IMP's rewind point) or, for masks learned during "
