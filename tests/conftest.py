@@ -24,6 +24,15 @@ def small_convnet() -> nn.Module:
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids the spin-waiting of a thread pool on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def method_registry(monkeypatch):
     """The method registry, loaded, restored after the test: methods registered in the test disappear with it."""
     from prunebench.methods import registry

@@ -26,13 +26,7 @@ METHODS = ("snip", "grasp", "synflow", "magnitude_init")
 SCOPES = ("global", "uniform", "uniform_plus", "erk")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids the spin-waiting of a thread pool on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def balanced_batches(shape: tuple[int, ...], classes: int, per_class: int, seed: int = 0, batches: int = 2):

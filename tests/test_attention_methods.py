@@ -28,13 +28,7 @@ from prunebench.trainer import OptimConfig, Trainer
 DURING_TRAINING = ("movement", "soft_movement", "str", "probmask", "asl")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids the spin-waiting of a thread pool on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def token_data(count: int = 48, length: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -141,7 +141,9 @@ def test_controls_are_separate_runs_with_their_sources_first_and_random_baseline
     assert ("random", "global") in randoms and ("random@after_training", "global") in randoms
     assert ("random", "uniform") in randoms  # the baseline of str's learned allocation
     assert not any(c.control for c in configs if c.spec.criterion == "random" or c.method == "dense")
-    assert all(prerequisites(c) == ([source_run_id(c)] if c.control else []) for c in configs)  # claimed after it
+    assert all(
+        prerequisites(c) == ([source_run_id(c)] if c.control else []) for c in configs
+    )  # claimed after it
     batches = phases(configs)
     assert [bool(b[0].control) for b in batches] == [False, True]
     assert all(c.control for c in batches[1]) and not any(c.control for c in batches[0])

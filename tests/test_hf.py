@@ -35,12 +35,7 @@ DATA_FREE = ("random", "magnitude", "magnitude_init", "lamp", "synflow")
 DATA_BASED = ("snip", "grasp")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bert() -> torch.nn.Module:

@@ -12,13 +12,7 @@ from prunebench.presets import get_preset
 from prunebench.prunable import prunable_weights
 from prunebench.runner import execute
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_vit_tiny_is_patches_attention_blocks_and_a_head_counted_by_hand():
