@@ -22,20 +22,7 @@ def _experiment(args: argparse.Namespace):
     from prunebench.grid import parse_setting, parse_sparsities
 
     experiment = Experiment.from_toml(Path(args.config)) if args.config else Experiment()
-    for key in (
-        "track",
-        "target",
-        "preset",
-        "dataset",
-        "model",
-        "methods",
-        "scopes",
-        "seeds",
-        "keep_first_dense",
-        "keep_last_dense",
-        "prune_embeddings",
-        "controls",
-    ):
+    for key in _EXPERIMENT_FLAGS:
         value = getattr(args, key)
         if value is not None:
             setattr(experiment, key, value)
@@ -78,21 +65,22 @@ _EXECUTION_FLAGS = (
     "claim_timeout",
 )
 _SLURM_FLAGS = ("partition", "time", "gpus", "cpus", "mem_gb", "account", "qos", "tasks", "array_parallelism")
-_GRID_FLAGS = (
-    "config",
+_EXPERIMENT_FLAGS = (
+    "track",
+    "target",
     "preset",
     "dataset",
     "model",
     "methods",
     "scopes",
-    "sparsity",
     "seeds",
-    "epochs",
-    "set",
     "keep_first_dense",
     "keep_last_dense",
     "prune_embeddings",
+    "controls",
 )
+"""The flags that set an experiment's field of the same name (over ``--config``)."""
+_GRID_FLAGS = ("config", *_EXPERIMENT_FLAGS, "sparsity", "epochs", "set")
 
 
 def _run(args: argparse.Namespace) -> int:
