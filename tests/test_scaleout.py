@@ -28,7 +28,7 @@ from prunebench.experiment import Experiment, parse_devices
 from prunebench.recipe import OptimConfig
 from prunebench.results import ResultStore
 from prunebench.runner import execute, run_grid
-from prunebench.saved_masks import MASK_KEY
+from prunebench.saved_masks import MASK_KEY, read_mask, unpack
 from prunebench.scheduler import RunnerSettings
 from prunebench.trainer import Trainer
 
@@ -461,7 +461,9 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_grid(tmp_p
 @pytest.mark.slow
 def test_sigterm_checkpoints_a_learned_mask_run_and_a_rerun_resumes_it(tmp_path):
     (config,) = [c for c in _grid("str", scopes="learned", epochs=4) if c.method == "str"]
-    reference = json.loads(json.dumps(execute(config, CPU, tmp_path / "cache"), default=str))  # as written
+    record = execute(config, CPU, tmp_path / "cache")
+    mask = unpack(record.pop(MASK_KEY))  # written beside the record, not in it
+    reference = json.loads(json.dumps(record, default=str))  # as written
     out = tmp_path / "out"
     flags = ["--methods", "str", "--epochs", "4", "--jobs", "1", "--out", str(out)]
     process = _bench(*flags)
@@ -479,6 +481,8 @@ def test_sigterm_checkpoints_a_learned_mask_run_and_a_rerun_resumes_it(tmp_path)
     assert rerun.returncode == 0, err
     # versions: the checkout's commit is read once per process, and may change between them
     assert _differences(_records(out)[config.run_id], reference, ignore=("versions",)) == []
+    resumed = read_mask(out, config.run_id)
+    assert resumed.keys() == mask.keys() and all(np.array_equal(resumed[k], mask[k]) for k in mask)
 
 
 @pytest.mark.slow
