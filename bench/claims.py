@@ -7,11 +7,16 @@ heartbeat, refreshed by a background thread while the run executes. Whoever crea
 other runner skips it.
 
 A claim whose owner died is taken over: one whose heartbeat is older than ``stale_after_s`` (any host), or whose
-owner is a process of this host that no longer exists (at once). The takeover is atomic too: the stale file is
-renamed aside (only one renamer can succeed) and checked to be the very file judged stale (same token, still
-stale) before a new claim is created exclusively; a runner that renamed a live claim by a race puts it back. The
-owner's heartbeat thread checks that its file is still its own (its random token): a claim lost to a takeover (its owner
-was suspended longer than ``stale_after_s``) is noticed, and the run is abandoned without writing anything.
+owner is a process of this host that no longer exists (at once). Every claim file carries a random token, and the
+takeover of the claim with token ``T`` is serialised by creating ``.<key>.<T>.takeover`` exclusively: the one runner
+that creates it checks that the claim still holds ``T`` and is still stale, then replaces it by an atomic rename (so
+the claim file never disappears, and no third runner can slip in a fresh claim meanwhile), and removes the marker.
+A runner that judged ``T`` stale too late finds the marker, or the new token, and gives up. A claim file is written
+whole before it appears (written aside, then linked into place), so nobody reads a half-written owner. The owner's
+heartbeat thread checks that its file is still its own (its token): a claim lost to a takeover (its owner was
+suspended longer than ``stale_after_s``) is noticed, and the run is abandoned without writing anything. A runner
+killed inside the takeover's few-millisecond critical section leaves its marker behind; that claim is then taken over
+once the marker itself is older than ``stale_after_s``.
 
 The shared dense pre-training is claimed the same way, under its cache key.
 """
@@ -58,6 +63,14 @@ def _token(path: Path) -> str:
         return str(json.loads(path.read_text()).get("token", ""))
     except (OSError, ValueError, AttributeError):
         return ""
+
+
+def _mtime(path: Path) -> float:
+    """The modification time of ``path`` (now, when it is gone)."""
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return time.time()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -155,29 +168,34 @@ class ClaimStore:
         judged = self._stale_token(path)
         if judged is None:
             return None
-        aside = path.with_name(f".{path.name}.{writer_tag()}.taken")
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:  # another runner took it over first
-            return None
-        status = os.stat(aside)
-        if _token(aside) != judged or not self._is_stale(aside, status.st_mtime):
-            # a race renamed a live claim aside: put it back unless someone claimed meanwhile (its owner then
-            # notices the loss at its next heartbeat)
-            try:
-                os.link(aside, path)
-            except FileExistsError:
-                pass
-            aside.unlink(missing_ok=True)
-            return None
-        aside.unlink(missing_ok=True)
-        return self._create(key, path)
+        return self._take_over(key, path, judged)
 
-    def _create(self, key: str, path: Path) -> Claim | None:
+    def _take_over(self, key: str, path: Path, judged: str) -> Claim | None:
+        """Replace the stale claim whose token is ``judged``, if this runner is the one that gets to."""
+        marker = path.with_name(f".{key}.{judged or 'untokened'}.takeover")
         try:
-            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
+            if time.time() - _mtime(marker) <= self.stale_after_s:
+                return None  # another runner is taking it over
+            marker.unlink(
+                missing_ok=True
+            )  # left by a runner killed while taking over: retry at the next pass
             return None
+        try:
+            status = os.stat(path)
+            if _token(path) != judged or not self._is_stale(path, status.st_mtime):
+                return None  # taken over (or refreshed) since this runner judged it
+            token, staged = self._stage(path)
+            os.replace(staged, path)
+            return Claim(self, key, path, token)
+        except FileNotFoundError:  # released meanwhile: claim it afresh at the next pass
+            return None
+        finally:
+            marker.unlink(missing_ok=True)
+
+    def _stage(self, path: Path) -> tuple[str, Path]:
+        """A new claim file for this process, written whole beside ``path``; its token and its path."""
         token = uuid.uuid4().hex
         owner = {
             "host": self.host,
@@ -186,8 +204,19 @@ class ClaimStore:
             "device": self.device,
             "token": token,
         }
-        with os.fdopen(handle, "w") as stream:
-            stream.write(json.dumps(owner))
+        staged = path.with_name(f".{path.name}.{writer_tag()}.{token}")
+        staged.write_text(json.dumps(owner))
+        return token, staged
+
+    def _create(self, key: str, path: Path) -> Claim | None:
+        """Claim ``key`` if nobody holds a claim file for it (the link fails when one exists)."""
+        token, staged = self._stage(path)
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            return None
+        finally:
+            staged.unlink(missing_ok=True)
         return Claim(self, key, path, token)
 
     def read(self, path: Path) -> ClaimInfo | None:

@@ -104,6 +104,25 @@ def test_an_owner_notices_that_its_claim_was_taken_over(tmp_path):
     assert owner.path.exists()
 
 
+def test_a_runner_that_judged_a_claim_stale_too_late_leaves_the_new_owner_alone(tmp_path):
+    claims = ClaimStore(tmp_path, stale_after_s=60)
+    path = claims.path("run")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"host": claims.host, "pid": _dead_pid(), "start": 0, "token": "dead"}))
+    late = claims._stale_token(path)  # judged stale here, acts only after another runner took the claim over
+    owner = claims.try_claim("run")
+    assert late == "dead" and owner is not None
+    assert claims._take_over("run", path, late) is None
+    assert owner.still_mine() and not list(path.parent.glob(".*"))  # no marker nor staged file left behind
+
+    marker = path.with_name(".run.dead.takeover")  # a runner killed while taking the claim over
+    marker.touch()
+    assert claims._take_over("run", path, "dead") is None and marker.exists()
+    os.utime(marker, (time.time() - 61, time.time() - 61))
+    assert claims._take_over("run", path, "dead") is None and not marker.exists()
+    assert owner.still_mine()
+
+
 def _race(root: str, keys: list[str], stale: bool, barrier, results) -> None:
     claims = ClaimStore(Path(root), stale_after_s=60)
     barrier.wait()
@@ -113,7 +132,7 @@ def _race(root: str, keys: list[str], stale: bool, barrier, results) -> None:
 
 @pytest.mark.parametrize("stale", [False, True], ids=["fresh", "takeover"])
 def test_exactly_one_of_racing_processes_wins_each_claim(tmp_path, stale):
-    keys = [f"run{i}" for i in range(30)]
+    keys = [f"run{i}" for i in range(60)]
     if stale:  # every key held by a dead owner: the racers all try to take it over
         claims = ClaimStore(tmp_path)
         claims.directory.mkdir(parents=True)
