@@ -353,7 +353,6 @@ def _write_leaderboard(*args, **kwargs) -> str:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.markdown import Markdown
 
     from prunebench.leaderboard import FORMATS
 
@@ -376,7 +375,12 @@ def _leaderboard(args: argparse.Namespace) -> int:
         top5=args.top5,
     )
     console = Console()
-    console.print(Markdown(markdown))
+    if console.is_terminal:
+        from rich.markdown import Markdown
+
+        console.print(Markdown(markdown))
+    else:  # piped or redirected: the Markdown itself, not a rendering of it for a terminal
+        print(markdown)
     console.print(f"Leaderboard ({', '.join(formats)}) written to {out}")
     return 0
 

@@ -147,13 +147,12 @@ def _fields(declared: type) -> tuple[tuple[str, Any, Callable[[Any], bool]], ...
 
 
 def _wrong_fields(record: dict[str, Any], declared: type) -> list[str]:
-    fields = _fields(declared)
-    missing = [name for name, _, _ in fields if name not in record]
-    wrong = [
-        f"{name} (not {_type_name(hint)})"
-        for name, hint, test in fields
-        if name in record and not test(record[name])
-    ]
+    missing, wrong = [], []
+    for name, hint, test in _fields(declared):
+        if name not in record:
+            missing.append(name)
+        elif not test(record[name]):
+            wrong.append(f"{name} (not {_type_name(hint)})")
     return [*missing, *wrong]
 
 

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from prunebench.controls import RANDOM, baseline_cell
 from prunebench.leaderboard.records import DENSE, variant
 from prunebench.leaderboard.render import Cell, Table
-from prunebench.leaderboard.stats import CONFIDENCE, compare, interval
+from prunebench.leaderboard.stats import CONFIDENCE, compare, interval, t_quantile
 from prunebench.leaderboard.table import seed_values
 from prunebench.leaderboard.tables import interval_text
 
@@ -79,7 +78,7 @@ def fraction_explained(
     if n < 2:
         return Fraction(estimate, math.nan, math.nan, False, n)
     covariance = np.cov(top, bottom, ddof=1) / n  # of the two means
-    t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+    t = t_quantile(confidence, n - 1)
     quad = b * b - t * t * covariance[1, 1]
     half = a * b - t * t * covariance[0, 1]
     const = a * a - t * t * covariance[0, 0]

@@ -6,12 +6,16 @@
 
 A scope has the same colour, marker and line style in every figure; within a panel no two series share all three.
 matplotlib is imported inside the functions, with the Agg backend, so that importing this module stays cheap.
-Figures are written atomically (a temporary file in the same directory, then renamed).
+Figures are written atomically (a temporary file in the same directory, then renamed). A section's figures are drawn
+again only when what they show changed: a digest of their inputs (the section's cells, its per-layer densities, this
+module's code and matplotlib's version) is kept beside them in ``plots/.<stem>.digest``, written after the figures.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ from prunebench.leaderboard import allocations
 from prunebench.leaderboard.records import DENSE, criterion_label
 from prunebench.leaderboard.scopes import ordered
 from prunebench.leaderboard.sections import Section
-from prunebench.results import atomic_file
+from prunebench.results import atomic_file, atomic_write_text
 
 FIGURES = {
     "accuracy": "Top-1 accuracy against compression",
@@ -48,6 +52,12 @@ REFERENCE_STYLES = {
 """The uniform and ERK allocations of the budget in the density figure."""
 REFERENCE_NAMES = {"uniform": "uniform", "erk": "ERK"}
 PANEL_COLUMNS = 4
+PANEL_SIZE = (2.7, 2.0)
+"""Width and height of one panel's axes, in inches."""
+MARGINS = {"left": 0.7, "right": 0.2, "top": 0.75, "bottom": 1.25, "wspace": 0.35, "hspace": 0.55}
+"""Fixed room around and between the panels, in inches: the suptitle above, tick labels, the axis label and the
+legend below, each panel's title between rows. A fixed layout instead of ``tight_layout``, which measured every
+text of every panel several times and took most of the leaderboard's time."""
 
 
 def _pyplot():
@@ -88,17 +98,29 @@ def _criteria(cells: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _panels(count: int, title: str, sharey: bool = False):
-    """A figure with ``count`` panels in rows of at most four; unused panels hidden."""
+    """A figure with ``count`` panels in rows of at most four, laid out with :data:`MARGINS`; unused panels hidden."""
     plt = _pyplot()
     columns = min(PANEL_COLUMNS, max(count, 1))
     rows = math.ceil(max(count, 1) / columns)
+    width, height = PANEL_SIZE
+    m = MARGINS
+    figure_width = m["left"] + m["right"] + columns * width + (columns - 1) * m["wspace"]
+    figure_height = m["top"] + m["bottom"] + rows * height + (rows - 1) * m["hspace"]
     figure, axes = plt.subplots(
-        rows, columns, figsize=(3.3 * columns, 2.7 * rows + 0.6), squeeze=False, sharex=True, sharey=sharey
+        rows, columns, figsize=(figure_width, figure_height), squeeze=False, sharex=True, sharey=sharey
+    )
+    figure.subplots_adjust(
+        left=m["left"] / figure_width,
+        right=1 - m["right"] / figure_width,
+        bottom=m["bottom"] / figure_height,
+        top=1 - m["top"] / figure_height,
+        wspace=m["wspace"] / width,
+        hspace=m["hspace"] / height,
     )
     panels = list(axes.flat)
     for unused in panels[count:]:
         unused.set_visible(False)
-    figure.suptitle(title)
+    figure.suptitle(title, y=1 - 0.25 / figure_height)
     return figure, panels[:count]
 
 
@@ -157,7 +179,9 @@ def _accuracy_lines(section: Section, x_of: str, title: str):
                 alpha=0.12,
                 linewidth=0,
             )
-        axes.set_title(criterion_label(method, variant), fontsize=9)
+        axes.set_title(
+            criterion_label(method, variant), fontsize=9, y=1.0
+        )  # a fixed y: no search for overlaps
         axes.grid(alpha=0.3)
     for axes in panels:
         axes.tick_params(labelsize=7)
@@ -233,7 +257,9 @@ def density_figure(section: Section):
             profile = profiles[(method, variant, scope)]
             y = [profile.get(n, math.nan) for n in names]
             axes.plot(positions, y, markersize=4, label=scope, **styles[scope])
-        axes.set_title(criterion_label(method, variant), fontsize=9)
+        axes.set_title(
+            criterion_label(method, variant), fontsize=9, y=1.0
+        )  # a fixed y: no search for overlaps
         if min(values, default=1.0) > 0:
             axes.set_yscale("log")
         else:
@@ -249,7 +275,7 @@ def density_figure(section: Section):
 
 
 def _finish(figure, panels, scopes: set[str], xlabel: str, ylabel: str) -> None:
-    """Axis labels and x tick labels on the outer panels, one legend below, a layout that leaves room for it."""
+    """Axis labels and x tick labels on the outer panels, one legend below the panels."""
     for index, axes in enumerate(panels):
         spec = axes.get_subplotspec()
         if index + spec.get_gridspec().ncols >= len(panels):  # nothing below: the x axis is shown here
@@ -258,7 +284,6 @@ def _finish(figure, panels, scopes: set[str], xlabel: str, ylabel: str) -> None:
         if spec.is_first_col():
             axes.set_ylabel(ylabel, fontsize=8)
     _legend(figure, panels, scopes)
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
 
 
 def planned(section: Section) -> list[str]:
@@ -287,24 +312,47 @@ def links(section: Section, out: Path, formats: list[str]) -> list[str]:
     return result
 
 
+def figure_digest(section: Section, formats: list[str]) -> str:
+    """A digest of everything the section's figures are drawn from, and of how they are drawn."""
+    digest = hashlib.sha256()
+    digest.update(section.cells.to_csv(index=False).encode())
+    sparsity = section.density_sparsity
+    if sparsity is not None:
+        for part in (allocations.achieved, allocations.references, allocations.shapes):
+            digest.update(repr(sorted(part(section.records, sparsity).items())).encode())
+    for module in (__file__, allocations.__file__):
+        digest.update(Path(module).read_bytes())
+    digest.update(f"{sparsity!r} {formats!r} matplotlib {metadata.version('matplotlib')}".encode())
+    return digest.hexdigest()
+
+
+def _digest_path(out: Path, section: Section) -> Path:
+    return out / "plots" / f".{section.stem}.digest"
+
+
 def write_figures(section: Section, out: Path, formats: list[str]) -> list[Path]:
-    """Draw the section's figures and write each in every format, atomically; return the paths written."""
+    """Draw the section's figures and write each in every format, atomically; return the paths written. Figures
+    whose files exist and whose inputs did not change since they were drawn are kept as they are."""
+    names = planned(section)
+    if not names:
+        return []
+    digest = figure_digest(section, formats)
+    paths = [figure_path(out, section, name, extension) for name in names for extension in formats]
+    recorded = _digest_path(out, section)
+    if recorded.exists() and recorded.read_text() == digest and all(path.exists() for path in paths):
+        return []
     builders = {"accuracy": accuracy_figure, "speedup": speedup_figure, "density": density_figure}
     plt = _pyplot()
-    written = []
-    for name in planned(section):
+    for name in names:
         figure = builders[name](section)
         try:
             for extension in formats:
-                path = figure_path(out, section, name, extension)
-                with atomic_file(path, "wb") as stream:
-                    figure.savefig(
-                        stream, format=extension, dpi=150, bbox_inches="tight", metadata=_metadata(extension)
-                    )
-                written.append(path)
+                with atomic_file(figure_path(out, section, name, extension), "wb") as stream:
+                    figure.savefig(stream, format=extension, dpi=150, metadata=_metadata(extension))
         finally:
             plt.close(figure)
-    return written
+    atomic_write_text(recorded, digest)
+    return paths
 
 
 def _metadata(extension: str) -> dict[str, Any]:

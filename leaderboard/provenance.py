@@ -6,6 +6,7 @@ hyperparameters, so the commands set the variants present with ``--set``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -79,9 +80,15 @@ def _seeds(seeds: set[int]) -> str:
 
 def _settings(record: dict[str, Any]) -> str:
     """``--set method.name=value`` for each hyperparameter in the run's variant label (none for the defaults)."""
-    label, hparams = variant(record), record.get("hparams") or {}
-    names = [name for name in hparams if re.search(rf"(^|,){re.escape(name)}=", label)]
+    hparams = record.get("hparams") or {}
+    names = _named_in(variant(record), tuple(hparams))
     return "".join(f" --set {record['method']}.{name}={_value(hparams[name])}" for name in names)
+
+
+@functools.cache
+def _named_in(label: str, names: tuple[str, ...]) -> list[str]:
+    """The hyperparameters of ``names`` that a variant label sets (worked out once per label)."""
+    return [name for name in names if re.search(rf"(^|,){re.escape(name)}=", label)]
 
 
 def _value(value: Any) -> str:

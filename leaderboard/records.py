@@ -34,23 +34,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    """The record in ``path`` (a format-1 record read as it is, marked ``_legacy``), or ``None`` after a warning
-    naming the path and the reason. Records are checked with :func:`prunebench.record.problem`, as resume does."""
+def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The record in ``path`` (a format-1 record read as it is, marked ``_legacy``), or ``None`` and why it is
+    skipped (naming the path). Records are checked with :func:`prunebench.record.problem`, as resume does."""
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        _warn(f"skipped {path}: not a readable record ({type(error).__name__}: {error})")
-        return None
+        return None, f"skipped {path}: not a readable record ({type(error).__name__}: {error})"
     legacy = from_legacy(record)  # checked by from_legacy itself
     if legacy is not None:
         record = {**legacy, "_legacy": True}
     reason = problem(record) if legacy is None else None
     if reason:
-        _warn(f"skipped {path}: {reason}")
-        return None
+        return None, f"skipped {path}: {reason}"
     record["_path"] = str(path)
-    return record
+    return record, None
 
 
 def _run_of(record: dict[str, Any]) -> tuple:
@@ -92,12 +90,13 @@ def load_records(directories: Iterable[Path]) -> list[dict[str, Any]]:
     for directory in map(Path, directories):
         if not directory.is_dir():
             raise UsageError(f"{directory} is not a directory")
-        for path in sorted(directory.glob("runs/*.json")):
-            record = _read(path)
+        for path in sorted(directory.glob("runs/*.json"), key=str):  # str: comparing Paths is slow
+            record, skipped = _read(path)
             if record is None:
+                _warn(skipped)
                 continue
             run_id = str(record["run_id"])
-            paths.setdefault(run_id, []).append(str(path))
+            paths.setdefault(run_id, []).append(record["_path"])
             by_run[run_id] = _preferred(by_run[run_id], record) if run_id in by_run else record
     repeated = sorted(run_id for run_id, found in paths.items() if len(found) > 1)
     if repeated:

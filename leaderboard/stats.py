@@ -1,19 +1,22 @@
 """Statistics over seeds: 95% intervals of a mean, comparisons of two cells paired by seed, Holm's correction.
 
 Every method sees the same initial weights and data order for a given seed, so two cells of one grid are compared
-seed by seed: a paired t-test (``scipy.stats.ttest_rel``) where both have the same seeds, Welch's unpaired test
-(``scipy.stats.ttest_ind(equal_var=False)``) where they do not. Intervals of accuracies are clipped to [0, 100].
+seed by seed: a paired t-test where both have the same seeds, Welch's unpaired test where they do not (the
+statistics of ``scipy.stats.ttest_rel`` and ``ttest_ind(equal_var=False)``, which the tests check them against).
+Intervals of accuracies are clipped to [0, 100].
+
+The Student t distribution comes from ``scipy.special`` (``stdtr``, ``stdtrit``): importing ``scipy.stats`` takes
+about a second, longer than the whole leaderboard otherwise; it is imported only for the bootstrap interval.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from prunebench.errors import UsageError
 
@@ -33,6 +36,16 @@ PAIRED, UNPAIRED = "paired", "welch"
 """The test of a :class:`Comparison`; an empty test: too few seeds to test."""
 EXACT = 1e-9
 """Differences of accuracies (in percent) this small are float noise: equal values."""
+
+
+def t_quantile(confidence: float, df: float) -> float:
+    """The two-sided ``confidence`` quantile of Student's t with ``df`` degrees of freedom (``t.ppf(0.5 + c/2, df)``)."""
+    return float(special.stdtrit(df, 0.5 + confidence / 2))
+
+
+def _two_sided_p(t: float, df: float) -> float:
+    """The two-sided p-value of ``t`` under Student's t with ``df`` degrees of freedom."""
+    return float(2 * special.stdtr(df, -abs(t)))
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,8 @@ def t_interval(
     """The Student-t interval of the mean, clipped to ``clip``; with one value, that value and no interval."""
 
     def bounds(data: np.ndarray, mean: float, std: float) -> tuple[float, float]:
-        return stats.t.interval(confidence, len(data) - 1, loc=mean, scale=std / math.sqrt(len(data)))
+        half = t_quantile(confidence, len(data) - 1) * std / math.sqrt(len(data))
+        return mean - half, mean + half
 
     return _summarize(values, bounds, clip)
 
@@ -90,6 +104,8 @@ def bootstrap_interval(
         )
 
     def bounds(data: np.ndarray, mean: float, std: float) -> tuple[float, float]:
+        from scipy import stats
+
         result = stats.bootstrap(
             (data,),
             np.mean,
@@ -147,11 +163,15 @@ def compare(a: Mapping[int, float], b: Mapping[int, float], confidence: float = 
         return Comparison(
             difference, difference, difference, 1.0 if abs(difference) <= EXACT else 0.0, test, n
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision note on nearly constant data
-        result = stats.ttest_rel(x, y) if paired else stats.ttest_ind(x, y, equal_var=False)
-    bounds = result.confidence_interval(confidence)
-    return Comparison(difference, float(bounds.low), float(bounds.high), float(result.pvalue), test, n)
+    if paired:
+        se, df = float((x - y).std(ddof=1)) / math.sqrt(n), n - 1
+    else:
+        vx, vy = float(x.var(ddof=1)) / len(x), float(y.var(ddof=1)) / len(y)
+        se = math.sqrt(vx + vy)
+        df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))  # Welch-Satterthwaite
+    half = t_quantile(confidence, df) * se
+    pvalue = _two_sided_p(difference / se, df)
+    return Comparison(difference, difference - half, difference + half, pvalue, test, n)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -88,15 +88,27 @@ def cost_cell(row: Mapping[str, Any]) -> Cell:
     return Cell(f"{row['compression_ratio']:.1f}× / {row['speedup']:.2f}×", marks=" ".join(marks))
 
 
+def grouped_records(
+    frame: pd.DataFrame, keys: list[str], sort: bool
+) -> list[tuple[tuple, list[dict[str, Any]]]]:
+    """The rows of ``frame`` as dicts, grouped by the values of ``keys``: the groups sorted, or in order of first
+    appearance (as ``DataFrame.groupby(keys, sort=sort)``). One conversion for the whole frame: ``to_dict`` per group
+    costs a few milliseconds each."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in frame.to_dict("records"):
+        groups.setdefault(tuple(record[k] for k in keys), []).append(record)
+    return sorted(groups.items(), key=lambda item: item[0]) if sort else list(groups.items())
+
+
 def _rows(pruned: pd.DataFrame, cell: Callable[[dict[str, Any]], Cell]) -> tuple[list[list[Cell]], list[int]]:
     """Per (method, variant, scope), its label and cells by sparsity; and where each method's rows begin."""
     sparsities = sorted(pruned["sparsity"].unique())
     rows, groups, previous = [], [], None
-    for (method, var, scope), runs in pruned.groupby(["method", "variant", "scope"], sort=True):
+    for (method, var, scope), runs in grouped_records(pruned, ["method", "variant", "scope"], sort=True):
         if method != previous:
             groups.append(len(rows))
             previous = method
-        by_sparsity = {r["sparsity"]: cell(r) for r in runs.to_dict("records")}
+        by_sparsity = {r["sparsity"]: cell(r) for r in runs}
         rows.append([Cell(row_label(method, var, scope)), *(by_sparsity.get(s, Cell()) for s in sparsities)])
     return rows, groups
 
@@ -230,13 +242,13 @@ def scope_table(comparisons: pd.DataFrame) -> Table | None:
     counts = comparisons["n"]
     usual = int(counts.mode().min()) if len(counts) else 0
     rows, groups, previous = [], [], None
-    for (method, var, a, b), found in comparisons.groupby(
-        ["method", "variant", "scope_a", "scope_b"], sort=False
+    for (method, var, a, b), found in grouped_records(
+        comparisons, ["method", "variant", "scope_a", "scope_b"], sort=False
     ):
         if (method, var) != previous:
             groups.append(len(rows))
             previous = (method, var)
-        by_sparsity = {r["sparsity"]: difference_cell(r, usual) for r in found.to_dict("records")}
+        by_sparsity = {r["sparsity"]: difference_cell(r, usual) for r in found}
         label = Cell(criterion_label(method, var))
         comparison = Cell(f"{scope_label(a)} − {scope_label(b)}")
         rows.append([label, comparison, *(by_sparsity.get(s, Cell()) for s in sparsities)])

@@ -769,11 +769,28 @@ def test_a_single_sparsity_grid_draws_without_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_leaderboard([tmp_path], tmp_path, ["png"])
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "plots").glob("*.png")) == [
         "toy_net_accuracy.png",
         "toy_net_density.png",
         "toy_net_speedup.png",
     ]
+
+
+def test_figures_are_drawn_again_only_when_what_they_show_changed(tmp_path, monkeypatch):
+    records = [record(m, "global", 0.9, s, 90.0 + s) for m in ("lamp", "snip") for s in range(3)]
+    write_dir(tmp_path, records)
+    write_leaderboard([tmp_path], tmp_path, ["png"])
+    drawn = []
+    original = plots.accuracy_figure
+    monkeypatch.setattr(plots, "accuracy_figure", lambda section: drawn.append(1) or original(section))
+    write_leaderboard([tmp_path], tmp_path, ["png", "md"])  # same records: the figures are kept
+    assert drawn == []
+    (tmp_path / "plots" / "toy_net_speedup.png").unlink()  # a figure gone: drawn again
+    write_leaderboard([tmp_path], tmp_path, ["png"])
+    assert drawn == [1] and (tmp_path / "plots" / "toy_net_speedup.png").exists()
+    write_dir(tmp_path, [record("lamp", "global", 0.9, 3, 97.0)])  # one more seed: drawn again
+    write_leaderboard([tmp_path], tmp_path, ["png"])
+    assert drawn == [1, 1]
 
 
 def test_the_tables_are_written_before_the_figures(tmp_path, monkeypatch):
