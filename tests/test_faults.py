@@ -546,10 +546,7 @@ def blocked_prepare(tmp_path, ffcv):
 
 
 # Row 10: Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a prepare exits 130 with one
-# line, no worker traceback, no leaked shared memory, no temporary file. Slow: it passes alone, with this file and with
-# every test module collected, but inside the whole default suite the prepare has not exited 60 s after the signal,
-# for a cause not found yet; kept out of the default run until it is.
-@pytest.mark.slow
+# line, no worker traceback, no leaked shared memory, no temporary file.
 def test_ctrl_c_during_prepare_leaves_nothing(blocked_prepare):
     import signal
 
