@@ -87,7 +87,7 @@ def test_the_declarations_read_from_the_source_are_those_that_run():
     from pathlib import Path
 
     import prunebench.methods
-    from prunebench.methods.declarations import read_declarations
+    from prunebench.declarations import read_declarations
 
     read = 0
     for module in pkgutil.iter_modules(prunebench.methods.__path__):
@@ -106,7 +106,7 @@ def test_the_declarations_read_from_the_source_are_those_that_run():
 
 
 def test_a_module_whose_registration_is_not_literal_is_imported(tmp_path):
-    from prunebench.methods.declarations import read_declarations
+    from prunebench.declarations import read_declarations
 
     literal = tmp_path / "literal.py"
     literal.write_text(
