@@ -42,20 +42,19 @@ BUILTIN_MODULES = ("models", "cifar_models", "vit")
 
 
 def _declare_builtin_models() -> None:
-    """Declare the package's models from their modules' source; import only a module that cannot be read so."""
     for module in BUILTIN_MODULES:
-        qualified = f"prunebench.{module}"
-        found = read_declarations(
-            Path(__file__).with_name(f"{module}.py"), "register_model", alias=None, on=ast.FunctionDef
-        )
-        if found is None:
-            importlib.import_module(qualified)
-            continue
-        for declared in found.registrations:
-            name = declared.name
-            MODELS.declare(
-                name, _spec(name, Deferred(MODELS, name, "build"), **declared.arguments), qualified
-            )
+        _declare(Path(__file__).with_name(f"{module}.py"), f"prunebench.{module}")
+
+
+def _declare(path: Path, module: str) -> None:
+    """Declare the models of ``module`` (at ``path``) from its source; import it when that cannot be read so."""
+    found = read_declarations(path, "register_model", alias=None, on=ast.FunctionDef)
+    if found is None:
+        importlib.import_module(module)
+        return
+    for declared in found.registrations:
+        name = declared.name
+        MODELS.declare(name, _spec(name, Deferred(MODELS, name, "build"), **declared.arguments), module)
 
 
 MODELS: Registry[ModelSpec] = Registry("model", "prunebench.models", _declare_builtin_models)

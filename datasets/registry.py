@@ -78,28 +78,23 @@ BUILTIN_MODULES = ("cifar", "embedded", "imagenet")
 
 
 def _declare_builtin_datasets() -> None:
-    """Declare the package's datasets from their modules' source; import only a module that cannot be read so."""
     for module in BUILTIN_MODULES:
-        qualified = f"prunebench.datasets.{module}"
-        found = read_declarations(
-            Path(__file__).with_name(f"{module}.py"),
-            "register_dataset",
-            alias=None,
-            on=ast.FunctionDef,
-            unread=("check",),
-        )
-        if found is None:
-            importlib.import_module(qualified)
-            continue
-        for declared in found.registrations:
-            name = declared.name
-            spec = _spec(
-                name,
-                Deferred(DATASETS, name, "make_loaders"),
-                check=Deferred(DATASETS, name, "check"),
-                **declared.arguments,
-            )
-            DATASETS.declare(name, spec, qualified)
+        _declare(Path(__file__).with_name(f"{module}.py"), f"prunebench.datasets.{module}")
+
+
+def _declare(path: Path, module: str) -> None:
+    """Declare the datasets of ``module`` (at ``path``) from its source; import it when that cannot be read so.
+
+    A dataset's ``check`` is not read (the listing does not need it): it is the module's, once imported.
+    """
+    found = read_declarations(path, "register_dataset", alias=None, on=ast.FunctionDef, unread=("check",))
+    if found is None:
+        importlib.import_module(module)
+        return
+    for declared in found.registrations:
+        name = declared.name
+        make, check = Deferred(DATASETS, name, "make_loaders"), Deferred(DATASETS, name, "check")
+        DATASETS.declare(name, _spec(name, make, check=check, **declared.arguments), module)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "prunebench.datasets", _declare_builtin_datasets)
