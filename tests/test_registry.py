@@ -1,4 +1,5 @@
-"""The registries of methods, datasets and models: declarations read from the source are checked against what runs, and other packages register through an entry point."""
+"""The registries of methods, datasets and models: declarations read from the source are checked against what
+runs, and other packages register through an entry point."""
 
 from __future__ import annotations
 
