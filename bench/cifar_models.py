@@ -89,26 +89,52 @@ def cifar_vgg(depth: int, in_channels: int, num_classes: int) -> nn.Module:
     return kaiming_init(nn.Sequential(*layers))
 
 
-def _register_resnet(name: str, depth: int, width: int, params: str, source: str) -> None:
-    @register_model(
-        name,
-        summary=f"CIFAR ResNet-{depth}, widths {width}/{2 * width}/{4 * width} ({params})",
-        source=source,
-    )
-    def build(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        return CifarResNet(depth, width, input_shape[0], num_classes)
+@register_model(
+    "resnet20",
+    summary="CIFAR ResNet-20, widths 16/32/64 (0.27M parameters)",
+    source="He et al. 2016 (CIFAR ResNets, option-B shortcuts as in OpenLTH)"
+    "; ResNet-20 of Frankle et al. 2021 (OpenLTH)",
+)
+def resnet20(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return CifarResNet(20, 16, input_shape[0], num_classes)
 
 
-_HE = "He et al. 2016 (CIFAR ResNets, option-B shortcuts as in OpenLTH)"
-_register_resnet("resnet20", 20, 16, "0.27M parameters", _HE + "; ResNet-20 of Frankle et al. 2021 (OpenLTH)")
-_register_resnet("resnet32", 32, 16, "0.46M parameters", _HE)
-_register_resnet("resnet56", 56, 16, "0.86M parameters", _HE)
-_register_resnet(
-    "resnet110", 110, 16, "1.7M parameters", _HE + "; the MaskSparsity and Network Slimming CIFAR setting"
+@register_model(
+    "resnet32",
+    summary="CIFAR ResNet-32, widths 16/32/64 (0.46M parameters)",
+    source="He et al. 2016 (CIFAR ResNets, option-B shortcuts as in OpenLTH)",
 )
-_register_resnet(
-    "resnet32x2", 32, 32, "1.86M parameters", _HE + "; 2x width as in Wang et al. 2020 (GraSP) and ProbMask"
+def resnet32(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return CifarResNet(32, 16, input_shape[0], num_classes)
+
+
+@register_model(
+    "resnet56",
+    summary="CIFAR ResNet-56, widths 16/32/64 (0.86M parameters)",
+    source="He et al. 2016 (CIFAR ResNets, option-B shortcuts as in OpenLTH)",
 )
+def resnet56(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return CifarResNet(56, 16, input_shape[0], num_classes)
+
+
+@register_model(
+    "resnet110",
+    summary="CIFAR ResNet-110, widths 16/32/64 (1.7M parameters)",
+    source="He et al. 2016 (CIFAR ResNets, option-B shortcuts as in OpenLTH)"
+    "; the MaskSparsity and Network Slimming CIFAR setting",
+)
+def resnet110(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return CifarResNet(110, 16, input_shape[0], num_classes)
+
+
+@register_model(
+    "resnet32x2",
+    summary="CIFAR ResNet-32, widths 32/64/128 (1.86M parameters)",
+    source="He et al. 2016 (CIFAR ResNets, option-B shortcuts as in OpenLTH)"
+    "; 2x width as in Wang et al. 2020 (GraSP) and ProbMask",
+)
+def resnet32x2(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return CifarResNet(32, 32, input_shape[0], num_classes)
 
 
 @register_model(

@@ -293,7 +293,7 @@ def _list(args: argparse.Namespace) -> int:
                 data.name, str(data.num_classes), "x".join(map(str, data.input_shape)), data.summary
             )
     elif args.what == "models":
-        from prunebench.models import all_models
+        from prunebench.model_registry import all_models
 
         table = _name_table("model", "description", "source")
         for model in all_models():

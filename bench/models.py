@@ -1,10 +1,11 @@
-"""The model registry, and models given by reference. A model is built from the dataset's input shape and class count.
+"""Models: the registered ones, and models given by reference. A model is built from the data's shape and class count.
 
 ``--model`` takes a registered name (``bench list models``), ``torchvision:NAME`` (a torchvision classification
 model with random weights, no download), ``hf:<config>`` (a Hugging Face model built from a configuration, random
 weights, see :mod:`prunebench.hf`) or ``package.module:factory`` (the user's own code, called as
 ``factory(input_shape, num_classes)``). Models from other packages register through the ``prunebench.models``
-entry-point group.
+entry-point group. The registry itself (:func:`register_model`, :func:`all_models`) is
+:mod:`prunebench.model_registry`, which imports no torch; this module re-exports it.
 
 Every convolutional and fully connected model of the registry initializes its Conv and Linear weights with
 Kaiming-normal (fan-in, ReLU gain), biases at zero and normalization at identity, as the official code of SNIP (variance scaling), GraSP, SynFlow and OpenLTH do.
@@ -15,51 +16,17 @@ initialization of signal: random pruning of LeNet-5 at 90% then never leaves cha
 
 from __future__ import annotations
 
-import importlib
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from prunebench.errors import UsageError
+from prunebench.model_registry import MODELS, ModelSpec, register_model
+from prunebench.model_registry import all_models as all_models  # re-exported: the registry's public names
 from prunebench.references import load_reference, reference_version
-from prunebench.registry import Registry
 
-ModelBuilder = Callable[[tuple[int, ...], int], nn.Module]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model: how to build it, what it is, and its version (part of a run's id; bump it when the model changes)."""
-
-    name: str
-    build: ModelBuilder
-    summary: str
-    source: str
-    version: str = "1"
-
-
-def _import_builtin_models() -> None:
-    importlib.import_module("prunebench.cifar_models")
-    importlib.import_module("prunebench.vit")
-
-
-MODELS: Registry[ModelSpec] = Registry("model", "prunebench.models", _import_builtin_models)
 TORCHVISION = "torchvision:"
-
-
-def register_model(
-    name: str, *, summary: str, source: str, version: str = "1"
-) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Register ``build(input_shape, num_classes) -> nn.Module`` under ``name``."""
-
-    def decorate(build: ModelBuilder) -> ModelBuilder:
-        MODELS.add(name, ModelSpec(name, build, summary, source, version))
-        return build
-
-    return decorate
 
 
 def kaiming_init(model: nn.Module) -> nn.Module:
@@ -87,10 +54,6 @@ def get_model(name: str) -> ModelSpec:
         factory = load_reference(name, "model")
         return ModelSpec(name, factory, f"{name} (user code)", name, reference_version(factory))
     return MODELS.get(name)
-
-
-def all_models() -> list[ModelSpec]:
-    return MODELS.entries()
 
 
 def _torchvision_model(name: str) -> ModelSpec:

@@ -1,8 +1,9 @@
-"""Datasets: the registry, the embedded default and the loaders. Importing this package registers them all."""
+"""Datasets: the registry, the embedded default and the loaders.
 
-from prunebench.datasets import cifar as _cifar  # noqa: F401  (registers cifar10 and cifar100)
-from prunebench.datasets import embedded as _embedded  # noqa: F401  (registers mnist5k and synthetic)
-from prunebench.datasets import imagenet as _imagenet  # noqa: F401  (registers imagenet)
+Importing this package imports no loader (and no torch): the registry reads the package's datasets from their
+modules' source and imports a module when its dataset is used (:mod:`prunebench.datasets.registry`).
+"""
+
 from prunebench.datasets.registry import (
     DataLoaders,
     DatasetSpec,

@@ -3,18 +3,29 @@
 ``--dataset`` takes a registered name (``bench list datasets``), ``imagefolder:PATH`` (an ImageFolder directory,
 see :mod:`prunebench.datasets.user`) or ``package.module:factory`` (the user's own data). Datasets from other
 packages register through the ``prunebench.datasets`` entry-point group.
+
+The package's own datasets are read from the ``@register_dataset`` decorators in their modules' source
+(:mod:`prunebench.declarations`), so that listing them imports no loader and no torch; a dataset's module is
+imported when the dataset is asked for by name (:func:`get_dataset`), and its decorator then checks that it
+registers what was read. A module whose registrations cannot be read so is imported on first use of the registry.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from prunebench.declarations import read_declarations
+from prunebench.registry import Deferred, Registry
 
-from prunebench.registry import Registry
-from prunebench.trainer import EpochLoader
+if TYPE_CHECKING:
+    import torch
+
+    from prunebench.trainer import EpochLoader
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,45 @@ class DatasetSpec:
     check: Callable[[LoaderRequest], None] = nothing_to_check
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset", "prunebench.datasets")
+BUILTIN_MODULES = ("cifar", "embedded", "imagenet")
+"""The modules of this package that register datasets."""
+
+
+def _declare_builtin_datasets() -> None:
+    for module in BUILTIN_MODULES:
+        _declare(Path(__file__).with_name(f"{module}.py"), f"prunebench.datasets.{module}")
+
+
+def _declare(path: Path, module: str) -> None:
+    """Declare the datasets of ``module`` (at ``path``) from its source; import it when that cannot be read so.
+
+    A dataset's ``check`` is not read (the listing does not need it): it is the module's, once imported.
+    """
+    found = read_declarations(path, "register_dataset", alias=None, on=ast.FunctionDef, unread=("check",))
+    if found is None:
+        importlib.import_module(module)
+        return
+    for declared in found.registrations:
+        name = declared.name
+        make, check = Deferred(DATASETS, name, "make_loaders"), Deferred(DATASETS, name, "check")
+        DATASETS.declare(name, _spec(name, make, check=check, **declared.arguments), module)
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "prunebench.datasets", _declare_builtin_datasets)
+
+
+def _spec(
+    name: str,
+    make: Callable[[LoaderRequest], DataLoaders],
+    *,
+    num_classes: int,
+    input_shape: tuple[int, ...],
+    summary: str,
+    source: str,
+    version: str = "1",
+    check: Callable[[LoaderRequest], None] = nothing_to_check,
+) -> DatasetSpec:
+    return DatasetSpec(name, num_classes, tuple(input_shape), summary, source, make, version, check)
 
 
 def register_dataset(
@@ -75,11 +124,16 @@ def register_dataset(
     version: str = "1",
     check: Callable[[LoaderRequest], None] = nothing_to_check,
 ) -> Callable[[Callable[[LoaderRequest], DataLoaders]], Callable[[LoaderRequest], DataLoaders]]:
-    """Register ``make_loaders(request) -> DataLoaders`` under ``name`` (``check``: see :class:`DatasetSpec`)."""
+    """Register ``make_loaders(request) -> DataLoaders`` under ``name`` (``check``: see :class:`DatasetSpec`).
+
+    Write the arguments (but ``check``) as literals or module-level constants holding literals, so that the
+    registry can read them without importing the module.
+    """
 
     def decorate(make: Callable[[LoaderRequest], DataLoaders]) -> Callable[[LoaderRequest], DataLoaders]:
-        spec = DatasetSpec(name, num_classes, tuple(input_shape), summary, source, make, version, check)
-        DATASETS.add(name, spec)
+        arguments = dict(num_classes=num_classes, input_shape=input_shape, summary=summary, source=source)
+        spec = _spec(name, make, version=version, check=check, **arguments)
+        DATASETS.add(name, spec, module=make.__module__)
         return make
 
     return decorate
@@ -95,4 +149,5 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def all_datasets() -> list[DatasetSpec]:
+    """Every registered dataset; the package's own as declared in their source (their modules not imported)."""
     return DATASETS.entries()

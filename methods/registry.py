@@ -16,7 +16,7 @@ Methods from other packages register through the ``prunebench.methods`` entry-po
 that is imported on first use of the registry, and that module calls :func:`register`.
 
 Reading the registry imports no method module (and so no torch): the package's own modules are read, not run
-(:mod:`prunebench.methods.declarations` reads their ``@register`` and ``alias`` calls from the source), and a
+(:mod:`prunebench.declarations` reads their ``@register`` and ``alias`` calls from the source), and a
 method's class is imported when something needs it (its hyperparameters, an instance). A module whose registrations
 cannot be read that way (an argument that is not a literal) is imported on first use of the registry, as before.
 """
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prunebench.declarations import read_declarations
 from prunebench.errors import UsageError
 from prunebench.hparams import HParam, declared_hparams, format_value
-from prunebench.methods.declarations import read_declarations
 from prunebench.registry import Registry
 from prunebench.schedules import SCHEDULE_CLASSES, SCHEDULES, SCORING_SCHEDULES, Schedule
 
@@ -172,7 +172,7 @@ class _Alias:
     paper: str | None
 
 
-_MACHINERY = ("registry", "declarations")
+_MACHINERY = ("registry",)
 """The modules of the package that register no method: the registry itself."""
 
 

@@ -122,8 +122,16 @@ def test_help_is_fast_and_does_not_import_torch():
     assert result.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("what", ["methods", "presets"])
-def test_listing_the_registries_does_not_import_torch(what):
+@pytest.mark.parametrize(
+    ("what", "listed"),
+    [
+        ("methods", "probmask"),
+        ("presets", "mnist5k-lenet300"),
+        ("datasets", "imagenet"),
+        ("models", "resnet32x2"),
+    ],
+)
+def test_listing_the_registries_does_not_import_torch(what, listed):
     code = (
         "import sys; from prunebench.cli import main\n"
         f"assert main(['list', '{what}']) == 0\n"
@@ -131,7 +139,7 @@ def test_listing_the_registries_does_not_import_torch(what):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert ("probmask" if what == "methods" else "mnist5k-lenet300") in result.stdout
+    assert listed in result.stdout
 
 
 def test_console_script_help():

@@ -1,4 +1,5 @@
-"""The method registry: declarations are checked, and other packages register through an entry point."""
+"""The registries of methods, datasets and models: declarations read from the source are checked against what
+runs, and other packages register through an entry point."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def test_the_declarations_read_from_the_source_are_those_that_run():
     from pathlib import Path
 
     import prunebench.methods
-    from prunebench.methods.declarations import read_declarations
+    from prunebench.declarations import read_declarations
 
     read = 0
     for module in pkgutil.iter_modules(prunebench.methods.__path__):
@@ -106,7 +107,7 @@ def test_the_declarations_read_from_the_source_are_those_that_run():
 
 
 def test_a_module_whose_registration_is_not_literal_is_imported(tmp_path):
-    from prunebench.methods.declarations import read_declarations
+    from prunebench.declarations import read_declarations
 
     literal = tmp_path / "literal.py"
     literal.write_text(
@@ -137,3 +138,113 @@ def test_a_module_whose_registration_is_not_literal_is_imported(tmp_path):
     helper = tmp_path / "helper.py"
     helper.write_text("import torch\n\ndef f():\n    return 1\n")
     assert read_declarations(helper).registrations == []
+
+
+LISTED = {
+    "datasets": (
+        "prunebench.datasets.registry",
+        "DATASETS",
+        ("num_classes", "input_shape", "summary", "source"),
+    ),
+    "models": ("prunebench.model_registry", "MODELS", ("summary", "source")),
+}
+
+
+@pytest.mark.parametrize("what", LISTED)
+def test_the_datasets_and_models_listed_without_torch_are_those_their_modules_register(what):
+    """What the registry reads from the source (in a process that never imports torch) equals what importing the
+    modules registers."""
+    import json
+    import subprocess
+    import sys
+
+    module_name, registry_name, fields = LISTED[what]
+    fields = ("name", *fields, "version")
+    code = (
+        f"import json, sys; from {module_name} import {registry_name} as r\n"
+        f"rows = [[getattr(e, f) for f in {fields!r}] for e in r.entries()]\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print(json.dumps(rows))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = [[tuple(v) if isinstance(v, list) else v for v in row] for row in json.loads(result.stdout)]
+
+    module = importlib.import_module(module_name)
+    registry_ = getattr(module, registry_name)
+    for builtin in module.BUILTIN_MODULES:
+        importlib.import_module(f"{module_name.rpartition('.')[0]}.{builtin}")
+    ran = [[getattr(registry_.get(name), f) for f in fields] for name in registry_.names()]
+    assert listed == ran
+    assert {row[0] for row in listed} >= (
+        {"cifar10", "imagenet", "mnist5k"} if what == "datasets" else {"vgg16"}
+    )
+    deferred = [n for n in registry_.names() if "Deferred" in repr(registry_.get(n))]
+    assert not deferred, f"{deferred} still deferred after their modules were imported"
+
+
+MISMATCHED = """
+from prunebench.model_registry import register_model
+
+VERSION = "1"
+globals()["VERSION"] = "2"  # rebound where the source reader cannot see it
+
+
+@register_model("{name}", summary="s", source="s", version=VERSION)
+def mismatched(input_shape, num_classes):
+    raise NotImplementedError
+"""
+
+
+@pytest.mark.parametrize("imported_first", [False, True])
+def test_a_model_that_registers_other_than_its_declaration_is_an_error(tmp_path, monkeypatch, imported_first):
+    from prunebench import model_registry
+
+    name = f"mismatched_{int(imported_first)}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(MISMATCHED.format(name=name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry_ = model_registry.MODELS
+    registry_.load()
+    monkeypatch.setattr(registry_, "_entries", dict(registry_._entries))
+    monkeypatch.setattr(registry_, "_modules", dict(registry_._modules))
+    if imported_first:  # the module registers "2"; the source, read afterwards, declares "1"
+        importlib.import_module(name)
+        with pytest.raises(ValueError, match=r"its declaration read from the source .* states"):
+            model_registry._declare(path, name)
+        return
+    model_registry._declare(path, name)
+    (listed,) = [spec for spec in model_registry.all_models() if spec.name == name]
+    assert listed.version == "1"  # what the source says, before the module is imported
+    with pytest.raises(ValueError, match=r"registers .*'version': '2'.* states .*'version': '1'"):
+        registry_.get(name)
+
+
+def test_a_dataset_whose_registration_cannot_be_read_is_imported_and_its_check_is_its_own(
+    tmp_path, monkeypatch
+):
+    from prunebench.datasets import registry as datasets
+
+    path = tmp_path / "computed_dataset.py"
+    path.write_text(
+        "from prunebench.datasets import register_dataset\n"
+        "def check(request):\n    raise RuntimeError('checked')\n"
+        'NAMES = ["computed", "dataset"]\n'
+        '@register_dataset("_".join(NAMES), num_classes=2, input_shape=(1, 2), summary="s", source="s")\n'
+        "def computed(request):\n    raise NotImplementedError\n"
+        '@register_dataset("read_dataset", num_classes=3, input_shape=(1, 2), summary="r", source="r", check=check)\n'
+        "def read(request):\n    raise NotImplementedError\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    datasets.DATASETS.load()
+    monkeypatch.setattr(datasets.DATASETS, "_entries", dict(datasets.DATASETS._entries))
+    monkeypatch.setattr(datasets.DATASETS, "_modules", dict(datasets.DATASETS._modules))
+    import sys
+
+    assert "computed_dataset" not in sys.modules
+    datasets._declare(path, "computed_dataset")
+    assert "computed_dataset" in sys.modules  # "_".join(...) is not a literal: the module was imported
+    spec = datasets.get_dataset("read_dataset")
+    assert (spec.num_classes, spec.input_shape) == (3, (1, 2))
+    with pytest.raises(RuntimeError, match="checked"):
+        spec.check(None)
