@@ -53,6 +53,8 @@ REFERENCE_STYLES = {
 REFERENCE_NAMES = {"uniform": "uniform", "erk": "ERK"}
 PANEL_COLUMNS = 4
 PANEL_SIZE = (2.7, 2.0)
+SUPTITLE_TOP = 0.25
+"""Inches from the top of the figure to its title's baseline."""
 """Width and height of one panel's axes, in inches."""
 MARGINS = {"left": 0.7, "right": 0.2, "top": 0.75, "bottom": 1.25, "wspace": 0.35, "hspace": 0.55}
 """Fixed room around and between the panels, in inches: the suptitle above, tick labels, the axis label and the
@@ -120,7 +122,7 @@ def _panels(count: int, title: str, sharey: bool = False):
     panels = list(axes.flat)
     for unused in panels[count:]:
         unused.set_visible(False)
-    figure.suptitle(title, y=1 - 0.25 / figure_height)
+    figure.suptitle(title, y=1 - SUPTITLE_TOP / figure_height)
     return figure, panels[:count]
 
 
@@ -283,7 +285,44 @@ def _finish(figure, panels, scopes: set[str], xlabel: str, ylabel: str) -> None:
             axes.xaxis.set_tick_params(labelbottom=True)
         if spec.is_first_col():
             axes.set_ylabel(ylabel, fontsize=8)
+    _fit_tick_labels(figure, panels)
     _legend(figure, panels, scopes)
+
+
+BELOW_TICK_LABELS = 0.7
+"""Inches the x axis label and the legend take below the lowest x tick label."""
+LEFT_EDGE = 0.1
+
+
+def _fit_tick_labels(figure, panels) -> None:
+    """Grow the figure on the left and at the bottom where the x tick labels (long layer names, rotated) would fall
+    outside it or onto the legend, the panels keeping their size: each label measured once, where ``tight_layout``
+    measured every text of every panel several times."""
+    renderer = figure.canvas.get_renderer()
+    boxes = [
+        label.get_window_extent(renderer)
+        for axes in panels
+        for label in axes.get_xticklabels()
+        if label.get_visible() and label.get_text()
+    ]
+    if not boxes:
+        return
+    width, height = figure.get_size_inches()
+    extra_left = max(0.0, LEFT_EDGE - min(b.x0 for b in boxes) / figure.dpi)
+    extra_bottom = max(0.0, BELOW_TICK_LABELS - min(b.y0 for b in boxes) / figure.dpi)
+    if extra_left == 0 and extra_bottom == 0:
+        return
+    sub = figure.subplotpars
+    margins = (sub.left * width, (1 - sub.right) * width, sub.bottom * height, (1 - sub.top) * height)
+    width, height = width + extra_left, height + extra_bottom
+    figure.set_size_inches(width, height)
+    figure.subplots_adjust(
+        left=(margins[0] + extra_left) / width,
+        right=1 - margins[1] / width,
+        bottom=(margins[2] + extra_bottom) / height,
+        top=1 - margins[3] / height,
+    )
+    figure.suptitle(figure.get_suptitle(), y=1 - SUPTITLE_TOP / height)
 
 
 def planned(section: Section) -> list[str]:

@@ -806,6 +806,30 @@ def test_the_tables_are_written_before_the_figures(tmp_path, monkeypatch):
         assert (tmp_path / name).stat().st_size > 0
 
 
+def test_long_rotated_layer_names_stay_inside_the_figure_and_above_the_legend():
+    runs = fixture_records()
+    for run in runs:
+        for index, layer in enumerate(run.get("layers", [])):  # alike at the end: not shortened, rotated
+            layer["name"] = f"encoder.layers.{index}.self_attn.in_proj_weight"
+    figure = density_figure(build_sections(tidy_table(runs), scope_comparisons(runs), runs, "t")[0])
+    try:
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        texts = [
+            text
+            for axes in figure.axes
+            for text in [*axes.get_xticklabels(), axes.xaxis.label]
+            if text.get_visible() and text.get_text()
+        ]
+        assert any(text.get_text().startswith("encoder.layers.") for text in texts)
+        boxes = [text.get_window_extent(renderer) for text in texts]
+        legend = figure.legends[0].get_window_extent(renderer)
+        assert min(box.x0 for box in boxes) >= 0
+        assert min(box.y0 for box in boxes) >= legend.y1
+    finally:
+        pyplot.close(figure)
+
+
 def test_layer_names_are_the_models_own_shortened_where_long():
     assert short_labels(["features.0.weight", "classifier.weight"]) == ["features.0", "classifier"]
     long = ["encoder.layers.11.self_attn.out_proj.weight", "encoder.layers.11.linear1.weight"]
