@@ -178,9 +178,8 @@ class ClaimStore:
         except FileExistsError:
             if time.time() - _mtime(marker) <= self.stale_after_s:
                 return None  # another runner is taking it over
-            marker.unlink(
-                missing_ok=True
-            )  # left by a runner killed while taking over: retry at the next pass
+            # left by a runner killed while taking over: removed, and the claim taken over at the next pass
+            marker.unlink(missing_ok=True)
             return None
         try:
             status = os.stat(path)

@@ -34,21 +34,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The record in ``path`` (a format-1 record read as it is, marked ``_legacy``), or ``None`` and why it is
-    skipped (naming the path). Records are checked with :func:`prunebench.record.problem`, as resume does."""
+def _read(path: Path) -> dict[str, Any] | None:
+    """The record in ``path`` (a format-1 record read as it is, marked ``_legacy``), or ``None`` after a warning
+    naming the path and the reason. Records are checked with :func:`prunebench.record.problem`, as resume does."""
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        return None, f"skipped {path}: not a readable record ({type(error).__name__}: {error})"
+        _warn(f"skipped {path}: not a readable record ({type(error).__name__}: {error})")
+        return None
     legacy = from_legacy(record)  # checked by from_legacy itself
     if legacy is not None:
         record = {**legacy, "_legacy": True}
     reason = problem(record) if legacy is None else None
     if reason:
-        return None, f"skipped {path}: {reason}"
+        _warn(f"skipped {path}: {reason}")
+        return None
     record["_path"] = str(path)
-    return record, None
+    return record
 
 
 def _run_of(record: dict[str, Any]) -> tuple:
@@ -91,12 +93,11 @@ def load_records(directories: Iterable[Path]) -> list[dict[str, Any]]:
         if not directory.is_dir():
             raise UsageError(f"{directory} is not a directory")
         for path in sorted(directory.glob("runs/*.json"), key=str):  # str: comparing Paths is slow
-            record, skipped = _read(path)
+            record = _read(path)
             if record is None:
-                _warn(skipped)
                 continue
             run_id = str(record["run_id"])
-            paths.setdefault(run_id, []).append(record["_path"])
+            paths.setdefault(run_id, []).append(str(path))
             by_run[run_id] = _preferred(by_run[run_id], record) if run_id in by_run else record
     repeated = sorted(run_id for run_id, found in paths.items() if len(found) > 1)
     if repeated:
