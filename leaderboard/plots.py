@@ -53,9 +53,9 @@ REFERENCE_STYLES = {
 REFERENCE_NAMES = {"uniform": "uniform", "erk": "ERK"}
 PANEL_COLUMNS = 4
 PANEL_SIZE = (2.7, 2.0)
+"""Width and height of one panel's axes, in inches."""
 SUPTITLE_TOP = 0.25
 """Inches from the top of the figure to its title's baseline."""
-"""Width and height of one panel's axes, in inches."""
 MARGINS = {"left": 0.7, "right": 0.2, "top": 0.75, "bottom": 1.25, "wspace": 0.35, "hspace": 0.55}
 """Fixed room around and between the panels, in inches: the suptitle above, tick labels, the axis label and the
 legend below, each panel's title between rows. A fixed layout instead of ``tight_layout``, which measured every
@@ -181,9 +181,8 @@ def _accuracy_lines(section: Section, x_of: str, title: str):
                 alpha=0.12,
                 linewidth=0,
             )
-        axes.set_title(
-            criterion_label(method, variant), fontsize=9, y=1.0
-        )  # a fixed y: no search for overlaps
+        # a fixed y: matplotlib then does not search every panel for texts the title would overlap
+        axes.set_title(criterion_label(method, variant), fontsize=9, y=1.0)
         axes.grid(alpha=0.3)
     for axes in panels:
         axes.tick_params(labelsize=7)
@@ -259,9 +258,8 @@ def density_figure(section: Section):
             profile = profiles[(method, variant, scope)]
             y = [profile.get(n, math.nan) for n in names]
             axes.plot(positions, y, markersize=4, label=scope, **styles[scope])
-        axes.set_title(
-            criterion_label(method, variant), fontsize=9, y=1.0
-        )  # a fixed y: no search for overlaps
+        # a fixed y: matplotlib then does not search every panel for texts the title would overlap
+        axes.set_title(criterion_label(method, variant), fontsize=9, y=1.0)
         if min(values, default=1.0) > 0:
             axes.set_yscale("log")
         else:
@@ -365,10 +363,6 @@ def figure_digest(section: Section, formats: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _digest_path(out: Path, section: Section) -> Path:
-    return out / "plots" / f".{section.stem}.digest"
-
-
 def write_figures(section: Section, out: Path, formats: list[str]) -> list[Path]:
     """Draw the section's figures and write each in every format, atomically; return the paths written. Figures
     whose files exist and whose inputs did not change since they were drawn are kept as they are."""
@@ -377,7 +371,7 @@ def write_figures(section: Section, out: Path, formats: list[str]) -> list[Path]
         return []
     digest = figure_digest(section, formats)
     paths = [figure_path(out, section, name, extension) for name in names for extension in formats]
-    recorded = _digest_path(out, section)
+    recorded = out / "plots" / f".{section.stem}.digest"
     if recorded.exists() and recorded.read_text() == digest and all(path.exists() for path in paths):
         return []
     builders = {"accuracy": accuracy_figure, "speedup": speedup_figure, "density": density_figure}
