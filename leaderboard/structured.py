@@ -20,7 +20,7 @@ import pandas as pd
 from prunebench.leaderboard.records import DENSE, row_label, variant
 from prunebench.leaderboard.render import Cell, Table, to_markdown
 from prunebench.leaderboard.table import tidy_table
-from prunebench.leaderboard.tables import accuracy_cell, dense_line, typical_n
+from prunebench.leaderboard.tables import accuracy_cell, dense_line, grouped_records, typical_n
 from prunebench.results import atomic_write_text
 
 COST_FIELDS = ("flops_reduction", "params_reduction", "speedup_batch1", "speedup_throughput")
@@ -97,12 +97,12 @@ def structured_tables(
         usual = typical_n(cells)
         header = ["method (scope)", *(_target_label(unit, t) for t in targets)]
         accuracy_rows, cost_rows, groups, previous = [], [], [], None
-        for (method, var, scope), rows in pruned.groupby(["method", "variant", "scope"], sort=True):
+        for (method, var, scope), rows in grouped_records(pruned, ["method", "variant", "scope"], sort=True):
             if method != previous:
                 groups.append(len(accuracy_rows))
                 previous = method
             label = Cell(row_label(method, var, scope))
-            by_target = {r["sparsity"]: r for r in rows.to_dict("records")}
+            by_target = {r["sparsity"]: r for r in rows}
             accuracy_rows.append(
                 [label, *(accuracy_cell(by_target[t], usual) if t in by_target else Cell() for t in targets)]
             )
