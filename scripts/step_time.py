@@ -127,7 +127,9 @@ def measure(args: argparse.Namespace) -> dict:
     steps = len(loaders.train)
     chosen = args.methods.split(",") if args.methods else None
     learned = [
-        s for s in all_methods() if s.schedule == "during_training" and (chosen is None or s.name in chosen)
+        s
+        for s in all_methods()
+        if s.schedule == "during_training" and s.track == "unstructured" and (chosen is None or s.name in chosen)
     ]
 
     def trainer_for(variant: str) -> Trainer:
