@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
 from prunebench.methods.masked import MaskedSession, exact_top_k
@@ -80,31 +81,39 @@ def soft_threshold(weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tenso
     return torch.sign(weight) * torch.relu(weight.abs() - torch.sigmoid(threshold))
 
 
+def shrink(weight: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+    """:func:`soft_threshold`'s value for the cutoff ``c = sigmoid(s)``, to the bit, in as few passes as the device
+    allows: on the CPU PyTorch's ``softshrink`` (``W - c`` above ``c``, ``W + c`` below ``-c``, else 0: one pass;
+    ``c`` is read to the host, which costs nothing there); elsewhere ``W - clamp(W, -c, c)`` (two passes, no wait
+    for the device). Both round ``W -+ c`` as ``sign(W) (|W| - c)`` does, and give 0 where ``|W| <= c``."""
+    if weight.device.type == "cpu":
+        return F.softshrink(weight, float(cutoff))
+    return weight - torch.clamp(weight, -cutoff, cutoff)
+
+
 class _SoftThreshold(torch.autograd.Function):
     """``sign(W) * relu(|W| - c)`` for a scalar cutoff ``c``, with its gradient written out.
 
-    Forward: ``r = |W| - c`` and ``W_eff = sign(W) * relu(r)``, as :func:`soft_threshold`. Backward, with
-    ``A = 1[r > 0]`` and ``G = dL/dW_eff``: ``dL/dW = G * A`` and ``dL/dc = -sum(G * sign(W) * A)``: the terms
-    autograd forms for :func:`soft_threshold`, in the same floating-point operations, so the values are the same
-    bits (up to the sign of zeros), without the zero gradient of ``sign`` and the intermediate products it keeps.
+    Forward: :func:`shrink`. Backward, with ``A = 1[|W| > c]`` and ``G = dL/dW_eff``: ``dL/dW = G * A`` and
+    ``dL/dc = -sum(G * sign(W) * A)``, the terms autograd forms for :func:`soft_threshold`. Both come from
+    ``S = sign(W_eff)``, which is ``sign(W) * A`` (``W_eff`` is zero exactly where ``|W| <= c``): ``G S`` is summed
+    for ``dL/dc`` and multiplied by ``S`` again for ``dL/dW`` (products with ``+-1`` are exact), so the values are
+    autograd's bits (up to the sign of zeros), without a masked select or the intermediate tensors autograd keeps.
     """
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
-        sign = torch.sign(weight)
-        excess = weight.abs().sub_(cutoff)
-        active = excess > 0
-        ctx.save_for_backward(sign, active)
-        return excess.clamp_min_(0.0).mul_(sign)
+        effective = shrink(weight, cutoff)
+        ctx.save_for_backward(effective)
+        return effective
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        sign, active = ctx.saved_tensors
-        zero = grad.new_zeros(())
-        grad_weight = torch.where(active, grad, zero) if ctx.needs_input_grad[0] else None
-        grad_cutoff = None
-        if ctx.needs_input_grad[1]:
-            grad_cutoff = torch.where(active, grad * sign, zero).neg_().sum()
+        (effective,) = ctx.saved_tensors
+        sign = torch.sign(effective)
+        signed = grad * sign
+        grad_cutoff = signed.sum().neg_() if ctx.needs_input_grad[1] else None
+        grad_weight = signed.mul_(sign) if ctx.needs_input_grad[0] else None
         return grad_weight, grad_cutoff
 
 
@@ -216,8 +225,13 @@ class STRSession(MaskedSession):
     def own_sparsity(self) -> torch.Tensor:
         """STR's sparsity now: the fraction of prunable ``W_eff`` entries that are exactly zero (a device tensor)."""
         cutoffs = torch.sigmoid(self.thresholds)
+        # Each layer's survivors counted as the sum of |sign(W_eff)| (exact below 2^24 entries per layer): a
+        # comparison that makes a boolean tensor costs several passes more on the CPU.
         kept = torch.stack(
-            [torch.count_nonzero(w.abs() > cutoffs[i]) for i, w in enumerate(self.weights.values())]
+            [
+                torch.sign(shrink(w, cutoffs[i])).abs_().sum().long()
+                for i, w in enumerate(self.weights.values())
+            ]
         )
         return 1.0 - kept.sum() / sum(self.sizes)
 

@@ -201,6 +201,17 @@ def test_finish_reaches_exactly_the_target_and_leaves_a_plain_module(sparsity):
     assert (final.details["delta"] > 0) == (sparsity > own)
 
 
+def test_own_sparsity_counts_the_weights_at_or_below_their_layer_cutoff():
+    model, weights = two_layer_model()
+    session = STR(s_init=logit(0.2)).attach(model, weights, 0.9, "learned", context())
+    with torch.no_grad():
+        session.thresholds.copy_(torch.tensor([logit(0.3), logit(0.05)]))
+    cutoffs = [torch.sigmoid(torch.tensor(logit(0.3))), torch.sigmoid(torch.tensor(logit(0.05)))]
+    pruned = sum(int((w.abs() <= c).sum()) for w, c in zip(session.weights.values(), cutoffs, strict=True))
+    assert 0 < pruned < 140
+    assert float(session.own_sparsity()) == pytest.approx(pruned / 140, abs=1e-7)
+
+
 def test_finish_keeps_w_eff_when_str_already_meets_the_budget():
     model, weights = two_layer_model()
     raw = {name: w.detach().clone() for name, w in weights.items()}
