@@ -21,7 +21,7 @@ phase done) and :attr:`~prunebench.trainer.Trainer.lr_factor` (the weights' lear
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -93,6 +93,17 @@ def exact_top_k(
     return masks_from_scores(dict(scores), sparsity, "global")
 
 
+EXACT_FLOAT32_COUNT = 2**24
+"""Below this many entries, a float32 sum of 0/1 values is an exact count."""
+
+
+def count_ones(indicator: torch.Tensor) -> int:
+    """The number of ones in a 0/1 float tensor, exactly (in float64 where float32 could round)."""
+    if indicator.numel() < EXACT_FLOAT32_COUNT:
+        return int(indicator.sum())
+    return int(indicator.sum(dtype=torch.float64))
+
+
 class TrackedTopK:
     """The ``k`` highest entries of a vector that changes a little from one step to the next, at every step.
 
@@ -104,6 +115,9 @@ class TrackedTopK:
     returns ``None`` and the caller selects with ``torch.topk`` as before. A run's masks are therefore identical
     to a global top-k at every step.
 
+    Comparisons are written as 0/1 in float tensors and counted by summing (:func:`count_ones`): on the CPU a
+    comparison that makes a boolean tensor, and a count of one, cost several times more.
+
     ``threshold`` and ``width`` only speed the search: a fresh tracker finds the same masks.
     """
 
@@ -112,6 +126,23 @@ class TrackedTopK:
         """The ``k``-th largest value found at the previous step."""
         self.width = 0.0
         """Half-width of the band searched first at the next step."""
+        self._scratch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _indicators(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two float tensors shaped like ``values`` that comparisons are written into (kept between steps)."""
+        if (
+            self._scratch is None
+            or self._scratch[0].shape != values.shape
+            or self._scratch[0].device != values.device
+        ):
+            self._scratch = (
+                torch.empty(values.shape, dtype=torch.float32, device=values.device),
+                torch.empty(values.shape, dtype=torch.float32, device=values.device),
+            )
+        return self._scratch
+
+    def _count(self, compare: Callable[..., torch.Tensor], values: torch.Tensor, bound: torch.Tensor) -> int:
+        return count_ones(compare(values, bound, out=self._indicators(values)[0]))
 
     def _kth_largest(self, values: torch.Tensor, k: int) -> torch.Tensor:
         previous = self.threshold
@@ -120,9 +151,11 @@ class TrackedTopK:
             width = self.width
             for _ in range(6):
                 low, high = previous - width, previous + width
-                above = int(torch.count_nonzero(values > high))
-                if above < k <= int(torch.count_nonzero(values >= low)):
-                    band = values[(values >= low) & (values <= high)]
+                above = self._count(torch.gt, values, high)
+                if above < k <= self._count(torch.ge, values, low):
+                    inside, below_high = self._indicators(values)
+                    torch.ge(values, low, out=inside).mul_(torch.le(values, high, out=below_high))
+                    band = values[inside.bool()]
                     found = torch.kthvalue(band, band.numel() - (k - above) + 1).values
                     break
                 width = 4.0 * width + 1e-12
@@ -133,7 +166,8 @@ class TrackedTopK:
         return found
 
     def mask(self, values: torch.Tensor, k: int) -> torch.Tensor | None:
-        """The boolean mask of the ``k`` highest entries of the flat ``values`` (``1 <= k <= values.numel()``), or
-        ``None`` when entries tie at the ``k``-th largest value (or a NaN hides it)."""
-        mask = values >= self._kth_largest(values, k)
-        return mask if int(torch.count_nonzero(mask)) == k else None
+        """The mask of the ``k`` highest entries of the flat ``values`` (``1 <= k <= values.numel()``) as 0/1 in
+        float32, or ``None`` when entries tie at the ``k``-th largest value (or a NaN hides it)."""
+        mask = torch.empty(values.shape, dtype=torch.float32, device=values.device)
+        torch.ge(values, self._kth_largest(values, k), out=mask)
+        return mask if count_ones(mask) == k else None

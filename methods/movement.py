@@ -79,7 +79,7 @@ from prunebench.methods.base import (
     TrainingSession,
     Weights,
 )
-from prunebench.methods.masked import MaskedSession, TrackedTopK, exact_top_k
+from prunebench.methods.masked import MaskedSession, TrackedTopK, count_ones, exact_top_k
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 
@@ -234,7 +234,8 @@ class HardMovementSession(MovementSession):
     @torch.no_grad()
     def step_masks(self, sparsity: float) -> Masks:
         """:meth:`top_masks` at ``sparsity``, found from the previous step's thresholds (:class:`TrackedTopK`):
-        the same masks, with ``torch.topk`` only where scores tie at the threshold or a layer falls to its floor."""
+        the same masks, with ``torch.topk`` only where scores tie at the threshold or a layer falls to its floor.
+        The tracker's masks are 0/1 in float32, ``torch.topk``'s boolean; :meth:`_write` takes either."""
         if self.scope == "global":
             flat = torch.cat([s.detach().reshape(-1) for s in self.scores.values()])
             mask = self.top_k_trackers["global"].mask(flat, keep_budget(flat.numel(), sparsity))
@@ -242,8 +243,7 @@ class HardMovementSession(MovementSession):
                 return self.top_masks(sparsity)
             masks = dict(zip(self.scores, mask.split([s.numel() for s in self.scores.values()]), strict=True))
             if self.floors is not None:
-                kept = torch.stack([torch.count_nonzero(m) for m in masks.values()]).tolist()
-                if any(count < self.floors[name] for name, count in zip(masks, kept, strict=True)):
+                if any(count_ones(m) < self.floors[name] for name, m in masks.items()):
                     # A layer below its floor: the floor's own top-k decides (rare: the floor is 0.5%).
                     return self.top_masks(sparsity)
             # Every layer holds at least its floor among the unique global top-k, so the floor's top-k lies
