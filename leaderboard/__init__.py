@@ -3,6 +3,7 @@ plots."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -58,21 +59,33 @@ def write_leaderboard(
     _check(formats, ci)
     directories = [Path(d) for d in directories]
     out = Path(out)
-    records = load_records(directories)
-    if not records:
-        raise UsageError(
-            f"no run records found in {', '.join(map(str, directories))} (looked for runs/*.json)"
+    collecting = gc.isenabled()
+    gc.disable()  # reading creates millions of acyclic objects; each collection would walk all read so far
+    try:
+        records = load_records(directories)
+        gc.freeze()  # they live until the end: the collections that building the tables triggers skip them
+        if collecting:
+            gc.enable()
+        if not records:
+            raise UsageError(
+                f"no run records found in {', '.join(map(str, directories))} (looked for runs/*.json)"
+            )
+        records = select(records, dataset, model, methods)
+        if not records:
+            raise UsageError("no run records match the --dataset / --model / --methods selection")
+        records, controls = split_controls(records)  # controls appear in their own table only
+        warn_mixed_budgets(records)
+        records, structured = split(records)
+        cells = tidy_table(records, ci)
+        comparisons = scope_comparisons(records)
+        sections = build_sections(
+            cells, comparisons, records, ci, density_sparsity=density_sparsity, top5=top5
         )
-    records = select(records, dataset, model, methods)
-    if not records:
-        raise UsageError("no run records match the --dataset / --model / --methods selection")
-    records, controls = split_controls(records)  # controls appear in their own table only
-    warn_mixed_budgets(records)
-    records, structured = split(records)
-    cells = tidy_table(records, ci)
-    comparisons = scope_comparisons(records)
-    sections = build_sections(cells, comparisons, records, ci, density_sparsity=density_sparsity, top5=top5)
-    add_control_tables(sections, controls)
-    mark_over_budget(sections)
-    markdown = write_files(out, formats, cells, comparisons, sections)
-    return write_structured(out, formats, markdown, structured, ci) if structured else markdown
+        add_control_tables(sections, controls)
+        mark_over_budget(sections)
+        markdown = write_files(out, formats, cells, comparisons, sections)
+        return write_structured(out, formats, markdown, structured, ci) if structured else markdown
+    finally:
+        gc.unfreeze()
+        if collecting:
+            gc.enable()

@@ -24,7 +24,7 @@ def achieved(records: list[dict[str, Any]], sparsity: float) -> dict[tuple[str, 
     """Per (method, variant, scope), the mean density of each layer over its finished runs at ``sparsity``."""
     sums: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for record in records:
-        if record["status"] != "ok" or record["method"] == DENSE or float(record["sparsity"]) != sparsity:
+        if not _pruned_at(record, sparsity):
             continue
         found = sums.setdefault((record["method"], variant(record), record["scope"]), {})
         for layer in layers(record):
@@ -36,10 +36,19 @@ def achieved(records: list[dict[str, Any]], sparsity: float) -> dict[tuple[str, 
     }
 
 
+def any_achieved(records: list[dict[str, Any]], sparsity: float) -> bool:
+    """Whether :func:`achieved` has a profile at ``sparsity``: a finished pruned run there recorded its layers."""
+    return any(_pruned_at(record, sparsity) and layers(record) for record in records)
+
+
+def _pruned_at(record: dict[str, Any], sparsity: float) -> bool:
+    return record["status"] == "ok" and record["method"] != DENSE and float(record["sparsity"]) == sparsity
+
+
 def shapes(records: list[dict[str, Any]], sparsity: float) -> dict[str, tuple[int, ...]]:
     """The prunable layers' shapes in module order, from the first finished pruned run at ``sparsity``."""
     for record in records:
-        if record["status"] == "ok" and record["method"] != DENSE and float(record["sparsity"]) == sparsity:
+        if _pruned_at(record, sparsity):
             found = {layer.name: layer.shape for layer in layers(record)}
             if found and all(found.values()):
                 return found

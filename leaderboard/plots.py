@@ -328,7 +328,7 @@ def planned(section: Section) -> list[str]:
     if not _criteria(section.cells):
         return []
     names = ["accuracy", "speedup"]
-    if section.density_sparsity is not None and allocations.achieved(
+    if section.density_sparsity is not None and allocations.any_achieved(
         section.records, section.density_sparsity
     ):
         names.append("density")

@@ -418,6 +418,28 @@ def test_an_empty_directory_is_a_usage_error(tmp_path):
         write_leaderboard([tmp_path], tmp_path)
 
 
+@pytest.mark.parametrize("methods", [None, ["nonexistent"]])
+def test_the_garbage_collector_is_left_as_it_was_found(tmp_path, methods):
+    """Reading pauses the collector and the records are kept out of it (gc.freeze) while the tables are built;
+    afterwards, written or refused, it collects again with nothing frozen."""
+    import gc
+
+    write_dir(tmp_path, fixture_records())
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    if methods is None:
+        write_leaderboard([tmp_path], tmp_path, ["md"])
+    else:
+        with pytest.raises(UsageError, match="not in the records"):
+            write_leaderboard([tmp_path], tmp_path, ["md"], methods=methods)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        write_leaderboard([tmp_path], tmp_path, ["md"])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_method_filter_keeps_the_dense_baseline(tmp_path):
     write_dir(tmp_path, fixture_records())
     markdown = write_leaderboard([tmp_path], tmp_path, ["md"], methods=["lamp"])
