@@ -129,7 +129,9 @@ def measure(args: argparse.Namespace) -> dict:
     learned = [
         s
         for s in all_methods()
-        if s.schedule == "during_training" and s.track == "unstructured" and (chosen is None or s.name in chosen)
+        if s.schedule == "during_training"
+        and s.track == "unstructured"
+        and (chosen is None or s.name in chosen)
     ]
 
     def trainer_for(variant: str) -> Trainer:
