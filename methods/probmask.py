@@ -86,7 +86,7 @@ from torch.nn import functional as F
 from prunebench.allocation import keep_budget
 from prunebench.errors import UsageError
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
-from prunebench.methods.masked import MaskedSession
+from prunebench.methods.masked import MaskedSession, count_ones
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 from prunebench.recipe import OptimConfig
@@ -199,7 +199,7 @@ def budget_shift(s: torch.Tensor, k: float, start: float = 0.0) -> float:
     width, slow, previous = hi - lo, 0, None
     for _ in range(3 * bisection_steps(s.dtype)):
         torch.sub(s, v, out=work)
-        active = int(torch.count_nonzero((work > 0.0) & (work < 1.0))) if previous is None else 0
+        active = _count_inside(work) if previous is None else 0
         excess = float(work.clamp_(0.0, 1.0).sum(dtype=torch.float64)) - k
         if excess > 0.0:
             lo = v
@@ -219,6 +219,15 @@ def budget_shift(s: torch.Tensor, k: float, start: float = 0.0) -> float:
             aim = v - excess / slope + (0.5 * tolerance if excess > 0.0 else -0.5 * tolerance)
         v = aim if slow < 2 and lo < aim < hi else 0.5 * (lo + hi)
     return hi
+
+
+def _count_inside(values: torch.Tensor) -> int:
+    """``#{0 < v_i < 1}``, from comparisons written as 0/1 floats (boolean tensors cost several times more on the CPU)."""
+    above_zero = torch.gt(
+        values, 0.0, out=torch.empty(values.shape, dtype=torch.float32, device=values.device)
+    )
+    below_one = torch.lt(values, 1.0, out=torch.empty_like(above_zero))
+    return count_ones(above_zero.mul_(below_one))
 
 
 def project_to_budget(s: torch.Tensor, k: float, start: float = 0.0) -> torch.Tensor:
