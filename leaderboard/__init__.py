@@ -50,7 +50,7 @@ def write_leaderboard(
     from prunebench.leaderboard.budgets import mark_over_budget
     from prunebench.leaderboard.controls import add_control_tables, split_controls
     from prunebench.leaderboard.files import write_files
-    from prunebench.leaderboard.records import load_records, select, warn_mixed_budgets
+    from prunebench.leaderboard.records import collector_paused, load_records, select, warn_mixed_budgets
     from prunebench.leaderboard.scopes import scope_comparisons
     from prunebench.leaderboard.sections import build_sections
     from prunebench.leaderboard.structured import split, write_structured
@@ -59,13 +59,10 @@ def write_leaderboard(
     _check(formats, ci)
     directories = [Path(d) for d in directories]
     out = Path(out)
-    collecting = gc.isenabled()
-    gc.disable()  # reading creates millions of acyclic objects; each collection would walk all read so far
-    try:
+    with collector_paused():
         records = load_records(directories)
         gc.freeze()  # they live until the end: the collections that building the tables triggers skip them
-        if collecting:
-            gc.enable()
+    try:
         if not records:
             raise UsageError(
                 f"no run records found in {', '.join(map(str, directories))} (looked for runs/*.json)"
@@ -87,5 +84,3 @@ def write_leaderboard(
         return write_structured(out, formats, markdown, structured, ci) if structured else markdown
     finally:
         gc.unfreeze()
-        if collecting:
-            gc.enable()
