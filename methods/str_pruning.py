@@ -67,7 +67,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
-from prunebench.methods.masked import MaskedSession, exact_top_k
+from prunebench.methods.masked import EXACT_FLOAT32_COUNT, MaskedSession, exact_top_k
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 
@@ -99,38 +99,59 @@ class _SoftThreshold(torch.autograd.Function):
     ``S = sign(W_eff)``, which is ``sign(W) * A`` (``W_eff`` is zero exactly where ``|W| <= c``): ``G S`` is summed
     for ``dL/dc`` and multiplied by ``S`` again for ``dL/dW`` (products with ``+-1`` are exact), so the values are
     autograd's bits (up to the sign of zeros), without a masked select or the intermediate tensors autograd keeps.
+    Given a list ``survivors``, the backward also writes the layer's count of non-zero ``W_eff`` at ``index``
+    (``sum(S * S)``, one more pass over ``S``): the count STR's decay controller needs (:meth:`STRSession.
+    own_sparsity`), which would otherwise cost a pass of the soft threshold again.
     """
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, weight: torch.Tensor, cutoff: torch.Tensor, survivors: list | None = None, index: int = 0
+    ) -> torch.Tensor:
         effective = shrink(weight, cutoff)
         ctx.save_for_backward(effective)
+        ctx.survivors, ctx.index = survivors, index
         return effective
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         (effective,) = ctx.saved_tensors
         sign = torch.sign(effective)
+        if ctx.survivors is not None:
+            ctx.survivors[ctx.index] = count_nonzero_signs(sign)
         signed = grad * sign
         grad_cutoff = signed.sum().neg_() if ctx.needs_input_grad[1] else None
         grad_weight = signed.mul_(sign) if ctx.needs_input_grad[0] else None
-        return grad_weight, grad_cutoff
+        return grad_weight, grad_cutoff, None, None
+
+
+def count_nonzero_signs(sign: torch.Tensor) -> torch.Tensor:
+    """The number of non-zero entries of a tensor of signs (``-1``, ``0``, ``1``) as a 0-dim integer tensor on its
+    device: ``sum(S * S)`` by one dot product (exact in float32 below 2^24 entries), else summed in float64."""
+    flat = sign.reshape(-1)
+    if flat.numel() < EXACT_FLOAT32_COUNT:
+        return torch.dot(flat, flat).long()
+    return flat.abs().sum(dtype=torch.float64).long()
 
 
 class SoftThreshold(nn.Module):
     """Parametrization ``W -> sign(W) * relu(|W| - sigmoid(s[index]))`` of one layer's weight.
 
     ``thresholds`` is the vector of every layer's ``s``, shared by the layers' parametrizations, so that the
-    session updates all thresholds with a handful of tensor operations.
+    session updates all thresholds with a handful of tensor operations. With ``survivors`` (a list with a slot per
+    layer), each backward pass writes the layer's count of non-zero ``W_eff`` into its slot (:class:`_SoftThreshold`).
     """
 
-    def __init__(self, thresholds: nn.Parameter, index: int) -> None:
+    def __init__(self, thresholds: nn.Parameter, index: int, survivors: list | None = None) -> None:
         super().__init__()
         self.thresholds = thresholds
         self.index = index
+        self.survivors = survivors
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return _SoftThreshold.apply(weight, torch.sigmoid(self.thresholds[self.index]))
+        return _SoftThreshold.apply(
+            weight, torch.sigmoid(self.thresholds[self.index]), self.survivors, self.index
+        )
 
 
 class DecayController:
@@ -191,13 +212,20 @@ class STRSession(MaskedSession):
         device = next(iter(weights.values())).device
         self.thresholds = nn.Parameter(torch.full((len(weights),), float(method.s_init), device=device))
         self.momentum_buffer: torch.Tensor | None = None
+        self.survivors: list[torch.Tensor | None] = [None] * len(weights)
+        """Each layer's count of non-zero ``W_eff``, written by the last backward pass (with the controller on)."""
         super().__init__(
             model,
             weights,
-            {name: SoftThreshold(self.thresholds, index) for index, name in enumerate(self.names)},
+            {
+                name: SoftThreshold(self.thresholds, index, self.survivors if method.control else None)
+                for index, name in enumerate(self.names)
+            },
         )
         self.decay = torch.zeros((), device=device)
         self.controller: DecayController | None = None
+        self.pending_progress: float | None = None
+        """The progress of the last step whose sparsity the controller has not seen yet (see :meth:`before_step`)."""
 
     def method_parameters(self) -> list[torch.Tensor]:
         return [self.thresholds]
@@ -237,9 +265,17 @@ class STRSession(MaskedSession):
 
     @torch.no_grad()
     def before_step(self, trainer: Trainer) -> None:
-        """SGD on the thresholds, with the weights' current learning rate and momentum and the threshold decay."""
+        """SGD on the thresholds, with the weights' current learning rate and momentum and the threshold decay.
+
+        The controller's step for the previous training step runs here rather than after it: the weights and
+        thresholds have not changed since, so the forward and backward pass just done computed ``W_eff`` at the
+        same values, and its backward counted the survivors (:class:`_SoftThreshold`). The decay the controller
+        then gives is the one this step uses, as when it ran right after the previous step."""
         config = trainer.optim_config
         if self.controller is not None:
+            if self.pending_progress is not None:
+                self.controller.update(self.pending_progress, self._sparsity_now())
+                self.pending_progress = None
             self.decay = self.controller.decay
         grad = self.thresholds.grad
         direction = self.thresholds * self.decay if grad is None else grad + self.thresholds * self.decay
@@ -255,15 +291,26 @@ class STRSession(MaskedSession):
         self.thresholds.sub_(trainer.lr * direction)
         self.thresholds.grad = None
 
+    def _sparsity_now(self) -> torch.Tensor:
+        """:meth:`own_sparsity` from the counts of the last backward pass, or computed again where a layer has none."""
+        counts, self.survivors[:] = list(self.survivors), [None] * len(self.survivors)
+        if any(count is None for count in counts):
+            return self.own_sparsity()
+        return 1.0 - torch.stack(counts).sum() / sum(self.sizes)
+
     def after_step(self, trainer: Trainer) -> None:
         if self.controller is not None:
-            self.controller.update(trainer.progress, self.own_sparsity())
+            self.pending_progress = trainer.progress
 
     # Checkpointed state (prunebench.checkpoint): the thresholds are the model's (its parametrizations').
     def state_dict(self) -> dict[str, Any]:
         state = {"momentum_buffer": self.momentum_buffer, "decay": self.decay}
         if self.controller is not None:
-            state["controller"] = {"integral": self.controller.integral, "error": self.controller.error}
+            state["controller"] = {
+                "integral": self.controller.integral,
+                "error": self.controller.error,
+                "pending_progress": self.pending_progress,
+            }
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -271,6 +318,7 @@ class STRSession(MaskedSession):
         if self.controller is not None:
             self.controller.integral = state["controller"]["integral"]
             self.controller.error = state["controller"]["error"]
+            self.pending_progress = state["controller"].get("pending_progress")
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         """Shift all thresholds by one ``delta`` so that exactly the budget survives, with the shifted values."""
