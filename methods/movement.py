@@ -217,6 +217,8 @@ class HardMovementSession(MovementSession):
             if scope == "global" and global_floor is not None
             else None
         )
+        self._flat_scores = torch.empty(0, device=next(iter(weights.values())).device)
+        """All scores in one vector for the global top-k (refilled at every step, kept to save an allocation)."""
         self.top_k_trackers = {key: TrackedTopK() for key in (["global"] if scope == "global" else weights)}
         """Per-step search state of the top-k (:class:`~prunebench.methods.masked.TrackedTopK`): the last
         threshold of the global scores, or of each layer's; it speeds the search and never changes a mask."""
@@ -237,7 +239,7 @@ class HardMovementSession(MovementSession):
         the same masks, with ``torch.topk`` only where scores tie at the threshold or a layer falls to its floor.
         The tracker's masks are 0/1 in float32, ``torch.topk``'s boolean; :meth:`_write` takes either."""
         if self.scope == "global":
-            flat = torch.cat([s.detach().reshape(-1) for s in self.scores.values()])
+            flat = torch.cat([s.detach().reshape(-1) for s in self.scores.values()], out=self._flat_scores)
             mask = self.top_k_trackers["global"].mask(flat, keep_budget(flat.numel(), sparsity))
             if mask is None:
                 return self.top_masks(sparsity)
