@@ -177,6 +177,7 @@ class Trainer:
         self.method_parameters = list(exclude)
         self.weight_parameters = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
         self.optimizer = build_optimizer(self.weight_parameters, optim)
+        self._trained_parameters = self.weight_parameters + self.method_parameters
         self.steps_per_epoch = len(loader)
         self.total_steps = self.steps_per_epoch * epochs
         self.start = start
@@ -301,8 +302,7 @@ class Trainer:
                 break
             with autocast_context(self.model, self.autocast):
                 loss = self.loss(inputs, targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            for parameter in self.method_parameters:
+            for parameter in self._trained_parameters:  # zero_grad(set_to_none=True), without its overhead
                 parameter.grad = None
             loss.backward()
             if self.optim_config.grad_clip is not None:
