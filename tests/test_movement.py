@@ -230,10 +230,16 @@ def test_end_to_end_reaches_the_exact_target(method: str, scope: str, tmp_path: 
     assert get_method(method).schedule == "during_training"
 
 
-def test_tracked_top_k_equals_torch_topk_at_every_step() -> None:
+@pytest.mark.parametrize("band", ["numpy", "torch"])
+def test_tracked_top_k_equals_torch_topk_at_every_step(band: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scores moving by Adam-sized steps, a keep count along the cubic ramp, a block of exact ties (weights that
-    never get a gradient keep their initial score), and jumps: the tracked mask is torch.topk's, or None at a tie."""
+    never get a gradient keep their initial score), and jumps: the tracked mask is torch.topk's, or None at a tie.
+    ``torch``: the band search other devices use, run here on the CPU."""
+    from prunebench.methods import masked
     from prunebench.methods.masked import TrackedTopK
+
+    if band == "torch":
+        monkeypatch.setattr(masked, "_NumpyBand", masked._TorchBand)
 
     generator = torch.Generator().manual_seed(0)
     size, steps = 20_000, 300
