@@ -15,7 +15,14 @@ from torch.nn.utils import parametrize
 from prunebench.config import RunConfig
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.registry import get_method
-from prunebench.methods.str_pruning import STR, DecayController, SoftThreshold, _SoftThreshold, soft_threshold
+from prunebench.methods.str_pruning import (
+    STR,
+    DecayController,
+    SoftThreshold,
+    STRSession,
+    _SoftThreshold,
+    soft_threshold,
+)
 from prunebench.prunable import prunable_weights
 from prunebench.recipe import OptimConfig
 from prunebench.runner import execute
@@ -210,6 +217,48 @@ def test_own_sparsity_counts_the_weights_at_or_below_their_layer_cutoff():
     pruned = sum(int((w.abs() <= c).sum()) for w, c in zip(session.weights.values(), cutoffs, strict=True))
     assert 0 < pruned < 140
     assert float(session.own_sparsity()) == pytest.approx(pruned / 140, abs=1e-7)
+
+
+def test_the_controller_sees_the_sparsity_after_each_step_from_the_backward_counts():
+    """In training, the controller's step for step t runs at step t+1 on the survivor counts of its backward pass:
+    they equal own_sparsity() of the weights and thresholds as step t left them, and the controller moves."""
+    from prunebench.datasets.memory import TensorLoader
+    from prunebench.trainer import Trainer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 30), nn.ReLU(), nn.Linear(30, 3))
+    session = STR(s_init=-3.0, threshold_decay=1e-2).attach(
+        model, prunable_weights(model), 0.8, "learned", context()
+    )
+    loader = TensorLoader(torch.randn(160, 12), torch.randint(0, 3, (160,)), 16, shuffle=True)
+    trainer = Trainer(
+        model,
+        loader,
+        OptimConfig(lr=0.1, momentum=0.9),
+        3,
+        hooks=[session],
+        exclude=session.method_parameters(),
+    )
+    after_step, seen = [], []
+
+    def after(trainer: Trainer) -> None:
+        STRSession.after_step(session, trainer)
+        after_step.append(float(session.own_sparsity()))
+
+    session.after_step = after
+    session.on_train_start(trainer)
+    update = session.controller.update
+
+    def recording(progress: float, sparsity: torch.Tensor) -> None:
+        seen.append(float(sparsity))
+        update(progress, sparsity)
+
+    session.controller.update = recording
+    session.on_train_start = lambda trainer: None  # keep the recording controller
+    trainer.fit()
+    assert len(seen) == trainer.total_steps - 1  # the last step's sparsity has no next step to act on
+    assert seen == after_step[:-1]
+    assert len(set(seen)) > 1
 
 
 def test_finish_keeps_w_eff_when_str_already_meets_the_budget():
