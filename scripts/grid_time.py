@@ -66,25 +66,47 @@ def mm_rate(shapes: list[tuple[int, int, int]], seconds: float = 2.0) -> float:
     return rounds * flops / (time.process_time() - started)
 
 
+def run_flops(record: dict, train_size: int, test_size: int, *, pretraining: bool = False) -> float:
+    """Training and evaluation FLOPs of one run, without the dense pre-training it may share with others unless
+    ``pretraining``."""
+    forward = float(record["flops_dense"])
+    epochs = record.get("epochs") or {}
+    trained = float(epochs.get("budget", 0)) - (0.0 if pretraining else float(epochs.get("dense", 0)))
+    if record["method"] == "probmask":
+        samples = (record.get("hparams") or {}).get("samples", 2)
+        trained += (samples - 1) * float(epochs.get("learn", 0))
+    return 3 * forward * train_size * trained + forward * test_size
+
+
 def grid_flops(records: list[dict], train_size: int, test_size: int) -> float:
     """Training and evaluation FLOPs of the runs of ``records`` (see the module docstring)."""
-    total, pretrainings = 0.0, set()
+    done = [record for record in records if record.get("status") == "ok"]
+    pretrainings = {
+        (record["seed"], float(record["epochs"]["dense"]), float(record["flops_dense"]))
+        for record in done
+        if (record.get("epochs") or {}).get("dense")
+    }
+    shared = sum(3 * forward * train_size * dense for _, dense, forward in pretrainings)
+    return sum(run_flops(record, train_size, test_size) for record in done) + shared
+
+
+def print_methods(records: list[dict], train_size: int, test_size: int, rate: float) -> None:
+    """Each method's runs: their own wall time in all against the floor of their own work on one worker."""
+    print(
+        "per method: runs, their wall time in all, its floor (one worker; a dense pre-training that runs share is"
+    )
+    print("in the wall time of the run that computed it and only in the dense baseline's floor), ratio")
+    by_method: dict[str, list[dict]] = {}
     for record in records:
-        if record.get("status") != "ok":
-            continue
-        forward = float(record["flops_dense"])
-        epochs = record.get("epochs") or {}
-        budget = float(epochs.get("budget", 0))
-        dense = float(epochs.get("dense", 0))
-        if dense:
-            pretrainings.add((record["seed"], dense, forward))
-        trained = budget - dense
-        if record["method"] == "probmask":
-            samples = (record.get("method_hparams") or {}).get("samples", 2)
-            trained += (samples - 1) * float(epochs.get("learn", 0))
-        total += 3 * forward * train_size * trained + forward * test_size
-    total += sum(3 * forward * train_size * dense for _, dense, forward in pretrainings)
-    return total
+        if record.get("status") == "ok":
+            by_method.setdefault(record["method"], []).append(record)
+    rows = []
+    for method, runs in by_method.items():
+        wall = sum(float(r.get("wall_time_s") or 0.0) for r in runs)
+        floor = sum(run_flops(r, train_size, test_size, pretraining=method == "dense") for r in runs) / rate
+        rows.append((wall, method, len(runs), floor))
+    for wall, method, count, floor in sorted(rows, reverse=True):
+        print(f"  {method:<16}{count:>5}{wall:>9.0f} s{floor:>9.0f} s{wall / floor:>7.2f}")
 
 
 def main() -> None:
@@ -139,6 +161,7 @@ def main() -> None:
         summed = sum(float(r.get("wall_time_s") or 0.0) for r in records)
         print(f"runs' own wall times: {summed:.0f} s in all, {summed / args.jobs:.0f} s per worker")
         print(f"ratio: {summed / args.jobs / floor:.2f} (runs' wall time per worker / floor)")
+    print_methods(records, train_size, test_size, rate)
 
 
 if __name__ == "__main__":
