@@ -328,9 +328,10 @@ def _method_details(console, name: str) -> None:
         if others:
             console.print("  also runs as: " + ", ".join(s.name for s in others))
         table = _name_table("hyperparameter", "type", "default", "meaning")
-        for hparam in spec.hparams.values():
+        hparams = spec.listed_hparams()
+        for hparam in hparams.values():
             table.add_row(hparam.name, hparam.type_name, format_value(hparam.default), hparam.help or "-")
-        if spec.hparams:
+        if hparams:
             console.print(table)
         else:
             console.print("  no hyperparameters")

@@ -10,9 +10,12 @@ is always imported on first use, and its decorator then checks that the declarat
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
-from collections.abc import Collection
+import importlib.util
+import typing
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,3 +163,82 @@ def read_declarations(
     if any(_called(node, names) and id(node) not in readable for node in ast.walk(tree)):
         return None
     return found
+
+
+_TYPING_NAMES = ("Annotated", "Any", "Literal", "Optional", "Union")
+"""What ``typing`` gives an ``__init__`` read by :func:`init_from_source` for its annotations."""
+
+
+def init_from_source(path: Path, class_name: str, depth: int = 0) -> Callable[..., None] | None:
+    """The ``__init__`` of ``class_name`` in the module at ``path``, compiled alone from its source, or ``None``.
+
+    Only the function definition runs, with the module's literal constants and ``typing``'s :data:`_TYPING_NAMES`
+    in scope, so its signature (the hyperparameters' names and defaults) and annotations can be read without
+    importing the module and what it imports. A class without its own ``__init__`` has its one base's, found
+    through the module's ``from ... import`` of it (``object.__init__`` at the root). ``None`` when a module cannot
+    be parsed, the class is not at its module's top level, it has several bases or a base that is not imported by
+    name, ``__init__`` is decorated, or a default needs another name; an annotation that needs another name fails
+    later, where the annotations are resolved.
+    """
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name]
+    if len(classes) != 1 or depth > 8:
+        return None
+    inits = [
+        node for node in classes[0].body if isinstance(node, ast.FunctionDef) and node.name == "__init__"
+    ]
+    if not inits:
+        return _inherited_init(path, tree, classes[0], depth)
+    if len(inits) != 1 or inits[0].decorator_list:
+        return None
+    future = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(name.name == "annotations" for name in node.names)
+        for node in tree.body
+    )
+    namespace: dict[str, Any] = {name: getattr(typing, name) for name in _TYPING_NAMES}
+    namespace.update(_constants(tree))
+    try:
+        code = compile(
+            ast.Module(body=inits, type_ignores=[]),
+            str(path),
+            "exec",
+            flags=__future__.annotations.compiler_flag if future else 0,
+            dont_inherit=True,
+        )
+        exec(code, namespace)  # noqa: S102  (a function definition from the package's own source)
+    except Exception:  # noqa: BLE001  (a default that needs the module: the caller imports it instead)
+        return None
+    return namespace["__init__"]
+
+
+def _inherited_init(
+    path: Path, tree: ast.Module, node: ast.ClassDef, depth: int
+) -> Callable[..., None] | None:
+    """The ``__init__`` that ``node``, which defines none, inherits from its one base: a class of the same module
+    or one it imports by name (see :func:`init_from_source`)."""
+    if not node.bases:
+        return object.__init__
+    if len(node.bases) != 1 or node.keywords or not isinstance(node.bases[0], ast.Name):
+        return None
+    base = node.bases[0].id
+    if base == "object":
+        return object.__init__
+    if any(isinstance(statement, ast.ClassDef) and statement.name == base for statement in tree.body):
+        return init_from_source(path, base, depth + 1)
+    for statement in tree.body:
+        if isinstance(statement, ast.ImportFrom) and statement.module and not statement.level:
+            for name in statement.names:
+                if (name.asname or name.name) == base:
+                    try:
+                        found = importlib.util.find_spec(statement.module)
+                    except (ImportError, ValueError):
+                        return None
+                    if found is None or not found.origin or not found.origin.endswith(".py"):
+                        return None
+                    return init_from_source(Path(found.origin), name.name, depth + 1)
+    return None

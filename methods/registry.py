@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prunebench.declarations import read_declarations
+from prunebench.declarations import init_from_source, read_declarations
 from prunebench.errors import UsageError
 from prunebench.hparams import HParam, declared_hparams, format_value
 from prunebench.registry import Registry
@@ -93,7 +93,25 @@ class MethodSpec:
     @functools.cached_property
     def hparams(self) -> dict[str, HParam]:
         """Every hyperparameter of the method, then of its schedule (their names never collide)."""
-        declared = dict(declared_hparams(self.cls))
+        return self._with_schedule(declared_hparams(self.cls))
+
+    def listed_hparams(self) -> dict[str, HParam]:
+        """:attr:`hparams` as listings show them: read from the ``__init__`` in the class's source while its module
+        is not imported (:func:`~prunebench.declarations.init_from_source`), so that ``bench list methods
+        --details`` imports no torch; from the class when it is imported or its source cannot be read so."""
+        entry = _CLASSES.get(self.criterion)
+        init = None
+        if entry.cls is None and entry.source is not None:
+            init = init_from_source(entry.source, entry.target.partition(":")[2])
+        if init is None:
+            return self.hparams
+        try:
+            return self._with_schedule(declared_hparams(type(self.criterion, (), {"__init__": init})))
+        except TypeError:  # an annotation that needs a name of the module
+            return self.hparams
+
+    def _with_schedule(self, own: dict[str, HParam]) -> dict[str, HParam]:
+        declared = dict(own)
         if self.schedule_class is not None:
             declared.update(declared_hparams(self.schedule_class))
         return declared
@@ -162,6 +180,8 @@ class _Entry:
     summary: str
     track: str = "unstructured"
     cls: type[Method] | None = field(default=None, compare=False)
+    source: Path | None = field(default=None, compare=False)
+    """The file the registration was read from (``None`` for a class registered by importing its module)."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +203,8 @@ def _declare_package_methods() -> None:
         if module.name in _MACHINERY:
             continue
         qualified = f"prunebench.methods.{module.name}"
-        found = read_declarations(Path(module.module_finder.path) / f"{module.name}.py")
+        source = Path(module.module_finder.path) / f"{module.name}.py"
+        found = read_declarations(source)
         if found is None:
             importlib.import_module(qualified)
             continue
@@ -191,6 +212,7 @@ def _declare_package_methods() -> None:
             entry = _entry(
                 declared.name, f"{qualified}:{declared.class_name}", declared.summary, **declared.arguments
             )
+            entry = replace(entry, source=source)
             if declared.name in _CLASSES and _CLASSES.get(declared.name).cls is not None:
                 entry = replace(entry, cls=_CLASSES.get(declared.name).cls)  # imported before the registry
             _CLASSES.add(declared.name, entry, same=_same)

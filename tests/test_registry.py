@@ -248,3 +248,60 @@ def test_a_dataset_whose_registration_cannot_be_read_is_imported_and_its_check_i
     assert (spec.num_classes, spec.input_shape) == (3, (1, 2))
     with pytest.raises(RuntimeError, match="checked"):
         spec.check(None)
+
+
+def test_hyperparameters_listed_without_torch_are_those_the_classes_declare():
+    """``bench list methods --details`` reads each method's ``__init__`` from its source (base classes included)
+    in a process that never imports torch; what it lists equals the imported classes' declarations."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from prunebench.hparams import format_value\n"
+        "from prunebench.methods.registry import combinations\n"
+        "def rows(hparams):\n"
+        "    return [(h.name, h.type_name, format_value(h.default), h.help) for h in hparams.values()]\n"
+        "specs = combinations()\n"
+        "listed = {spec.key: rows(spec.listed_hparams()) for spec in specs}\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "imported = {spec.key: rows(spec.hparams) for spec in specs}\n"
+        "assert 'torch' in sys.modules\n"
+        "assert listed == imported, [key for key in listed if listed[key] != imported[key]]\n"
+        "print(sum(len(r) for r in listed.values()), len(specs))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    hyperparameters, methods = map(int, result.stdout.split())
+    assert methods >= 16 and hyperparameters > 50
+
+
+def test_an_init_is_read_from_source_through_its_base_and_refused_when_it_needs_the_module(tmp_path):
+    """A class without ``__init__`` has its base's; literal constants and ``typing`` names resolve; a default that
+    needs an import, or a class that is not there, gives ``None`` (the registry then imports the module)."""
+    from prunebench.declarations import init_from_source
+    from prunebench.hparams import declared_hparams
+
+    source = tmp_path / "plugin.py"
+    source.write_text(
+        "from __future__ import annotations\n"
+        "import math\n"
+        "from typing import Annotated\n"
+        "LIMIT = 3\n\n"
+        "class Base:\n"
+        "    def __init__(self, *, depth: Annotated[int, 'layers kept'] = LIMIT, rate: float | None = 1 / 4):\n"
+        "        raise AssertionError('never called')\n\n"
+        "class Child(Base):\n"
+        "    '''No __init__ of its own.'''\n\n"
+        "class Computed:\n"
+        "    def __init__(self, *, scale: float = math.pi):\n"
+        "        pass\n"
+    )
+    init = init_from_source(source, "Child")
+    declared = declared_hparams(type("Child", (), {"__init__": init}))
+    assert [(h.name, h.type_name, h.default, h.help) for h in declared.values()] == [
+        ("depth", "int", 3, "layers kept"),
+        ("rate", "float | None", 0.25, ""),
+    ]
+    assert init_from_source(source, "Computed") is None
+    assert init_from_source(source, "Missing") is None
