@@ -176,7 +176,8 @@ def init_from_source(path: Path, class_name: str, depth: int = 0) -> Callable[..
     in scope, so its signature (the hyperparameters' names and defaults) and annotations can be read without
     importing the module and what it imports. A class without its own ``__init__`` has its one base's, found
     through the module's ``from ... import`` of it (``object.__init__`` at the root). ``None`` when a module cannot
-    be parsed, the class is not at its module's top level, it has several bases or a base that is not imported by
+    be parsed, the class is not at its module's top level, something else may write its ``__init__`` (a decorator
+    other than ``@register``, a metaclass, an assignment), it has several bases or a base that is not imported by
     name, ``__init__`` is decorated, or a default needs another name; an annotation that needs another name fails
     later, where the annotations are resolved.
     """
@@ -185,7 +186,7 @@ def init_from_source(path: Path, class_name: str, depth: int = 0) -> Callable[..
     except (OSError, SyntaxError, UnicodeDecodeError):
         return None
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name]
-    if len(classes) != 1 or depth > 8:
+    if len(classes) != 1 or depth > 8 or not _plain(classes[0]):
         return None
     inits = [
         node for node in classes[0].body if isinstance(node, ast.FunctionDef) and node.name == "__init__"
@@ -216,6 +217,22 @@ def init_from_source(path: Path, class_name: str, depth: int = 0) -> Callable[..
     return namespace["__init__"]
 
 
+def _plain(node: ast.ClassDef) -> bool:
+    """Whether the class's ``__init__`` is what its body and bases say: no decorator but ``@register(...)`` (a
+    ``@dataclass`` writes one), no metaclass, no ``__init__`` bound by an assignment."""
+    assigned = [
+        target
+        for statement in node.body
+        if isinstance(statement, ast.Assign | ast.AnnAssign)
+        for target in (statement.targets if isinstance(statement, ast.Assign) else [statement.target])
+    ]
+    return (
+        not node.keywords
+        and all(_called(decorator, (REGISTER,)) for decorator in node.decorator_list)
+        and not any(isinstance(target, ast.Name) and target.id == "__init__" for target in assigned)
+    )
+
+
 def _inherited_init(
     path: Path, tree: ast.Module, node: ast.ClassDef, depth: int
 ) -> Callable[..., None] | None:
@@ -223,7 +240,7 @@ def _inherited_init(
     or one it imports by name (see :func:`init_from_source`)."""
     if not node.bases:
         return object.__init__
-    if len(node.bases) != 1 or node.keywords or not isinstance(node.bases[0], ast.Name):
+    if len(node.bases) != 1 or not isinstance(node.bases[0], ast.Name):
         return None
     base = node.bases[0].id
     if base == "object":

@@ -278,7 +278,8 @@ def test_hyperparameters_listed_without_torch_are_those_the_classes_declare():
 
 def test_an_init_is_read_from_source_through_its_base_and_refused_when_it_needs_the_module(tmp_path):
     """A class without ``__init__`` has its base's; literal constants and ``typing`` names resolve; a default that
-    needs an import, or a class that is not there, gives ``None`` (the registry then imports the module)."""
+    needs an import, a decorator that writes the ``__init__``, or a class that is not there, gives ``None`` (the
+    registry then imports the module)."""
     from prunebench.declarations import init_from_source
     from prunebench.hparams import declared_hparams
 
@@ -295,7 +296,10 @@ def test_an_init_is_read_from_source_through_its_base_and_refused_when_it_needs_
         "    '''No __init__ of its own.'''\n\n"
         "class Computed:\n"
         "    def __init__(self, *, scale: float = math.pi):\n"
-        "        pass\n"
+        "        pass\n\n"
+        "@dataclass\n"
+        "class Generated(Base):\n"
+        "    width: int = 2\n"
     )
     init = init_from_source(source, "Child")
     declared = declared_hparams(type("Child", (), {"__init__": init}))
@@ -304,4 +308,7 @@ def test_an_init_is_read_from_source_through_its_base_and_refused_when_it_needs_
         ("rate", "float | None", 0.25, ""),
     ]
     assert init_from_source(source, "Computed") is None
+    assert (
+        init_from_source(source, "Generated") is None
+    )  # the decorator writes an __init__ the source does not show
     assert init_from_source(source, "Missing") is None
