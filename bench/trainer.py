@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunebench.recipe import OptimConfig
+from prunebench.sgd_step import SGDStep
 
 if TYPE_CHECKING:
     from prunebench.checkpoint import RunCheckpoint
@@ -177,6 +178,7 @@ class Trainer:
         self.method_parameters = list(exclude)
         self.weight_parameters = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
         self.optimizer = build_optimizer(self.weight_parameters, optim)
+        self._sgd_step = SGDStep(self.optimizer)
         self._trained_parameters = self.weight_parameters + self.method_parameters
         self.steps_per_epoch = len(loader)
         self.total_steps = self.steps_per_epoch * epochs
@@ -309,7 +311,7 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.weight_parameters, self.optim_config.grad_clip, foreach=True)
             for hook in self.hooks:
                 hook.before_step(self)
-            self.optimizer.step()
+            self._sgd_step.step()
             self.scheduler.step()
             self.step += 1
             for hook in self.hooks:
