@@ -124,52 +124,81 @@ def relaxed_mask(scores: torch.Tensor, temperature: float, noise: torch.Tensor) 
     return torch.sigmoid((log_odds + noise) / temperature)
 
 
+class Scratch:
+    """Tensors of fixed shapes kept from one training step to the next, by name.
+
+    ProbMask's step works on several vectors as long as all the probabilities together. Allocated afresh at every
+    step, such vectors cost more than the arithmetic on them wherever the allocator hands large blocks back to the
+    system and their pages are faulted in again (on the CPU: a float64 copy of LeNet-300-100's 266,200 probabilities,
+    60 us into reused memory, 550 us into fresh memory inside a training step).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The tensor kept under ``name`` (uninitialized), made anew when ``shape`` or ``dtype`` changed."""
+        tensor = self._tensors.get(name)
+        if tensor is None or tensor.shape != shape or tensor.dtype != dtype:
+            tensor = self._tensors[name] = torch.empty(shape, dtype=dtype, device=self.device)
+        return tensor
+
+
 class RelaxedMasks(torch.autograd.Function):
     """``K`` relaxed masks ``m_k = sigmoid((log-odds(s) + n_k) / tau)`` from one draw, with their gradient in closed form.
 
-    ``forward(scores, tau, buffer, sizes)`` fills ``buffer`` (``K x N``, reused from step to step) with uniform draws
-    in one call, turns them into logistic noise in place (``logit`` with the clamp of :data:`NOISE_CLAMP`) and then
-    into the masks; the log-odds of ``s`` (:func:`log_odds`) are computed once for the ``K`` samples. It returns
-    each sample's mask cut into the layers' ``sizes`` (``K * len(sizes)`` views), so that each layer's gradient
-    arrives as its own tensor (slicing one flat mask per layer would make autograd add a zero vector of size ``N``
-    per layer and sample). ``backward``: ``dm_k/ds = m_k (1 - m_k) / tau * d log-odds/ds`` with
-    ``d log-odds/ds = 1/(s + eps) + 1/(1 - s + eps) = (1 + 2 eps) / ((s + eps)(1 - s + eps))``, so
-    ``dL/ds = sum_k dL/dm_k m_k (1 - m_k) / (tau (s + eps)(1 - s + eps))`` (``1 + 2 eps`` is 1 in float32).
-    Autograd of :func:`relaxed_mask` would keep six intermediate tensors per sample and run as many kernels backward.
-    The rows are valid until the next draw into ``buffer`` (the next training step).
+    ``forward(scores, tau, samples, sizes, scratch)`` fills a ``K x N`` tensor of ``scratch`` (:class:`Scratch`,
+    kept from step to step) with uniform draws in one call, turns them into logistic noise in place (``logit`` with
+    the clamp of :data:`NOISE_CLAMP`) and then into the masks; the log-odds of ``s`` (as :func:`log_odds`:
+    ``log(a / b)`` with ``a = s + eps``, ``b = 1 - s + eps``) are computed once for the ``K`` samples, and ``a`` and
+    ``b`` are kept for the gradient. It returns each sample's mask cut into the layers' ``sizes`` (``K * len(sizes)``
+    views), so that each layer's gradient arrives as its own tensor (slicing one flat mask per layer would make
+    autograd add a zero vector of size ``N`` per layer and sample). ``backward``: ``dm_k/ds = m_k (1 - m_k) / tau *
+    d log-odds/ds`` with ``d log-odds/ds = 1/a + 1/b = (1 + 2 eps) / (a b)``, so
+    ``dL/ds = sum_k dL/dm_k m_k (1 - m_k) / (tau a b)`` (``1 + 2 eps`` is 1 in float32). Autograd of
+    :func:`relaxed_mask` would keep six intermediate tensors per sample and run as many kernels backward.
+    The masks are valid until the next draw into ``scratch`` (the next training step).
     """
 
     @staticmethod
     def forward(
-        ctx, scores: torch.Tensor, temperature: float, buffer: torch.Tensor, sizes: list[int]
+        ctx, scores: torch.Tensor, temperature: float, samples: int, sizes: list[int], scratch: Scratch
     ) -> tuple[torch.Tensor, ...]:
-        buffer.uniform_()
-        torch.logit(buffer, eps=NOISE_CLAMP, out=buffer)
-        buffer.add_(log_odds(scores)).mul_(1.0 / temperature).sigmoid_()
-        ctx.save_for_backward(scores, buffer)
-        ctx.temperature, ctx.sizes = temperature, sizes
-        return tuple(part for row in buffer for part in row.split(sizes))
+        shape = tuple(scores.shape)
+        above = torch.add(scores, LOG_EPS, out=scratch.get("s + eps", shape))
+        below = torch.neg(scores, out=scratch.get("1 - s + eps", shape)).add_(1.0).add_(LOG_EPS)
+        odds = torch.div(above, below, out=scratch.get("vector", shape)).log_()
+        masks = scratch.get("masks", (samples, *shape)).uniform_()
+        torch.logit(masks, eps=NOISE_CLAMP, out=masks)
+        masks.add_(odds).mul_(1.0 / temperature).sigmoid_()
+        ctx.save_for_backward(scores, masks)
+        ctx.temperature, ctx.sizes, ctx.scratch = temperature, sizes, scratch
+        return tuple(part for row in masks for part in row.split(sizes))
 
     @staticmethod
-    def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None, None]:
+    def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None, None, None]:
         scores, masks = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        layers = len(ctx.sizes)
+            return None, None, None, None, None
+        layers, scratch, shape = len(ctx.sizes), ctx.scratch, tuple(scores.shape)
         total = torch.zeros_like(scores)
+        vector = scratch.get("vector", shape)
         for k, mask in enumerate(masks):
             parts = grads[k * layers : (k + 1) * layers]
             if all(g is None for g in parts):
                 continue
-            grad = torch.cat(
+            torch.cat(
                 [
                     g.reshape(-1) if g is not None else mask.new_zeros(n)
                     for g, n in zip(parts, ctx.sizes, strict=True)
-                ]
+                ],
+                out=vector,
             )
-            total.add_(torch.ops.aten.sigmoid_backward(grad, mask))
-        scale = (scores + LOG_EPS).mul_(1.0 - scores + LOG_EPS).mul_(ctx.temperature)
-        return total.div_(scale), None, None, None
+            total.add_(torch.ops.aten.sigmoid_backward.grad_input(vector, mask, grad_input=vector))
+        above, below = scratch.get("s + eps", shape), scratch.get("1 - s + eps", shape)
+        scale = torch.mul(above, below, out=vector).mul_(ctx.temperature)
+        return total.div_(scale), None, None, None, None
 
 
 def bisection_steps(dtype: torch.dtype) -> int:
@@ -177,7 +206,7 @@ def bisection_steps(dtype: torch.dtype) -> int:
     return round(-math.log2(torch.finfo(dtype).eps)) + 2
 
 
-def budget_shift(s: torch.Tensor, k: float, start: float = 0.0) -> float:
+def budget_shift(s: torch.Tensor, k: float, start: float = 0.0, scratch: Scratch | None = None) -> float:
     """The shift ``v`` of the projection ``clamp(s - v, 0, 1)`` of the flat ``s`` onto ``sum <= k`` (see
     :func:`project_to_budget`): ``0`` when ``sum(clamp(s, 0, 1)) <= k``, else the root of
     ``f(v) = sum(clamp(s - v, 0, 1)) - k`` within ``max(s) / 2^bisection_steps`` (the bisection's tolerance), on the
@@ -188,9 +217,12 @@ def budget_shift(s: torch.Tensor, k: float, start: float = 0.0) -> float:
     land on the root of the current linear piece; each is aimed half a tolerance past it, so that the root gets
     bracketed. A step that would leave the bracket ``[lo, hi]`` (``f(lo) > 0 >= f(hi)``) is replaced by a
     bisection, and so is the step after two that did not halve the bracket. A training step takes three to five
-    evaluations of ``f`` where a fixed bisection takes :func:`bisection_steps` (25 in float32).
+    evaluations of ``f`` where a fixed bisection takes :func:`bisection_steps` (25 in float32). ``f`` is summed in
+    float64; its vectors are kept in ``scratch`` (in training the session's, from step to step).
     """
-    work = torch.clamp(s, 0.0, 1.0)
+    scratch = scratch or Scratch(s.device)
+    shape = tuple(s.shape)
+    work = torch.clamp(s, 0.0, 1.0, out=scratch.get("vector", shape, s.dtype))
     if float(work.sum()) <= k:
         return 0.0
     lo, hi = 0.0, float(s.max())
@@ -199,8 +231,9 @@ def budget_shift(s: torch.Tensor, k: float, start: float = 0.0) -> float:
     width, slow, previous = hi - lo, 0, None
     for _ in range(3 * bisection_steps(s.dtype)):
         torch.sub(s, v, out=work)
-        active = _count_inside(work) if previous is None else 0
-        excess = float(work.clamp_(0.0, 1.0).sum(dtype=torch.float64)) - k
+        active = _count_inside(work, scratch) if previous is None else 0
+        work.clamp_(0.0, 1.0)
+        excess = float(scratch.get("float64 vector", shape, torch.float64).copy_(work).sum()) - k
         if excess > 0.0:
             lo = v
         else:
@@ -221,12 +254,11 @@ def budget_shift(s: torch.Tensor, k: float, start: float = 0.0) -> float:
     return hi
 
 
-def _count_inside(values: torch.Tensor) -> int:
+def _count_inside(values: torch.Tensor, scratch: Scratch) -> int:
     """``#{0 < v_i < 1}``, from comparisons written as 0/1 floats (boolean tensors cost several times more on the CPU)."""
-    above_zero = torch.gt(
-        values, 0.0, out=torch.empty(values.shape, dtype=torch.float32, device=values.device)
-    )
-    below_one = torch.lt(values, 1.0, out=torch.empty_like(above_zero))
+    shape = tuple(values.shape)
+    above_zero = torch.gt(values, 0.0, out=scratch.get("indicator", shape))
+    below_one = torch.lt(values, 1.0, out=scratch.get("second indicator", shape))
     return count_ones(above_zero.mul_(below_one))
 
 
@@ -307,8 +339,8 @@ class ProbMaskSession(MaskedSession):
         )
         self.current_masks: tuple[torch.Tensor, ...] | None = None
         """The relaxed mask of the sample being computed, one part per layer (only inside ``compute_loss``)."""
-        self.noise_buffer = torch.empty((method.samples, self.size), dtype=torch.float32, device=device)
-        """Scratch for each step's uniform draws, turned into its relaxed masks (:class:`RelaxedMasks`)."""
+        self.scratch = Scratch(device)
+        """The step's vectors of ``N`` entries: its draws and relaxed masks, the projection's (:class:`Scratch`)."""
         self.projection_shift = 0.0
         """The last projection's shift ``v``, where the next step's search starts (:func:`budget_shift`)."""
         self.slices: dict[str, tuple[int, int]] = {}
@@ -343,7 +375,7 @@ class ProbMaskSession(MaskedSession):
         tau = self.temperature(trainer.progress)
         loss = torch.zeros((), device=inputs.device)
         sizes = [b - a for a, b in self.slices.values()]
-        parts = RelaxedMasks.apply(self.scores, tau, self.noise_buffer, sizes)
+        parts = RelaxedMasks.apply(self.scores, tau, self.method.samples, sizes, self.scratch)
         for k in range(self.method.samples):
             self.current_masks = parts[k * len(sizes) : (k + 1) * len(sizes)]
             loss = loss + F.cross_entropy(self.model(inputs), targets)
@@ -361,7 +393,9 @@ class ProbMaskSession(MaskedSession):
             self.optimizer.param_groups[0]["lr"] = self.method.score_lr * cosine
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-            shift = budget_shift(self.scores, self.budget(trainer.progress), self.projection_shift)
+            shift = budget_shift(
+                self.scores, self.budget(trainer.progress), self.projection_shift, self.scratch
+            )
             self.scores.sub_(shift).clamp_(0.0, 1.0)
             self.projection_shift = shift
 

@@ -21,6 +21,7 @@ from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.probmask import (
     ProbMask,
     RelaxedMasks,
+    Scratch,
     logistic_noise,
     project_to_budget,
     relaxed_mask,
@@ -134,10 +135,9 @@ def test_relaxed_masks_and_their_closed_form_gradient_equal_autograd_of_the_refe
     s = torch.cat([torch.rand(3000), torch.tensor([0.0, 1.0, 1e-30, 1.0 - 2**-24])]).requires_grad_()
     grads = torch.randn(2, s.numel())
     for tau in (1.0, 0.3, 0.03):
-        buffer = torch.empty(2, s.numel())
         torch.manual_seed(5)
         sizes = [1000, 4, 2000]
-        parts = RelaxedMasks.apply(s, tau, buffer, sizes)
+        parts = RelaxedMasks.apply(s, tau, 2, sizes, Scratch(CPU))
         masks = [torch.cat(parts[:3]), torch.cat(parts[3:])]
         (gradient,) = torch.autograd.grad(sum((g * m).sum() for g, m in zip(grads, masks, strict=True)), s)
         torch.manual_seed(5)
