@@ -107,12 +107,6 @@ def logistic_noise(like: torch.Tensor) -> torch.Tensor:
     return torch.logit(torch.rand_like(like), eps=NOISE_CLAMP)
 
 
-def log_odds(scores: torch.Tensor) -> torch.Tensor:
-    """``log(s + eps) - log(1 - s + eps)`` in one logarithm, ``log((s + eps) / (1 - s + eps))``: the ratio lies
-    in ``[1e-20, 1e20]`` for ``s`` in ``[0, 1]``, inside float32's range, so it is finite wherever the two-log form is."""
-    return torch.log((scores + LOG_EPS) / (1.0 - scores + LOG_EPS))
-
-
 def relaxed_mask(scores: torch.Tensor, temperature: float, noise: torch.Tensor) -> torch.Tensor:
     """The binary-concrete relaxation of ``Bernoulli(scores)``: ``sigmoid((log s - log(1 - s) + noise) / tau)``.
 
@@ -150,9 +144,10 @@ class RelaxedMasks(torch.autograd.Function):
 
     ``forward(scores, tau, samples, sizes, scratch)`` fills a ``K x N`` tensor of ``scratch`` (:class:`Scratch`,
     kept from step to step) with uniform draws in one call, turns them into logistic noise in place (``logit`` with
-    the clamp of :data:`NOISE_CLAMP`) and then into the masks; the log-odds of ``s`` (as :func:`log_odds`:
-    ``log(a / b)`` with ``a = s + eps``, ``b = 1 - s + eps``) are computed once for the ``K`` samples, and ``a`` and
-    ``b`` are kept for the gradient. It returns each sample's mask cut into the layers' ``sizes`` (``K * len(sizes)``
+    the clamp of :data:`NOISE_CLAMP`) and then into the masks; the log-odds of ``s``, ``log(s + eps) - log(1 - s + eps)``,
+    are computed once for the ``K`` samples in one logarithm, ``log(a / b)`` with ``a = s + eps``, ``b = 1 - s + eps``
+    (the ratio lies in ``[1e-20, 1e20]`` for ``s`` in ``[0, 1]``, inside float32's range, so it is finite wherever
+    the two-log form is), and ``a`` and ``b`` are kept for the gradient. It returns each sample's mask cut into the layers' ``sizes`` (``K * len(sizes)``
     views), so that each layer's gradient arrives as its own tensor (slicing one flat mask per layer would make
     autograd add a zero vector of size ``N`` per layer and sample). ``backward``: ``dm_k/ds = m_k (1 - m_k) / tau *
     d log-odds/ds`` with ``d log-odds/ds = 1/a + 1/b = (1 + 2 eps) / (a b)``, so
