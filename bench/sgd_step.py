@@ -49,8 +49,12 @@ class SGDStep:
 
     def step(self) -> None:
         grads = [p.grad for p in self._params]
+        # Read at every step: the scheduler writes the lr there, a loaded state_dict replaces the group, and
+        # add_param_group may add one that the direct call would miss.
+        groups = self.optimizer.param_groups
         if (
             not self._direct
+            or len(groups) != 1
             or self._buffers is None
             or self.optimizer.state is not self._state  # a loaded state_dict brings other buffers
             or any(g is None for g in grads)
@@ -60,8 +64,7 @@ class SGDStep:
             self._buffers = self._read_buffers()
             self._state = self.optimizer.state
             return
-        # read at every step: the scheduler writes its lr there, and a loaded state_dict replaces the group
-        group = self.optimizer.param_groups[0]
+        group = groups[0]
         with torch.no_grad():
             torch._fused_sgd_(
                 self._params,

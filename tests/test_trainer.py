@@ -128,3 +128,24 @@ def test_the_direct_sgd_step_leaves_a_parameter_without_gradient_to_optimizer_st
         stepper.step()
     for a, b in zip(reference.parameters(), ours.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_direct_sgd_step_steps_a_parameter_group_added_later() -> None:
+    """A group added with ``add_param_group`` after the direct calls began is stepped as ``optimizer.step()`` does."""
+    (reference, reference_optimizer), (ours, optimizer) = _sgd_pair(0.9, False, 0.0)
+    stepper = SGDStep(optimizer)
+    extra = {id(m): nn.Parameter(torch.ones(3)) for m in (reference, ours)}
+    for i in range(6):
+        if i == 3:
+            reference_optimizer.add_param_group({"params": [extra[id(reference)]]})
+            optimizer.add_param_group({"params": [extra[id(ours)]]})
+        inputs = torch.randn(8, 5)
+        for model in (reference, ours):
+            model.zero_grad(set_to_none=True)
+            (model(inputs).square().mean() + extra[id(model)].square().sum()).backward()
+        reference_optimizer.step()
+        stepper.step()
+    assert torch.equal(extra[id(reference)], extra[id(ours)])
+    assert not torch.equal(extra[id(ours)], torch.ones(3))
+    for a, b in zip(reference.parameters(), ours.parameters(), strict=True):
+        assert torch.equal(a, b)
