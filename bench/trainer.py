@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from prunebench.fused_step import SGDStep
 from prunebench.recipe import OptimConfig
-from prunebench.sgd_step import SGDStep
 
 if TYPE_CHECKING:
     from prunebench.checkpoint import RunCheckpoint

@@ -75,6 +75,7 @@ import torch
 from torch import nn
 
 from prunebench.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
+from prunebench.fused_step import AdamStep
 from prunebench.methods.base import (
     FinalMasks,
     Masks,
@@ -171,6 +172,7 @@ class MovementSession(MaskedSession):
             weight_decay=0.0,
             fused=all(s.device.type in ("cpu", "cuda") for s in self.scores.values()) or None,
         )
+        self._score_step = AdamStep(self.optimizer)
 
     def method_parameters(self) -> list[torch.Tensor]:
         return list(self.scores.values())
@@ -187,8 +189,8 @@ class MovementSession(MaskedSession):
     def before_step(self, trainer: Trainer) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = self.step_lr * trainer.lr_factor
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._score_step.step()
+        self._score_step.zero_grad()
 
     def after_step(self, trainer: Trainer) -> None:
         self.update_masks(trainer.progress)

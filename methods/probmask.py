@@ -85,6 +85,7 @@ from torch.nn import functional as F
 
 from prunebench.allocation import keep_budget
 from prunebench.errors import UsageError
+from prunebench.fused_step import AdamStep
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
 from prunebench.methods.masked import MaskedSession, count_ones
 from prunebench.methods.registry import register
@@ -332,6 +333,7 @@ class ProbMaskSession(MaskedSession):
         self.optimizer = torch.optim.Adam(
             [self.scores], lr=method.score_lr, weight_decay=0.0, fused=device.type in ("cpu", "cuda") or None
         )
+        self._score_step = AdamStep(self.optimizer)
         self.current_masks: tuple[torch.Tensor, ...] | None = None
         """The relaxed mask of the sample being computed, one part per layer (only inside ``compute_loss``)."""
         self.scratch = Scratch(device)
@@ -386,8 +388,8 @@ class ProbMaskSession(MaskedSession):
         with torch.no_grad():
             cosine = 0.5 * (1.0 + math.cos(math.pi * trainer.progress))
             self.optimizer.param_groups[0]["lr"] = self.method.score_lr * cosine
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            self._score_step.step()
+            self._score_step.zero_grad()
             shift = budget_shift(
                 self.scores, self.budget(trainer.progress), self.projection_shift, self.scratch
             )

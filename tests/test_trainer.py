@@ -1,9 +1,7 @@
-"""The shared training loop: progress and learning-rate factor as methods see them, resuming mid-schedule, and the
-weights' SGD step against ``torch.optim.SGD``."""
+"""The shared training loop: progress and learning-rate factor as methods see them, resuming mid-schedule."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -12,7 +10,6 @@ from torch import nn
 
 from prunebench.datasets.memory import TensorLoader
 from prunebench.recipe import OptimConfig
-from prunebench.sgd_step import SGDStep
 from prunebench.trainer import Trainer, TrainHook
 
 
@@ -69,83 +66,3 @@ def test_a_resumed_run_sees_the_full_runs_learning_rates_and_batches() -> None:
 def test_steps_outside_the_schedule_are_refused() -> None:
     with pytest.raises(ValueError, match="within the schedule"):
         Trainer(nn.Linear(3, 2), loader(), OptimConfig(), 3, start=10, stop=30)
-
-
-def _sgd_pair(momentum: float, nesterov: bool, weight_decay: float):
-    torch.manual_seed(1)
-    reference = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
-    ours = copy.deepcopy(reference)
-    options = dict(lr=0.3, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, fused=True)
-    return (
-        (reference, torch.optim.SGD(reference.parameters(), **options)),
-        (ours, torch.optim.SGD(ours.parameters(), **options)),
-    )
-
-
-@pytest.mark.parametrize(
-    "momentum, nesterov, weight_decay", [(0.9, False, 5e-4), (0.9, True, 0.0), (0.0, False, 1e-3)]
-)
-def test_the_direct_sgd_step_is_optimizer_step_to_the_bit(momentum, nesterov, weight_decay) -> None:
-    """SGDStep calls the fused kernel itself after the first step; weights and momentum buffers equal those of
-    ``torch.optim.SGD(fused=True).step()`` to the bit, through a learning rate that changes every step and a state
-    loaded midway (as a resumed run's)."""
-    (reference, reference_optimizer), (ours, optimizer) = _sgd_pair(momentum, nesterov, weight_decay)
-    stepper = SGDStep(optimizer)
-    calls = []
-    step = optimizer.step
-    optimizer.step = lambda: calls.append(1) or step()
-    for i in range(12):
-        inputs = torch.randn(8, 5)
-        for model in (reference, ours):
-            model.zero_grad(set_to_none=True)
-            model(inputs).square().mean().backward()
-        for o in (reference_optimizer, optimizer):
-            o.param_groups[0]["lr"] = 0.3 * math.cos(i / 12)
-        if i == 6:
-            optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
-        reference_optimizer.step()
-        stepper.step()
-    assert len(calls) == 2  # only the first step and the one after the load went through optimizer.step()
-    for a, b in zip(reference.parameters(), ours.parameters(), strict=True):
-        assert torch.equal(a, b)
-        if momentum:
-            assert torch.equal(
-                reference_optimizer.state[a]["momentum_buffer"], optimizer.state[b]["momentum_buffer"]
-            )
-
-
-def test_the_direct_sgd_step_leaves_a_parameter_without_gradient_to_optimizer_step() -> None:
-    (reference, reference_optimizer), (ours, optimizer) = _sgd_pair(0.9, False, 0.0)
-    stepper = SGDStep(optimizer)
-    for i in range(4):
-        inputs = torch.randn(8, 5)
-        for model in (reference, ours):
-            model.zero_grad(set_to_none=True)
-            model(inputs).square().mean().backward()
-            if i == 2:
-                model[2].bias.grad = None  # torch.optim.SGD skips it: its weight and buffer stay as they are
-        reference_optimizer.step()
-        stepper.step()
-    for a, b in zip(reference.parameters(), ours.parameters(), strict=True):
-        assert torch.equal(a, b)
-
-
-def test_the_direct_sgd_step_steps_a_parameter_group_added_later() -> None:
-    """A group added with ``add_param_group`` after the direct calls began is stepped as ``optimizer.step()`` does."""
-    (reference, reference_optimizer), (ours, optimizer) = _sgd_pair(0.9, False, 0.0)
-    stepper = SGDStep(optimizer)
-    extra = {id(m): nn.Parameter(torch.ones(3)) for m in (reference, ours)}
-    for i in range(6):
-        if i == 3:
-            reference_optimizer.add_param_group({"params": [extra[id(reference)]]})
-            optimizer.add_param_group({"params": [extra[id(ours)]]})
-        inputs = torch.randn(8, 5)
-        for model in (reference, ours):
-            model.zero_grad(set_to_none=True)
-            (model(inputs).square().mean() + extra[id(model)].square().sum()).backward()
-        reference_optimizer.step()
-        stepper.step()
-    assert torch.equal(extra[id(reference)], extra[id(ours)])
-    assert not torch.equal(extra[id(ours)], torch.ones(3))
-    for a, b in zip(reference.parameters(), ours.parameters(), strict=True):
-        assert torch.equal(a, b)
