@@ -99,8 +99,9 @@ EXACT_FLOAT32_COUNT = 2**24
 
 
 def count_ones(indicator: torch.Tensor) -> int:
-    """The number of ones in a 0/1 float tensor, exactly (in float64 where float32 could round)."""
-    if indicator.numel() < EXACT_FLOAT32_COUNT:
+    """The number of ones in a 0/1 float tensor, exactly (in float64 where its own dtype could round: more than
+    ``2**24`` entries, or a dtype narrower than float32)."""
+    if indicator.dtype == torch.float32 and indicator.numel() < EXACT_FLOAT32_COUNT:
         return int(indicator.sum())
     return int(indicator.sum(dtype=torch.float64))
 
@@ -113,7 +114,7 @@ class TrackedTopK:
     bottom; when the ``k``-th entry lies in the band, the band's few entries are gathered and ranked
     (``torch.kthvalue``), else the band widens (x4). The mask is ``v >= t``. When exactly ``k`` entries reach ``t``
     the top ``k`` is unique, so this mask is the one any exact selection (``torch.topk``) gives; when entries tie at
-    ``t`` (the choice among them is ``torch.topk``'s own), :meth:`mask` returns ``None`` and the caller selects with
+    ``t`` (the choice among them is ``torch.topk``'s own), :meth:`mask` returns ``False`` and the caller selects with
     ``torch.topk`` as before. A run's masks are therefore identical to a global top-k at every step.
 
     ``threshold`` and ``move`` only speed the search: a fresh tracker finds the same masks.
@@ -125,7 +126,6 @@ class TrackedTopK:
         self.move = 0.0
         """The threshold's last move, expected again at the next step: the first band is centred there, as wide."""
         self._band: _Band | None = None
-        self._mask: torch.Tensor | None = None
 
     def _search_band(self, values: torch.Tensor, k: int) -> tuple[float, int] | None:
         """The ``k``-th largest entry and the number of entries at or above it, found in a band around the
@@ -143,10 +143,10 @@ class TrackedTopK:
             width = 4.0 * width + 1e-12
         return None
 
-    def mask(self, values: torch.Tensor, k: int) -> torch.Tensor | None:
-        """The mask of the ``k`` highest entries of the flat ``values`` (``1 <= k <= values.numel()``) as 0/1 in
-        float32, or ``None`` when entries tie at the ``k``-th largest value (or a NaN hides it). The mask is the
-        tracker's buffer: the next call overwrites it."""
+    def mask(self, values: torch.Tensor, k: int, out: torch.Tensor) -> bool:
+        """Write the mask of the ``k`` highest entries of the flat ``values`` (``1 <= k <= values.numel()``) into
+        ``out`` as 0/1 (of ``out``'s dtype, its shape that of ``values``); ``False`` when entries tie at the
+        ``k``-th largest value (or a NaN hides it), and ``out`` then holds no top-k."""
         searched = self._search_band(values, k)
         if searched is None:
             found, reached = float(torch.kthvalue(values, values.numel() - k + 1).values), None
@@ -154,12 +154,10 @@ class TrackedTopK:
             found, reached = searched
         self.move = 0.0 if self.threshold is None else found - self.threshold
         self.threshold = found
-        if self._mask is None or self._mask.shape != values.shape or self._mask.device != values.device:
-            self._mask = torch.empty(values.shape, dtype=torch.float32, device=values.device)
-        torch.ge(values, found, out=self._mask)
+        torch.ge(values, found, out=out)
         if reached is None:
-            reached = count_ones(self._mask)
-        return self._mask if reached == k else None
+            reached = count_ones(out)
+        return reached == k
 
 
 class _Band:

@@ -75,6 +75,7 @@ import torch
 from torch import nn
 
 from prunebench.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
+from prunebench.errors import UsageError
 from prunebench.fused_step import AdamStep
 from prunebench.methods.base import (
     FinalMasks,
@@ -126,16 +127,31 @@ class StraightThroughMask(torch.autograd.Function):
 class ScoredMask(nn.Module):
     """Parametrization ``weight -> weight * mask`` with learnable scores ``S`` and the current binary mask.
 
-    The session writes ``mask`` (same dtype as the weight) from the scores once per step.
+    ``scores`` and ``mask`` (the weight's shape and dtype) are taken as they are, not copied: the session holds each
+    as a view of one vector over all layers, so that its global top-k reads the scores and writes the masks in
+    place. The session writes ``mask`` from the scores once per step.
     """
 
-    def __init__(self, weight: torch.Tensor, score_init: float) -> None:
+    def __init__(self, scores: torch.Tensor, mask: torch.Tensor) -> None:
         super().__init__()
-        self.scores = nn.Parameter(torch.full_like(weight, score_init, requires_grad=True))
-        self.register_buffer("mask", torch.ones_like(weight, requires_grad=False))
+        self.scores = nn.Parameter(scores)
+        self.register_buffer("mask", mask)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return StraightThroughMask.apply(weight, self.scores, self.mask)
+
+
+def flat_views(weights: Weights, fill: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One vector filled with ``fill`` over all of ``weights``' entries, and each weight's part of it as a view of
+    the weight's shape."""
+    first = next(iter(weights.values()))
+    if any((w.device, w.dtype) != (first.device, first.dtype) for w in weights.values()):
+        raise UsageError("movement pruning needs every prunable weight on one device and of one dtype")
+    flat = torch.full(
+        (sum(w.numel() for w in weights.values()),), fill, dtype=first.dtype, device=first.device
+    )
+    parts = flat.split([w.numel() for w in weights.values()])
+    return flat, {name: part.view_as(w) for (name, w), part in zip(weights.items(), parts, strict=True)}
 
 
 class MovementSession(MaskedSession):
@@ -161,7 +177,10 @@ class MovementSession(MaskedSession):
         self.start = initial_warmup
         self.end = 1.0 - final_warmup
         self.step_lr = score_lr
-        self.masks = {name: ScoredMask(weight.detach(), score_init) for name, weight in weights.items()}
+        self.flat_scores, scores = flat_views(weights, score_init)
+        self.flat_mask, masks = flat_views(weights, 1.0)
+        """All layers' scores and masks, each one vector whose parts are the layers' (:class:`ScoredMask`)."""
+        self.masks = {name: ScoredMask(scores[name], masks[name]) for name in weights}
         super().__init__(model, weights, self.masks)
         self.scores = {name: p.scores for name, p in self.masks.items()}
         self.optimizer = torch.optim.Adam(
@@ -228,8 +247,6 @@ class HardMovementSession(MovementSession):
             if scope == "global" and global_floor is not None
             else None
         )
-        self._flat_scores = torch.empty(0, device=next(iter(weights.values())).device)
-        """All scores in one vector for the global top-k (refilled at every step, kept to save an allocation)."""
         self.top_k_trackers = {key: TrackedTopK() for key in (["global"] if scope == "global" else weights)}
         """Per-step search state of the top-k (:class:`~prunebench.methods.masked.TrackedTopK`): the last
         threshold of the global scores, or of each layer's; it speeds the search and never changes a mask."""
@@ -245,39 +262,35 @@ class HardMovementSession(MovementSession):
         return masks_from_scores(self.scores, sparsity, self.scope)
 
     @torch.no_grad()
-    def step_masks(self, sparsity: float) -> Masks:
-        """:meth:`top_masks` at ``sparsity``, found from the previous step's thresholds (:class:`TrackedTopK`):
-        the same masks, with ``torch.topk`` only where scores tie at the threshold or a layer falls to its floor.
-        The tracker's masks are 0/1 in float32, ``torch.topk``'s boolean; :meth:`_write` takes either."""
+    def write_step_masks(self, sparsity: float) -> None:
+        """Write :meth:`top_masks` at ``sparsity`` into the layers' masks, found from the previous step's thresholds
+        (:class:`TrackedTopK`, writing the masks in place): the same masks, with ``torch.topk`` only where scores tie
+        at the threshold or a layer falls to its floor."""
         if self.scope == "global":
-            flat = torch.cat([s.detach().reshape(-1) for s in self.scores.values()], out=self._flat_scores)
-            mask = self.top_k_trackers["global"].mask(flat, keep_budget(flat.numel(), sparsity))
-            if mask is None:
-                return self.top_masks(sparsity)
-            masks = dict(zip(self.scores, mask.split([s.numel() for s in self.scores.values()]), strict=True))
-            if self.floors is not None:
-                if any(count_ones(m) < self.floors[name] for name, m in masks.items()):
-                    # A layer below its floor: the floor's own top-k decides (rare: the floor is 0.5%).
-                    return self.top_masks(sparsity)
-            # Every layer holds at least its floor among the unique global top-k, so the floor's top-k lies
-            # within it and exact_top_k selects the same set.
-            return {name: m.view_as(self.scores[name]) for name, m in masks.items()}
+            found = self.top_k_trackers["global"].mask(
+                self.flat_scores, keep_budget(self.flat_scores.numel(), sparsity), out=self.flat_mask
+            )
+            if found and self.floors is not None:
+                # Every layer holding at least its floor among the unique global top-k, the floor's top-k lies
+                # within it and exact_top_k selects the same set; a layer below it: the floor's top-k decides
+                # (rare: the floor is 0.5%).
+                found = all(count_ones(p.mask) >= self.floors[name] for name, p in self.masks.items())
+            if not found:
+                self._write(self.top_masks(sparsity))
+            return
         counts = layer_keep_counts({n: s.shape for n, s in self.scores.items()}, sparsity, self.scope)
-        masks = {}
         for name, scores in self.scores.items():
-            flat = scores.detach().reshape(-1)
-            mask = self.top_k_trackers[name].mask(flat, counts[name]) if counts[name] > 0 else None
-            masks[name] = (mask if mask is not None else top_mask(flat, counts[name])).view_as(scores)
-        return masks
+            flat, live = scores.detach().view(-1), self.masks[name].mask.view(-1)
+            if counts[name] == 0 or not self.top_k_trackers[name].mask(flat, counts[name], out=live):
+                live.copy_(top_mask(flat, counts[name]))
 
     def update_masks(self, progress: float) -> None:
         keep = self.keep_fraction(progress)
         if keep >= 1.0:
             with torch.no_grad():
-                for parametrization in self.masks.values():
-                    parametrization.mask.fill_(1.0)
+                self.flat_mask.fill_(1.0)
             return
-        self._write(self.step_masks(1.0 - keep))
+        self.write_step_masks(1.0 - keep)
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
         return FinalMasks(masks=self.top_masks(self.sparsity), method_sparsity=self.sparsity)

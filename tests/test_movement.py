@@ -46,8 +46,7 @@ def test_score_gradient_is_the_weight_gradient_times_the_weight() -> None:
     expected_scores = masked.grad * weight
     expected_weight = masked.grad * mask
 
-    parametrization = ScoredMask(layer.weight.detach(), score_init=0.0)
-    parametrization.mask.copy_(mask)
+    parametrization = ScoredMask(torch.zeros_like(weight), mask.float())
     parametrize.register_parametrization(layer, "weight", parametrization)
     nn.functional.cross_entropy(layer(inputs), targets).backward()
     torch.testing.assert_close(parametrization.scores.grad, expected_scores)
@@ -233,7 +232,7 @@ def test_end_to_end_reaches_the_exact_target(method: str, scope: str, tmp_path: 
 @pytest.mark.parametrize("band", ["numpy", "torch"])
 def test_tracked_top_k_equals_torch_topk_at_every_step(band: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scores moving by Adam-sized steps, a keep count along the cubic ramp, a block of exact ties (weights that
-    never get a gradient keep their initial score), and jumps: the tracked mask is torch.topk's, or None at a tie.
+    never get a gradient keep their initial score), and jumps: the tracked mask is torch.topk's, or False at a tie.
     ``torch``: the band search other devices use, run here on the CPU."""
     from prunebench.methods import masked
     from prunebench.methods.masked import TrackedTopK
@@ -246,6 +245,7 @@ def test_tracked_top_k_equals_torch_topk_at_every_step(band: str, monkeypatch: p
     scores = torch.randn(size, generator=generator) * 0.05
     scores[:2000] = 0.0  # ties that the threshold crosses on its way up
     tracker, tracked = TrackedTopK(), 0
+    mask = torch.full((size,), 7.0)
     for step in range(steps):
         moving = scores[2000:]
         moving += 1e-3 * torch.sign(torch.randn(moving.shape, generator=generator))
@@ -256,19 +256,19 @@ def test_tracked_top_k_equals_torch_topk_at_every_step(band: str, monkeypatch: p
         keep = round(size * (0.02 + 0.98 * (1 - step / steps) ** 3))
         expected = torch.zeros(size, dtype=torch.bool)
         expected[torch.topk(scores, keep, sorted=False).indices] = True
-        mask = tracker.mask(scores, keep)
-        if mask is None:
+        if not tracker.mask(scores, keep, out=mask):
             ranked = scores.sort(descending=True).values
-            assert keep < size and ranked[keep - 1] == ranked[keep], step  # None only at a tie
+            assert keep < size and ranked[keep - 1] == ranked[keep], step  # False only at a tie
         else:
             tracked += 1
-            assert mask.dtype == torch.float32 and torch.equal(mask.bool(), expected), step
+            assert torch.equal(mask, expected.float()), step
     assert tracked > 0.8 * steps
 
 
 @pytest.mark.parametrize("scope", ["global", "uniform"])
 def test_per_step_masks_are_the_exact_top_k_of_every_step(scope: str) -> None:
-    """A session's step masks equal top_masks (torch.topk with the floors) at every step of a training run."""
+    """The masks a session writes at each step of a training run (in place, from the trackers) equal top_masks
+    (torch.topk with the floors)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 3))
     weights = prunable_weights(model)
@@ -278,17 +278,31 @@ def test_per_step_masks_are_the_exact_top_k_of_every_step(scope: str) -> None:
     trainer = Trainer(
         model, loader, OptimConfig(lr=0.05), 6, hooks=[session], exclude=session.method_parameters()
     )
-    compared = []
+    compared, tracked = [], []
+    for tracker in session.top_k_trackers.values():
+        tracker.mask = lambda *a, _mask=tracker.mask, **k: tracked.append(_mask(*a, **k)) or tracked[-1]
 
     def checked(progress: float) -> None:
+        HardMovementSession.update_masks(session, progress)
         keep = session.keep_fraction(progress)
         if keep < 1.0:
             exact = session.top_masks(1.0 - keep)
-            stepped = session.step_masks(1.0 - keep)
-            assert all(torch.equal(stepped[n].bool(), exact[n]) for n in exact)
+            assert all(torch.equal(session.masks[n].mask, exact[n].float()) for n in exact)
             compared.append(progress)
-        HardMovementSession.update_masks(session, progress)
 
     session.update_masks = checked
     trainer.fit()
     assert len(compared) > 0.8 * trainer.total_steps
+    assert sum(tracked) > 0.8 * len(tracked)  # written in place by the trackers, not by torch.topk
+
+
+@pytest.mark.parametrize("scope", ["global", "uniform"])
+def test_tied_scores_are_selected_by_top_k(scope: str) -> None:
+    """All scores at their initial 0 tie everywhere: the trackers find no unique top-k and the masks written are
+    torch.topk's (top_masks), with exactly the kept count."""
+    model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 3))
+    session = HardMovementSession(model, prunable_weights(model), 0.9, scope, global_floor=0.005, **SESSION)
+    session.write_step_masks(0.5)
+    exact = session.top_masks(0.5)
+    assert all(torch.equal(session.masks[n].mask, exact[n].float()) for n in exact)
+    assert int(session.flat_mask.sum()) == 460  # half of the 800 + 120 weights (uniform: 400 + 60)
