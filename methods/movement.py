@@ -145,8 +145,11 @@ def flat_views(weights: Weights, fill: float) -> tuple[torch.Tensor, dict[str, t
     """One vector filled with ``fill`` over all of ``weights``' entries, and each weight's part of it as a view of
     the weight's shape."""
     first = next(iter(weights.values()))
-    if any((w.device, w.dtype) != (first.device, first.dtype) for w in weights.values()):
-        raise UsageError("movement pruning needs every prunable weight on one device and of one dtype")
+    kinds = sorted({f"{w.dtype} on {w.device}" for w in weights.values()})
+    if len(kinds) > 1:
+        raise UsageError(
+            f"movement pruning needs every prunable weight of one dtype on one device, found {', '.join(kinds)}"
+        )
     flat = torch.full(
         (sum(w.numel() for w in weights.values()),), fill, dtype=first.dtype, device=first.device
     )

@@ -12,8 +12,15 @@ from torch.nn.utils import parametrize
 
 from prunebench.config import RunConfig
 from prunebench.datasets.memory import TensorLoader
+from prunebench.errors import UsageError
 from prunebench.methods import get_method
-from prunebench.methods.movement import HardMovementSession, ScoredMask, SoftMovementSession, matrix_floor
+from prunebench.methods.movement import (
+    HardMovementSession,
+    ScoredMask,
+    SoftMovementSession,
+    flat_views,
+    matrix_floor,
+)
 from prunebench.prunable import prunable_weights
 from prunebench.recipe import OptimConfig
 from prunebench.runner import execute
@@ -306,3 +313,16 @@ def test_tied_scores_are_selected_by_top_k(scope: str) -> None:
     exact = session.top_masks(0.5)
     assert all(torch.equal(session.masks[n].mask, exact[n].float()) for n in exact)
     assert int(session.flat_mask.sum()) == 460  # half of the 800 + 120 weights (uniform: 400 + 60)
+
+
+def test_flat_views_are_the_weights_parts_of_one_vector() -> None:
+    weights = {"a": torch.zeros(2, 3), "b": torch.zeros(4)}
+    flat, parts = flat_views(weights, 0.5)
+    assert flat.shape == (10,) and torch.equal(flat, torch.full((10,), 0.5))
+    assert parts["a"].shape == (2, 3) and parts["b"].shape == (4,)
+    parts["b"][1] = 7.0  # a view: writing a layer's part writes the vector
+    assert flat[7] == 7.0
+    with pytest.raises(
+        UsageError, match=r"one dtype on one device, found torch.bfloat16 on cpu, torch.float32 on cpu"
+    ):
+        flat_views({"a": torch.zeros(3), "b": torch.zeros(3, dtype=torch.bfloat16)}, 0.0)
