@@ -233,16 +233,13 @@ def _model_input(args: argparse.Namespace) -> tuple[tuple[int, ...], int, str]:
 
 def _list_prunable(args: argparse.Namespace, console) -> None:
     """The prunable set of a model, built on the meta device (shapes only, no memory), and what is left out."""
-    import torch
-
-    from prunebench.models import build_model
+    from prunebench.models import build_model_shapes
     from prunebench.prunable import prunable_set
 
     if not args.model:
         raise UsageError("`bench list prunable MODEL`: name a model (`bench list models`) or hf:<config>")
     input_shape, classes, source = _model_input(args)
-    with torch.device("meta"):
-        model = build_model(args.model, input_shape, classes)
+    model = build_model_shapes(args.model, input_shape, classes)
     entries = prunable_set(model, prune_embeddings=args.prune_embeddings)
     table = _name_table("weight", "shape", "size", "kind", "pruned")
     for entry in entries:

@@ -523,16 +523,13 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
 def _prunable_shapes(dataset: str, model: str, prunable: PrunableOptions) -> dict[str, tuple[int, ...]]:
     """The shapes of the prunable weights of ``model`` on ``dataset``, built on the ``meta`` device (no memory, no
     initialization cost), or on the CPU where the model's code cannot run on ``meta``."""
-    import torch
-
     from prunebench.datasets import get_dataset
-    from prunebench.models import build_model
+    from prunebench.models import build_model, build_model_shapes
     from prunebench.prunable import prunable_weights
 
     data = get_dataset(dataset)
     try:
-        with torch.device("meta"):
-            network = build_model(model, data.input_shape, data.num_classes)
+        network = build_model_shapes(model, data.input_shape, data.num_classes)
     except Exception:  # noqa: BLE001  (the model's own code may need real tensors: build it on the CPU)
         try:
             network = build_model(model, data.input_shape, data.num_classes)

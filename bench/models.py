@@ -112,6 +112,43 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn
     return get_model(name).build(tuple(input_shape), num_classes)
 
 
+_VALUE_FILLS = frozenset(
+    {
+        "normal_",
+        "uniform_",
+        "erfinv_",
+        "clamp_",
+        "clamp_min_",
+        "clamp_max_",
+        "exponential_",
+        "log_normal_",
+        "cauchy_",
+        "geometric_",
+    }
+)
+"""In-place operations that change a tensor's values only: what initialization functions call."""
+
+
+class _SkipValueFills(torch.overrides.TorchFunctionMode):
+    """The in-place fills of :data:`_VALUE_FILLS` return a meta tensor untouched: it has no values to fill. On the
+    meta device PyTorch runs several of them (``normal_``, ``erfinv_``, ``clamp_``) through its Python
+    decompositions, whose first use imports the compiler stack (``torch._dynamo``, about 2 s)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes its tensor by keyword
+        if getattr(func, "__name__", None) in _VALUE_FILLS and getattr(target, "is_meta", False):
+            return target
+        return func(*args, **kwargs)
+
+
+def build_model_shapes(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model ``name`` on the ``meta`` device: its modules and their tensors' shapes, without memory or values
+    (initialization is skipped). Raises what the model's code raises where it cannot run on ``meta``."""
+    with torch.device("meta"), _SkipValueFills():
+        return build_model(name, input_shape, num_classes)
+
+
 @register_model(
     "lenet300_100",
     summary="Fully connected 300-100 network (266k weights on MNIST)",

@@ -38,6 +38,10 @@ def method_registry(monkeypatch):
     from prunebench.methods import registry
 
     registry.all_methods()
+    # Every class imported first: a method module first imported under the copy would stay imported after the
+    # test, its class gone from the restored registry.
+    for name in registry._CLASSES.names():
+        registry._class_of(name)
     monkeypatch.setattr(registry._CLASSES, "_entries", dict(registry._CLASSES._entries))
     monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
     return registry

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 
-from prunebench.models import build_model, get_model
+from prunebench.models import build_model, build_model_shapes, get_model
 from prunebench.prunable import prunable_weights
 
 
@@ -56,3 +59,35 @@ def test_same_seed_same_initial_weights():
         weights.append(build_model("resnet20", (3, 32, 32), 10).fc.weight.clone())
     assert torch.equal(*weights)
     assert get_model("resnet32x2").source
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("lenet300_100", (1, 28, 28)),
+        ("resnet20", (3, 32, 32)),
+        ("vit_tiny", (1, 28, 28)),
+        ("cnn_bn", (1, 28, 28)),
+    ],
+)
+def test_a_shapes_only_build_has_the_real_models_tensors_on_the_meta_device(name, shape):
+    real = build_model(name, shape, 10)
+    meta = build_model_shapes(name, shape, 10)
+    assert {k: tuple(v.shape) for k, v in meta.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in real.state_dict().items()
+    }
+    assert all(t.is_meta for t in meta.state_dict().values())
+
+
+def test_a_shapes_only_build_leaves_torch_compiler_stack_unimported():
+    # On the meta device PyTorch runs normal_, erfinv_ and clamp_ through Python decompositions whose first use
+    # imports torch._dynamo (about 2 s): planning a grid and `bench list prunable` build models this way.
+    code = (
+        "import sys\n"
+        "from prunebench.models import build_model_shapes\n"
+        "for name, shape in [('lenet300_100', (1, 28, 28)), ('resnet20', (3, 32, 32)), ('vit_tiny', (1, 28, 28))]:\n"
+        "    build_model_shapes(name, shape, 10)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
