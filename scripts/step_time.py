@@ -6,7 +6,18 @@ Trainer; the variants are interleaved round by round so that machine noise hits 
 rounds is reported.
 
     python scripts/step_time.py [--preset mnist5k-lenet5] [--sparsity 0.95] [--rounds 5] [--methods probmask,str]
-                                [--clock cpu] [--random-data 1280] [--against REF]
+                                [--clock cpu] [--random-data 1280] [--against REF] [--floors]
+
+``--floors`` adds, for ProbMask and STR, a step that does only the part of their work that no implementation of their
+formulas can skip, so that a method's ratio can be read against what is reachable at all:
+
+* ``probmask floor``: ``K`` forward and backward passes of the model with a fixed mask (ProbMask's ``K`` relaxed
+  masks are ``K`` whole passes), the ``K x N`` uniform draws from the device's torch generator (one noise per
+  prunable weight per sample; the step's draws are also timed alone and printed), and the weights' SGD step with
+  the mask applied. No relaxation, gradient of the probabilities, clipping, Adam or projection.
+* ``str floor``: each prunable weight computed through ``softshrink(W, c)`` with a constant cutoff ``c`` (one pass
+  forward; autograd's ``softshrink_backward``, one pass, gives ``dL/dW``), through the same parametrization as the
+  methods. No gradient of the thresholds, no survivor count, no threshold step or controller.
 
 ``--clock cpu`` times the process's CPU time instead of the wall clock: on a machine shared with other jobs, with one
 thread (``OMP_NUM_THREADS=1``), it counts the work of each step and not the time spent waiting for a core.
@@ -29,13 +40,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from prunebench.config import RunConfig
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.datasets.memory import TensorLoader
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, TrainingContext
-from prunebench.methods.registry import all_methods
+from prunebench.methods.registry import all_methods, get_method
 from prunebench.presets import DEFAULT_PRESET, get_preset
 from prunebench.prunable import prunable_weights
 from prunebench.runner import initial_model
@@ -55,6 +68,9 @@ def main() -> None:
         "--random-data", type=int, help="train on this many random inputs of the dataset's shape"
     )
     parser.add_argument("--against", metavar="REF", help="also time the code of this git revision")
+    parser.add_argument(
+        "--floors", action="store_true", help="also time ProbMask's and STR's unavoidable work alone"
+    )
     parser.add_argument("--json", help=argparse.SUPPRESS)  # the child of --against writes its figures here
     args = parser.parse_args()
     if args.against:
@@ -68,6 +84,8 @@ def main() -> None:
         print(f"{'variant':<28}{'ms/step':>10}{'x dense':>10}")
         for variant, (ms, ratio) in figures["variants"].items():
             print(f"{variant:<28}{ms:>10.3f}{ratio:>10.3f}")
+        for line in figures.get("notes", []):
+            print(line)
 
 
 def _package_of(worktree: Path, into: Path) -> Path:
@@ -107,6 +125,38 @@ def compare(args: argparse.Namespace) -> None:
     for variant, (ms, ratio) in after["variants"].items():
         old_ms, old_ratio = before["variants"].get(variant, (float("nan"), float("nan")))
         print(f"{variant:<28}{old_ms:>10.3f}{old_ratio:>10.3f}{ms:>10.3f}{ratio:>10.3f}{ms / old_ms:>14.2f}")
+    for line in after.get("notes", []):
+        print(line)
+
+
+class SampledPassesFloor(MaskEnforcer):
+    """ProbMask's unavoidable work per step: ``samples`` forward and backward passes of the masked model and one
+    uniform draw per prunable weight per sample, into a buffer kept from step to step (``--floors``)."""
+
+    def __init__(self, model: torch.nn.Module, masks: dict[str, torch.Tensor], samples: int) -> None:
+        super().__init__(model, masks)
+        self.samples = samples
+        size = sum(m.numel() for m in masks.values())
+        self.draws = torch.empty(samples, size, device=self.weights[0].device)
+        self.draw_time: list[float] = []
+
+    def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        started = time.process_time()
+        self.draws.uniform_()
+        self.draw_time.append(time.process_time() - started)
+        loss = sum(F.cross_entropy(trainer.model(inputs), targets) for _ in range(self.samples))
+        return loss / self.samples
+
+
+class ConstantSoftThreshold(torch.nn.Module):
+    """``softshrink(W, c)`` with a constant ``c``: the least a soft threshold costs a step (``--floors``)."""
+
+    def __init__(self, cutoff: float) -> None:
+        super().__init__()
+        self.cutoff = cutoff
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return F.softshrink(weight, self.cutoff)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -138,13 +188,26 @@ def measure(args: argparse.Namespace) -> dict:
         model = initial_model(RunConfig.from_preset(preset, "dense", "global", 0.0, 0), device)
         if variant == "dense":
             return Trainer(model, loaders.train, recipe.optim, args.rounds + 1)
-        if variant == "fixed mask":
+        if variant in ("fixed mask", "probmask floor"):
             weights = prunable_weights(model)
             masks = {n: torch.rand_like(w) > args.sparsity for n, w in weights.items()}
             apply_masks(model, masks)
-            return Trainer(
-                model, loaders.train, recipe.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)]
+            hook = (
+                SampledPassesFloor(model, masks, get_method("probmask").build().samples)
+                if variant == "probmask floor"
+                else MaskEnforcer(model, masks)
             )
+            return Trainer(model, loaders.train, recipe.optim, args.rounds + 1, hooks=[hook])
+        if variant == "str floor":
+            for name, weight in prunable_weights(model).items():
+                cutoff = float(
+                    weight.detach().abs().flatten().kthvalue(int(args.sparsity * weight.numel())).values
+                )
+                module_name, _, attribute = name.rpartition(".")
+                parametrize.register_parametrization(
+                    model.get_submodule(module_name), attribute, ConstantSoftThreshold(cutoff)
+                )
+            return Trainer(model, loaders.train, recipe.optim, args.rounds + 1)
         spec = next(s for s in learned if f"{s.name} ({s.scopes[0]})" == variant)
         context = TrainingContext(
             epochs=args.rounds + 1,
@@ -165,6 +228,8 @@ def measure(args: argparse.Namespace) -> dict:
         )
 
     variants = ["dense", "fixed mask", *(f"{s.name} ({s.scopes[0]})" for s in learned)]
+    if args.floors:
+        variants += ["probmask floor", "str floor"]
     trainers = {v: trainer_for(v) for v in variants}
     for trainer in trainers.values():
         for hook in trainer.hooks:
@@ -187,7 +252,19 @@ def measure(args: argparse.Namespace) -> dict:
         f"{args.clock} clock, load average {os.getloadavg()[0]:.1f}"
     )
     medians = {v: statistics.median(times[v]) for v in variants}
-    return {"header": header, "variants": {v: (1e3 * m, m / dense) for v, m in medians.items()}}
+    notes = []
+    if args.floors:
+        floor = trainers["probmask floor"].hooks[0]
+        draws = statistics.median(floor.draw_time[steps:])  # after the warm-up epoch
+        notes.append(
+            f"probmask floor: its {floor.draws.numel():,} uniform draws take {1e3 * draws:.3f} ms a step "
+            f"({draws / dense:.2f}x dense)"
+        )
+    return {
+        "header": header,
+        "variants": {v: (1e3 * m, m / dense) for v, m in medians.items()},
+        "notes": notes,
+    }
 
 
 if __name__ == "__main__":
