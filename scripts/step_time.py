@@ -36,18 +36,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 
 from prunebench.config import RunConfig
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.datasets.memory import TensorLoader
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, TrainingContext
+from prunebench.methods.masked import MaskedSession
 from prunebench.methods.registry import all_methods, get_method
 from prunebench.presets import DEFAULT_PRESET, get_preset
 from prunebench.prunable import prunable_weights
@@ -131,19 +132,24 @@ def compare(args: argparse.Namespace) -> None:
 
 class SampledPassesFloor(MaskEnforcer):
     """ProbMask's unavoidable work per step: ``samples`` forward and backward passes of the masked model and one
-    uniform draw per prunable weight per sample, into a buffer kept from step to step (``--floors``)."""
+    uniform draw per prunable weight per sample, into a buffer kept from step to step (``--floors``). The draws are
+    also timed alone with ``clock``, on the CPU only (on a GPU the call returns before the kernel has run)."""
 
-    def __init__(self, model: torch.nn.Module, masks: dict[str, torch.Tensor], samples: int) -> None:
+    def __init__(
+        self, model: torch.nn.Module, masks: dict[str, torch.Tensor], samples: int, clock: Callable[[], float]
+    ) -> None:
         super().__init__(model, masks)
         self.samples = samples
+        self.clock = clock
         size = sum(m.numel() for m in masks.values())
         self.draws = torch.empty(samples, size, device=self.weights[0].device)
         self.draw_time: list[float] = []
 
     def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        started = time.process_time()
+        started = self.clock()
         self.draws.uniform_()
-        self.draw_time.append(time.process_time() - started)
+        if self.draws.device.type == "cpu":
+            self.draw_time.append(self.clock() - started)
         loss = sum(F.cross_entropy(trainer.model(inputs), targets) for _ in range(self.samples))
         return loss / self.samples
 
@@ -193,20 +199,19 @@ def measure(args: argparse.Namespace) -> dict:
             masks = {n: torch.rand_like(w) > args.sparsity for n, w in weights.items()}
             apply_masks(model, masks)
             hook = (
-                SampledPassesFloor(model, masks, get_method("probmask").build().samples)
+                SampledPassesFloor(model, masks, get_method("probmask").build().samples, clock)
                 if variant == "probmask floor"
                 else MaskEnforcer(model, masks)
             )
             return Trainer(model, loaders.train, recipe.optim, args.rounds + 1, hooks=[hook])
         if variant == "str floor":
-            for name, weight in prunable_weights(model).items():
-                cutoff = float(
-                    weight.detach().abs().flatten().kthvalue(int(args.sparsity * weight.numel())).values
-                )
-                module_name, _, attribute = name.rpartition(".")
-                parametrize.register_parametrization(
-                    model.get_submodule(module_name), attribute, ConstantSoftThreshold(cutoff)
-                )
+            weights = prunable_weights(model)
+            cutoffs = {
+                name: float(w.detach().abs().flatten().kthvalue(int(args.sparsity * w.numel())).values)
+                for name, w in weights.items()
+            }
+            # The learned-mask methods' own parametrization of every prunable weight (tied ones included).
+            MaskedSession(model, weights, {name: ConstantSoftThreshold(c) for name, c in cutoffs.items()})
             return Trainer(model, loaders.train, recipe.optim, args.rounds + 1)
         spec = next(s for s in learned if f"{s.name} ({s.scopes[0]})" == variant)
         context = TrainingContext(
@@ -227,6 +232,7 @@ def measure(args: argparse.Namespace) -> dict:
             exclude=session.method_parameters(),
         )
 
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     variants = ["dense", "fixed mask", *(f"{s.name} ({s.scopes[0]})" for s in learned)]
     if args.floors:
         variants += ["probmask floor", "str floor"]
@@ -234,7 +240,6 @@ def measure(args: argparse.Namespace) -> dict:
     for trainer in trainers.values():
         for hook in trainer.hooks:
             hook.on_train_start(trainer)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     times: dict[str, list[float]] = {v: [] for v in variants}
     for epoch in range(args.rounds + 1):
         for variant, trainer in trainers.items():
@@ -253,8 +258,8 @@ def measure(args: argparse.Namespace) -> dict:
     )
     medians = {v: statistics.median(times[v]) for v in variants}
     notes = []
-    if args.floors:
-        floor = trainers["probmask floor"].hooks[0]
+    floor = trainers["probmask floor"].hooks[0] if args.floors else None
+    if floor is not None and floor.draw_time:
         draws = statistics.median(floor.draw_time[steps:])  # after the warm-up epoch
         notes.append(
             f"probmask floor: its {floor.draws.numel():,} uniform draws take {1e3 * draws:.3f} ms a step "
