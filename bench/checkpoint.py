@@ -289,12 +289,11 @@ class RunCheckpoint:
         self._last_save = time.monotonic()
 
     def _write(self, snapshot: dict[str, Any]) -> None:
-        from prunebench.results import atomic_file
+        from prunebench.results import atomic_save_tensors
 
         assert self.path is not None
         try:
-            with atomic_file(self.path, "wb", durable=False) as stream:
-                torch.save(snapshot, stream)
+            atomic_save_tensors(snapshot, self.path, durable=False)
         except BaseException as error:  # noqa: BLE001  (reported by wait(), in the training thread)
             self._error = error
 

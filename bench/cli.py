@@ -8,6 +8,7 @@ disk) or a helper process that died with status 1, Ctrl-C with 130 and a line th
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -64,7 +65,19 @@ _EXECUTION_FLAGS = (
     "checkpoint_every",
     "claim_timeout",
 )
-_SLURM_FLAGS = ("partition", "time", "gpus", "cpus", "mem_gb", "account", "qos", "tasks", "array_parallelism")
+_SLURM_FLAGS = (
+    "partition",
+    "time",
+    "gpus",
+    "cpus",
+    "mem_gb",
+    "account",
+    "qos",
+    "tasks",
+    "array_parallelism",
+    "requeues",
+    "cluster",
+)
 _EXPERIMENT_FLAGS = (
     "track",
     "target",
@@ -150,24 +163,40 @@ def _run(args: argparse.Namespace) -> int:
 
 def _submit(experiment, plan, console) -> int:
     """``--executor slurm``: submit the grid's runs not finished yet as a job array; follow it with ``--wait``."""
-    from prunebench.scheduler import initial_todo
-    from prunebench.slurm import SlurmOptions, follow, submit
+    from prunebench.scheduler import initial_todo, remove_leftover_checkpoints
+    from prunebench.slurm import SlurmOptions, check_cluster, follow, submit
+    from prunebench.source_fingerprint import stale_source_warnings
+    from prunebench.status import grid_status
 
     slurm = SlurmOptions.from_mapping(experiment.execution.slurm)
+    check_cluster(slurm)
+    since = plan.store.clock()  # before the records are read (see prunebench.scheduler)
     todo, finished, _ = initial_todo(plan.configs, plan.store, experiment.execution.force)
+    remove_leftover_checkpoints(plan.store, finished)
+    for message in stale_source_warnings((config, plan.store.read(config.run_id)[0]) for config in finished):
+        print(f"bench: warning: {message}", file=sys.stderr)
     if not todo:
         console.print(f"All {len(plan.configs)} runs are done in {plan.store.root}; nothing to submit")
         return 0
-    jobs = submit(todo, plan.store.root, plan.options, plan.settings, slurm)
+    jobs = submit(todo, plan.store.root, plan.options, plan.settings, slurm, since)
     ids = ", ".join(job.job_id for job in jobs)
     console.print(
         f"Submitted {len(jobs)} task(s) for {len(todo)} runs ({len(finished)} already done): {ids}\n"
         f"Logs in {plan.store.root / 'slurm'}; watch with `bench status {plan.store.root}`"
     )
-    if experiment.execution.wait:
-        follow(jobs, plan.store.root, plan.configs, echo=console.print)
-        statuses = [job.state for job in jobs]
-        console.print(f"Tasks ended: {', '.join(sorted(set(statuses)))}")
+    if not experiment.execution.wait:
+        return 0
+    follow(jobs, plan.store.root, plan.configs, echo=console.print)
+    states = ", ".join(sorted({str(job.state) for job in jobs}))
+    status = grid_status(plan.store.root, plan.configs)
+    left = len(plan.configs) - status.done
+    if left:
+        console.print(
+            f"[red]{left} of {len(plan.configs)} runs are not done[/] ({status.statuses['failed']} failed) and "
+            f"every task has ended ({states}); rerun the same command to resume them"
+        )
+        return 1
+    console.print(f"Tasks ended: {states}; all {len(plan.configs)} runs are done")
     return 0
 
 
@@ -185,7 +214,7 @@ def _status(args: argparse.Namespace) -> int:
         configs = _experiment(args).configs()
     status = grid_status(out, configs, args.claim_timeout)
     console.print(f"{out}: {status.summary()}", soft_wrap=True)
-    if status.running or status.stale:
+    if status.running or status.stale or status.pretraining:
         console.print(status_table(status))
     if status.interrupted:
         console.print(
@@ -412,15 +441,30 @@ def _data_prepare(args: argparse.Namespace) -> int:
     options = ImageOptions(
         write_mode=args.write_mode, max_resolution=args.max_resolution or None, jpeg_quality=args.jpeg_quality
     )
-    paths = prepare(
-        args.dataset,
-        Path(args.data_root) if args.data_root else None,
-        Path(args.out) if args.out else None,
-        options,
-        args.workers,
-    )
+
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)  # so that the writer stops its workers and cleans up
+    try:
+        paths = prepare(
+            args.dataset,
+            Path(args.data_root) if args.data_root else None,
+            Path(args.out) if args.out else None,
+            options,
+            args.workers,
+        )
+    except _Terminated:
+        print("bench: stopped by SIGTERM; no FFCV file was written", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     Console().print("FFCV files written: " + ", ".join(str(p) for p in paths))
     return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM during ``bench data prepare``: unwinds like Ctrl-C, through the writer's clean-up."""
 
 
 def _grid_arguments(parser: argparse.ArgumentParser) -> None:
@@ -567,6 +611,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="any other sbatch option, e.g. constraint=a100 or exclude=node7; repeatable",
+    )
+    slurm.add_argument(
+        "--slurm-requeues",
+        type=int,
+        help="times a task may be requeued after its time limit, each resuming where it stopped (default: 20)",
+    )
+    slurm.add_argument(
+        "--slurm-cluster",
+        choices=["slurm", "local"],
+        help="slurm: submit with sbatch (refused where it is missing); local: run the tasks as processes of this "
+        "machine through submitit, to try a setup without Slurm (default: slurm)",
     )
     slurm.add_argument("--wait", action="store_true", help="follow the tasks' progress until they end")
     run.set_defaults(handler=_run, interrupted="finished runs are saved and a rerun resumes")

@@ -4,16 +4,31 @@
 status 1) are a command that could not complete for a reason outside its input: a full disk, a killed process.
 """
 
+import errno
+
 
 class UsageError(ValueError):
     """Bad input from the user (unknown name, malformed value, unwritable path, unreadable data file)."""
 
 
 class WriteError(OSError):
-    """A file that could not be written (a full disk, a lost permission): its message names the file."""
+    """A file that could not be written (a full disk, a lost permission): its message names the file, and for a
+    full disk the space needed and free (``detail``)."""
+
+    detail = ""
 
     def __str__(self) -> str:
-        return f"cannot write {self.filename}: {self.strerror}"
+        return f"cannot write {self.filename}: {self.strerror}{self.detail}"
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""No space left on the device, or the user's quota exceeded."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is a write that failed for lack of space: such an error stops a grid (every run after it
+    would fail the same way) instead of being recorded as the run's failure."""
+    return isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS
 
 
 class Failed(RuntimeError):

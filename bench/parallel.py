@@ -19,7 +19,6 @@ line per event. CPU workers use ``cpus // workers`` intra-op threads each (recor
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import queue
 import signal
@@ -42,6 +41,10 @@ from prunebench.scheduler import RunnerSettings
 INTERRUPTED_STATUS = 3
 """A worker's exit status when it stopped on request after checkpointing its run."""
 
+DISK_FULL_STATUS = 4
+"""A worker's exit status when a write found the disk full (its ``disk_full`` event says which file): the grid
+stops, since every run after it would fail the same way."""
+
 
 @dataclass
 class WorkerOrders:
@@ -53,6 +56,9 @@ class WorkerOrders:
     threads: int
     options: object
     settings: RunnerSettings
+    since: float
+    """When the invocation started (:class:`~prunebench.scheduler.Runner`): the same for every worker, a
+    replacement started late included, so that none executes again a run finished since."""
 
 
 def worker_threads(devices: Sequence[torch.device]) -> int:
@@ -79,9 +85,13 @@ def run_in_workers(
     reporter,
     options=None,
     settings: RunnerSettings | None = None,
+    since: float | None = None,
 ) -> list[dict]:
-    """Run ``todo`` with one worker per entry of ``devices``; return the records the workers wrote."""
+    """Run ``todo`` with one worker per entry of ``devices``; return the records the workers wrote.
+
+    ``since``: when the invocation started (taken before ``todo`` was made; ``None``: now)."""
     settings = settings or RunnerSettings()
+    since = store.clock() if since is None else since
     threads = worker_threads(devices)
     by_id = {c.run_id: c for c in todo}
     events: queue.Queue = queue.Queue()
@@ -95,7 +105,7 @@ def run_in_workers(
             process = subprocess.Popen(
                 [sys.executable, "-m", "prunebench.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
-            orders = WorkerOrders(list(todo), str(store.root), str(device), threads, options, settings)
+            orders = WorkerOrders(list(todo), str(store.root), str(device), threads, options, settings, since)
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(pickle.dumps(orders))
             process.stdin.close()
@@ -109,8 +119,9 @@ def run_in_workers(
         replacements = len(devices)
         open_streams = len(processes)
         forwarded = False
+        disk_full: str | None = None
         while open_streams:
-            if STOP and not forwarded:
+            if (STOP or disk_full) and not forwarded:
                 for process in processes:
                     if process.poll() is None:
                         process.send_signal(signal.SIGTERM)
@@ -122,16 +133,18 @@ def run_in_workers(
             if event is None:
                 open_streams -= 1
                 status = processes[index].wait()
-                if status not in (0, INTERRUPTED_STATUS):
+                if status not in (0, INTERRUPTED_STATUS, DISK_FULL_STATUS):
                     how = f"signal {-status}" if status < 0 else f"status {status}"
                     warnings.warn(f"worker {index} ({placed[index]}) ended with {how}", stacklevel=2)
-                    if not STOP and replacements and set(by_id) - set(store.record_names()):
+                    if not (STOP or disk_full) and replacements and set(by_id) - set(store.record_names()):
                         replacements -= 1  # a replacement, so that a grid outlives a few killed workers
                         start(placed[index])
                         open_streams += 1
                 continue
             kind = event["event"]
-            if kind == "started":
+            if kind == "disk_full":
+                disk_full = disk_full or event["message"]
+            elif kind == "started":
                 reporter.run_started(by_id[event["run_id"]])
             elif kind == "epoch":
                 reporter.epoch_done(event["phase"], event["epoch"], event["epochs"], event["loss"])
@@ -142,6 +155,8 @@ def run_in_workers(
                     reported.add(event["run_id"])
                     reporter.run_finished(by_id[event["run_id"]], event["record"])
         statuses = [process.wait() for process in processes]
+    if disk_full:
+        raise Failed(f"{disk_full}; the grid stopped: free some space and rerun to resume it")
     if STOP:
         raise RunInterrupted(f"stopped ({STOP.reason}); the workers checkpointed their runs")
     dead = [status for status in statuses if status not in (0, INTERRUPTED_STATUS)]
@@ -153,29 +168,3 @@ def run_in_workers(
             "rerun to resume them"
         )
     return records
-
-
-def set_parent_death_signal(signum: int = signal.SIGTERM) -> None:
-    """Ask the kernel to send ``signum`` to this process when its parent dies (Linux; elsewhere a no-op)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def watch_parent(parent: int, interval: float = 1.0) -> None:
-    """Ask the run to stop (checkpoint and exit) when the parent process ``parent`` is gone (a daemon thread)."""
-
-    def loop() -> None:
-        while True:
-            if os.getppid() != parent:
-                STOP.request("the parent process died")
-                return
-            threading.Event().wait(interval)
-
-    threading.Thread(target=loop, name="parent watch", daemon=True).start()

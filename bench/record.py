@@ -96,8 +96,8 @@ class RunResults(TypedDict):
 class RunRecord(RunHead, RunResults, total=False):
     """A whole record: :class:`RunHead`, and :class:`RunResults` when the run finished; ``error`` and
     ``traceback`` when it did not. ``threads`` (torch's intra-op threads, which change the last bits of
-    floating-point reductions) and ``deterministic`` (``--deterministic``) are in every record written since they
-    were added, absent from older ones."""
+    floating-point reductions), ``deterministic`` (``--deterministic``) and ``source`` are in every record written
+    since they were added, absent from older ones."""
 
     error: str
     traceback: str
@@ -105,6 +105,9 @@ class RunRecord(RunHead, RunResults, total=False):
     """``shuffle`` or ``reinit`` for an allocation control (:mod:`prunebench.controls`); absent otherwise."""
     threads: int
     deterministic: bool
+    source: dict[str, str]
+    """Fingerprints of the code that wrote the record, ``method`` and ``harness``
+    (:mod:`prunebench.source_fingerprint`); ``method`` is absent when the method could not be resolved."""
 
 
 def _matches(value: Any, annotation: Any) -> bool:

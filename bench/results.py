@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -20,9 +21,9 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from prunebench.errors import UsageError, WriteError
+from prunebench.errors import DISK_FULL_ERRNOS, UsageError, WriteError
 from prunebench.record import RunRecord, problem
 
 STALE_AFTER_S = 3600.0
@@ -137,10 +138,40 @@ def atomic_file(path: Path, mode: str = "w", *, durable: bool = True) -> Iterato
         if durable:
             fsync_directory(path.parent)
     except OSError as error:
-        raise WriteError(error.errno, error.strerror or str(error), str(path)) from None
+        failure = WriteError(error.errno, error.strerror or str(error), str(path))
+        if error.errno in DISK_FULL_ERRNOS:
+            failure.detail = _space_left(path.parent)
+        raise failure from None
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
+
+
+def _space_left(directory: Path) -> str:
+    """`` (12.3 kB free)``: what is left on ``directory``'s file system, for a full disk's message."""
+    try:
+        return f" ({_size(shutil.disk_usage(directory).free)} free)"
+    except OSError:
+        return ""
+
+
+def atomic_save_tensors(data: Any, path: Path, *, durable: bool = True) -> None:
+    """``torch.save(data)`` to ``path`` through :func:`atomic_file`, serialized in memory first: torch's own writer
+    turns a full disk into an error that names neither the file nor the cause, while a plain write raises the
+    :class:`~prunebench.errors.WriteError` that names both, with the size that did not fit."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    try:
+        with atomic_file(path, "wb", durable=durable) as stream:
+            stream.write(buffer.getbuffer())
+    except WriteError as error:
+        if error.errno in DISK_FULL_ERRNOS:
+            error.detail = f" (needs {_size(buffer.getbuffer().nbytes)};{error.detail[1:]}"
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -165,6 +196,20 @@ class ResultStore:
             os.unlink(probe)
         except OSError as error:
             raise UsageError(f"cannot write results to {self.root}: {error.strerror or error}") from None
+
+    def clock(self) -> float:
+        """The results directory's time now: the modification time its file system gives a new file there.
+
+        Compared with the records' modification times (:meth:`record_names`), which the same file system sets, so
+        that runners on hosts whose clocks disagree (Slurm nodes on a shared filesystem) agree on what was written
+        before and after it."""
+        self.runs.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=self.runs, prefix=f".clock.{writer_tag()}.", suffix=".tmp")
+        try:
+            return os.fstat(handle).st_mtime
+        finally:
+            os.close(handle)
+            os.unlink(probe)
 
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"

@@ -44,7 +44,7 @@ from prunebench.config import RunConfig, dense_pretrain_key
 from prunebench.controls import phases
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.environment import describe_device, library_versions
-from prunebench.errors import UsageError
+from prunebench.errors import Failed, UsageError, is_disk_full
 from prunebench.gradual import GradualPruning
 from prunebench.iterative import prune_iteratively
 from prunebench.masks import MaskEnforcer, apply_masks
@@ -59,9 +59,10 @@ from prunebench.methods.base import (
 from prunebench.models import build_model
 from prunebench.prunable import prunable_weights
 from prunebench.record import RECORD_VERSION, RunRecord
-from prunebench.results import ResultStore, atomic_file, atomic_write_text
+from prunebench.results import ResultStore, atomic_save_tensors, atomic_write_text
 from prunebench.saved_masks import MASK_KEY, pack
 from prunebench.scheduler import RunnerSettings
+from prunebench.source_fingerprint import source_fingerprints, stale_source_warnings
 from prunebench.trainer import Diverged, Trainer, evaluate
 
 EpochCallback = Callable[[str, int, int, float], None]
@@ -205,8 +206,7 @@ def dense_pretrained(
         raise
     if isinstance(trainer, SkippedPhase):
         raise RuntimeError(f"the dense pre-training cache {path} vanished after the run had used it; rerun")
-    with atomic_file(path, "wb") as stream:
-        torch.save(model.state_dict(), stream)
+    atomic_save_tensors(model.state_dict(), path)
     return model
 
 
@@ -534,6 +534,7 @@ def _record_head(config: RunConfig, device: torch.device, status: str, wall_time
         "threads": torch.get_num_threads(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "versions": library_versions(),
+        "source": source_fingerprints(config),
         "wall_time_s": wall_time,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **({"control": config.control} if config.control else {}),
@@ -575,12 +576,15 @@ def run_or_record_failure(
 ) -> dict:
     """The record of ``config``: its results, or its failure (a failing method must not stop the grid).
 
-    A run stopped on request (:class:`~prunebench.checkpoint.RunInterrupted`) or abandoned to another runner
-    (:class:`~prunebench.checkpoint.ClaimLost`) raises: it has no record."""
+    A run stopped on request (:class:`~prunebench.checkpoint.RunInterrupted`), abandoned to another runner
+    (:class:`~prunebench.checkpoint.ClaimLost`) or stopped by a full disk (:func:`~prunebench.errors.is_disk_full`)
+    raises: it has no record."""
     started = time.perf_counter()
     try:
         return execute(config, device, cache_dir, on_epoch, options, checkpoint)
     except Exception as error:  # noqa: BLE001
+        if is_disk_full(error):
+            raise  # not the run's failure: the grid stops, and the run is retried once there is space
         return failure_record(config, device, error, time.perf_counter() - started)
 
 
@@ -606,15 +610,21 @@ def run_grid(
     per entry (:mod:`prunebench.parallel`).
     """
     from prunebench.checkpoint import stop_on_signals
-    from prunebench.scheduler import Runner, initial_todo, set_deterministic
+    from prunebench.scheduler import Runner, initial_todo, remove_leftover_checkpoints, set_deterministic
 
     reporter = reporter or GridReporter()
     store.ensure_writable()
     store.remove_stale_temporaries()
+    since = (
+        store.clock()
+    )  # before the records are read: whatever is written after counts as this invocation's
     todo, finished, unusable = initial_todo(configs, store, force)
+    remove_leftover_checkpoints(store, finished)
     if unusable:
         first = unusable[0] if len(unusable) == 1 else f"the first, {unusable[0]}"
         warnings.warn(f"{len(unusable)} record(s) could not be used and are run again: {first}", stacklevel=2)
+    for message in stale_source_warnings((config, store.read(config.run_id)[0]) for config in finished):
+        warnings.warn(message, stacklevel=2)
     reporter.grid_started(len(configs), len(finished))
     for config in finished:
         reporter.run_finished(config, None)
@@ -627,7 +637,17 @@ def run_grid(
     if len(workers) > 1 and todo:
         from prunebench.parallel import run_in_workers
 
-        return run_in_workers(todo, store, workers, reporter=reporter, options=options, settings=settings)
+        return run_in_workers(
+            todo, store, workers, reporter=reporter, options=options, settings=settings, since=since
+        )
     set_deterministic((settings or RunnerSettings()).deterministic)
     with stop_on_signals():
-        return Runner(todo, store, workers[0], reporter=reporter, options=options, settings=settings).run()
+        runner = Runner(
+            todo, store, workers[0], reporter=reporter, options=options, settings=settings, since=since
+        )
+        try:
+            return runner.run()
+        except OSError as error:
+            if is_disk_full(error):
+                raise Failed(f"{error}; the grid stopped: free some space and rerun to resume it") from None
+            raise

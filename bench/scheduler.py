@@ -17,8 +17,12 @@ executed once, whatever the number of runners and wherever they run:
    runs of a runner that died; it returns when every run of the grid has a record written during this
    invocation or before it.
 
-A run whose record is written by another runner during this invocation counts as handled, failed or not; a failed
-run is retried by the next invocation (resume).
+An invocation starts when its grid is planned (``bench run``, ``bench run --executor slurm``), at ``since``: the
+results directory's own time then (:meth:`~prunebench.results.ResultStore.clock`). A run whose record was written at
+or after ``since`` counts as handled, by whichever runner wrote it, failed or not; a failed run is retried by the
+next invocation (resume). Every runner of the invocation is handed the same ``since``, however late it starts: a
+replacement worker, a requeued Slurm task, a worker that starts after others have finished runs. So none of them
+executes a run again that another finished after the grid was planned.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from prunebench.checkpoint import STOP, CheckpointPolicy, ClaimLost, RunCheckpoi
 from prunebench.claims import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S, ClaimStore
 from prunebench.config import RunConfig, dense_pretrain_key
 from prunebench.environment import describe_device
+from prunebench.errors import is_disk_full
 from prunebench.record import FINISHED
 from prunebench.results import ResultStore
 
@@ -90,8 +95,33 @@ def initial_todo(
     return todo, finished, unusable
 
 
+def remove_leftover_checkpoints(store: ResultStore, finished: Sequence[RunConfig]) -> int:
+    """Remove the checkpoints of finished runs (their runner died between writing the record and removing the
+    checkpoint), each under the run's claim so that no live runner's file is touched; return how many.
+
+    One listing of the checkpoints' directory."""
+    try:
+        present = {path.stem for path in store.checkpoints.glob("*.pt")}
+    except OSError:
+        return 0
+    claims, removed = ClaimStore(store.root), 0
+    for config in finished:
+        if config.run_id not in present:
+            continue
+        claim = claims.try_claim(config.run_id)
+        if claim is None:
+            continue
+        with claim:
+            store.checkpoint_path(config.run_id).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 class Runner:
     """One runner over a grid on a results directory: :meth:`run` claims and executes runs until none is left.
+
+    ``since`` is when the invocation started (:meth:`~prunebench.results.ResultStore.clock`, taken before ``todo``
+    was made); ``None``: now, for a runner that is its invocation's only one.
 
     ``reporter`` receives ``run_started``, ``epoch_done`` and ``run_finished`` (see
     :class:`~prunebench.runner.GridReporter`). A stop request (:data:`~prunebench.checkpoint.STOP`: a signal, a
@@ -107,6 +137,7 @@ class Runner:
         reporter=None,
         options=None,
         settings: RunnerSettings | None = None,
+        since: float | None = None,
     ) -> None:
         from prunebench.runner import GridReporter
 
@@ -119,17 +150,16 @@ class Runner:
             store.root, self.settings.stale_after_s, self.settings.heartbeat_s, describe_device(device)
         )
         self.cache_dir = store.root / "cache"
-        present = store.record_names()
         self.pending = list(todo)
-        self.seen = {c.run_id: present.get(c.run_id) for c in todo}
-        """The record's modification time when this runner started (``None``: no record)."""
+        self.since = store.clock() if since is None else since
+        """When the invocation started: records written since are this invocation's (see the module docstring)."""
         self.failed_pretraining: set[str] = set()
         self.records: list[dict] = []
 
     def _handled(self, config: RunConfig, present: dict[str, float]) -> bool:
-        """Whether another runner wrote the run's record since this runner started."""
+        """Whether a runner of this invocation wrote the run's record (since the grid was planned)."""
         mtime = present.get(config.run_id)
-        return mtime is not None and mtime != self.seen[config.run_id]
+        return mtime is not None and mtime >= self.since
 
     def run(self) -> list[dict]:
         """Execute the pending runs; return the records this runner wrote."""
@@ -205,6 +235,8 @@ class Runner:
         except Diverged:
             pass  # the marker beside the cache says so; each run records it
         except Exception as error:  # noqa: BLE001  (each run that needs it trains it again and records the error)
+            if is_disk_full(error):
+                raise  # the grid stops (see run_or_record_failure)
             warnings.warn(
                 f"the dense pre-training {key} failed ({type(error).__name__}: {error})", stacklevel=2
             )

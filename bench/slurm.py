@@ -14,6 +14,7 @@ checkpoints the same way.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import time
@@ -64,8 +65,13 @@ class SlurmOptions:
     array_parallelism: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
     """Any other sbatch option, passed through (``constraint=a100``, ``exclude=node[1-3]``)."""
+    requeues: int = 20
+    """How many times a task may be requeued after reaching its time limit (submitit's ``max_num_timeout``, 3 by
+    default there). Each requeue resumes where the task stopped, so a grid longer than ``time`` completes within
+    ``time * (requeues + 1)`` per task."""
     cluster: str | None = None
-    """submitit's cluster: ``None`` detects Slurm; ``local`` runs the tasks as processes of this machine."""
+    """submitit's cluster: ``slurm`` (or ``None``) is Slurm, refused where ``sbatch`` is missing; ``local`` runs the
+    tasks as processes of this machine (to try a setup without Slurm)."""
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SlurmOptions:
@@ -74,9 +80,11 @@ class SlurmOptions:
         if unknown:
             raise UsageError(f"unknown Slurm option {unknown[0]!r}; known: {', '.join(sorted(known))}")
         values = dict(data)
+        if values.get("cluster") not in (None, "slurm", "local"):
+            raise UsageError(f"the Slurm cluster is 'slurm' or 'local', got {values['cluster']!r}")
         if "time" in values:
             values["time"] = parse_time(values["time"])
-        for name in ("gpus", "cpus", "tasks", "array_parallelism"):
+        for name in ("gpus", "cpus", "tasks", "array_parallelism", "requeues"):
             value = values.get(name)
             if value is not None:
                 if isinstance(value, str) and value.isdigit():
@@ -84,7 +92,7 @@ class SlurmOptions:
                 if (
                     not isinstance(value, int)
                     or isinstance(value, bool)
-                    or value < (0 if name == "gpus" else 1)
+                    or value < (0 if name in ("gpus", "requeues") else 1)
                 ):
                     raise UsageError(
                         f"--slurm-{name.replace('_', '-')} takes a positive integer, got {value!r}"
@@ -139,11 +147,13 @@ except ImportError:  # pragma: no cover - submitit is an extra
 class SlurmTask(_Checkpointable):
     """One array task: a runner over the grid on this node's device (its first GPU, else the CPU)."""
 
-    def __init__(self, todo: list, out: str, options: Any, settings: Any) -> None:
+    def __init__(self, todo: list, out: str, options: Any, settings: Any, since: float) -> None:
         self.todo = todo
         self.out = out
         self.options = options
         self.settings = settings
+        self.since = since
+        """When the grid was submitted: a requeued task (resubmitted as it was) skips the runs finished since."""
 
     def __call__(self) -> dict[str, int]:
         import torch
@@ -164,7 +174,12 @@ class SlurmTask(_Checkpointable):
         for sig in previous:
             signal.signal(sig, stop)
         runner = Runner(
-            self.todo, ResultStore(Path(self.out)), device, settings=self.settings, options=self.options
+            self.todo,
+            ResultStore(Path(self.out)),
+            device,
+            settings=self.settings,
+            options=self.options,
+            since=self.since,
         )
         try:
             records = runner.run()
@@ -176,6 +191,8 @@ class SlurmTask(_Checkpointable):
                 f"prunebench: stopped by {STOP.reason}; the run in progress is checkpointed", file=sys.stderr
             )
             return {"records": len(runner.records), "interrupted": 1}
+        finally:
+            _remove_placeholder_folder(Path(self.out) / "slurm" / "%j")
         return {"records": len(records), "interrupted": 0}
 
 
@@ -189,23 +206,56 @@ def _preemption_signal() -> int:
         return signal.SIGUSR2
 
 
-def submit(todo: list, out: Path, run_options: Any, settings: Any, slurm: SlurmOptions) -> list:
-    """Submit ``slurm.tasks`` array tasks over ``todo``; return submitit's jobs (their ``job_id``)."""
+def check_cluster(slurm: SlurmOptions) -> None:
+    """Refuse ``--executor slurm`` where there is no Slurm to submit to (submitit would run local processes
+    instead, and report their pids as job ids), unless the local cluster is asked for."""
+    if slurm.cluster != "local" and shutil.which("sbatch") is None:
+        raise UsageError(
+            "--executor slurm: no Slurm here (sbatch is not on the PATH); to run the tasks as processes of this "
+            'machine instead, set cluster = "local" in [run.slurm] or pass --slurm-cluster local'
+        )
+
+
+def submit(
+    todo: list, out: Path, run_options: Any, settings: Any, slurm: SlurmOptions, since: float | None = None
+) -> list:
+    """Submit ``slurm.tasks`` array tasks over ``todo``; return submitit's jobs (their ``job_id``).
+
+    ``since``: when the grid was planned (:meth:`~prunebench.results.ResultStore.clock`, taken before ``todo`` was
+    made; ``None``: now), handed to every task so that none, requeued or late, runs again what others finished."""
     try:
         import submitit
     except ImportError:
         raise UsageError(
             "--executor slurm needs submitit: pip install 'prunebench[slurm]' (or submitit)"
         ) from None
-    folder = Path(out) / "slurm" / "%j"
-    executor = submitit.AutoExecutor(folder=folder, cluster=slurm.cluster)
+    check_cluster(slurm)
+    from prunebench.results import ResultStore
+
+    since = ResultStore(Path(out)).clock() if since is None else since
+    logs = Path(out) / "slurm"
+    cluster = "local" if slurm.cluster == "local" else "slurm"
+    executor = submitit.AutoExecutor(
+        folder=logs / "%j", cluster=cluster, **{f"{cluster}_max_num_timeout": slurm.requeues}
+    )
     executor.update_parameters(**slurm.parameters())
     with executor.batch():
         jobs = [
-            executor.submit(SlurmTask(list(todo), str(out), run_options, settings))
+            executor.submit(SlurmTask(list(todo), str(out), run_options, settings, since))
             for _ in range(slurm.tasks)
         ]
+    _remove_placeholder_folder(logs / "%j")
     return jobs
+
+
+def _remove_placeholder_folder(folder: Path) -> None:
+    """submitit creates its folder pattern literally (``slurm/%j/``) before substituting the job ids (and its local
+    cluster's controller again when it starts the tasks): remove it, at submission and when a task ends, when
+    nothing was written there."""
+    try:
+        folder.rmdir()
+    except OSError:  # not empty, or already gone
+        pass
 
 
 def follow(jobs: list, out: Path, configs: list, interval: float = 30.0, echo=print) -> None:

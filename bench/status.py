@@ -2,12 +2,17 @@
 
 * done: runs with a finished record (``ok`` or ``diverged``); failed: runs whose record says ``failed`` (a rerun
   retries them);
-* running: live claims, with the runner's host, pid and device, since when, and its last heartbeat;
+* running: runs with a live claim, with the runner's host, pid and device, since when, and its last heartbeat;
 * stale: claims whose owner is gone (dead pid on this host, or no heartbeat for the claim timeout): the next runner
   takes them over;
-* interrupted: runs with a checkpoint and no live claim (a rerun resumes them from it);
-* pending: runs of the grid (given by the same flags or experiment file as ``bench run``) with no record and no
-  live claim. Without the grid, only what the directory holds is counted.
+* interrupted: runs with a checkpoint, no record and no live claim (a rerun resumes them from it);
+* pending: runs of the grid (given by the same flags or experiment file as ``bench run``) with no record, no live
+  claim and no checkpoint. Without the grid, only what the directory holds is counted.
+
+Each run of the grid is counted once, in the first of done, failed, running, interrupted and pending that applies,
+so that the counts add up to the grid's size. The shared dense pre-trainings are not runs: their claims and
+checkpoints are listed apart (``pretraining``), and a checkpoint left beside a finished record (its runner died
+between the two writes; the next ``bench run`` removes it) is not an interrupted run.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class GridStatus:
     running: list[ClaimInfo] = field(default_factory=list)
     stale: list[ClaimInfo] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+    pretraining: list[ClaimInfo] = field(default_factory=list)
+    """Live claims of dense pre-trainings (not runs: shown in the table, not counted)."""
     pending: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -40,6 +47,8 @@ class GridStatus:
         parts = [f"done {self.done}", f"failed {self.statuses['failed']}", f"running {len(self.running)}"]
         if self.stale:
             parts.append(f"stale claims {len(self.stale)}")
+        if self.pretraining:
+            parts.append(f"dense pre-trainings running {len(self.pretraining)}")
         parts.append(f"interrupted {len(self.interrupted)}")
         parts.append("pending ?" if self.pending is None else f"pending {self.pending}")
         return ", ".join(parts)
@@ -73,19 +82,28 @@ def grid_status(
     claims = ClaimStore(out, stale_after_s)
     held = set()
     for info, stale in claims.all():
-        if wanted is not None and info.key not in wanted and not info.key.startswith("dense-"):
+        pretraining = info.key.startswith("dense-")
+        if wanted is not None and info.key not in wanted and not pretraining:
             continue
-        (status.stale if stale else status.running).append(info)
-        if not stale:
-            held.add(info.key)
+        if stale:
+            status.stale.append(info)
+            continue
+        held.add(info.key)
+        if pretraining:
+            status.pretraining.append(info)
+        elif info.key not in recorded:
+            status.running.append(info)
     checkpoints = out / "checkpoints"
     if checkpoints.is_dir():
         for path in checkpoints.glob("*.pt"):
             key = path.stem
-            if key not in held and (wanted is None or key in wanted or key.startswith("dense-")):
+            if key.startswith("dense-") or key in held or key in recorded:
+                continue
+            if wanted is None or key in wanted:
                 status.interrupted.append(key)
     if wanted is not None:
-        status.pending = sum(1 for run_id in wanted if run_id not in recorded and run_id not in held)
+        counted = recorded | held | set(status.interrupted)
+        status.pending = sum(1 for run_id in wanted if run_id not in counted)
     return status
 
 
@@ -104,7 +122,11 @@ def status_table(status: GridStatus) -> Any:
 
     now = time.time()
     table = Table("run", "state", "host", "pid", "device", "since", "heartbeat")
-    for info, state in [*((i, "running") for i in status.running), *((i, "stale") for i in status.stale)]:
+    rows = [
+        *((i, "running") for i in status.pretraining + status.running),
+        *((i, "stale") for i in status.stale),
+    ]
+    for info, state in rows:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.start))
         label = status.labels.get(info.key, info.key)
         if info.key.startswith("dense-"):

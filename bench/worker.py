@@ -2,7 +2,7 @@
 
 Reads its :class:`~prunebench.parallel.WorkerOrders` (pickled) from stdin, runs the claim loop on its device and
 reports each event as one JSON line on stdout. Exits 0 when the grid is done, 3 when it stopped on request (its run
-checkpointed), 1 on an error (one line on stderr).
+checkpointed), 4 when the disk is full (the error sent as an event), 1 on an error (one line on stderr).
 """
 
 from __future__ import annotations
@@ -13,16 +13,27 @@ import pickle
 import signal
 import sys
 
+_PARENT_GONE = "the parent process died"
+
 
 class _EventReporter:
-    """Events for the parent, one JSON line each."""
+    """Events for the parent, one JSON line each. A parent that is gone (a broken pipe) is a stop request: the run
+    in progress checkpoints at its next step boundary, as when the parent's death is noticed otherwise, instead of
+    failing on the event it could not send."""
 
     def __init__(self, stream) -> None:
         self.stream = stream
 
     def _send(self, **event) -> None:
-        self.stream.write(json.dumps(event, default=str) + "\n")
-        self.stream.flush()
+        from prunebench.checkpoint import STOP
+
+        if STOP.reason == _PARENT_GONE:
+            return
+        try:
+            self.stream.write(json.dumps(event, default=str) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed after a broken pipe
+            STOP.request(_PARENT_GONE)
 
     def grid_started(self, total: int, skipped: int) -> None: ...
 
@@ -35,9 +46,13 @@ class _EventReporter:
     def run_finished(self, config, record: dict | None) -> None:
         self._send(event="finished", run_id=config.run_id, record=record)
 
+    def disk_full(self, error: OSError) -> None:
+        self._send(event="disk_full", message=str(error))
+
 
 def main() -> int:
-    from prunebench.parallel import INTERRUPTED_STATUS, set_parent_death_signal, watch_parent
+    from prunebench.lifetime import set_parent_death_signal, watch_parent
+    from prunebench.parallel import DISK_FULL_STATUS, INTERRUPTED_STATUS
 
     parent = os.getppid()
     set_parent_death_signal(signal.SIGTERM)
@@ -50,6 +65,7 @@ def main() -> int:
     import torch
 
     from prunebench.checkpoint import STOP, RunInterrupted
+    from prunebench.errors import is_disk_full
     from prunebench.results import ResultStore
     from prunebench.scheduler import Runner, set_deterministic
 
@@ -68,19 +84,24 @@ def main() -> int:
     warnings.showwarning = lambda message, *args, **kwargs: print(
         f"bench: warning: {message}", file=sys.stderr
     )
+    reporter = _EventReporter(events)
     runner = Runner(
         orders.todo,
         ResultStore(orders.out),
         torch.device(orders.device),
-        reporter=_EventReporter(events),
+        reporter=reporter,
         options=orders.options,
         settings=orders.settings,
+        since=orders.since,
     )
     try:
         runner.run()
     except RunInterrupted:
         return INTERRUPTED_STATUS
     except Exception as error:  # noqa: BLE001  (one line for the parent's terminal)
+        if is_disk_full(error):
+            reporter.disk_full(error)
+            return DISK_FULL_STATUS
         print(f"bench: worker error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     return 0

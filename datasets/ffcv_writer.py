@@ -5,13 +5,15 @@ counter: a worker that raises (a corrupt image) dies with a traceback while the 
 leaves the workers' tracebacks and FFCV's shared memory behind. :func:`write_beton` runs the same steps (FFCV's
 ``prepare``, its worker job, its ``finalize``) but watches the workers: the first failure in one is raised in the
 parent, naming the item that caused it, and Ctrl-C is the parent's alone (the workers ignore it). On any failure
-the workers are stopped, the shared memory is released and the file is removed.
+the workers are stopped, the shared memory is released and the file is removed; a parent killed outright takes its
+workers with it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -53,10 +55,17 @@ class _Checked:
             ) from None
 
 
-def _work(failures: Any, job: Any, args: Sequence[Any]) -> None:
+def _work(failures: Any, job: Any, args: Sequence[Any], parent: int) -> None:
     """One writer process: FFCV's ``job(*args)``; a failure goes to the parent as one exception, without a
-    traceback. Ctrl-C (sent to the whole process group) is left to the parent, which stops the workers."""
+    traceback. Ctrl-C (sent to the whole process group) is left to the parent, which stops the workers. A parent
+    that dies (``kill -9``) takes the worker with it (the kernel's parent-death signal), so that no writer is left
+    waiting for work and the shared memory is released by multiprocessing's resource tracker."""
+    from prunebench.lifetime import set_parent_death_signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
     try:
         job(*args)
     except BaseException as error:  # noqa: BLE001  (whatever it is, the parent reports it)
@@ -133,7 +142,9 @@ def write_beton(
             checked,
         )
         processes = [
-            context.Process(target=_work, args=(failures, worker_job_indexed_dataset, args), daemon=True)
+            context.Process(
+                target=_work, args=(failures, worker_job_indexed_dataset, args, os.getpid()), daemon=True
+            )
             for _ in range(writer.num_workers)
         ]
         for process in processes:

@@ -1,14 +1,24 @@
-"""Many short runs through local workers with random kills: runs lost, runs written twice, wall time.
+"""Many short runs through runners that are killed, replaced, started late or requeued: runs lost, runs written
+twice, records that differ, wall time.
 
 Runs a grid of ``--runs`` short runs (the ``synthetic-tiny`` preset at two epochs: random and magnitude-at-init
-pruning at two sparsities over as many seeds as needed, each seed with its dense baseline) with ``--jobs`` workers
-twice: once undisturbed, once while a random worker is killed with SIGKILL every ``--kill-every`` seconds on average
-(as an out-of-memory killer would) and, every third kill, the whole ``bench run`` with its workers (as a lost node),
-after which it is started again until the grid is done. Every record write is logged (through a ``sitecustomize``
-on the workers' path), so the script counts the runs written twice; then it checks that each record equals the
-undisturbed grid's (all but the timing fields).
+pruning at two sparsities over as many seeds as needed, each seed with its dense baseline) once undisturbed with
+``--jobs`` workers, then once in each scenario of ``--scenarios``, each into a directory of its own:
 
-    python scripts/scaleout_kills.py [--runs 1000] [--jobs 4] [--kill-every 3]
+* ``kills``: a random worker is killed with SIGKILL every ``--kill-every`` seconds on average (as an out-of-memory
+  killer would; the parent starts a replacement, handed the original run list) and, every third kill, the whole
+  ``bench run`` with its workers (as a lost node), after which it is started again until the grid is done;
+* ``late``: a second ``bench run --jobs N`` on the same directory, started ``--late`` seconds after the first (its
+  workers start while the first's are finishing runs);
+* ``slurm``: ``bench run --executor slurm --slurm-cluster local --slurm-time 1 --wait`` with ``--slurm-tasks`` tasks:
+  submitit's local cluster signals each task 30 s before its one-minute limit and requeues it, so a grid longer
+  than a minute completes only through requeues (or, when submitit stops requeueing, the command must exit
+  non-zero saying how many runs are left).
+
+Every record write is logged (through a ``sitecustomize`` on the runners' path), so the script counts the runs
+written twice; then it checks that each record equals the undisturbed grid's (all but the timing fields).
+
+    python scripts/scaleout_kills.py [--runs 1000] [--jobs 4] [--kill-every 3] [--scenarios kills,late,slurm]
 """
 
 from __future__ import annotations
@@ -51,18 +61,9 @@ def grid_flags(runs: int) -> list[str]:
     ]  # fmt: skip
 
 
-def bench(flags: list[str], out: Path, jobs: int, env: dict) -> subprocess.Popen:
-    command = [
-        str(Path(sys.executable).parent / "bench"),
-        "run",
-        *flags,
-        "--devices",
-        "cpu",
-        "--per-device",
-        str(jobs),
-        "--out",
-        str(out),
-    ]
+def bench(flags: list[str], out: Path, jobs: int, env: dict, *executor: str) -> subprocess.Popen:
+    where = list(executor) or ["--devices", "cpu", "--per-device", str(jobs)]
+    command = [str(Path(sys.executable).parent / "bench"), "run", *flags, *where, "--out", str(out)]
     return subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env
     )
@@ -81,65 +82,108 @@ def records(out: Path) -> dict[str, dict]:
     }
 
 
+def undisturbed(flags: list[str], root: Path, jobs: int, env: dict) -> tuple[dict[str, dict], float]:
+    started = time.perf_counter()
+    calm = bench(flags, root / "calm", jobs, env)
+    _, err = calm.communicate()
+    if calm.returncode != 0:
+        raise SystemExit(f"the undisturbed grid failed: {err}")
+    return records(root / "calm"), time.perf_counter() - started
+
+
+def with_kills(flags: list[str], out: Path, jobs: int, env: dict, kill_every: float, chance) -> str:
+    """Kill a random worker, or every third time the whole ``bench run``, until the grid is done."""
+    kills = group_kills = starts = 0
+    while True:
+        process = bench(flags, out, jobs, env)
+        starts += 1
+        while process.poll() is None:
+            time.sleep(chance.expovariate(1.0 / kill_every))
+            if process.poll() is not None:
+                break
+            kills += 1
+            if kills % 3 == 0:
+                group_kills += 1
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                break
+            workers = children(process.pid)
+            if workers:
+                os.kill(chance.choice(workers), signal.SIGKILL)
+        if process.wait() == 0:
+            break
+    return f"{kills} kills ({group_kills} of the whole bench run, {kills - group_kills} of one worker), {starts} start(s)"
+
+
+def started_late(flags: list[str], out: Path, jobs: int, env: dict, late: float) -> str:
+    """Two ``bench run`` on one directory, the second ``late`` seconds after the first; both must succeed."""
+    first = bench(flags, out, jobs, env)
+    time.sleep(late)
+    second = bench(flags, out, jobs, env)
+    errors = [process.communicate()[1] for process in (first, second)]
+    if first.returncode or second.returncode:
+        raise SystemExit(f"a runner failed: {errors}")
+    return f"a second bench run --jobs {jobs} started {late:g} s after the first"
+
+
+def requeued(flags: list[str], out: Path, tasks: int, env: dict) -> str:
+    """The grid as Slurm tasks on submitit's local cluster, each limited to one minute and requeued."""
+    slurm = ["--executor", "slurm", "--slurm-cluster", "local", "--slurm-time", "1", "--slurm-gpus", "0"]
+    process = bench(flags, out, 1, env, *slurm, "--slurm-cpus", "1", "--slurm-tasks", str(tasks), "--wait")
+    _, err = process.communicate()
+    requeues = sum(
+        path.read_text(errors="replace").count("stopped by SIGUSR2") for path in out.glob("slurm/*/*.err")
+    )
+    ended = f"exit {process.returncode}" + (f": {err.strip().splitlines()[-1]}" if process.returncode else "")
+    return f"{tasks} tasks of at most one minute, {requeues} requeue(s), the command's {ended}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--kill-every", type=float, default=3.0, help="mean seconds between kills")
+    parser.add_argument("--late", type=float, default=8.0, help="seconds before the second runner starts")
+    parser.add_argument("--slurm-tasks", type=int, default=2)
+    parser.add_argument("--scenarios", default="kills,late,slurm", help="comma-separated: kills, late, slurm")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     chance = random.Random(args.seed)
     flags = grid_flags(args.runs)
+    scenarios = {
+        "kills": lambda out, env: with_kills(flags, out, args.jobs, env, args.kill_every, chance),
+        "late": lambda out, env: started_late(flags, out, args.jobs, env, args.late),
+        "slurm": lambda out, env: requeued(flags, out, args.slurm_tasks, env),
+    }
+    chosen = args.scenarios.split(",")
+    unknown = sorted(set(chosen) - scenarios.keys())
+    if unknown:
+        raise SystemExit(f"unknown scenario {unknown[0]!r}; known: {', '.join(scenarios)}")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         (root / "hooks").mkdir()
         (root / "hooks" / "sitecustomize.py").write_text(AUDIT)
-        env = {**os.environ, "PYTHONPATH": str(root / "hooks"), "PRUNEBENCH_AUDIT": str(root / "audit.log")}
-
-        started = time.perf_counter()
-        calm = bench(flags, root / "calm", args.jobs, env)
-        _, err = calm.communicate()
-        if calm.returncode != 0:
-            raise SystemExit(f"the undisturbed grid failed: {err}")
-        calm_time = time.perf_counter() - started
-        expected = records(root / "calm")
-        (root / "audit.log").unlink()
-
-        kills = group_kills = restarts = 0
-        started = time.perf_counter()
-        while True:
-            process = bench(flags, root / "killed", args.jobs, env)
-            restarts += 1
-            while process.poll() is None:
-                time.sleep(chance.expovariate(1.0 / args.kill_every))
-                if process.poll() is not None:
-                    break
-                kills += 1
-                if kills % 3 == 0:
-                    group_kills += 1
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-                    break
-                workers = [p for p in children(process.pid)]
-                if workers:
-                    os.kill(chance.choice(workers), signal.SIGKILL)
-            if process.wait() == 0:
-                break
-        killed_time = time.perf_counter() - started
-        got = records(root / "killed")
-        writes = Counter((root / "audit.log").read_text().split())
-    lost = len(expected.keys() - got.keys())
-    twice = sum(1 for n in writes.values() if n > 1)
-    different = sum(1 for k in expected.keys() & got.keys() if expected[k] != got[k])
-    print(f"{len(expected)} runs, {args.jobs} workers, synthetic-tiny at 2 epochs")
-    print(f"undisturbed: {calm_time:.1f} s")
-    print(
-        f"with kills:  {killed_time:.1f} s ({killed_time / calm_time:.2f}x), {kills} kills "
-        f"({group_kills} of the whole bench run, {kills - group_kills} of one worker), {restarts} start(s)"
-    )
-    print(
-        f"runs lost: {lost}; runs written twice: {twice}; records that differ from the undisturbed grid: {different}"
-    )
+        env = {**os.environ, "PYTHONPATH": str(root / "hooks")}
+        expected, calm_time = undisturbed(flags, root, args.jobs, {**env, "PRUNEBENCH_AUDIT": os.devnull})
+        print(
+            f"{len(expected)} runs, synthetic-tiny at 2 epochs; undisturbed with {args.jobs} workers: {calm_time:.1f} s"
+        )
+        for name in chosen:
+            audit = root / f"{name}.log"
+            audit.touch()
+            started = time.perf_counter()
+            what = scenarios[name](root / name, {**env, "PRUNEBENCH_AUDIT": str(audit)})
+            elapsed = time.perf_counter() - started
+            got = records(root / name)
+            writes = Counter(audit.read_text().split())
+            lost = len(expected.keys() - got.keys())
+            twice = sum(1 for n in writes.values() if n > 1)
+            different = sum(1 for k in expected.keys() & got.keys() if expected[k] != got[k])
+            print(f"{name}: {elapsed:.1f} s ({elapsed / calm_time:.2f}x); {what}")
+            print(
+                f"  runs lost: {lost}; runs executed twice: {twice}; records that differ from the undisturbed "
+                f"grid: {different}"
+            )
 
 
 if __name__ == "__main__":

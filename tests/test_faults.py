@@ -578,6 +578,78 @@ def test_a_killed_writer_process_fails_the_prepare_at_once(blocked_prepare):
     assert leftovers(root) == [] and not list(root.rglob("*.beton"))
 
 
+# SIGTERM (a job scheduler, `kill`) unwinds like Ctrl-C: exit 143, one line, no worker, file or shared memory left.
+def test_sigterm_during_prepare_leaves_nothing(blocked_prepare):
+    import signal
+
+    root, process = blocked_prepare
+    workers = _live_children(process.pid)
+    segments = _shared_memory_of([process.pid, *workers])
+    assert workers and segments, "the writer processes or their shared memory were not found"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert err.strip().splitlines() == ["bench: stopped by SIGTERM; no FFCV file was written"]
+    assert leftovers(root) == [] and not list(root.rglob("*.beton"))
+    assert _exited(workers) and _released(segments)
+
+
+# kill -9 of the prepare takes its writer processes with it (they were left waiting, holding FFCV's shared memory).
+def test_kill_9_of_prepare_takes_its_writers_and_their_shared_memory_with_it(blocked_prepare):
+    import signal
+
+    root, process = blocked_prepare
+    workers = _live_children(process.pid)
+    segments = _shared_memory_of([process.pid, *workers])
+    assert workers and segments, "the writer processes or their shared memory were not found"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert _exited(workers), "a writer process outlived its parent"
+    assert _released(segments), "the writers' shared memory was left in /dev/shm"
+
+
+def _shared_memory_of(pids: list[int]) -> set[str]:
+    """The POSIX shared-memory segments (``/dev/shm`` files) the processes ``pids`` have mapped."""
+    names = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        names.update(
+            line.split("/dev/shm/", 1)[1].split()[0] for line in maps.splitlines() if "/dev/shm/" in line
+        )
+    return names
+
+
+def _within(condition, timeout: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _exited(pids: list[int]) -> bool:
+    """Whether every process of ``pids`` has exited (a zombie counts) within 30 s."""
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+        except OSError:
+            return False
+
+    return _within(lambda: not any(alive(pid) for pid in pids))
+
+
+def _released(segments: set[str]) -> bool:
+    """Whether every segment of ``segments`` is gone from ``/dev/shm`` within 30 s."""
+    return _within(lambda: not any((Path("/dev/shm") / name).exists() for name in segments))
+
+
 def _live_children(parent: int) -> list[int]:
     """The processes whose parent is ``parent`` and that have not exited (from /proc)."""
     children = []

@@ -308,7 +308,7 @@ def test_status_counts_done_failed_running_stale_interrupted_and_pending(tmp_pat
     (tmp_path / "checkpoints" / f"{configs[3].run_id}.pt").write_bytes(b"")
     status = grid_status(tmp_path, configs)
     assert (status.done, status.statuses["failed"], len(status.running), len(status.stale)) == (1, 1, 1, 1)
-    assert status.interrupted == [configs[3].run_id] and status.pending == len(configs) - 3
+    assert status.interrupted == [configs[3].run_id] and status.pending == len(configs) - 4
     assert grid_status(tmp_path).pending is None
     assert main(["status", str(tmp_path), "--preset", "synthetic-tiny", "--methods", "magnitude"]) == 0
     live.release()
