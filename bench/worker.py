@@ -53,6 +53,7 @@ class _EventReporter:
 def main() -> int:
     from prunebench.lifetime import set_parent_death_signal, watch_parent
     from prunebench.parallel import DISK_FULL_STATUS, INTERRUPTED_STATUS
+    from prunebench.registry import PluginWarning
 
     parent = os.getppid()
     set_parent_death_signal(signal.SIGTERM)
@@ -84,6 +85,7 @@ def main() -> int:
     warnings.showwarning = lambda message, *args, **kwargs: print(
         f"bench: warning: {message}", file=sys.stderr
     )
+    warnings.simplefilter("ignore", PluginWarning)  # the parent said it when it planned the grid, once
     reporter = _EventReporter(events)
     runner = Runner(
         orders.todo,

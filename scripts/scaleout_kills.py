@@ -178,11 +178,17 @@ def main() -> None:
             writes = Counter(audit.read_text().split())
             lost = len(expected.keys() - got.keys())
             twice = sum(1 for n in writes.values() if n > 1)
+            fields = Counter(
+                field
+                for k in expected.keys() & got.keys()
+                for field in expected[k].keys() | got[k].keys()
+                if expected[k].get(field) != got[k].get(field)
+            )
             different = sum(1 for k in expected.keys() & got.keys() if expected[k] != got[k])
             print(f"{name}: {elapsed:.1f} s ({elapsed / calm_time:.2f}x); {what}")
             print(
                 f"  runs lost: {lost}; runs executed twice: {twice}; records that differ from the undisturbed "
-                f"grid: {different}"
+                f"grid: {different}" + (f" (fields: {dict(fields)})" if fields else "")
             )
 
 

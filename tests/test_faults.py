@@ -723,6 +723,9 @@ mkdir "$SNAP/run" && cp -a "$OUT/." "$SNAP/run/" && rm "$SNAP/run/filler"
 rm -f "$OUT/filler"; rm -rf "$OUT"/leaderboard* "$OUT/plots"; fill 0  # no room at all, no leaderboard yet
 "$BENCH" leaderboard "$OUT" --format md,csv > /dev/null 2> "$SNAP/board.err"; echo $? > "$SNAP/board.status"
 mkdir "$SNAP/board" && cp -a "$OUT/." "$SNAP/board/" && rm "$SNAP/board/filler"
+rm -rf "$OUT"/* && mkdir "$OUT/fresh" && fill 153600  # a new grid in 150 kB: a few records, not its checkpoints
+"$BENCH" run $ARGS --seeds 3 --out "$OUT/fresh" > /dev/null 2> "$SNAP/fresh.err"; echo $? > "$SNAP/fresh.status"
+mkdir "$SNAP/fresh" && cp -a "$OUT/fresh/." "$SNAP/fresh/"
 """
 
 
@@ -756,6 +759,18 @@ def full_disk(grid, tmp_path_factory) -> Path:
     return work
 
 
+# A grid that runs out of space stops at the first write that fails, in one line naming the file and the space, and
+# records no run as failed for it (every run after it would fail the same way).
+def test_a_grid_on_a_full_disk_stops_at_once_and_records_no_failure(full_disk):
+    status = int((full_disk / "fresh.status").read_text())
+    err = (full_disk / "fresh.err").read_text().splitlines()
+    assert status == 1 and len(err) == 1, err
+    assert err[0].startswith(f"bench: error: cannot write {full_disk / 'out' / 'fresh'}/"), err
+    assert "No space left on device (" in err[0] and " free)" in err[0]
+    assert err[0].endswith("the grid stopped: free some space and rerun to resume it")
+    assert all(record and record["status"] != "failed" for record in records(full_disk / "fresh").values())
+
+
 def _finished_records(out: Path) -> dict[str, dict]:
     return {name: record for name, record in records(out).items() if record and record["status"] == "ok"}
 
@@ -781,7 +796,7 @@ def test_a_full_disk_is_one_line_naming_the_file(full_disk, grid):
     err = (full_disk / "board.err").read_text().splitlines()
     assert status == 1, err
     assert err == [
-        f"bench: error: cannot write {full_disk / 'out' / 'leaderboard.md'}: No space left on device"
+        f"bench: error: cannot write {full_disk / 'out' / 'leaderboard.md'}: No space left on device (0 bytes free)"
     ]
     left = full_disk / "board"
     assert _finished_records(left) == _finished_records(grid)

@@ -265,3 +265,48 @@ def test_a_worker_whose_parent_is_gone_stops_instead_of_failing_its_run():
         reporter.epoch_done("pretrain", 2, 2, 0.4)  # nothing more is sent, nothing raised
     finally:
         STOP.clear()
+
+
+def test_a_broken_plugin_is_reported_once_not_once_per_worker(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    info = tmp_path / "site" / "broken_plugin-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[prunebench.methods]\nbroken = no_such_plugin_module\n")
+    flags = [
+        "--preset",
+        "synthetic-tiny",
+        "--methods",
+        "random",
+        "--scopes",
+        "global",
+        "--sparsity",
+        "0.5,0.9",
+    ]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "bench"), "run", *flags, "--epochs", "2", "--jobs", "2"]
+        + ["--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "plugin 'broken'" in line]
+    assert len(said) == 1, result.stderr
+
+
+def test_submitting_leaves_no_literal_job_id_folder(tmp_path):
+    pytest.importorskip("submitit")
+    from prunebench.runner import RunOptions
+    from prunebench.slurm import SlurmOptions, submit
+
+    options = SlurmOptions(cluster="local", tasks=1, gpus=0, time=5)
+    jobs = submit([], tmp_path, RunOptions(), FAST, options)  # a task with nothing to do starts and ends
+    for job in jobs:
+        job.wait()
+    assert job.result() == {"records": 0, "interrupted": 0}
+    assert sorted(p.name for p in (tmp_path / "slurm").iterdir()) == [job.job_id for job in jobs]
