@@ -4,7 +4,9 @@ A *channel* is an output channel of a Conv or Linear layer (a filter with its Ba
 the classifier's outputs (the last Conv or Linear layer in module order) are never pruned. Channels tied together
 (by a residual addition, or by a layer that must keep its input and output widths equal) form one **group channel**:
 they are scored, kept and removed together. The groups come from Torch-Pruning's dependency graph
-(:func:`channel_groups`), which traces the model once on an example input.
+(:func:`channel_groups`), which traces the model once on an example input. A Linear layer after a ``Flatten``
+(LeNet-5, a VGG head without global pooling) reads each channel of the convolution before it at every spatial
+position: removing the channel removes those input columns (:attr:`Member.span`).
 
 Every structured criterion scores the channels of each group (one score per group channel); :func:`allocate` turns
 the scores into keep masks at the target, in either scope:
@@ -47,12 +49,21 @@ _NORMS = (nn.modules.batchnorm._BatchNorm,)
 @dataclass(frozen=True)
 class Member:
     """One module of a group: ``role`` is ``producer`` (a Conv/Linear whose output channels these are), ``norm``
-    (a BatchNorm on them) or ``consumer`` (a Conv/Linear that reads them); ``index[k]`` is the module's channel for
-    the group's channel ``k``."""
+    (a BatchNorm on them) or ``consumer`` (a Conv/Linear that reads them).
+
+    Each group channel is ``span`` of the module's channels: ``index[k * span : (k + 1) * span]`` are those of the
+    group's channel ``k`` (``index[k]`` when ``span`` is 1, as for every producer and norm). A Linear layer after a
+    ``Flatten`` reads each channel at every spatial position: its ``span`` is the positions per channel.
+    """
 
     module: str
     role: str
     index: tuple[int, ...]
+    span: int = 1
+
+    def channels(self, group_channels: Iterable[int]) -> list[int]:
+        """The module's channels of the given group channels."""
+        return [self.index[k * self.span + j] for k in group_channels for j in range(self.span)]
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ def _groups(model: nn.Module, graph) -> list[ChannelGroup]:
     for group in graph.get_all_groups(ignored_layers=[classifier], root_module_types=_LAYERS):
         root = group[0].dep.target.module
         size = len(group[0].idxs)
-        members: dict[tuple[str, str], list[int]] = {}
+        members: dict[tuple[str, str], dict[int, set[int]]] = {}
         for item in group:
             module = item.dep.target.module
             if module not in names:
@@ -124,20 +135,35 @@ def _groups(model: nn.Module, graph) -> list[ChannelGroup]:
                     f"the structured track prunes Conv, Linear and BatchNorm channels; {names[module]} "
                     f"({type(module).__name__}) shares channels with {names[root]}"
                 )
-            index = members.setdefault((names[module], role), [-1] * size)
-            for position, idx in enumerate(item.idxs):
-                own = int(getattr(idx, "idx", idx))
-                root_idx = getattr(idx, "root_idx", None)
-                index[position if root_idx is None else int(root_idx)] = own
+            channels = members.setdefault((names[module], role), {})
+            roots = getattr(item, "root_idxs", None) or [None] * len(item.idxs)
+            for position, (idx, root_idx) in enumerate(zip(item.idxs, roots, strict=True)):
+                root_channel = position if root_idx is None else int(root_idx)
+                channels.setdefault(root_channel, set()).add(int(getattr(idx, "idx", idx)))
         found.append(
             ChannelGroup(
                 names[root],
                 size,
-                tuple(Member(module, role, tuple(index)) for (module, role), index in members.items()),
+                tuple(_member(module, role, by_root, size) for (module, role), by_root in members.items()),
             )
         )
     order = {name: i for i, name in enumerate(names.values())}
     return sorted(found, key=lambda group: order[group.name])
+
+
+def _member(module: str, role: str, by_root: dict[int, set[int]], size: int) -> Member:
+    """The member ``module`` whose channels of each group channel ``k`` are ``by_root[k]``.
+
+    Every group channel must map to the same number of the module's channels, as a Flatten maps a convolution's
+    channel to its spatial positions; another mapping is a usage error naming the module.
+    """
+    spans = {len(by_root.get(k, ())) for k in range(size)}
+    span = spans.pop() if len(spans) == 1 else 0
+    if span == 0 or len(by_root) != size or (role != "consumer" and span != 1):
+        raise UsageError(
+            f"the structured track cannot map the channels of {module} ({role}) to its group's {size} channels"
+        )
+    return Member(module, role, tuple(c for k in range(size) for c in sorted(by_root[k])), span)
 
 
 class FlopModel:
@@ -319,7 +345,7 @@ def channel_masks(
                     continue
                 key = f"{member.module}.{kind}"
                 mask = masks.setdefault(key, torch.ones_like(param, dtype=torch.bool))
-                mask[[member.index[k] for k in pruned]] = False
+                mask[member.channels(pruned)] = False
     return masks
 
 

@@ -36,12 +36,14 @@ import itertools
 import math
 import re
 import sys
+import types
+import typing
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from prunebench.allocation import LAYERWISE_SCOPES, keep_budget, layer_keep_counts
 from prunebench.checkpoint import CheckpointPolicy
@@ -86,7 +88,7 @@ class Execution:
 
     out: str = "results"
     device: str = "auto"
-    jobs: str = "auto"
+    jobs: str | int = "auto"
     loader: str = "auto"
     data_root: str | None = None
     compile: bool = False
@@ -94,7 +96,7 @@ class Execution:
     executor: str = "local"
     devices: str | None = None
     per_device: int = 1
-    checkpoint_every: str = "1"
+    checkpoint_every: str | int = "1"
     claim_timeout: float = 600.0
     deterministic: bool = False
     wait: bool = False
@@ -263,7 +265,7 @@ class Experiment:
             track = Track("structured", unit)
         else:
             with self._key("sparsity"):
-                sparsities = check_sparsities(self.sparsity or DEFAULT_SPARSITY)
+                sparsities = check_sparsities(DEFAULT_SPARSITY if self.sparsity is None else self.sparsity)
         with self._key("seeds"):
             seeds = parse_seeds(self.seeds)
         with self._key("hparams"):
@@ -300,16 +302,20 @@ class Experiment:
             return with_controls(list(configs.values()), parse_controls(self.controls))
 
     def plan(self) -> Plan:
-        """The runs (:meth:`configs`) and how they execute, everything checked before any work starts: the device,
-        the worker count, the loader, the data each dataset needs on disk for that loader (nothing is downloaded),
-        and the results directory (created, and writable)."""
+        """The runs (:meth:`configs`) and how they execute, everything checked before any work starts: the models
+        against their data, the device, the worker count, the loader, the data each dataset needs on disk for that
+        loader (nothing is downloaded), and the results directory (created, and writable)."""
         from prunebench.datasets import get_dataset
         from prunebench.datasets.files import LOADERS
         from prunebench.datasets.registry import LoaderRequest
+        from prunebench.grid import check_models
         from prunebench.results import ResultStore
         from prunebench.runner import RunOptions
 
         configs = self.configs()
+        check_models(
+            configs
+        )  # one dry forward per (dataset, model): a model unfit for its data is refused here
         execution = self.execution
         with self._key("run.device"):
             device = resolve_device(execution.device)
@@ -363,8 +369,10 @@ class Experiment:
         with self._key("dataset"):
             for name in dict.fromkeys(config.dataset for config in configs):
                 get_dataset(name).check(request)
-        store = ResultStore(Path(execution.out))
         with self._key("run.out"):
+            if not str(execution.out).strip():
+                raise UsageError("--out is empty; give the results directory (default: results)")
+            store = ResultStore(Path(execution.out))
             store.ensure_writable()
         return Plan(configs, device, jobs, options, store, devices, settings, execution.executor)
 
@@ -435,9 +443,13 @@ class Experiment:
     def from_toml(cls, path: Path) -> Experiment:
         """The experiment of a TOML file; an invalid file is a one-line error naming the key (and line)."""
         try:
-            text = path.read_text()
+            text = path.read_bytes().decode("utf-8")
         except OSError as error:
             raise UsageError(f"cannot read experiment file {path}: {error.strerror or error}") from None
+        except UnicodeDecodeError as error:
+            raise UsageError(
+                f"{path}: not UTF-8 text (byte {error.start}); an experiment file is TOML, which is UTF-8"
+            ) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
@@ -461,6 +473,65 @@ _TOP_KEYS = {
     "controls",
 }
 _TABLES = {"recipe", "hparams", "run"}
+_TYPED_KEYS: dict[str, Any] = {
+    "preset": str,
+    "dataset": str,
+    "model": str,
+    "track": str,
+    "target": str,
+    "sparsity": float | list[float],
+    "seeds": int | str | list[int],
+    "keep_first_dense": bool,
+    "keep_last_dense": bool,
+    "prune_embeddings": bool,
+}
+"""The top-level keys checked by their type alone (``methods``, ``scopes`` and ``controls`` are checked as names)."""
+_TYPE_WORDS = {
+    str: ("a string", "strings"),
+    bool: ("true or false", "true or false values"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+}
+
+
+def _type_problem(value: Any, accepted: Any) -> str | None:
+    """``must be ..., got ...`` when ``value`` (read from TOML) is not of the type ``accepted``, else ``None``.
+
+    ``accepted`` is an annotation made of ``str``, ``bool``, ``int``, ``float`` (an integer is a number too, a
+    boolean is neither), ``list[...]``, ``dict[...]`` (a table) and unions of them; ``None`` is left out (TOML has
+    no null: a key left out keeps its default)."""
+    if _is_of(value, accepted):
+        return None
+    return f"must be {_described(accepted)}, got {value!r}"
+
+
+def _is_of(value: Any, accepted: Any) -> bool:
+    """Whether ``value`` is of the type ``accepted`` (see :func:`_type_problem`)."""
+    origin = get_origin(accepted)
+    if origin in (Union, types.UnionType):
+        return any(_is_of(value, member) for member in get_args(accepted))
+    if origin is list:
+        return isinstance(value, list) and all(_is_of(item, get_args(accepted)[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if accepted in (int, float) and isinstance(value, bool):
+        return False
+    if accepted is float:
+        return isinstance(value, int | float)
+    return accepted is not type(None) and isinstance(value, accepted)
+
+
+def _described(accepted: Any) -> str:
+    """How the type ``accepted`` reads in an error: ``a string``, ``a number or a list of numbers``, ``a table``."""
+    origin = get_origin(accepted)
+    if origin in (Union, types.UnionType):
+        words = [_described(member) for member in get_args(accepted) if member is not type(None)]
+        return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+    if origin is list:
+        return f"a list of {_TYPE_WORDS[get_args(accepted)[0]][1]}"
+    if origin is dict:
+        return "a table"
+    return _TYPE_WORDS[accepted][0]
 
 
 def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
@@ -476,10 +547,11 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
         elif key not in _TOP_KEYS:
             accepted = ", ".join(sorted(_TOP_KEYS | {f"[{t}]" for t in _TABLES}))
             raise fail(key, f"unknown key; an experiment file has {accepted}")
-    for key in ("preset", "dataset", "model", "track", "target"):
+    for key, accepted in _TYPED_KEYS.items():
         if key in data:
-            if not isinstance(data[key], str):
-                raise fail(key, f"must be a string, got {data[key]!r}")
+            problem = _type_problem(data[key], accepted)
+            if problem:
+                raise fail(key, problem)
             setattr(experiment, key, data[key])
     if "controls" in data:
         value = data["controls"]
@@ -492,16 +564,8 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
             if not (value == "all" or isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise fail(key, f'must be "all" or a list of names, got {value!r}')
             setattr(experiment, key, value)
-    if "sparsity" in data:
-        value = data["sparsity"]
-        experiment.sparsity = value if isinstance(value, list) else [value]
-    if "seeds" in data:
-        experiment.seeds = data["seeds"]
-    for key in ("keep_first_dense", "keep_last_dense", "prune_embeddings"):
-        if key in data:
-            if not isinstance(data[key], bool):
-                raise fail(key, f"must be true or false, got {data[key]!r}")
-            setattr(experiment, key, data[key])
+    if isinstance(experiment.sparsity, int | float):
+        experiment.sparsity = [experiment.sparsity]
     for name, value in _flatten(data.get("recipe", {})).items():
         experiment.set("recipe", name, [value])
     for method, table in data.get("hparams", {}).items():
@@ -510,10 +574,13 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
         for name, value in table.items():
             experiment.set(method, name, [value])
     run = data.get("run", {})
-    known = {f.name for f in fields(Execution)}
-    for key in run:
-        if key not in known:
-            raise fail(f"run.{key}", f"unknown key; [run] has {', '.join(sorted(known))}")
+    declared = typing.get_type_hints(Execution)
+    for key, value in run.items():
+        if key not in declared:
+            raise fail(f"run.{key}", f"unknown key; [run] has {', '.join(sorted(declared))}")
+        problem = _type_problem(value, declared[key])
+        if problem:
+            raise fail(f"run.{key}", problem)
     experiment.execution = replace(
         experiment.execution, **{k: v if k != "jobs" else str(v) for k, v in run.items()}
     )
@@ -617,7 +684,7 @@ def _is_tuple(hparam: HParam, value: list[Any]) -> bool:
 def _line_suffix(source: str, key: str) -> str:
     """`` (line N)`` where ``key`` (dotted: ``hparams.gmp.end``) is set in the file ``source``, else ''."""
     try:
-        lines = Path(source).read_text().splitlines()
+        lines = Path(source).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return ""
     parts = key.split(".")

@@ -1,4 +1,5 @@
-"""Parsing a grid's choices as the command line writes them: sparsities, methods, scopes, seeds and settings.
+"""Parsing a grid's choices as the command line writes them: sparsities, methods, scopes, seeds and settings; and
+the checks of a planned grid that need its models (:func:`check_models`).
 
 Every parser refuses bad input with a one-line :class:`~prunebench.errors.UsageError` that says what is accepted,
 before any work starts.
@@ -7,9 +8,13 @@ before any work starts.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prunebench.errors import UsageError, unknown
 from prunebench.methods.registry import SCOPES, MethodSpec, all_methods, get_method
+
+if TYPE_CHECKING:
+    from prunebench.config import RunConfig
 
 MAX_SEEDS = 1000
 """More seeds than this in one grid is a typo, not an experiment."""
@@ -197,3 +202,25 @@ def parse_setting(text: str) -> tuple[str, str, list[str]]:
         return "recipe", key[len("recipe.") :], split_values(value)
     owner, _, name = key.rpartition(".")
     return owner, name, split_values(value)
+
+
+def check_models(configs: Iterable[RunConfig]) -> None:
+    """Refuse, before any run, what would fail (or silently mislead) every run of a (dataset, model): a model that
+    cannot take the dataset's inputs or does not return one logit per class (one dry forward on the ``meta``
+    device, :func:`prunebench.models.check_model_fits`), and on the structured track a model it cannot prune with
+    the grid's methods (:func:`prunebench.structured.check_structured_model`). Once per distinct (dataset, model)."""
+    from prunebench.datasets import get_dataset
+    from prunebench.models import check_model_fits
+
+    pairs: dict[tuple[str, str], dict[str, MethodSpec]] = {}
+    for config in configs:
+        methods = pairs.setdefault((config.dataset, config.model), {})
+        if config.track.name == "structured" and config.method != "dense":
+            methods.setdefault(config.method, config.spec)
+    for (dataset, model), methods in pairs.items():
+        data = get_dataset(dataset)
+        network, example = check_model_fits(model, data.input_shape, data.num_classes, dataset)
+        if methods:
+            from prunebench.structured import check_structured_model
+
+            check_structured_model(network, example, model, methods.values())

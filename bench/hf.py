@@ -17,6 +17,7 @@ Needs the optional ``hf`` extra (``pip install 'prunebench[hf]'``).
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,11 +81,35 @@ def build_config(spec: str) -> Any:
     if name.endswith(".json"):
         if not Path(name).is_file():
             raise UsageError(f"{spec!r}: no such configuration file {name}")
-        return transformers.AutoConfig.from_pretrained(name, **overrides)
+        config = transformers.AutoConfig.from_pretrained(name, **overrides)
+    else:
+        types = list(transformers.CONFIG_MAPPING.keys())
+        if name not in types:
+            close = difflib.get_close_matches(name, types, n=5, cutoff=0.6)
+            hint = f"closest: {', '.join(close)}" if close else "see transformers.CONFIG_MAPPING"
+            raise UsageError(f"{spec!r}: unknown Hugging Face model type {name!r}; {hint}")
+        try:
+            config = transformers.AutoConfig.for_model(name, **overrides)
+        except ValueError as error:
+            raise UsageError(f"{spec!r}: {str(error).splitlines()[0]}") from error
+    _check_keys(spec, config, overrides)
+    return config
+
+
+def _check_keys(spec: str, config: Any, overrides: dict[str, Any]) -> None:
+    """Refuse an override that is no field of ``config``'s class: ``transformers`` keeps any keyword as an
+    attribute and ignores it, so a typo would silently build the architecture's default size."""
     try:
-        return transformers.AutoConfig.for_model(name, **overrides)
-    except ValueError as error:
-        raise UsageError(f"{spec!r}: {str(error).splitlines()[0]}") from error
+        default = type(config)()
+    except Exception:  # noqa: BLE001  (a composite configuration has no defaults to list its keys from)
+        return
+    fields = set(default.to_dict()) | set(type(config).attribute_map)
+    fields |= {key for key in dir(type(config)) if isinstance(getattr(type(config), key), property)}
+    for key in overrides:
+        if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise UsageError(f"{spec!r}: {config.model_type} has no configuration key {key!r}{hint}")
 
 
 def build_hf_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:

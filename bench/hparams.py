@@ -128,7 +128,7 @@ def _convert(annotation: Any, value: Any) -> Any:
 def _from_text(annotation: Any, text: str, hparam: HParam) -> Any:
     """Read ``text`` as a value of ``annotation`` (before checking)."""
     if get_origin(annotation) is tuple:
-        inner = text.strip("()[] ")
+        inner = _unbracketed(text, hparam)
         item = get_args(annotation)[0]
         return [_from_text(item, part, hparam) for part in inner.split(",") if part.strip()]
     if get_origin(annotation) is Literal:
@@ -159,6 +159,17 @@ def _from_text(annotation: Any, text: str, hparam: HParam) -> Any:
                 pass
         return text
     return text
+
+
+def _unbracketed(text: str, hparam: HParam) -> str:
+    """The items of a tuple typed as ``1,28,28``, ``(1,28,28)`` or ``[1,28,28]``; brackets that do not close (or
+    that nest) are refused, not dropped: ``(1,28`` is a typing slip, not the tuple ``(1, 28)``."""
+    inner = text.strip()
+    if len(inner) >= 2 and inner[0] + inner[-1] in ("()", "[]"):
+        inner = inner[1:-1]
+    if any(bracket in inner for bracket in "()[]{}"):
+        raise hparam._wrong(text)
+    return inner
 
 
 def declared_hparams(cls: type) -> dict[str, HParam]:

@@ -108,8 +108,12 @@ def adapt_input_channels(model: nn.Module, channels: int) -> nn.Module:
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """A freshly initialized instance of the model ``name`` (seed the global RNG first for a fixed init)."""
-    return get_model(name).build(tuple(input_shape), num_classes)
+    """A freshly initialized instance of the model ``name`` (seed the global RNG first for a fixed init); a builder
+    that returns anything but a ``torch.nn.Module`` is a usage error."""
+    model = get_model(name).build(tuple(input_shape), num_classes)
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model {name} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 _VALUE_FILLS = frozenset(
@@ -147,6 +151,63 @@ def build_model_shapes(name: str, input_shape: tuple[int, ...], num_classes: int
     (initialization is skipped). Raises what the model's code raises where it cannot run on ``meta``."""
     with torch.device("meta"), _SkipValueFills():
         return build_model(name, input_shape, num_classes)
+
+
+DRY_BATCH = 2
+"""Examples in the dry forward of :func:`check_model_fits`."""
+
+
+def _dry_input(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str) -> torch.Tensor:
+    """A batch of :data:`DRY_BATCH` zero inputs for ``model``: token ids (``long``) when its first module with
+    parameters is an ``Embedding`` (a language model), images or features (``float32``) otherwise."""
+    first = next((m for m in model.modules() if next(m.parameters(recurse=False), None) is not None), None)
+    dtype = torch.long if isinstance(first, nn.Embedding) else torch.float32
+    return torch.zeros((DRY_BATCH, *input_shape), dtype=dtype, device=device)
+
+
+def check_model_fits(
+    name: str, input_shape: tuple[int, ...], num_classes: int, data: str
+) -> tuple[nn.Module, torch.Tensor]:
+    """The model ``name`` built for the data ``data`` and the inputs of one dry forward pass that checks it takes
+    the data's inputs and returns one logit per class; a one-line :class:`UsageError` otherwise (every run would
+    fail, or a model of the wrong output width would train on logits no label reaches).
+
+    The model is built and run on the ``meta`` device (shapes only, no memory, no values), in evaluation mode; where
+    its code cannot run there, on the CPU. The model and inputs are on the device it ran on.
+    """
+    try:
+        model = build_model_shapes(name, input_shape, num_classes)
+        inputs = _dry_input(model, input_shape, "meta")
+        output = _dry_forward(model, inputs)
+    except UsageError:
+        raise
+    except Exception:  # noqa: BLE001  (the model's own code may need real tensors: run it on the CPU)
+        try:
+            model = build_model(name, input_shape, num_classes)
+            inputs = _dry_input(model, input_shape, "cpu")
+            output = _dry_forward(model, inputs)
+        except UsageError:
+            raise
+        except Exception as error:  # noqa: BLE001  (user code: its failure is reported, not a traceback)
+            lines = str(error).strip().splitlines()
+            reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+            raise UsageError(
+                f"model {name} cannot take the inputs of {data} (shape {tuple(input_shape)}): {reason}"
+            ) from None
+    if not isinstance(output, torch.Tensor):
+        raise UsageError(f"model {name} returns a {type(output).__name__}, not a tensor of logits")
+    if tuple(output.shape) != (DRY_BATCH, num_classes):
+        raise UsageError(
+            f"model {name} gives outputs of shape {tuple(output.shape[1:])} per example on {data}, which has "
+            f"{num_classes} classes: it must return one logit per class"
+        )
+    return model, inputs
+
+
+@torch.no_grad()
+def _dry_forward(model: nn.Module, inputs: torch.Tensor) -> object:
+    model.eval()
+    return model(inputs)
 
 
 @register_model(

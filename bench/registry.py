@@ -3,8 +3,9 @@
 A :class:`Registry` maps names to entries. Entries come from the package itself (registered when its modules are
 imported) and from other packages through a Python entry-point group (``prunebench.methods``, ``prunebench.models``,
 ``prunebench.datasets``, ``prunebench.presets``): each entry point names a module that registers its entries when
-imported. The entry points are imported on first use of the registry. A plugin that fails to import gives one
-:class:`PluginWarning` naming it and its error; everything else keeps working.
+imported. The entry points are imported on first use of the registry. A plugin that fails to import (whatever it
+raises, ``SystemExit`` included; Ctrl-C still stops) gives one :class:`PluginWarning` naming it and its error;
+everything else keeps working.
 
 The package's own models and datasets are *declared*: their registrations are read from the modules' source
 (:mod:`prunebench.declarations`), so that listing them imports neither those modules nor torch. A declared entry
@@ -135,7 +136,7 @@ class Registry(Generic[T]):
         for entry in entry_points(group=self.group):
             try:
                 importlib.import_module(entry.value.partition(":")[0])
-            except Exception as error:  # noqa: BLE001  (a broken plugin must not break the others)
+            except (Exception, SystemExit) as error:  # noqa: BLE001  (a broken plugin must not break the others)
                 warnings.warn(
                     f"{self.kind} plugin {entry.name!r} ({entry.value}) failed to import and is skipped: "
                     f"{type(error).__name__}: {error}",

@@ -10,13 +10,20 @@ The final mask is the support of the final weights: a prunable weight is kept wh
 count the record's achieved sparsity and per-layer densities come from (a kept weight that training drove to exactly
 0.0 counts as pruned there and here alike). Dense runs, failed runs and runs recorded before masks were saved have
 no mask.
+
+A file is read only after its arrays' headers agree with each other and with the run's record beside it (layer
+names, shapes, bit count), and its kept counts are checked against the record's per-layer non-zero counts: a
+truncated, empty or edited file is a one-line :class:`UsageError` naming it, never a guess.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import re
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +37,22 @@ if TYPE_CHECKING:
 MASK_KEY = "_mask"
 """The record key under which the runner hands a run's packed mask to the store; it never reaches the JSON."""
 SUFFIX = ".mask.npz"
+RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+"""A run id names one file of ``runs/``: letters, digits, ``_`` and ``-`` only (a real id is 16 hex digits)."""
+
+
+class MissingMask(UsageError):
+    """The run has no saved mask (a dense or failed run, or one recorded before masks were saved)."""
 
 
 def mask_path(results_dir: Path, run_id: str) -> Path:
-    """Where the mask of ``run_id`` lies in the results directory ``results_dir``."""
+    """Where the mask of ``run_id`` lies in the results directory ``results_dir``; a run id that is not a plain name
+    (a record edited to ``../elsewhere``) is a :class:`UsageError`, so that no path leaves ``runs/``."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise UsageError(
+            f"{run_id!r} is not a run id (letters, digits, _ and - only, e.g. 00b0959e79394f3b); "
+            f"no mask is read or written by it in {results_dir}"
+        )
     return Path(results_dir) / "runs" / f"{run_id}{SUFFIX}"
 
 
@@ -75,18 +94,107 @@ def write_mask(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def read_mask(results_dir: Path, run_id: str) -> dict[str, np.ndarray]:
-    """The saved mask of ``run_id`` as boolean arrays; a one-line :class:`UsageError` where there is none."""
+    """The saved mask of ``run_id`` as boolean arrays, checked against the run's record where it has one.
+
+    No mask: a :class:`MissingMask`. A file outside the results directory (through a link), or one that is damaged
+    or disagrees with the record: a one-line :class:`UsageError` naming it.
+    """
     path = mask_path(results_dir, run_id)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return unpack({key: data[key] for key in data.files})
-    except FileNotFoundError:
-        raise UsageError(
+    if not path.exists():
+        raise MissingMask(
             f"no saved mask for run {run_id} in {results_dir} (dense runs, failed runs and runs recorded before "
             "masks were saved have none)"
-        ) from None
-    except (OSError, ValueError, KeyError) as error:
-        raise UsageError(f"{path} is not a readable mask ({type(error).__name__}: {error})") from None
+        )
+    if not path.resolve().is_relative_to(Path(results_dir).resolve()):
+        raise UsageError(
+            f"{path} leads outside {results_dir} (to {path.resolve()}); a mask is read only inside"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            masks = _read_checked(archive, _recorded_layers(Path(results_dir), run_id))
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError, KeyError) as error:
+        reason = f"{type(error).__name__}: {error}" if not isinstance(error, _Damaged) else str(error)
+        raise UsageError(f"{path} is not a readable mask ({reason})") from None
+    return masks
+
+
+class _Damaged(ValueError):
+    """A mask file whose contents disagree with themselves or with the run's record."""
+
+
+def _recorded_layers(results_dir: Path, run_id: str) -> list[Mapping[str, Any]] | None:
+    """The per-layer accounting (name, shape, non-zero count) of the usable record of ``run_id``, if there is one."""
+    from prunebench.results import ResultStore
+
+    record, _ = ResultStore(results_dir).read(run_id)
+    layers = record.get("layers") if record is not None else None
+    return layers if isinstance(layers, list) else None
+
+
+def _read_checked(
+    archive: zipfile.ZipFile, layers: Sequence[Mapping[str, Any]] | None
+) -> dict[str, np.ndarray]:
+    """The masks of an open mask file: the small arrays first, then the bits only when their length is the one the
+    layer shapes (and the record) call for, so that no header can make it allocate more than the file holds."""
+    names = [str(n) for n in _array(archive, "names", char="U", ndim=1)]
+    shapes = _shapes(str(_array(archive, "shapes", char="U", ndim=0)), len(names))
+    if layers is not None:
+        recorded = [(str(layer.get("name")), layer.get("shape")) for layer in layers]
+        if recorded != [(name, list(shape)) for name, shape in zip(names, shapes, strict=True)]:
+            raise _Damaged("its layer names or shapes differ from the run's record")
+    total = sum(math.prod(shape) for shape in shapes)
+    bits = _array(archive, "bits", char="B", ndim=1, length=-(-total // 8))
+    masks = unpack({"bits": bits, "names": np.array(names), "shapes": np.array(json.dumps(shapes))})
+    for layer in layers or ():
+        kept = int(np.count_nonzero(masks[str(layer["name"])]))
+        if kept != layer.get("nonzero", kept):
+            raise _Damaged(
+                f"it keeps {kept} weights of {layer['name']}, the run's record counts {layer['nonzero']}"
+            )
+    return masks
+
+
+def _array(archive: zipfile.ZipFile, key: str, char: str, ndim: int, length: int | None = None) -> np.ndarray:
+    """The array ``key`` of a ``.npz`` archive, its header checked (dtype, dimensions, ``length``, and its data
+    size against the archive's stated size) before its data is read."""
+    info = archive.getinfo(f"{key}.npy")
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }.get(version)
+        if read_header is None:
+            raise _Damaged(f"{key} has an unknown .npy version {version}")
+        shape, fortran, dtype = read_header(stream)
+        size = math.prod(shape) * dtype.itemsize
+        if dtype.char != char or len(shape) != ndim or fortran:
+            raise _Damaged(f"{key} holds {dtype} of shape {shape}")
+        if length is not None and shape != (length,):
+            raise _Damaged(f"{key} holds {shape[0]} bytes, the layer shapes call for {length}")
+        if size != info.file_size - stream.tell():
+            raise _Damaged(
+                f"{key} states {size} bytes of data, the file holds {info.file_size - stream.tell()}"
+            )
+        data = stream.read(size)
+    if len(data) != size:
+        raise _Damaged(f"{key} is cut short")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _shapes(text: str, count: int) -> list[list[int]]:
+    """The layer shapes of a mask file: ``count`` lists of non-negative integers."""
+    shapes = json.loads(text)
+    valid = isinstance(shapes, list) and len(shapes) == count
+    if valid:
+        valid = all(
+            isinstance(shape, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+            for shape in shapes
+        )
+    if not valid:
+        raise _Damaged(f"its shapes {text[:80]!r} are not one list of sizes per layer ({count} layers)")
+    return shapes
 
 
 def load_mask(results_dir: str | Path, run_id: str) -> dict[str, torch.Tensor]:

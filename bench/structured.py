@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -39,11 +40,15 @@ from prunebench.channels import (
 )
 from prunebench.config import RunConfig
 from prunebench.datasets import get_dataset
+from prunebench.errors import UsageError
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData
 from prunebench.prunable import prunable_weights
 from prunebench.record import RunRecord
 from prunebench.trainer import Diverged, evaluate
+
+if TYPE_CHECKING:
+    from prunebench.methods.registry import MethodSpec
 
 LATENCY_WARMUP = 10
 LATENCY_REPEATS = 50
@@ -171,3 +176,40 @@ def _measure(
         found[f"latency_pruned_{label}_s"] = times["pruned"]
         found[f"speedup_{label}"] = times["dense"] / times["pruned"]
     return found
+
+
+def check_structured_model(
+    model: nn.Module, example: torch.Tensor, name: str, methods: Iterable[MethodSpec]
+) -> None:
+    """Refuse, before any run, a model the structured track cannot prune with ``methods``: one whose channel groups
+    cannot be traced or touch a layer the track does not support, one with no group, and a model without a
+    BatchNorm in every group for a method that scores BatchNorm scales (Network Slimming, MaskSparsity).
+
+    ``model`` and ``example`` are those of a dry forward (:func:`prunebench.models.check_model_fits`: on ``meta``
+    where the model runs there, which Torch-Pruning traces as well).
+    """
+    try:
+        groups = channel_groups(model, example)
+    except UsageError:
+        raise
+    except Exception as error:  # noqa: BLE001  (tracing the model's code may fail in any way)
+        raise UsageError(
+            f"the structured track cannot trace {name}: {type(error).__name__}: {error}"
+        ) from None
+    if not groups:
+        raise UsageError(f"{name} has no channel group the structured track can prune")
+    scoring_gamma = sorted(spec.name for spec in methods if _needs_batchnorm(spec))
+    bare = [group.name for group in groups if not group.of("norm")]
+    if scoring_gamma and bare:
+        from prunebench.methods.registry import all_methods
+
+        others = [s.name for s in all_methods() if s.track == "structured" and not _needs_batchnorm(s)]
+        raise UsageError(
+            f"{' and '.join(scoring_gamma)} score BatchNorm scales, but {len(bare)} of the {len(groups)} channel "
+            f"groups of {name} have no BatchNorm (the first: layer {bare[0]}); give a model with BatchNorm after "
+            f"every pruned layer, or other methods ({', '.join(others)})"
+        )
+
+
+def _needs_batchnorm(spec: MethodSpec) -> bool:
+    return bool(getattr(spec.cls, "needs_batchnorm", False))

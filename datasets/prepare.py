@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from prunebench.datasets.ffcv_writer import write_beton
 from prunebench.datasets.files import beton_files, data_root, default_beton_dir
 from prunebench.datasets.order import default_workers
@@ -114,33 +112,12 @@ def _imagenet_splits(root: Path, options: ImageOptions) -> dict[str, Split]:
     }
 
 
-def _memory_splits(name: str) -> Callable[[Path, ImageOptions], dict[str, Split]]:
-    """An in-memory dataset's tensors as float32 arrays (its loaders keep reading memory; this is an export)."""
-
-    def splits(root: Path, options: ImageOptions) -> dict[str, Split]:
-        from ffcv.fields import IntField, NDArrayField
-
-        from prunebench.datasets import embedded
-
-        source = {"mnist5k": embedded._mnist5k_splits, "synthetic": embedded._synthetic_splits}[name]
-        train_x, train_y, test_x, test_y = source()
-        result = {}
-        for split, inputs, targets in (("train", train_x, train_y), ("test", test_x, test_y)):
-            arrays = inputs.numpy().astype(np.float32)
-            fields = {"image": NDArrayField(np.dtype("float32"), arrays.shape[1:]), "label": IntField()}
-            result[split] = (_Pairs(arrays, targets.numpy()), fields)
-        return result
-
-    return splits
-
-
 SOURCES: dict[str, Callable[[Path, ImageOptions], dict[str, Split]]] = {
     "cifar10": _cifar_splits("cifar10"),
     "cifar100": _cifar_splits("cifar100"),
     "imagenet": _imagenet_splits,
-    "mnist5k": _memory_splits("mnist5k"),
-    "synthetic": _memory_splits("synthetic"),
 }
+"""The datasets whose loaders read FFCV files: nothing else is prepared (an in-memory dataset never reads them)."""
 
 
 def prepare(
@@ -160,7 +137,10 @@ def prepare(
 
     get_dataset(dataset)
     if dataset not in SOURCES:
-        raise UsageError(f"no FFCV writer for dataset {dataset!r}; known: {', '.join(sorted(SOURCES))}")
+        raise UsageError(
+            f"{dataset} is never read through FFCV, so it has no FFCV files to prepare; "
+            f"`bench data prepare` takes {', '.join(sorted(SOURCES))}"
+        )
     if num_workers is not None and num_workers < 1:
         raise UsageError(f"--workers takes a positive number of processes, got {num_workers}")
     root = data_root(root)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prunebench.declarations import read_declarations
+from prunebench.errors import UsageError
 from prunebench.registry import Deferred, Registry
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class LoaderRequest:
     eval_batch_size: int = 1000
     data_root: Path | None = None
     loader: str = "auto"
-    """``auto``, ``torch`` or ``ffcv``: which loader reads data on disk (in-memory datasets ignore it)."""
+    """``auto``, ``torch`` or ``ffcv``: which loader reads data on disk (an in-memory dataset refuses ``ffcv``)."""
 
 
 @dataclass
@@ -51,6 +52,13 @@ class DataLoaders:
 
 def nothing_to_check(request: LoaderRequest) -> None:
     """The check of a dataset that needs nothing on disk (it is held in memory or generated)."""
+
+
+def never_ffcv(name: str, how: str, request: LoaderRequest) -> None:
+    """The check of a dataset that no FFCV file is read for (``how``: "held in memory", "read by the torch
+    DataLoader"): an explicit ``--loader ffcv`` cannot be honoured, so it is refused rather than ignored."""
+    if request.loader == "ffcv":
+        raise UsageError(f"--loader ffcv: {name} is {how}, never read through FFCV; leave --loader at auto")
 
 
 @dataclass(frozen=True)

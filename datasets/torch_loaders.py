@@ -8,12 +8,14 @@ seeded per (seed, epoch, sample).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from prunebench.datasets.order import epoch_order, sample_seed
+from prunebench.errors import UsageError
 
 
 class EpochBatches(Sampler[np.ndarray]):
@@ -47,10 +49,24 @@ class ArrayImages(Dataset):
         return images, torch.from_numpy(self.labels[index])
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """What a worker returns for a batch with an image file that cannot be decoded: the file and why. The main
+    process raises it as one line (:meth:`TorchBatches.__iter__`), where an exception raised in a worker would
+    come back wrapped in the worker's traceback."""
+
+    path: str
+    reason: str
+
+    def error(self) -> UsageError:
+        return UsageError(f"image {self.path} cannot be decoded ({self.reason})")
+
+
 class DecodedImages(Dataset):
     """Image files decoded by ``transform(image, generator) -> uint8 tensor (C, H, W)``, one batch per index array.
 
     The generator of a sample is seeded by (seed, epoch, index): augmentation is reproducible with any worker count.
+    A batch with a file that cannot be decoded is :class:`Undecodable`.
     """
 
     def __init__(
@@ -67,15 +83,19 @@ class DecodedImages(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | Undecodable:
         from PIL import Image
 
         images, labels = [], []
         for item in index.tolist():
             path, label = self.samples[item]
             generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, item))
-            with Image.open(path) as image:
-                images.append(self.transform(image.convert("RGB"), generator))
+            try:
+                with Image.open(path) as image:
+                    rgb = image.convert("RGB")
+            except Exception as error:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ValueError, ...)
+                return Undecodable(str(path), " ".join(f"{type(error).__name__}: {error}".split()))
+            images.append(self.transform(rgb, generator))
             labels.append(label)
         return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
 
@@ -114,4 +134,7 @@ class TorchBatches:
             self.dataset.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return iter(self.loader)
+        for batch in self.loader:
+            if isinstance(batch, Undecodable):
+                raise batch.error()
+            yield batch

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from prunebench.datasets.registry import DataLoaders, DatasetSpec, LoaderRequest
+from prunebench.datasets.registry import DataLoaders, DatasetSpec, LoaderRequest, never_ffcv
 from prunebench.errors import UsageError
 from prunebench.references import load_reference, reference_version
 
@@ -47,11 +47,9 @@ def _folder_and_size(text: str) -> tuple[Path, int]:
 
 @functools.cache
 def _image_folder(name: str, root: Path, size: int) -> DatasetSpec:
-    from prunebench.datasets.imagenet import image_folder_loaders, imagenet_samples
+    from prunebench.datasets.imagenet import image_folder_loaders
 
-    train = imagenet_samples(root, "train", name)
-    val = imagenet_samples(root, "val", name)
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    train, val, classes = _image_folder_samples(root, name)
     fingerprint = hashlib.sha256()
     for path, label in [*train, *val]:
         relative = Path(path).relative_to(root).as_posix()
@@ -66,6 +64,36 @@ def _image_folder(name: str, root: Path, size: int) -> DatasetSpec:
         version=f"files-{fingerprint.hexdigest()[:16]}",
         check=functools.partial(_torch_loader_only, name),
     )
+
+
+Samples = list[tuple[str, int]]
+"""An ImageFolder split: ``(path, label)`` per image."""
+
+
+def _image_folder_samples(root: Path, name: str) -> tuple[Samples, Samples, list[str]]:
+    """The ``(path, label)`` images of ``train/`` and ``val/`` and the class names (the folders of ``train/``).
+
+    Every class must have images in both splits; one without images in either split is a :class:`UsageError` naming it,
+    here, before any work (torchvision would stop the first run with an error of its own)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    from prunebench.datasets.imagenet import check_image_folder
+
+    check_image_folder(root, name)
+    classes, class_to_idx = find_classes(str(root / "train"))
+    splits = []
+    for split in ("train", "val"):
+        samples = make_dataset(str(root / split), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+        present = {label for _, label in samples}
+        empty = [c for c in classes if class_to_idx[c] not in present]
+        if empty:
+            more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
+            raise UsageError(
+                f"{name}: {root / split} has no image of class {', '.join(map(repr, empty[:3]))}{more}; every "
+                f"class folder of {root / 'train'} needs images in train/ and val/"
+            )
+        splits.append(samples)
+    return splits[0], splits[1], classes
 
 
 def _torch_loader_only(name: str, request: LoaderRequest) -> None:
@@ -91,6 +119,7 @@ def _factory_dataset(name: str) -> DatasetSpec:
         source=name,
         make_loaders=functools.partial(_factory_loaders, name),
         version=reference_version(factory),
+        check=functools.partial(never_ffcv, name, "read from its factory's datasets"),
     )
 
 

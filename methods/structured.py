@@ -21,7 +21,7 @@ every method prunes once to the exact target in either scope, instead of each pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,9 @@ class SparsitySession(TrainHook):
 
 class SparsityTraining(Method):
     """A method that trains with a penalty that drives channels to zero, then scores them."""
+
+    needs_batchnorm: ClassVar[bool] = False
+    """Whether it scores BatchNorm scales, so that every channel group needs a BatchNorm (checked at planning)."""
 
     def attach(self, model: nn.Module, groups: list[ChannelGroup], allocate: Allocator) -> SparsitySession:
         raise NotImplementedError
@@ -215,6 +218,8 @@ class NetworkSlimming(SparsityTraining):
     training epochs, fine-tuned for its fine-tuning epochs (the paper fine-tunes as long as it trained).
     """
 
+    needs_batchnorm = True
+
     def __init__(
         self, strength: Annotated[float, "lambda, the L1 penalty on BatchNorm scales (official --s)"] = 1e-4
     ) -> None:
@@ -307,6 +312,8 @@ class MaskSparsity(SparsityTraining):
     continues from the weights (1) ends with. A residual group channel scores the sum of |gamma| over its BatchNorm
     layers (the official ``liu2017`` thresholds each BatchNorm and combines the group conservatively).
     """
+
+    needs_batchnorm = True
 
     def __init__(
         self,
