@@ -43,16 +43,19 @@ def write_leaderboard(
     before the figures, so that a figure that fails leaves them complete. ``ci`` is ``t`` (Student) or
     ``bootstrap``; ``top5`` adds the top-5 table. Allocation controls appear in their own table only
     (:mod:`prunebench.leaderboard.controls`); rows that spent more than the recipe's budget are marked
-    (:mod:`prunebench.leaderboard.budgets`). Skipped and duplicate records are reported as ``RecordWarning``.
+    (:mod:`prunebench.leaderboard.budgets`); runs that differ in more than their seed (recipe, prunable-set
+    options, versions) are rows of their own (:mod:`prunebench.leaderboard.setups`). Skipped and duplicate records are
+    reported as ``RecordWarning``.
     Records of the structured track get their own sections (:mod:`prunebench.leaderboard.structured`), appended to
     the Markdown, and ``leaderboard_structured.csv``.
     """
     from prunebench.leaderboard.budgets import mark_over_budget
     from prunebench.leaderboard.controls import add_control_tables, split_controls
     from prunebench.leaderboard.files import write_files
-    from prunebench.leaderboard.records import collector_paused, load_records, select, warn_mixed_budgets
+    from prunebench.leaderboard.records import collector_paused, load_records, select
     from prunebench.leaderboard.scopes import scope_comparisons
     from prunebench.leaderboard.sections import build_sections
+    from prunebench.leaderboard.setups import label_setups
     from prunebench.leaderboard.structured import split, write_structured
     from prunebench.leaderboard.table import tidy_table
 
@@ -70,8 +73,8 @@ def write_leaderboard(
         records = select(records, dataset, model, methods)
         if not records:
             raise UsageError("no run records match the --dataset / --model / --methods selection")
+        label_setups(records)  # runs that differ in more than their seed are different rows
         records, controls = split_controls(records)  # controls appear in their own table only
-        warn_mixed_budgets(records)
         records, structured = split(records)
         cells = tidy_table(records, ci)
         comparisons = scope_comparisons(records)

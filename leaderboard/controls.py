@@ -31,6 +31,7 @@ import numpy as np
 from prunebench.controls import RANDOM, baseline_cell
 from prunebench.leaderboard.records import DENSE, variant
 from prunebench.leaderboard.render import Cell, Table
+from prunebench.leaderboard.setups import row_setups
 from prunebench.leaderboard.stats import CONFIDENCE, compare, interval, t_quantile
 from prunebench.leaderboard.table import seed_values
 from prunebench.leaderboard.tables import interval_text
@@ -136,13 +137,14 @@ def controls_table(records: list[dict[str, Any]], controls: list[dict[str, Any]]
     if not controls:
         return None
     cells = _cells(records + controls)
-    randoms: dict[tuple[str, str, float], dict[Any, float]] = {}
+    randoms: dict[tuple[str, str, float, str], dict[Any, float]] = {}  # of each setup
     schedules: dict[tuple[str, str, str, float], str] = {}
+    setups = row_setups(records + controls)
     for r in records:
         if r["method"] != DENSE:
             schedules[(r["method"], variant(r), r["scope"], float(r["sparsity"]))] = r["schedule"]
             if r.get("criterion") == RANDOM:
-                key = (r["schedule"], r["scope"], float(r["sparsity"]))
+                key = (r["schedule"], r["scope"], float(r["sparsity"]), setups[(r["method"], variant(r))])
                 randoms[key] = seed_values(
                     cells[(r["method"], variant(r), r["scope"], float(r["sparsity"]), "")]
                 )
@@ -165,7 +167,9 @@ def controls_table(records: list[dict[str, Any]], controls: list[dict[str, Any]]
         }
         random = {
             s: v
-            for s, v in randoms.get((*baseline_cell(schedule, scope), sparsity), {}).items()
+            for s, v in randoms.get(
+                (*baseline_cell(schedule, scope), sparsity, setups[(method, var)]), {}
+            ).items()
             if s in seeds
         }
         gain, significant = _gain(values, random)

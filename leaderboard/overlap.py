@@ -27,8 +27,9 @@ from prunebench.errors import UsageError
 from prunebench.leaderboard.controls import control_of
 from prunebench.leaderboard.records import DENSE, load_records, row_label, variant
 from prunebench.leaderboard.sections import slug
+from prunebench.leaderboard.setups import label_setups
 from prunebench.results import atomic_write_text
-from prunebench.saved_masks import read_mask
+from prunebench.saved_masks import MissingMask, read_mask
 
 MEAN = "mean"
 
@@ -112,13 +113,15 @@ def write_overlaps(
     paths written. A run whose mask is missing is left out with a warning line in the Markdown."""
     import warnings
 
+    loaded = load_records(directories)
+    label_setups(loaded)  # runs that differ in more than their seed are rows of their own
     records = [
         r
-        for r in load_records(directories)
+        for r in loaded
         if r["status"] == "ok" and r["method"] != DENSE and not control_of(r) and r["sparsity"] == sparsity
     ]
     if not records:
-        present = sorted({float(r["sparsity"]) for r in load_records(directories) if r["method"] != DENSE})
+        present = sorted({float(r["sparsity"]) for r in loaded if r["method"] != DENSE})
         raise UsageError(
             f"no finished pruned runs at sparsity {sparsity:g} in {', '.join(map(str, directories))}; "
             f"sparsities present: {', '.join(f'{s:g}' for s in present) or 'none'}"
@@ -133,7 +136,7 @@ def write_overlaps(
         for r in sorted(runs, key=lambda r: (r["method"], variant(r), r["scope"], r["seed"])):
             try:
                 mask = read_mask(Path(r["_path"]).parent.parent, r["run_id"])
-            except UsageError:
+            except MissingMask:  # a damaged mask is an error naming its file, not a gap
                 missing.append(r["run_id"])
                 continue
             masks.setdefault(row_label(r["method"], variant(r), r["scope"]), {})[r["seed"]] = mask

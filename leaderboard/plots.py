@@ -26,6 +26,7 @@ from prunebench.leaderboard import allocations
 from prunebench.leaderboard.records import DENSE, criterion_label
 from prunebench.leaderboard.scopes import ordered
 from prunebench.leaderboard.sections import Section
+from prunebench.leaderboard.setups import row_setups
 from prunebench.results import atomic_file, atomic_write_text
 
 FIGURES = {
@@ -126,8 +127,9 @@ def _panels(count: int, title: str, sharey: bool = False):
     return figure, panels[:count]
 
 
-def _dense(axes, cells: pd.DataFrame) -> None:
-    dense = cells[(cells["method"] == DENSE) & (cells["n"] > 0)]
+def _dense(axes, cells: pd.DataFrame, setup: str) -> None:
+    """The dense baseline of the runs of ``setup`` (:mod:`prunebench.leaderboard.setups`) as a line and a band."""
+    dense = cells[(cells["method"] == DENSE) & (cells["n"] > 0) & (cells["variant"] == setup)]
     if dense.empty:
         return
     row = dense.iloc[0]
@@ -164,11 +166,12 @@ def _accuracy_lines(section: Section, x_of: str, title: str):
     pruned = pruned[np.isfinite(pruned[x_of])]  # a speedup is infinite where nothing is left to compute
     styles = section_styles(section)
     limits = (float(pruned[x_of].min()) / 1.25, float(pruned[x_of].max()) * 1.25)
-    for axes, (method, variant) in zip(panels, criteria, strict=True):
+    setups = row_setups(section.records)
+    for axes, (method, variant_label) in zip(panels, criteria, strict=True):
         axes.set_xscale("log")
         axes.set_xlim(*limits)  # fixed before any data: autoscaling one x value would give equal limits
-        _dense(axes, cells)
-        mine = pruned[(pruned["method"] == method) & (pruned["variant"] == variant)]
+        _dense(axes, cells, setups.get((method, variant_label), ""))
+        mine = pruned[(pruned["method"] == method) & (pruned["variant"] == variant_label)]
         for scope in ordered(set(mine["scope"])):
             runs = mine[mine["scope"] == scope].sort_values(x_of)
             style = styles[scope]
@@ -182,7 +185,7 @@ def _accuracy_lines(section: Section, x_of: str, title: str):
                 linewidth=0,
             )
         # a fixed y: matplotlib then does not search every panel for texts the title would overlap
-        axes.set_title(criterion_label(method, variant), fontsize=9, y=1.0)
+        axes.set_title(criterion_label(method, variant_label), fontsize=9, y=1.0)
         axes.grid(alpha=0.3)
     for axes in panels:
         axes.tick_params(labelsize=7)

@@ -1,7 +1,9 @@
 """Where the numbers come from: budget, hardware, library versions, the grid present and the commands that rerun it.
 
-Read from the records alone (no registry, no torch): a record carries its preset's name and epochs, and its
-hyperparameters, so the commands set the variants present with ``--set``.
+Read from the records (no torch): a record carries its preset's name, its recipe, prunable-set options and
+hyperparameters, so each command sets what its runs changed: ``--epochs``, ``--set recipe.FIELD=VALUE`` for the recipe
+fields that differ from the registered preset's (from each other, for a preset not registered here),
+``--keep-first-dense`` and the like, and ``--set METHOD.NAME=VALUE`` for the variants present.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import product
 from typing import Any
 
-from prunebench.leaderboard.records import DENSE, preset_epochs, variant
+from prunebench.leaderboard.records import DENSE, variant
+from prunebench.leaderboard.setups import MISSING, PRUNABLE, common_fields, preset_fields, text
 
 
 def _distinct(values: Iterable[Any]) -> list[str]:
@@ -65,7 +68,8 @@ def grid(records: list[dict[str, Any]]) -> str:
 
 
 def _seeds(seeds: set[int]) -> str:
-    """``--seeds N`` for seeds 0..N-1, else the seeds present as ranges and a list (``--seeds 0-2,5``)."""
+    """``--seeds N`` for seeds 0..N-1, else the seeds present as ranges and a list (``--seeds 0-2,5``; a single seed
+    ``k`` as ``--seeds k-k``, since ``--seeds k`` means seeds 0..k-1)."""
     ordered = sorted(seeds)
     if ordered == list(range(len(ordered))):
         return f"--seeds {len(ordered)}"
@@ -75,14 +79,18 @@ def _seeds(seeds: set[int]) -> str:
             runs[-1].append(seed)
         else:
             runs.append([seed])
-    return "--seeds " + ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+    listed = ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+    return f"--seeds {listed}-{listed}" if listed.isdigit() else f"--seeds {listed}"  # one seed: not a count
 
 
-def _settings(record: dict[str, Any]) -> str:
-    """``--set method.name=value`` for each hyperparameter in the run's variant label (none for the defaults)."""
+def _settings(record: dict[str, Any], varying: set[str]) -> str:
+    """``--set method.name=value`` for each hyperparameter in the run's own variant label and each of ``varying``
+    (those that differ between the method's runs of one variant label, as where a default changed between them);
+    none for the defaults."""
     hparams = record.get("hparams") or {}
-    names = _named_in(variant(record), tuple(hparams))
-    return "".join(f" --set {record['method']}.{name}={_value(hparams[name])}" for name in names)
+    named = _named_in(str(record.get("variant") or ""), tuple(hparams))
+    names = [name for name in hparams if name in named or name in varying]
+    return "".join(f" --set {record['method']}.{name}={text(hparams[name])}" for name in names)
 
 
 @functools.cache
@@ -91,13 +99,40 @@ def _named_in(label: str, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if re.search(rf"(^|,){re.escape(name)}=", label)]
 
 
-def _value(value: Any) -> str:
-    """A hyperparameter value as ``--set`` reads it: ``0.5``, ``true``, ``none``, ``(1,28,28)``."""
-    if value is None:
-        return "none"
-    if isinstance(value, list | tuple):
-        return "(" + ",".join(_value(v) for v in value) + ")"
-    return json.dumps(value) if isinstance(value, bool) else str(value)
+def _varying(fields: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The names whose values differ between ``fields`` (a name some lack counts as differing)."""
+    values: dict[str, set[Any]] = {}
+    counts: dict[str, int] = {}
+    rows = 0
+    for row in {id(row): row for row in fields}.values():  # a grid's runs share their common fields
+        rows += 1
+        for name, value in row.items():
+            values.setdefault(name, set()).add(json.dumps(value) if isinstance(value, list | dict) else value)
+            counts[name] = counts.get(name, 0) + 1
+    return {name for name, found in values.items() if len(found) > 1 or counts[name] < rows}
+
+
+def _setup_flags(record: dict[str, Any], fields: Mapping[str, Any], varying: set[str]) -> str:
+    """The flags that give ``record``'s data, model, recipe and prunable-set options (``fields``, its
+    :func:`~prunebench.leaderboard.setups.common_fields`): ``--epochs``, ``--dataset`` / ``--model`` where they are
+    not the preset's, ``--set recipe.FIELD=VALUE`` for every recipe field that differs from the preset's (of
+    ``varying``, the fields that differ between the runs, for a preset not registered here), ``--keep-first-dense``
+    and the like."""
+    epochs = fields.get("epochs")
+    flags = f" --epochs {epochs}" if epochs is not None else ""
+    preset = preset_fields(str(record.get("preset")), epochs)
+    if preset is not None:
+        flags += "".join(
+            f" --{part} {record[part]}" for part in ("dataset", "model") if record[part] != preset[part]
+        )
+    for name, value in fields.items():
+        if name.startswith("recipe.") and (
+            value != preset.get(name, MISSING) if preset is not None else name in varying
+        ):
+            flags += f" --set {name}={text(value)}"
+        elif name.startswith(PRUNABLE) and value is True:
+            flags += f" --{name[len(PRUNABLE) :].replace('_', '-')}"
+    return flags
 
 
 def _blocks(runs: list[dict[str, Any]]) -> dict[tuple, list[str]]:
@@ -107,9 +142,14 @@ def _blocks(runs: list[dict[str, Any]]) -> dict[tuple, list[str]]:
     A method variant whose runs fill the product of its scopes, sparsities and seeds is one block; otherwise each of
     its scopes is, and failing that each (scope, sparsity).
     """
+    hparams: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        hparams.setdefault((r["method"], str(r.get("variant") or "")), []).append(r.get("hparams") or {})
+    varying = {key: _varying(found) for key, found in hparams.items()}
     by_method: dict[tuple[str, str], set[tuple]] = {}
     for r in runs:
-        cells = by_method.setdefault((r["method"], _settings(r)), set())
+        settings = _settings(r, varying[(r["method"], str(r.get("variant") or ""))])
+        cells = by_method.setdefault((r["method"], settings), set())
         cells.add((r["scope"], float(r["sparsity"]), int(r["seed"])))
     blocks: dict[tuple, list[str]] = {}
     for (method, settings), cells in sorted(by_method.items()):
@@ -139,23 +179,33 @@ def _rectangles(cells: set[tuple]) -> list[tuple]:
 
 
 def commands(records: list[dict[str, Any]]) -> list[str]:
-    """``bench run`` commands that together rerun exactly the grid present, per preset (with its epochs).
+    """``bench run`` commands that together rerun exactly the grid present, per preset and setup (epochs, recipe,
+    prunable-set options: :func:`_setup_flags`).
 
-    The dense baseline runs with every command, once per seed; a method variant gets its ``--set`` settings.
+    The dense baseline runs with every command, once per seed; a dense-only command reruns the dense runs of seeds
+    that no pruned run of their setup has. A method variant gets its ``--set`` settings.
     """
     lines = []
     for preset in _distinct(r.get("preset") for r in records):
         runs = [r for r in records if r.get("preset") == preset]
-        epochs = _distinct(map(preset_epochs, runs))
-        tail = f" --epochs {epochs[0]}" if len(epochs) == 1 else ""
-        pruned = [r for r in runs if r["method"] != DENSE]
-        if not pruned:
-            lines.append(
-                f"bench run --preset {preset} --methods dense {_seeds({int(r['seed']) for r in runs})}{tail}"
-            )
-        for (scopes, sparsities, seeds, settings), methods in _blocks(pruned).items():
-            lines.append(
-                f"bench run --preset {preset} --methods {','.join(methods)} --scopes {','.join(scopes)} "
-                f"--sparsity {','.join(f'{s:g}' for s in sparsities)} {_seeds(set(seeds))}{tail}{settings}"
-            )
+        fields = [common_fields(r) for r in runs]
+        varying = _varying(fields)
+        flags: dict[tuple, str] = {}  # by data, model and (shared) common fields: worked out once each
+        by_setup: dict[str, list[dict[str, Any]]] = {}
+        for r, found in zip(runs, fields, strict=True):
+            key = (r["dataset"], r["model"], id(found))
+            if key not in flags:
+                flags[key] = _setup_flags(r, found, varying)
+            by_setup.setdefault(flags[key], []).append(r)
+        for tail, found in sorted(by_setup.items()):
+            pruned = [r for r in found if r["method"] != DENSE]
+            covered = {int(r["seed"]) for r in pruned}
+            dense = {int(r["seed"]) for r in found if r["method"] == DENSE} - covered
+            if dense:
+                lines.append(f"bench run --preset {preset} --methods dense {_seeds(dense)}{tail}")
+            for (scopes, sparsities, seeds, settings), methods in _blocks(pruned).items():
+                lines.append(
+                    f"bench run --preset {preset} --methods {','.join(methods)} --scopes {','.join(scopes)} "
+                    f"--sparsity {','.join(f'{s:g}' for s in sparsities)} {_seeds(set(seeds))}{tail}{settings}"
+                )
     return lines

@@ -2,7 +2,9 @@
 
 Every record field the leaderboard reads beyond the required ones goes through the accessors here, so that a change
 of the record layout is handled in one place. A leaderboard row is (method, variant, scope): ``variant`` is a short
-label of a run's non-default hyperparameters (``samples=4``), empty for the defaults and for records that predate it.
+label of a run's non-default hyperparameters (``samples=4``) and of the setup fields that tell its runs apart from
+others of the table (``epochs=3``, :mod:`prunebench.leaderboard.setups`), empty for the defaults and for records that
+predate it.
 """
 
 from __future__ import annotations
@@ -76,11 +78,34 @@ def _without_superseded_legacy(records: list[dict[str, Any]]) -> list[dict[str, 
     return [r for r in records if not (r.get("_legacy") and _run_of(r) in current)]
 
 
+RESULTS = ("status", "top1", "top5", "loss", "achieved_sparsity", "params_nonzero")
+"""What two records of one run must agree on to be the same measurement."""
+
+
 def _preferred(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """Of two records of one run, a finished one over a failed one; otherwise the first found."""
+    """Of two records of one run, a finished one over a failed one; of two finished ones, the first found, where
+    they agree (:func:`_disagreement`); records that disagree are a :class:`UsageError` naming the run and both
+    files, since nothing says which of the two results to publish."""
     if first["status"] == "failed" and second["status"] != "failed":
         return second
+    if second["status"] != "failed":
+        difference = _disagreement(first, second)
+        if difference:
+            raise UsageError(
+                f"run {first['run_id']} has two records that disagree ({difference}): {first['_path']} and "
+                f"{second['_path']}; remove the one not to publish, or write separate leaderboards"
+            )
     return first
+
+
+def _disagreement(first: dict[str, Any], second: dict[str, Any]) -> str:
+    """The results of :data:`RESULTS` on which two finished records of one run differ, as ``top1 39.45 / 0.01``;
+    ``""`` where they agree."""
+    return ", ".join(
+        f"{name} {first.get(name)} / {second.get(name)}"
+        for name in RESULTS
+        if json.dumps(first.get(name)) != json.dumps(second.get(name))  # NaN equals NaN here
+    )
 
 
 @contextlib.contextmanager
@@ -102,7 +127,8 @@ def load_records(directories: Iterable[Path]) -> list[dict[str, Any]]:
 
     Unreadable, malformed and other-version records are skipped with a :class:`RecordWarning` naming the path.
     Runs found more than once (same ``run_id``) are counted once each and reported in one warning with their count
-    and an example. A directory that does not exist is a :class:`UsageError`.
+    and an example; two finished records of one run whose results differ are a :class:`UsageError`. A directory
+    that does not exist is a :class:`UsageError`.
     """
     by_run: dict[str, dict[str, Any]] = {}
     paths: dict[str, list[str]] = {}
@@ -150,28 +176,11 @@ def select(
     return chosen
 
 
-def warn_mixed_budgets(records: list[dict[str, Any]]) -> None:
-    """Warn about a (dataset, model) whose finished runs had different recipe budgets: its cells pool them."""
-    from prunebench.leaderboard.budgets import recipe_budget
-
-    budgets: dict[tuple[str, str], set[str]] = {}
-    for r in records:
-        if r["status"] == "ok":
-            budget = recipe_budget(
-                r
-            )  # of the recipe: iterative pruning's multiple of it is marked, not pooled
-            budgets.setdefault((r["dataset"], r["model"]), set()).add(f"{r.get('preset')}: {budget} epochs")
-    for (dataset, model), found in sorted(budgets.items()):
-        if len(found) > 1:
-            _warn(
-                f"{dataset} / {model} pools runs of different budgets ({'; '.join(sorted(found))}); "
-                "write their leaderboards from separate directories to compare like with like"
-            )
-
-
 def variant(record: dict[str, Any]) -> str:
-    """The run's hyperparameter variant label, ``""`` for the defaults (and for records that predate variants)."""
-    return str(record.get("variant") or "")
+    """The run's row label within its method: its hyperparameter variant, with the setup fields that tell its row
+    apart once :func:`prunebench.leaderboard.setups.label_setups` has labelled it (``end=0.5,epochs=3``); ``""``
+    for the defaults (and for records that predate variants)."""
+    return str(record.get("_row_variant", record.get("variant")) or "")
 
 
 def budget_epochs(record: dict[str, Any]) -> Any:

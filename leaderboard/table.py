@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from prunebench.leaderboard.records import DENSE, enforcement, variant
+from prunebench.errors import UsageError
+from prunebench.leaderboard.records import DENSE, enforcement, row_label, variant
 from prunebench.leaderboard.stats import ALPHA, compare, holm, interval
 
 KEYS = ["dataset", "model", "method", "variant", "scope", "sparsity"]
@@ -102,14 +103,9 @@ def _cell(key: tuple, runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def seed_values(runs: list[dict[str, Any]]) -> dict[Any, float]:
-    """Top-1 of the finished runs of one cell keyed by seed, the unit that pairs two cells.
-
-    A cell holding one seed twice (pooled budgets) is keyed by run id instead: its pairs are incomplete.
-    """
-    ok = [r for r in runs if r["status"] == "ok"]
-    seeds = [r["seed"] for r in ok]
-    key = "seed" if len(set(seeds)) == len(seeds) else "run_id"
-    return {r[key]: float(r["top1"]) for r in ok}
+    """Top-1 of the finished runs of one cell keyed by seed, the unit that pairs two cells (a cell holds each seed
+    once, :func:`cells`)."""
+    return {r["seed"]: float(r["top1"]) for r in runs if r["status"] == "ok"}
 
 
 def _mark_best(table: pd.DataFrame, values: dict[tuple, dict[Any, float]]) -> None:
@@ -136,11 +132,24 @@ def _mark_best(table: pd.DataFrame, values: dict[tuple, dict[Any, float]]) -> No
 
 
 def cells(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """The records of each cell, keyed by (dataset, model, method, variant, scope, sparsity), in key order."""
+    """The records of each cell, keyed by (dataset, model, method, variant, scope, sparsity), in key order.
+
+    A cell holds each seed once: two records of one seed in one cell are runs whose configurations nothing tells
+    apart (records written by hand or cut short), a :class:`UsageError` naming both files.
+    """
     found: dict[tuple, list[dict[str, Any]]] = {}
+    seeds: dict[tuple, dict[Any, dict[str, Any]]] = {}
     for record in records:
         fields = {**record, "variant": variant(record), "sparsity": float(record["sparsity"] or 0.0)}
-        found.setdefault(tuple(fields[k] for k in KEYS), []).append(record)
+        key = tuple(fields[k] for k in KEYS)
+        other = seeds.setdefault(key, {}).setdefault(record["seed"], record)
+        if other is not record:
+            raise UsageError(
+                f"{other.get('_path', other['run_id'])} and {record.get('_path', record['run_id'])}: two runs of "
+                f"{row_label(record['method'], fields['variant'], record['scope'])} at sparsity "
+                f"{fields['sparsity']:g} with seed {record['seed']} whose configurations do not tell them apart"
+            )
+        found.setdefault(key, []).append(record)
     return dict(sorted(found.items()))
 
 

@@ -510,7 +510,7 @@ def test_bootstrap_intervals_with_five_seeds(tmp_path):
     assert "percentile-bootstrap" in markdown
 
 
-def test_pooling_different_budgets_is_warned_about(tmp_path):
+def test_runs_of_different_budgets_are_rows_of_their_own(tmp_path):
     longer = {
         **record("magnitude", "global", 0.5, 3, 97.0),
         "preset": "toy-net-long",
@@ -518,9 +518,16 @@ def test_pooling_different_budgets_is_warned_about(tmp_path):
         "epochs": {"budget": 8},
     }
     write_dir(tmp_path, [*fixture_records(), {**longer, "run_id": "long"}])
-    with pytest.warns(RecordWarning, match="pools runs of different budgets"):
-        markdown = write_leaderboard([tmp_path], tmp_path, ["md"])
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md"])
     assert "- Budget: 4 epochs / 8 epochs of weight updates per run" in markdown
+    assert (
+        "| magnitude (global) | **97.20 ± 0.50** |" in markdown
+    )  # the most common budget is left unlabelled
+    assert "| magnitude[epochs=8] (global) | 97.00 (n=1) ¶ |" in markdown
+    assert (
+        "--preset toy-net-long --methods magnitude --scopes global --sparsity 0.5 --seeds 3-3 --epochs 8`"
+        in markdown
+    )
 
 
 def test_the_commands_rerun_exactly_the_grid_present():
