@@ -52,7 +52,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prunebench.config import RunConfig, stable_hash
 from prunebench.errors import UsageError
@@ -60,8 +60,10 @@ from prunebench.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
+    from prunebench.datasets import DataLoaders
     from prunebench.methods.base import Masks
     from prunebench.methods.registry import MethodSpec
+    from prunebench.runner import Outcome, RunContext
 
 CONTROLS = ("shuffle", "reinit")
 RANDOM = "random"
@@ -193,19 +195,19 @@ def source_masks(config: RunConfig, results_dir: Path, device: torch.device) -> 
     return {name: torch.from_numpy(mask.copy()).to(device) for name, mask in saved.items()}
 
 
-def train_control(
-    config: RunConfig, device: torch.device, cache_dir: Path, on_epoch, options, loaders
-) -> Any:
-    """Train the control ``config`` (see the module docstring); return the runner's outcome of it.
+def train_control(ctx: RunContext, loaders: DataLoaders) -> Outcome:
+    """Train the control ``ctx.config`` (see the module docstring) with the run's context
+    (:class:`~prunebench.runner.RunContext`); return its :class:`~prunebench.runner.Outcome`.
 
-    The results directory is ``cache_dir``'s parent, where the source's record and mask lie.
+    The results directory is the cache directory's parent, where the source's record and mask lie.
     """
     import torch
 
-    from prunebench import runner
     from prunebench.masks import MaskEnforcer, apply_masks
+    from prunebench.runner import Outcome, epochs_of, initial_model
 
-    masks = source_masks(config, cache_dir.parent, device)
+    config, device = ctx.config, ctx.device
+    masks = source_masks(config, ctx.cache_dir.parent, device)
     if config.control == "shuffle":
         generator = torch.Generator().manual_seed(derived_seed("shuffle", config.seed))
         masks = shuffle_masks(masks, generator)
@@ -214,11 +216,11 @@ def train_control(
     steps_per_epoch = len(loaders.train)
     optim, epochs, start, phase = recipe.optim, recipe.epochs, 0, "train"
     if point == "dense pre-training":
-        model = runner.dense_pretrained(config, device, loaders, cache_dir, on_epoch, options)
+        model = ctx.dense_pretrained(loaders)
         optim, epochs, phase = recipe.finetune_optim, recipe.finetune_epochs, "finetune"
         spent = {"dense": recipe.pretrain_epochs, "finetune": recipe.finetune_epochs}
     else:
-        model = runner.initial_model(config, device, options)
+        model = ctx.initial_model()
         spent = {"sparse": recipe.epochs}
         if point == "rewind point":
             start = round(
@@ -226,21 +228,17 @@ def train_control(
             )
             if start > 0:
                 torch.manual_seed(config.seed + 1)
-                runner._fit(model, loaders.train, optim, epochs, "to rewind point", on_epoch, stop=start)
+                ctx.fit(model, loaders.train, optim, epochs, "to rewind point", stop=start)
                 sparse = steps_per_epoch * recipe.epochs - start
                 spent = {
-                    "dense": runner._epochs(start, steps_per_epoch),
-                    "sparse": runner._epochs(sparse, steps_per_epoch),
+                    "dense": epochs_of(start, steps_per_epoch),
+                    "sparse": epochs_of(sparse, steps_per_epoch),
                 }
     if config.control == "reinit":
-        fresh = runner.initial_model(
-            dataclasses.replace(config, seed=derived_seed("reinit", config.seed)), device
-        )
+        fresh = initial_model(dataclasses.replace(config, seed=derived_seed("reinit", config.seed)), device)
         model.load_state_dict(fresh.state_dict())
     apply_masks(model, masks)
     torch.manual_seed(config.seed + 1)  # the training's random stream, seeded as in every pruned run
-    trainer = runner._fit(
-        model, loaders.train, optim, epochs, phase, on_epoch, [MaskEnforcer(model, masks)], start=start
-    )
+    trainer = ctx.fit(model, loaders.train, optim, epochs, phase, [MaskEnforcer(model, masks)], start=start)
     details = {"control": config.control, "source_run_id": source_run_id(config), "applied_at": point}
-    return runner._Outcome(model, trainer.last_loss, {"budget": recipe.epochs, **spent}, details=details)
+    return Outcome(model, trainer.last_loss, {"budget": recipe.epochs, **spent}, details=details)

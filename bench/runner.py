@@ -29,7 +29,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -117,11 +117,10 @@ def make_loaders(config: RunConfig, device: torch.device, options: RunOptions | 
 
 
 def needs_dense_pretraining(config: RunConfig) -> bool:
-    """Whether the run starts from the shared dense pre-training (after-training methods, movement pruning)."""
+    """Whether the run starts from the shared dense pre-training (after-training methods, movement pruning): its
+    schedule says (:data:`SCHEDULES`)."""
     spec = config.spec
-    return spec.schedule == "after_training" or (
-        spec.schedule == "during_training" and getattr(spec.cls, "starts_from", "init") == "dense"
-    )
+    return SCHEDULES[spec.schedule].starts_from_dense(spec)
 
 
 def dense_cache(config: RunConfig, cache_dir: Path) -> tuple[Path, Path]:
@@ -164,88 +163,103 @@ def _cached_state(path: Path, model: nn.Module, device: torch.device) -> dict[st
     return None
 
 
-def dense_pretrained(
-    config: RunConfig,
-    device: torch.device,
-    loaders,
-    cache_dir: Path,
-    on_epoch: EpochCallback | None,
-    options: RunOptions | None = None,
-    checkpoint: RunCheckpoint | None = None,
-) -> nn.Module:
-    """The shared dense pre-training for after-training methods, from the cache or trained and cached atomically.
+@dataclass(frozen=True)
+class RunContext:
+    """What every phase of one run shares: its configuration, where it runs, its data options, the shared cache, its
+    checkpoint and the progress callback. Handed to each schedule's training and to the allocation controls and the
+    structured track, in place of the six arguments that travelled together through every per-run function.
 
-    The cache is checked on load: one that cannot be read or does not fit the model is removed (with a warning that
-    names it) and trained again. A pre-training that diverges leaves a marker beside the cache, so that the other
-    runs of its seed are :class:`Diverged` at once instead of training it again each; ``--force`` clears it.
-    """
-    model = initial_model(config, device, options)
-    path, marker = dense_cache(config, cache_dir)
-    if marker.exists():
-        raise Diverged(
-            f"the dense pre-training of this seed diverged ({marker.read_text().strip()}); "
-            f"{marker} remembers it, --force trains it again"
-        )
-    state = _cached_state(path, model, device) if path.exists() else None
-    if state is not None:
-        model.load_state_dict(state)
+    ``checkpoint`` ``None``: the run's phases are not checkpointed (the controls and the structured track)."""
+
+    config: RunConfig
+    device: torch.device
+    cache_dir: Path
+    options: RunOptions = field(default_factory=RunOptions)
+    checkpoint: RunCheckpoint | None = None
+    on_epoch: EpochCallback | None = None
+
+    def initial_model(self) -> nn.Module:
+        """The seed's initial weights (:func:`initial_model`)."""
+        return initial_model(self.config, self.device, self.options)
+
+    def loaders(self) -> DataLoaders:
+        """The run's train and test loaders (:func:`make_loaders`)."""
+        return make_loaders(self.config, self.device, self.options)
+
+    def dense_pretrained(self, loaders: DataLoaders) -> nn.Module:
+        """The shared dense pre-training of the run's data, model, seed and recipe, from the cache or trained and
+        cached atomically (checkpointed with the run).
+
+        The cache is checked on load: one that cannot be read or does not fit the model is removed (with a warning
+        that names it) and trained again. A pre-training that diverges leaves a marker beside the cache, so that the
+        other runs of its seed are :class:`Diverged` at once instead of training it again each; ``--force`` clears
+        it."""
+        model = self.initial_model()
+        path, marker = dense_cache(self.config, self.cache_dir)
+        if marker.exists():
+            raise Diverged(
+                f"the dense pre-training of this seed diverged ({marker.read_text().strip()}); "
+                f"{marker} remembers it, --force trains it again"
+            )
+        state = _cached_state(path, model, self.device) if path.exists() else None
+        if state is not None:
+            model.load_state_dict(state)
+            return model
+        recipe = self.config.recipe
+        try:
+            trainer = self.fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "pretrain")
+        except Diverged as error:
+            atomic_write_text(marker, f"{error}\n")
+            raise
+        if isinstance(trainer, SkippedPhase):
+            raise RuntimeError(
+                f"the dense pre-training cache {path} vanished after the run had used it; rerun"
+            )
+        atomic_save_tensors(model.state_dict(), path)
         return model
-    recipe = config.recipe
-    try:
-        trainer = _fit(
-            model,
-            loaders.train,
-            recipe.optim,
-            recipe.pretrain_epochs,
-            "pretrain",
-            on_epoch,
-            checkpoint=checkpoint,
-        )
-    except Diverged as error:
-        atomic_write_text(marker, f"{error}\n")
-        raise
-    if isinstance(trainer, SkippedPhase):
-        raise RuntimeError(f"the dense pre-training cache {path} vanished after the run had used it; rerun")
-    atomic_save_tensors(model.state_dict(), path)
-    return model
 
-
-def _fit(
-    model,
-    loader,
-    optim,
-    epochs,
-    phase,
-    on_epoch,
-    hooks=(),
-    exclude=(),
-    start=0,
-    stop=None,
-    checkpoint: RunCheckpoint | None = None,
-) -> Trainer | SkippedPhase:
-    """Train one phase of the run, or skip it if the run's checkpoint says it was completed before."""
-    skipped = checkpoint.skipped(phase) if checkpoint is not None else None
-    if skipped is not None:
-        return skipped
-    trainer = Trainer(
-        model,
+    def fit(
+        self,
+        model: nn.Module,
         loader,
         optim,
-        epochs,
-        hooks=hooks,
-        exclude=exclude,
-        on_epoch_end=(lambda epoch, loss: on_epoch(phase, epoch, epochs, loss)) if on_epoch else None,
-        start=start,
-        stop=stop,
-        checkpoint=checkpoint,
-        phase=phase,
-    )
-    trainer.fit()
-    return trainer
+        epochs: int,
+        phase: str,
+        hooks=(),
+        exclude=(),
+        start: int = 0,
+        stop: int | None = None,
+    ) -> Trainer | SkippedPhase:
+        """Train one phase of the run, or skip it if the run's checkpoint says it was completed before."""
+        skipped = self.checkpoint.skipped(phase) if self.checkpoint is not None else None
+        if skipped is not None:
+            return skipped
+        on_epoch = self.on_epoch
+        trainer = Trainer(
+            model,
+            loader,
+            optim,
+            epochs,
+            hooks=hooks,
+            exclude=exclude,
+            on_epoch_end=(lambda epoch, loss: on_epoch(phase, epoch, epochs, loss)) if on_epoch else None,
+            start=start,
+            stop=stop,
+            checkpoint=self.checkpoint,
+            phase=phase,
+        )
+        trainer.fit()
+        return trainer
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept in the run's checkpoint so that a resumed run reads it back instead."""
+        return compute() if self.checkpoint is None else self.checkpoint.value(key, compute)
 
 
 @dataclass
-class _Outcome:
+class Outcome:
+    """What a schedule's training leaves for the record: the final model and what the run spent and did."""
+
     model: nn.Module
     train_loss: float
     """Mean training loss of the last epoch (of the last phase)."""
@@ -255,182 +269,145 @@ class _Outcome:
     details: dict[str, Any] | None = None
 
 
-def _memo(checkpoint: RunCheckpoint | None, key: str, compute: Callable[[], Any]) -> Any:
-    """``compute()``, kept in the run's checkpoint so that a resumed run reads it back instead."""
-    return compute() if checkpoint is None else checkpoint.value(key, compute)
+@dataclass(frozen=True)
+class Criterion:
+    """A scoring criterion at work in one run: its masks of a model, once or as the model trains."""
 
+    ctx: RunContext
+    method: ScoringMethod
+    data: ScoringData
 
-def _train_run(
-    config: RunConfig,
-    device: torch.device,
-    cache_dir: Path,
-    on_epoch: EpochCallback | None,
-    options: RunOptions | None = None,
-    checkpoint: RunCheckpoint | None = None,
-):
-    recipe = config.recipe
-    spec = config.spec
-    dataset = get_dataset(config.dataset)
-    loaders = make_loaders(config, device, options)
-    if config.control:  # an allocation control: the source's mask, shuffled or on re-drawn weights
-        from prunebench.controls import train_control
-
-        return train_control(config, device, cache_dir, on_epoch, options, loaders), loaders
-    method = spec.build(config.hparams)
-    scoring_data = ScoringData(loaders.train, dataset.num_classes)
-    fit = functools.partial(_fit, checkpoint=checkpoint)
-
-    def masks_of(model: nn.Module) -> Masks:
-        assert isinstance(method, ScoringMethod)
+    def masks(self, model: nn.Module) -> Masks:
+        """The masks of ``model`` at the target, scored once on a copy (kept in the checkpoint)."""
+        config = self.ctx.config
 
         def score() -> Masks:
             scratch = copy.deepcopy(model)
             torch.manual_seed(config.seed + 1)
-            return method.masks(
-                scratch, run_prunable(config, scratch), config.sparsity, config.scope, scoring_data
+            return self.method.masks(
+                scratch, run_prunable(config, scratch), config.sparsity, config.scope, self.data
             )
 
-        return _memo(checkpoint, "masks", score)
+        return self.ctx.memo("masks", score)
 
-    def live_masks(model: nn.Module, sparsity: float, alive: Masks | None) -> Masks:
-        """The criterion's masks of ``model`` as it trains: on a copy, with a random stream of their own."""
-        assert isinstance(method, ScoringMethod)
+    def live_masks(self, model: nn.Module, sparsity: float, alive: Masks | None) -> Masks:
+        """The masks of ``model`` as it trains: on a copy, with a random stream of their own."""
+        config, device = self.ctx.config, self.ctx.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             scratch = copy.deepcopy(model)
             torch.manual_seed(config.seed + 1)
             weights = run_prunable(config, scratch)
-            return method.masks(scratch, weights, sparsity, config.scope, scoring_data, alive=alive)
-
-    if spec.schedule == "dense":
-        model = initial_model(config, device, options)
-        trainer = fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch)
-        outcome = _Outcome(model, trainer.last_loss, {"budget": recipe.epochs, "dense": recipe.epochs})
-    elif spec.schedule == "at_init":
-        model = initial_model(config, device, options)
-        masks = masks_of(model)
-        apply_masks(model, masks)
-        hooks = [MaskEnforcer(model, masks)]
-        trainer = fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch, hooks)
-        outcome = _Outcome(model, trainer.last_loss, {"budget": recipe.epochs, "sparse": recipe.epochs})
-    elif spec.schedule == "after_training":
-        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options, checkpoint)
-        masks = masks_of(model)
-        apply_masks(model, masks)
-        hooks = [MaskEnforcer(model, masks)]
-        trainer = fit(
-            model, loaders.train, recipe.finetune_optim, recipe.finetune_epochs, "finetune", on_epoch, hooks
-        )
-        outcome = _Outcome(
-            model,
-            trainer.last_loss,
-            {"budget": recipe.epochs, "dense": recipe.pretrain_epochs, "finetune": recipe.finetune_epochs},
-        )
-    elif spec.schedule == "gradual":
-        model = initial_model(config, device, options)
-        torch.manual_seed(config.seed + 1)  # the training's random stream, seeded as in every pruned run
-        pruning = GradualPruning(
-            model,
-            config.sparsity,
-            spec.schedule_options(config.hparams),
-            functools.partial(live_masks, model),
-        )
-        trainer = fit(model, loaders.train, recipe.optim, recipe.epochs, "train", on_epoch, [pruning])
-        apply_masks(model, pruning.finish(trainer.step))
-        outcome = _Outcome(
-            model,
-            trainer.last_loss,
-            {"budget": recipe.epochs, "gradual": recipe.epochs},
-            details=pruning.details(),
-        )
-    elif spec.schedule == "iterative":
-        model = initial_model(config, device, options)
-        torch.manual_seed(config.seed + 1)
-
-        def train(start: int, stop: int, hooks: list, phase: str) -> Trainer | SkippedPhase:
-            return fit(
-                model,
-                loaders.train,
-                recipe.optim,
-                recipe.epochs,
-                phase,
-                on_epoch,
-                hooks,
-                start=start,
-                stop=stop,
-            )
-
-        steps_per_epoch = len(loaders.train)
-        result = prune_iteratively(
-            model,
-            config.sparsity,
-            spec.schedule_options(config.hparams),
-            steps_per_epoch * recipe.epochs,
-            train,
-            functools.partial(live_masks, model),
-            checkpoint,
-        )
-        apply_masks(model, result.masks)
-        outcome = _Outcome(
-            model,
-            result.train_loss,
-            {
-                "budget": _epochs(result.steps, steps_per_epoch),
-                "dense": recipe.epochs,
-                "retrain": _epochs(result.retrain_steps, steps_per_epoch),
-            },
-            details=result.details,
-        )
-    else:
-        outcome = _during_training(
-            config, method, device, loaders, scoring_data, cache_dir, on_epoch, options, checkpoint
-        )
-    return outcome, loaders
+            return self.method.masks(scratch, weights, sparsity, config.scope, self.data, alive=alive)
 
 
-def _epochs(steps: int, steps_per_epoch: int) -> int | float:
-    """``steps`` in epochs: a whole number when it is one, else rounded to 4 decimals."""
-    whole, rest = divmod(steps, max(steps_per_epoch, 1))
-    return whole if rest == 0 else round(steps / steps_per_epoch, 4)
+def _train_dense(ctx: RunContext, method, loaders: DataLoaders, data: ScoringData) -> Outcome:
+    """``dense``: train for the whole budget."""
+    recipe = ctx.config.recipe
+    model = ctx.initial_model()
+    trainer = ctx.fit(model, loaders.train, recipe.optim, recipe.epochs, "train")
+    return Outcome(model, trainer.last_loss, {"budget": recipe.epochs, "dense": recipe.epochs})
 
 
-def _during_training(
-    config, method, device, loaders, scoring_data, cache_dir, on_epoch, options=None, checkpoint=None
-) -> _Outcome:
+def _train_at_init(ctx: RunContext, method, loaders: DataLoaders, data: ScoringData) -> Outcome:
+    """``at_init``: score the initial weights, fix the mask, train sparse for the whole budget."""
+    recipe = ctx.config.recipe
+    model = ctx.initial_model()
+    masks = Criterion(ctx, method, data).masks(model)
+    apply_masks(model, masks)
+    trainer = ctx.fit(
+        model, loaders.train, recipe.optim, recipe.epochs, "train", [MaskEnforcer(model, masks)]
+    )
+    return Outcome(model, trainer.last_loss, {"budget": recipe.epochs, "sparse": recipe.epochs})
+
+
+def _train_after_training(ctx: RunContext, method, loaders: DataLoaders, data: ScoringData) -> Outcome:
+    """``after_training``: start from the shared dense pre-training, prune once, fine-tune with the mask fixed."""
+    recipe = ctx.config.recipe
+    model = ctx.dense_pretrained(loaders)
+    masks = Criterion(ctx, method, data).masks(model)
+    apply_masks(model, masks)
+    hooks = [MaskEnforcer(model, masks)]
+    trainer = ctx.fit(model, loaders.train, recipe.finetune_optim, recipe.finetune_epochs, "finetune", hooks)
+    spent = {"budget": recipe.epochs, "dense": recipe.pretrain_epochs, "finetune": recipe.finetune_epochs}
+    return Outcome(model, trainer.last_loss, spent)
+
+
+def _train_gradual(ctx: RunContext, method, loaders: DataLoaders, data: ScoringData) -> Outcome:
+    """``gradual``: train from initialization while the criterion prunes along the cubic schedule."""
+    config, recipe = ctx.config, ctx.config.recipe
+    model = ctx.initial_model()
+    torch.manual_seed(config.seed + 1)  # the training's random stream, seeded as in every pruned run
+    criterion = Criterion(ctx, method, data)
+    pruning = GradualPruning(
+        model,
+        config.sparsity,
+        config.spec.schedule_options(config.hparams),
+        functools.partial(criterion.live_masks, model),
+    )
+    trainer = ctx.fit(model, loaders.train, recipe.optim, recipe.epochs, "train", [pruning])
+    apply_masks(model, pruning.finish(trainer.step))
+    spent = {"budget": recipe.epochs, "gradual": recipe.epochs}
+    return Outcome(model, trainer.last_loss, spent, details=pruning.details())
+
+
+def _train_iterative(ctx: RunContext, method, loaders: DataLoaders, data: ScoringData) -> Outcome:
+    """``iterative``: rounds of train, prune, rewind; every round counts in the recorded budget."""
+    config, recipe = ctx.config, ctx.config.recipe
+    model = ctx.initial_model()
+    torch.manual_seed(config.seed + 1)
+
+    def train(start: int, stop: int, hooks: list, phase: str) -> Trainer | SkippedPhase:
+        return ctx.fit(
+            model, loaders.train, recipe.optim, recipe.epochs, phase, hooks, start=start, stop=stop
+        )
+
+    steps_per_epoch = len(loaders.train)
+    result = prune_iteratively(
+        model,
+        config.sparsity,
+        config.spec.schedule_options(config.hparams),
+        steps_per_epoch * recipe.epochs,
+        train,
+        functools.partial(Criterion(ctx, method, data).live_masks, model),
+        ctx.checkpoint,
+    )
+    apply_masks(model, result.masks)
+    spent = {
+        "budget": epochs_of(result.steps, steps_per_epoch),
+        "dense": recipe.epochs,
+        "retrain": epochs_of(result.retrain_steps, steps_per_epoch),
+    }
+    return Outcome(model, result.train_loss, spent, details=result.details)
+
+
+def _train_during_training(ctx: RunContext, method, loaders: DataLoaders, data: ScoringData) -> Outcome:
+    """``during_training``: the method's session shapes the mask while the weights train, ends at the exact target,
+    then the model fine-tunes with the mask fixed for the epochs the method reserves."""
     assert isinstance(method, TrainingMethod)
-    recipe = config.recipe
+    config, recipe, checkpoint = ctx.config, ctx.config.recipe, ctx.checkpoint
     if method.starts_from == "dense":
-        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options, checkpoint)
+        model = ctx.dense_pretrained(loaders)
         available, optim, epochs = (
             recipe.finetune_epochs,
             recipe.finetune_optim,
             {"dense": recipe.pretrain_epochs},
         )
     else:
-        model = initial_model(config, device, options)
+        model = ctx.initial_model()
         available, optim, epochs = recipe.epochs, recipe.optim, {}
     finetune = method.finetune_epochs(available)
     learning = available - finetune
     context = TrainingContext(
         epochs=learning,
         steps_per_epoch=len(loaders.train),
-        device=device,
+        device=ctx.device,
         seed=config.seed,
         num_classes=get_dataset(config.dataset).num_classes,
-        train_data=scoring_data,
+        train_data=data,
     )
     torch.manual_seed(config.seed + 1)
     session = method.attach(model, run_prunable(config, model), config.sparsity, config.scope, context)
-    trainer = _fit(
-        model,
-        loaders.train,
-        optim,
-        learning,
-        "learn",
-        on_epoch,
-        [session],
-        session.method_parameters(),
-        checkpoint=checkpoint,
-    )
+    trainer = ctx.fit(model, loaders.train, optim, learning, "learn", [session], session.method_parameters())
     if checkpoint is not None and checkpoint.has("final"):  # resumed after the learning phase
         session.release()
         final = FinalMasks(**checkpoint.values["final"])
@@ -441,18 +418,48 @@ def _during_training(
     apply_masks(model, final.masks)
     if finetune:
         hooks = [MaskEnforcer(model, final.masks)]
-        trainer = _fit(
-            model,
-            loaders.train,
-            method.finetune_optim(recipe),
-            finetune,
-            "finetune",
-            on_epoch,
-            hooks,
-            checkpoint=checkpoint,
-        )
+        trainer = ctx.fit(model, loaders.train, method.finetune_optim(recipe), finetune, "finetune", hooks)
     epochs.update({"budget": recipe.epochs, "learn": learning, "finetune": finetune})
-    return _Outcome(model, trainer.last_loss, epochs, final.method_sparsity, final.enforcement, final.details)
+    return Outcome(model, trainer.last_loss, epochs, final.method_sparsity, final.enforcement, final.details)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a schedule trains a run (``train``), and whether it starts from the shared dense pre-training."""
+
+    train: Callable[[RunContext, Any, DataLoaders, ScoringData], Outcome]
+    starts_from_dense: Callable[[Any], bool] = lambda spec: False
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "dense": Schedule(_train_dense),
+    "at_init": Schedule(_train_at_init),
+    "after_training": Schedule(_train_after_training, lambda spec: True),
+    "gradual": Schedule(_train_gradual),
+    "iterative": Schedule(_train_iterative),
+    "during_training": Schedule(
+        _train_during_training, lambda spec: getattr(spec.cls, "starts_from", "init") == "dense"
+    ),
+}
+"""Every schedule a method may declare; the only place that tells them apart."""
+
+
+def _train_run(ctx: RunContext) -> tuple[Outcome, DataLoaders]:
+    config = ctx.config
+    loaders = ctx.loaders()
+    if config.control:  # an allocation control: the source's mask, shuffled or on re-drawn weights
+        from prunebench.controls import train_control
+
+        return train_control(replace(ctx, checkpoint=None), loaders), loaders
+    method = config.spec.build(config.hparams)
+    data = ScoringData(loaders.train, get_dataset(config.dataset).num_classes)
+    return SCHEDULES[config.spec.schedule].train(ctx, method, loaders, data), loaders
+
+
+def epochs_of(steps: int, steps_per_epoch: int) -> int | float:
+    """``steps`` in epochs: a whole number when it is one, else rounded to 4 decimals."""
+    whole, rest = divmod(steps, max(steps_per_epoch, 1))
+    return whole if rest == 0 else round(steps / steps_per_epoch, 4)
 
 
 def execute(
@@ -472,12 +479,13 @@ def execute(
     setting is the same for every method, and values below 1e-38 do not change a result.
     """
     torch.set_flush_denormal(True)
+    ctx = RunContext(config, device, cache_dir, options or RunOptions(), checkpoint, on_epoch)
     if config.track.name == "structured":
         from prunebench.structured import execute_structured
 
-        return execute_structured(config, device, cache_dir, on_epoch, options)
+        return execute_structured(replace(ctx, checkpoint=None))
     started = time.perf_counter()
-    outcome, loaders = _train_run(config, device, cache_dir, on_epoch, options, checkpoint)
+    outcome, loaders = _train_run(ctx)
     metrics = evaluate(outcome.model, loaders.test)
     for name, value in metrics.items():
         if not math.isfinite(value):
@@ -494,7 +502,7 @@ def execute(
             )
     saved = {} if config.method == "dense" else {MASK_KEY: pack({n: w != 0 for n, w in weights.items()})}
     return {
-        **_record_head(config, device, "ok", time.perf_counter() - started),
+        **record_head(config, device, "ok", time.perf_counter() - started),
         **saved,
         **metrics,
         **accounting,
@@ -508,7 +516,7 @@ def execute(
     }
 
 
-def _record_head(config: RunConfig, device: torch.device, status: str, wall_time: float) -> dict[str, Any]:
+def record_head(config: RunConfig, device: torch.device, status: str, wall_time: float) -> dict[str, Any]:
     identity = config.identity
     try:
         name, variant = config.spec.name, config.variant
@@ -547,7 +555,7 @@ def failure_record(
     """The record of a run that raised: status ``diverged`` for a NaN loss, ``failed`` otherwise, with the error."""
     status = "diverged" if isinstance(error, Diverged) else "failed"
     return {
-        **_record_head(config, device, status, wall_time),
+        **record_head(config, device, status, wall_time),
         "error": f"{type(error).__name__}: {error}",
         "traceback": "".join(traceback.format_exception(error)),
     }

@@ -212,7 +212,7 @@ class Runner:
         return None
 
     def _pretrain(self, config: RunConfig, key: str, claim) -> None:
-        from prunebench.runner import dense_pretrained, make_loaders
+        from prunebench.runner import RunContext, RunOptions
         from prunebench.trainer import Diverged
 
         checkpoint = RunCheckpoint(
@@ -221,17 +221,10 @@ class Runner:
             lost=lambda: claim.lost,
             device=self.device,
         )
-        loaders = make_loaders(config, self.device, self.options)
+        options = self.options or RunOptions()
+        ctx = RunContext(config, self.device, self.cache_dir, options, checkpoint, self.reporter.epoch_done)
         try:
-            dense_pretrained(
-                config,
-                self.device,
-                loaders,
-                self.cache_dir,
-                self.reporter.epoch_done,
-                self.options,
-                checkpoint,
-            )
+            ctx.dense_pretrained(ctx.loaders())
         except Diverged:
             pass  # the marker beside the cache says so; each run records it
         except Exception as error:  # noqa: BLE001  (each run that needs it trains it again and records the error)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -38,7 +37,6 @@ from prunebench.channels import (
     measure_latency,
     remove_channels,
 )
-from prunebench.config import RunConfig
 from prunebench.datasets import get_dataset
 from prunebench.errors import UsageError
 from prunebench.masks import MaskEnforcer, apply_masks
@@ -49,27 +47,24 @@ from prunebench.trainer import Diverged, evaluate
 
 if TYPE_CHECKING:
     from prunebench.methods.registry import MethodSpec
+    from prunebench.runner import RunContext
 
 LATENCY_WARMUP = 10
 LATENCY_REPEATS = 50
 """Forward passes timed per model and batch size (after the warm-up), their median recorded."""
 
 
-def execute_structured(
-    config: RunConfig,
-    device: torch.device,
-    cache_dir: Path,
-    on_epoch=None,
-    options=None,
-) -> RunRecord:
-    """Run the structured ``config`` and return its record (status ``ok``; exceptions propagate)."""
+def execute_structured(ctx: RunContext) -> RunRecord:
+    """Run the structured ``ctx.config`` with the run's context (:class:`~prunebench.runner.RunContext`) and
+    return its record (status ``ok``; exceptions propagate)."""
     from prunebench.methods.structured import ChannelCriterion, SparsityTraining
-    from prunebench.runner import _fit, _record_head, dense_pretrained, initial_model, make_loaders
+    from prunebench.runner import record_head
 
+    config, device = ctx.config, ctx.device
     started = time.perf_counter()
     recipe, spec, unit = config.recipe, config.spec, config.track.unit
     method = spec.build(config.hparams)
-    loaders = make_loaders(config, device, options)
+    loaders = ctx.loaders()
     example = next(iter(loaders.test))[0][:1]
     data = ScoringData(loaders.train, get_dataset(config.dataset).num_classes)
 
@@ -78,19 +73,19 @@ def execute_structured(
 
     details: dict[str, Any] = {}
     if isinstance(method, ChannelCriterion):
-        model = dense_pretrained(config, device, loaders, cache_dir, on_epoch, options)
+        model = ctx.dense_pretrained(loaders)
         groups = channel_groups(model, example)
         flop_model = FlopModel(model, example, groups)
         torch.manual_seed(config.seed + 1)
         keep = keep_of(method.group_scores(copy.deepcopy(model), groups, data))
         epochs = {"dense": recipe.pretrain_epochs}
     elif isinstance(method, SparsityTraining):
-        model = initial_model(config, device, options)
+        model = ctx.initial_model()
         groups = channel_groups(model, example)
         flop_model = FlopModel(model, example, groups)
         torch.manual_seed(config.seed + 1)
         session = method.attach(model, groups, keep_of)
-        _fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "sparsity", on_epoch, [session])
+        ctx.fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "sparsity", [session])
         keep = session.keep(keep_of)
         details = session.details()
         epochs = {"sparsity": recipe.pretrain_epochs}
@@ -98,15 +93,8 @@ def execute_structured(
         raise TypeError(f"{spec.name} is not a structured method")
     masks = channel_masks(model, groups, keep)
     apply_masks(model, masks)
-    trainer = _fit(
-        model,
-        loaders.train,
-        recipe.finetune_optim,
-        recipe.finetune_epochs,
-        "finetune",
-        on_epoch,
-        [MaskEnforcer(model, masks)],
-    )
+    hooks = [MaskEnforcer(model, masks)]
+    trainer = ctx.fit(model, loaders.train, recipe.finetune_optim, recipe.finetune_epochs, "finetune", hooks)
     epochs.update({"budget": recipe.epochs, "finetune": recipe.finetune_epochs})
 
     pruned = remove_channels(model, example, keep)
@@ -116,7 +104,7 @@ def execute_structured(
     for name, value in metrics.items():
         if value != value or value in (float("inf"), float("-inf")):
             raise Diverged(f"the final evaluation's {name} is {value}")
-    dense = initial_model(config, device, options)
+    dense = ctx.initial_model()
     measured = _measure(dense, pruned, example, check_batch, recipe.batch_size)
     dense_account = account(dense, example, prunable_weights(dense))
     accounting = account(pruned, example, prunable_weights(pruned))
@@ -144,7 +132,7 @@ def execute_structured(
         **measured,
     }
     return {
-        **_record_head(config, device, "ok", time.perf_counter() - started),
+        **record_head(config, device, "ok", time.perf_counter() - started),
         **metrics,
         **accounting,
         "achieved_sparsity": structured["achieved"],
