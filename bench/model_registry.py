@@ -1,23 +1,19 @@
 """The model registry itself, without torch: what ``bench list models`` reads.
 
 The package's own models (:mod:`prunebench.models`, :mod:`prunebench.cifar_models`, :mod:`prunebench.vit`) are
-read from the ``@register_model`` decorators in their modules' source (:mod:`prunebench.declarations`), so that
-listing them imports neither those modules nor torch. A model's module is imported when the model is asked for by
-name (:func:`prunebench.models.get_model`), and its decorator then checks that it registers what was read. A module
-whose registrations cannot be read so is imported on first use of the registry. Models from other packages register
-through the ``prunebench.models`` entry-point group.
+declared from the registry index (:mod:`prunebench.declarations`), so that listing them imports neither those
+modules nor torch. A model's module is imported when the model is asked for by name
+(:func:`prunebench.models.get_model`), and its decorator then checks that it registers what the index states.
+Models from other packages register through the ``prunebench.models`` entry-point group.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prunebench.declarations import read_declarations
+from prunebench.declarations import Record, declare_modules
 from prunebench.registry import Deferred, Registry
 
 if TYPE_CHECKING:
@@ -42,19 +38,14 @@ BUILTIN_MODULES = ("models", "cifar_models", "vit")
 
 
 def _declare_builtin_models() -> None:
-    for module in BUILTIN_MODULES:
-        _declare(Path(__file__).with_name(f"{module}.py"), f"prunebench.{module}")
+    declare_modules("models", [f"prunebench.{module}" for module in BUILTIN_MODULES], _declare)
 
 
-def _declare(path: Path, module: str) -> None:
-    """Declare the models of ``module`` (at ``path``) from its source; import it when that cannot be read so."""
-    found = read_declarations(path, "register_model", alias=None, on=ast.FunctionDef)
-    if found is None:
-        importlib.import_module(module)
-        return
-    for declared in found.registrations:
-        name = declared.name
-        MODELS.declare(name, _spec(name, Deferred(MODELS, name, "build"), **declared.arguments), module)
+def _declare(module: str, record: Record) -> None:
+    """Declare the model of ``record`` (the index's, for ``module``); building it imports the module."""
+    fields = {key: value for key, value in record.items() if key != "name"}
+    name = record["name"]
+    MODELS.declare(name, _spec(name, Deferred(MODELS, name, "build"), **fields), module)
 
 
 MODELS: Registry[ModelSpec] = Registry("model", "prunebench.models", _declare_builtin_models)
@@ -69,8 +60,8 @@ def register_model(
 ) -> Callable[[ModelBuilder], ModelBuilder]:
     """Register ``build(input_shape, num_classes) -> nn.Module`` under ``name``.
 
-    Write the arguments as literals or module-level constants holding literals, so that the registry can read them
-    without importing the module.
+    After adding or changing a model of the package, run ``python scripts/build_index.py``
+    (:mod:`prunebench.declarations`).
     """
 
     def decorate(build: ModelBuilder) -> ModelBuilder:
@@ -83,5 +74,5 @@ def register_model(
 
 
 def all_models() -> list[ModelSpec]:
-    """Every registered model; the package's own as declared in their source (their modules not imported)."""
+    """Every registered model; the package's own as the registry index declares them (their modules not imported)."""
     return MODELS.entries()

@@ -7,10 +7,10 @@ imported. The entry points are imported on first use of the registry. A plugin t
 raises, ``SystemExit`` included; Ctrl-C still stops) gives one :class:`PluginWarning` naming it and its error;
 everything else keeps working.
 
-The package's own models and datasets are *declared*: their registrations are read from the modules' source
+The package's own models and datasets are *declared*: their registrations are read from the registry index
 (:mod:`prunebench.declarations`), so that listing them imports neither those modules nor torch. A declared entry
 holds a :class:`Deferred` in place of each callable it registers; :meth:`Registry.get` imports its module, whose
-decorator then registers the real entry, checked to state what the declaration stated.
+decorator then registers the real entry, checked to state what the index stated.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
+from prunebench.declarations import stale
 from prunebench.errors import unknown
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ class Registry(Generic[T]):
         return entry
 
     def declare(self, name: str, entry: T, module: str) -> None:
-        """Register ``entry``, read from the source of ``module`` (its callables :class:`Deferred`), under ``name``.
+        """Register ``entry``, read from the index for ``module`` (its callables :class:`Deferred`), under ``name``.
 
         An entry that ``module`` registered already (it was imported first) stays, checked against ``entry``.
         """
@@ -118,10 +119,8 @@ class Registry(Generic[T]):
         stated = _stated(declared)
         registered = {field: getattr(entry, field) for field in stated}
         if registered != stated:
-            raise ValueError(
-                f"{self.kind} {name!r} registers {registered}, but its declaration read from the source of "
-                f"{self._modules.get(name, 'its module')} states {stated}: write the decorator's arguments as "
-                f"literals or module-level constants that nothing rebinds"
+            raise stale(
+                f"{self.kind} {name!r} of {self._modules.get(name, 'its module')}", registered, stated
             )
 
     def load(self) -> None:
@@ -165,6 +164,20 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         self.load()
         return sorted(self._entries)
+
+    def registered(self) -> list[tuple[str, T, str | None]]:
+        """Each entry registered or declared so far, with its module where known, without loading the registry
+        (:mod:`prunebench.index_builder` reads what importing the package's modules registered)."""
+        return [(name, entry, self._modules.get(name)) for name, entry in sorted(self._entries.items())]
+
+    def registered_entry(self, name: str) -> T | None:
+        """The entry registered or declared under ``name`` so far (``None``: none), without loading the registry."""
+        return self._entries.get(name)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether :meth:`load` has run."""
+        return self._loaded
 
     def entries(self) -> list[T]:
         """Every entry, ordered by name (a declared one as declared: its module is not imported)."""

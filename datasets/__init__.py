@@ -1,7 +1,7 @@
 """Datasets: the registry, the embedded default and the loaders.
 
-Importing this package imports no loader (and no torch): the registry reads the package's datasets from their
-modules' source and imports a module when its dataset is used (:mod:`prunebench.datasets.registry`).
+Importing this package imports no loader (and no torch): the registry declares the package's datasets from the
+registry index and imports a module when its dataset is used (:mod:`prunebench.datasets.registry`).
 """
 
 from prunebench.datasets.registry import (

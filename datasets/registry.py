@@ -4,22 +4,19 @@
 see :mod:`prunebench.datasets.user`) or ``package.module:factory`` (the user's own data). Datasets from other
 packages register through the ``prunebench.datasets`` entry-point group.
 
-The package's own datasets are read from the ``@register_dataset`` decorators in their modules' source
-(:mod:`prunebench.declarations`), so that listing them imports no loader and no torch; a dataset's module is
-imported when the dataset is asked for by name (:func:`get_dataset`), and its decorator then checks that it
-registers what was read. A module whose registrations cannot be read so is imported on first use of the registry.
+The package's own datasets are declared from the registry index (:mod:`prunebench.declarations`), so that listing
+them imports no loader and no torch; a dataset's module is imported when the dataset is asked for by name
+(:func:`get_dataset`), and its decorator then checks that it registers what the index states.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prunebench.declarations import read_declarations
+from prunebench.declarations import Record, declare_modules, tuples
 from prunebench.errors import UsageError
 from prunebench.registry import Deferred, Registry
 
@@ -86,23 +83,15 @@ BUILTIN_MODULES = ("cifar", "embedded", "imagenet")
 
 
 def _declare_builtin_datasets() -> None:
-    for module in BUILTIN_MODULES:
-        _declare(Path(__file__).with_name(f"{module}.py"), f"prunebench.datasets.{module}")
+    declare_modules("datasets", [f"prunebench.datasets.{module}" for module in BUILTIN_MODULES], _declare)
 
 
-def _declare(path: Path, module: str) -> None:
-    """Declare the datasets of ``module`` (at ``path``) from its source; import it when that cannot be read so.
-
-    A dataset's ``check`` is not read (the listing does not need it): it is the module's, once imported.
-    """
-    found = read_declarations(path, "register_dataset", alias=None, on=ast.FunctionDef, unread=("check",))
-    if found is None:
-        importlib.import_module(module)
-        return
-    for declared in found.registrations:
-        name = declared.name
-        make, check = Deferred(DATASETS, name, "make_loaders"), Deferred(DATASETS, name, "check")
-        DATASETS.declare(name, _spec(name, make, check=check, **declared.arguments), module)
+def _declare(module: str, record: Record) -> None:
+    """Declare the dataset of ``record`` (the index's, for ``module``); loading or checking it imports the module."""
+    fields = {key: tuples(value) for key, value in record.items() if key != "name"}
+    name = record["name"]
+    make, check = Deferred(DATASETS, name, "make_loaders"), Deferred(DATASETS, name, "check")
+    DATASETS.declare(name, _spec(name, make, check=check, **fields), module)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "prunebench.datasets", _declare_builtin_datasets)
@@ -134,8 +123,8 @@ def register_dataset(
 ) -> Callable[[Callable[[LoaderRequest], DataLoaders]], Callable[[LoaderRequest], DataLoaders]]:
     """Register ``make_loaders(request) -> DataLoaders`` under ``name`` (``check``: see :class:`DatasetSpec`).
 
-    Write the arguments (but ``check``) as literals or module-level constants holding literals, so that the
-    registry can read them without importing the module.
+    After adding or changing a dataset of the package, run ``python scripts/build_index.py``
+    (:mod:`prunebench.declarations`).
     """
 
     def decorate(make: Callable[[LoaderRequest], DataLoaders]) -> Callable[[LoaderRequest], DataLoaders]:
@@ -157,5 +146,5 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def all_datasets() -> list[DatasetSpec]:
-    """Every registered dataset; the package's own as declared in their source (their modules not imported)."""
+    """Every registered dataset; the package's own as the registry index declares them (their modules not imported)."""
     return DATASETS.entries()

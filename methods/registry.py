@@ -15,10 +15,10 @@ Each method declares its hyperparameters in its ``__init__`` signature (:mod:`pr
 Methods from other packages register through the ``prunebench.methods`` entry-point group: each entry names a module
 that is imported on first use of the registry, and that module calls :func:`register`.
 
-Reading the registry imports no method module (and so no torch): the package's own modules are read, not run
-(:mod:`prunebench.declarations` reads their ``@register`` and ``alias`` calls from the source), and a
-method's class is imported when something needs it (its hyperparameters, an instance). A module whose registrations
-cannot be read that way (an argument that is not a literal) is imported on first use of the registry, as before.
+Reading the registry imports no method module (and so no torch): the package's own methods, their aliases and
+their hyperparameters are declared from the registry index (:mod:`prunebench.declarations`), and a method's class is
+imported when something needs it (an instance, a run's hyperparameters). Importing it checks that it registers what
+the index states. A module of the package that the index does not list is imported on first use of the registry.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from prunebench.declarations import init_from_source, read_declarations
+from prunebench.declarations import Record, declare_modules, stale, tuples
 from prunebench.errors import UsageError
 from prunebench.hparams import HParam, declared_hparams, format_value
 from prunebench.registry import Registry
@@ -49,6 +48,25 @@ TRACKS = ("unstructured", "structured")
 
 SEPARATOR = "@"
 """Between a criterion and a schedule in a method name: ``magnitude@gradual``."""
+
+
+@dataclass(frozen=True)
+class ListedHParam:
+    """A hyperparameter as ``bench list methods --details`` shows it (and the registry index stores it)."""
+
+    name: str
+    type_name: str
+    default: Any
+    help: str
+
+    @classmethod
+    def of(cls, hparam: HParam) -> ListedHParam:
+        return cls(hparam.name, hparam.type_name, hparam.default, hparam.help)
+
+
+def listed(cls: type) -> tuple[ListedHParam, ...]:
+    """The hyperparameters ``cls`` declares, as listed."""
+    return tuple(ListedHParam.of(hparam) for hparam in declared_hparams(cls).values())
 
 
 @dataclass(frozen=True)
@@ -95,20 +113,14 @@ class MethodSpec:
         """Every hyperparameter of the method, then of its schedule (their names never collide)."""
         return self._with_schedule(declared_hparams(self.cls))
 
-    def listed_hparams(self) -> dict[str, HParam]:
-        """:attr:`hparams` as listings show them: read from the ``__init__`` in the class's source while its module
-        is not imported (:func:`~prunebench.declarations.init_from_source`), so that ``bench list methods
-        --details`` imports no torch; from the class when it is imported or its source cannot be read so."""
+    def listed_hparams(self) -> dict[str, ListedHParam]:
+        """:attr:`hparams` as listings show them: the method's from the registry index while its module is not
+        imported, so that ``bench list methods --details`` imports no torch (from the class once it is imported,
+        and for a method registered by importing its module, a plugin's); then its schedule's."""
         entry = _CLASSES.get(self.criterion)
-        init = None
-        if entry.cls is None and entry.source is not None:
-            init = init_from_source(entry.source, entry.target.partition(":")[2])
-        if init is None:
-            return self.hparams
-        try:
-            return self._with_schedule(declared_hparams(type(self.criterion, (), {"__init__": init})))
-        except TypeError:  # an annotation that needs a name of the module
-            return self.hparams
+        own = entry.hparams if entry.cls is None else listed(entry.cls)
+        schedule = listed(self.schedule_class) if self.schedule_class is not None else ()
+        return {hparam.name: hparam for hparam in (*own, *schedule)}
 
     def _with_schedule(self, own: dict[str, HParam]) -> dict[str, HParam]:
         declared = dict(own)
@@ -169,7 +181,8 @@ class MethodSpec:
 class _Entry:
     """A registered class: its schedules (the first is the default), scopes, paper, version and one-line summary.
 
-    ``target`` (``module:Class``) says where the class is; ``cls`` is ``None`` until its module is imported.
+    ``target`` (``module:Class``) says where the class is; ``cls`` is ``None`` until its module is imported, and
+    ``hparams`` (the class's own, as listed) are the index's while it is not.
     """
 
     target: str
@@ -180,8 +193,7 @@ class _Entry:
     summary: str
     track: str = "unstructured"
     cls: type[Method] | None = field(default=None, compare=False)
-    source: Path | None = field(default=None, compare=False)
-    """The file the registration was read from (``None`` for a class registered by importing its module)."""
+    hparams: tuple[ListedHParam, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -196,28 +208,101 @@ _MACHINERY = ("registry",)
 """The modules of the package that register no method: the registry itself."""
 
 
-def _declare_package_methods() -> None:
-    """Register the package's own methods from their source; import only a module that cannot be read so."""
+def package_modules() -> list[str]:
+    """The modules of the package that may register methods (all but :data:`_MACHINERY`)."""
     package = importlib.import_module("prunebench.methods")
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name in _MACHINERY:
+    return [
+        f"prunebench.methods.{module.name}"
+        for module in pkgutil.iter_modules(package.__path__)
+        if module.name not in _MACHINERY
+    ]
+
+
+def _declare_package_methods() -> None:
+    """Declare the package's own methods from the registry index; import a module the index does not list."""
+    declare_modules("methods", package_modules(), _declare)
+
+
+def _declare(module: str, record: Record) -> None:
+    """Declare the method of ``record`` (the index's, for ``module``) and its aliases.
+
+    A class its module registered already (imported before the registry loaded) stays, checked against the record.
+    """
+    name = record["name"]
+    hparams = tuple(ListedHParam(**{**hp, "default": tuples(hp["default"])}) for hp in record["hparams"])
+    entry = _Entry(
+        f"{module}:{record['class']}",
+        tuples(record["schedules"]),
+        tuples(record["scopes"]),
+        record["paper"],
+        record["version"],
+        record["summary"],
+        record["track"],
+        hparams=hparams,
+    )
+    registered = _CLASSES.registered_entry(name)
+    if registered is not None and registered.cls is not None and registered.target == entry.target:
+        _check_indexed(name, entry, registered)
+    else:
+        _CLASSES.add(name, entry, same=_same)
+    for shown in record["aliases"]:
+        alias(
+            shown["name"],
+            f"{name}{SEPARATOR}{shown['schedule']}",
+            scopes=tuples(shown["scopes"]),
+            paper=shown["paper"],
+        )
+
+
+def index_records(modules: list[str]) -> dict[str, list[Record]]:
+    """The registry index's records (:mod:`prunebench.declarations`) of the methods that ``modules`` registered when
+    imported, and of their aliases, by module (written by :mod:`prunebench.index_builder`)."""
+    if _CLASSES.loaded:
+        raise RuntimeError("the method registry has loaded: build the index in a fresh interpreter")
+    records: dict[str, list[Record]] = {module: [] for module in modules}
+    for name, entry, _ in _CLASSES.registered():
+        module, _, class_name = entry.target.partition(":")
+        if module not in records or entry.cls is None:
             continue
-        qualified = f"prunebench.methods.{module.name}"
-        source = Path(module.module_finder.path) / f"{module.name}.py"
-        found = read_declarations(source)
-        if found is None:
-            importlib.import_module(qualified)
-            continue
-        for declared in found.registrations:
-            entry = _entry(
-                declared.name, f"{qualified}:{declared.class_name}", declared.summary, **declared.arguments
-            )
-            entry = replace(entry, source=source)
-            if declared.name in _CLASSES and _CLASSES.get(declared.name).cls is not None:
-                entry = replace(entry, cls=_CLASSES.get(declared.name).cls)  # imported before the registry
-            _CLASSES.add(declared.name, entry, same=_same)
-        for arguments in found.aliases:
-            alias(*arguments.args, **arguments.kwargs)
+        aliases = [
+            {"name": shown, "schedule": found.schedule, "scopes": found.scopes, "paper": found.paper}
+            for shown, found in sorted(_ALIASES.items())
+            if found.criterion == name
+        ]
+        records[module].append(
+            {
+                "name": name,
+                "class": class_name,
+                "summary": entry.summary,
+                "schedules": entry.schedules,
+                "scopes": entry.scopes,
+                "paper": entry.paper,
+                "version": entry.version,
+                "track": entry.track,
+                "hparams": [asdict(hparam) for hparam in listed(entry.cls)],
+                "aliases": aliases,
+            }
+        )
+    return records
+
+
+def _check_indexed(name: str, indexed: _Entry, registered: _Entry) -> None:
+    """That the class registered as ``name`` states what the index ``indexed`` for it (hyperparameters included)."""
+    stated = [f.name for f in fields(_Entry) if f.compare]
+    if indexed != registered:
+        raise stale(f"method {name!r}", _fields(registered, stated), _fields(indexed, stated))
+    hparams = listed(registered.cls)
+    if hparams != indexed.hparams:
+        raise stale(f"method {name!r}", _by_name(hparams), _by_name(indexed.hparams))
+
+
+def _fields(entry: _Entry, names: list[str]) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in names}
+
+
+def _by_name(hparams: tuple[ListedHParam, ...]) -> dict[str, tuple[str, Any, str]]:
+    """Each hyperparameter's type, default and meaning, by name (what an error shows)."""
+    return {hparam.name: (hparam.type_name, hparam.default, hparam.help) for hparam in hparams}
 
 
 _CLASSES: Registry[_Entry] = Registry("method", "prunebench.methods", _declare_package_methods)
@@ -273,9 +358,9 @@ def register(
     the dense baseline); ``paper`` the citation shown by ``bench list methods``; ``version`` the algorithm version;
     ``track`` what it prunes (:data:`TRACKS`).
     The first line of the class docstring is the one-line summary (followed, for a criterion with several schedules,
-    by the schedule's). Hyperparameters are the ``__init__`` keyword
-    arguments (:mod:`prunebench.hparams`). Write the arguments as literals (or module-level constants holding
-    literals), so that the registry can read them without importing the module.
+    by the schedule's). Hyperparameters are the ``__init__`` keyword arguments (:mod:`prunebench.hparams`), written
+    by hand or by ``@dataclass``. After adding or changing a registration of the package, run
+    ``python scripts/build_index.py`` (:mod:`prunebench.declarations`).
     """
     arguments = dict(
         scopes=scopes, paper=paper, schedule=schedule, schedules=schedules, version=version, track=track
@@ -284,10 +369,13 @@ def register(
 
     def decorate(cls: type[Method]) -> type[Method]:
         target = f"{cls.__module__}:{cls.__qualname__}"
-        entry = _entry(name, target, _first_line(cls), **arguments)
-        # A declared entry (read from the source) is replaced by this one, which has the class; a different
-        # class under a taken name is an error.
-        _CLASSES.add(name, replace(entry, cls=cls), same=_same)
+        entry = replace(_entry(name, target, _first_line(cls), **arguments), cls=cls)
+        # An entry declared from the index is replaced by this one, which has the class, when the index states what
+        # it registers; a different class under a taken name is an error.
+        indexed = _CLASSES.registered_entry(name)
+        if indexed is not None and indexed.cls is None and indexed.target == target:
+            _check_indexed(name, indexed, entry)
+        _CLASSES.add(name, entry, same=_same)
         cls.name = name
         _check_declarations(name, entry, cls)
         return cls

@@ -1,5 +1,5 @@
-"""The registries of methods, datasets and models: declarations read from the source are checked against what
-runs, and other packages register through an entry point."""
+"""The registries of methods, datasets and models: what the registry index declares is checked against what runs,
+and other packages register through an entry point."""
 
 from __future__ import annotations
 
@@ -82,62 +82,25 @@ def test_existing_names_mean_what_they_meant_as_criterion_and_schedule():
         registry.get_method("snip@gradual")
 
 
-def test_the_declarations_read_from_the_source_are_those_that_run():
-    """Every built-in method is read without importing its module; importing it registers the same entry."""
-    import pkgutil
-    from pathlib import Path
+def test_the_methods_declared_from_the_index_are_those_that_run():
+    """Every built-in method is declared from the index; importing its module registers the same entry, whose
+    class lives where the index says and declares the hyperparameters it lists."""
+    from prunebench.declarations import read_index
 
-    import prunebench.methods
-    from prunebench.declarations import read_declarations
-
-    read = 0
-    for module in pkgutil.iter_modules(prunebench.methods.__path__):
-        if module.name in registry._MACHINERY:
-            continue
-        found = read_declarations(Path(module.module_finder.path) / f"{module.name}.py")
-        assert found is not None, f"{module.name}: its registrations cannot be read without importing it"
-        for declared in found.registrations:
-            target = f"prunebench.methods.{module.name}:{declared.class_name}"
-            entry = registry._entry(declared.name, target, declared.summary, **declared.arguments)
-            cls = registry._class_of(declared.name)
-            assert registry._CLASSES.get(declared.name) == entry, declared.name
-            assert f"{cls.__module__}:{cls.__qualname__}" == target
-            read += 1
-    assert read >= 10
-
-
-def test_a_module_whose_registration_is_not_literal_is_imported(tmp_path):
-    from prunebench.declarations import read_declarations
-
-    literal = tmp_path / "literal.py"
-    literal.write_text(
-        'PAPER = "a paper"\n'
-        '@register("m", schedule="at_init", scopes=("global",), paper=PAPER, version=3)\n'
-        'class M:\n    """One line.\n\n    More."""\n'
-        'alias("m2", "m@at_init", paper="other")\n'
-    )
-    found = read_declarations(literal)
-    assert found is not None
-    (registration,) = found.registrations
-    assert (registration.name, registration.class_name, registration.summary) == ("m", "M", "One line.")
-    assert registration.arguments == {
-        "schedule": "at_init",
-        "scopes": ("global",),
-        "paper": "a paper",
-        "version": 3,
-    }
-    assert [(a.args, a.kwargs) for a in found.aliases] == [(("m2", "m@at_init"), {"paper": "other"})]
-    for source in (
-        '@register("m", schedule="at_init", scopes=("global",), paper=" ".join(["a", "b"]))\nclass M: ...\n',
-        'for n in ("a", "b"):\n    register(n, schedule="at_init", scopes=(), paper="p")(object)\n',
-        '@register("m", schedule="at_init", scopes=SCOPES, paper="p")\nclass M: ...\n',
-    ):
-        computed = tmp_path / "computed.py"
-        computed.write_text(source)
-        assert read_declarations(computed) is None, source
-    helper = tmp_path / "helper.py"
-    helper.write_text("import torch\n\ndef f():\n    return 1\n")
-    assert read_declarations(helper).registrations == []
+    declared = 0
+    for module, records in read_index()["methods"].items():
+        for record in records:
+            cls = registry._class_of(record["name"])
+            assert f"{cls.__module__}:{cls.__qualname__}" == f"{module}:{record['class']}"
+            entry = registry._CLASSES.get(record["name"])
+            assert (entry.version, entry.schedules, entry.summary) == (
+                record["version"],
+                tuple(record["schedules"]),
+                record["summary"],
+            )
+            assert [h.name for h in registry.listed(cls)] == [h["name"] for h in record["hparams"]]
+            declared += 1
+    assert declared >= 10
 
 
 LISTED = {
@@ -152,7 +115,7 @@ LISTED = {
 
 @pytest.mark.parametrize("what", LISTED)
 def test_the_datasets_and_models_listed_without_torch_are_those_their_modules_register(what):
-    """What the registry reads from the source (in a process that never imports torch) equals what importing the
+    """What the registry declares from the index (in a process that never imports torch) equals what importing the
     modules registers."""
     import json
     import subprocess
@@ -186,73 +149,82 @@ def test_the_datasets_and_models_listed_without_torch_are_those_their_modules_re
 MISMATCHED = """
 from prunebench.model_registry import register_model
 
-VERSION = "1"
-globals()["VERSION"] = "2"  # rebound where the source reader cannot see it
 
-
-@register_model("{name}", summary="s", source="s", version=VERSION)
+@register_model("{name}", summary="s", source="s", version="2")
 def mismatched(input_shape, num_classes):
     raise NotImplementedError
 """
 
 
 @pytest.mark.parametrize("imported_first", [False, True])
-def test_a_model_that_registers_other_than_its_declaration_is_an_error(tmp_path, monkeypatch, imported_first):
+def test_a_model_that_registers_other_than_the_index_is_an_error(tmp_path, monkeypatch, imported_first):
     from prunebench import model_registry
 
     name = f"mismatched_{int(imported_first)}"
-    path = tmp_path / f"{name}.py"
-    path.write_text(MISMATCHED.format(name=name))
+    (tmp_path / f"{name}.py").write_text(MISMATCHED.format(name=name))
     monkeypatch.syspath_prepend(str(tmp_path))
     registry_ = model_registry.MODELS
     registry_.load()
     monkeypatch.setattr(registry_, "_entries", dict(registry_._entries))
     monkeypatch.setattr(registry_, "_modules", dict(registry_._modules))
-    if imported_first:  # the module registers "2"; the source, read afterwards, declares "1"
+    record = {"name": name, "summary": "s", "source": "s", "version": "1"}
+    expected = r"registers version='2', but the registry index .* states version='1': .*build_index.py"
+    if imported_first:  # the module registers "2"; the index, read afterwards, declares "1"
         importlib.import_module(name)
-        with pytest.raises(ValueError, match=r"its declaration read from the source .* states"):
-            model_registry._declare(path, name)
+        with pytest.raises(ValueError, match=expected):
+            model_registry._declare(name, record)
         return
-    model_registry._declare(path, name)
+    model_registry._declare(name, record)
     (listed,) = [spec for spec in model_registry.all_models() if spec.name == name]
-    assert listed.version == "1"  # what the source says, before the module is imported
-    with pytest.raises(ValueError, match=r"registers .*'version': '2'.* states .*'version': '1'"):
+    assert listed.version == "1"  # what the index says, before the module is imported
+    with pytest.raises(ValueError, match=expected):
         registry_.get(name)
 
 
-def test_a_dataset_whose_registration_cannot_be_read_is_imported_and_its_check_is_its_own(
-    tmp_path, monkeypatch
-):
-    from prunebench.datasets import registry as datasets
+def test_a_dataset_module_the_index_does_not_list_is_imported_and_a_check_is_its_own(tmp_path, monkeypatch):
+    import sys
 
-    path = tmp_path / "computed_dataset.py"
-    path.write_text(
+    from prunebench.datasets import registry as datasets
+    from prunebench.declarations import declare_modules
+
+    (tmp_path / "unlisted_dataset.py").write_text(
+        "from prunebench.datasets import register_dataset\n"
+        '@register_dataset("unlisted", num_classes=2, input_shape=(1, 2), summary="s", source="s")\n'
+        "def unlisted(request):\n    raise NotImplementedError\n"
+    )
+    (tmp_path / "listed_dataset.py").write_text(
         "from prunebench.datasets import register_dataset\n"
         "def check(request):\n    raise RuntimeError('checked')\n"
-        'NAMES = ["computed", "dataset"]\n'
-        '@register_dataset("_".join(NAMES), num_classes=2, input_shape=(1, 2), summary="s", source="s")\n'
-        "def computed(request):\n    raise NotImplementedError\n"
-        '@register_dataset("read_dataset", num_classes=3, input_shape=(1, 2), summary="r", source="r", check=check)\n'
-        "def read(request):\n    raise NotImplementedError\n"
+        '@register_dataset("listed", num_classes=3, input_shape=(1, 2), summary="r", source="r", check=check)\n'
+        "def listed(request):\n    raise NotImplementedError\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     datasets.DATASETS.load()
     monkeypatch.setattr(datasets.DATASETS, "_entries", dict(datasets.DATASETS._entries))
     monkeypatch.setattr(datasets.DATASETS, "_modules", dict(datasets.DATASETS._modules))
-    import sys
-
-    assert "computed_dataset" not in sys.modules
-    datasets._declare(path, "computed_dataset")
-    assert "computed_dataset" in sys.modules  # "_".join(...) is not a literal: the module was imported
-    spec = datasets.get_dataset("read_dataset")
-    assert (spec.num_classes, spec.input_shape) == (3, (1, 2))
+    record = {
+        "name": "listed",
+        "num_classes": 3,
+        "input_shape": [1, 2],
+        "summary": "r",
+        "source": "r",
+        "version": "1",
+    }
+    declare_modules(
+        "datasets", ["unlisted_dataset", "listed_dataset"], datasets._declare, {"listed_dataset": [record]}
+    )
+    assert "unlisted_dataset" in sys.modules and "listed_dataset" not in sys.modules
+    assert datasets.get_dataset("unlisted").num_classes == 2
+    (listed,) = [spec for spec in datasets.all_datasets() if spec.name == "listed"]
+    assert (listed.num_classes, listed.input_shape) == (3, (1, 2))  # from the index, the module not imported
+    assert "listed_dataset" not in sys.modules
     with pytest.raises(RuntimeError, match="checked"):
-        spec.check(None)
+        datasets.get_dataset("listed").check(None)  # the module's own check, imported on use
 
 
 def test_hyperparameters_listed_without_torch_are_those_the_classes_declare():
-    """``bench list methods --details`` reads each method's ``__init__`` from its source (base classes included)
-    in a process that never imports torch; what it lists equals the imported classes' declarations."""
+    """``bench list methods --details`` reads each method's hyperparameters from the registry index in a process
+    that never imports torch; what it lists equals the imported classes' declarations."""
     import subprocess
     import sys
 
@@ -274,41 +246,3 @@ def test_hyperparameters_listed_without_torch_are_those_the_classes_declare():
     assert result.returncode == 0, result.stderr
     hyperparameters, methods = map(int, result.stdout.split())
     assert methods >= 16 and hyperparameters > 50
-
-
-def test_an_init_is_read_from_source_through_its_base_and_refused_when_it_needs_the_module(tmp_path):
-    """A class without ``__init__`` has its base's; literal constants and ``typing`` names resolve; a default that
-    needs an import, a decorator that writes the ``__init__``, or a class that is not there, gives ``None`` (the
-    registry then imports the module)."""
-    from prunebench.declarations import init_from_source
-    from prunebench.hparams import declared_hparams
-
-    source = tmp_path / "plugin.py"
-    source.write_text(
-        "from __future__ import annotations\n"
-        "import math\n"
-        "from typing import Annotated\n"
-        "LIMIT = 3\n\n"
-        "class Base:\n"
-        "    def __init__(self, *, depth: Annotated[int, 'layers kept'] = LIMIT, rate: float | None = 1 / 4):\n"
-        "        raise AssertionError('never called')\n\n"
-        "class Child(Base):\n"
-        "    '''No __init__ of its own.'''\n\n"
-        "class Computed:\n"
-        "    def __init__(self, *, scale: float = math.pi):\n"
-        "        pass\n\n"
-        "@dataclass\n"
-        "class Generated(Base):\n"
-        "    width: int = 2\n"
-    )
-    init = init_from_source(source, "Child")
-    declared = declared_hparams(type("Child", (), {"__init__": init}))
-    assert [(h.name, h.type_name, h.default, h.help) for h in declared.values()] == [
-        ("depth", "int", 3, "layers kept"),
-        ("rate", "float | None", 0.25, ""),
-    ]
-    assert init_from_source(source, "Computed") is None
-    assert (
-        init_from_source(source, "Generated") is None
-    )  # the decorator writes an __init__ the source does not show
-    assert init_from_source(source, "Missing") is None
