@@ -234,7 +234,7 @@ register_preset(
             finetune_optim=OptimConfig(lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
         ),
         summary="Structured default: a small BatchNorm CNN with a residual block on the embedded MNIST digits (CPU)",
-        source="The LeNet presets' SGD recipe on a BatchNorm CNN; see the README's structured track",
+        source="The LeNet presets' SGD recipe on a BatchNorm CNN; see docs/structured.md",
     )
 )
 # The papers' structured settings (GPU). CIFAR-10 ResNet-56/110 as in Liu et al. 2017 (Network Slimming: SGD 0.1,

@@ -3,9 +3,9 @@
 #   1. the system libraries of the optional FFCV loader (OpenCV, libjpeg-turbo, pkg-config), with apt-get when
 #      missing and running as root; without them the torchvision loader is used;
 #   2. a virtual environment in .venv (override with PRUNEBENCH_VENV);
-#   3. prunebench in editable mode with its test tools, the Hugging Face extra (transformers: about a minute and
-#      150 MB, so that the tests cover `hf:` models), submitit (the Slurm executor and its local test cluster), and
-#      FFCV when its libraries are present.
+#   3. prunebench in editable mode with its test tools, MkDocs (a few MB, so that the tests build docs/), the
+#      Hugging Face extra (transformers: about a minute and 150 MB, so that the tests cover `hf:` models), submitit
+#      (the Slurm executor and its local test cluster), and FFCV when its libraries are present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${PRUNEBENCH_VENV:-.venv}"
@@ -25,12 +25,12 @@ fi
 
 if have_ffcv_libs; then
     echo "setup: installing prunebench with the FFCV loader"
-    if ! "$venv/bin/python" -m pip install -q -e ".[test,hf,slurm,ffcv]"; then
+    if ! "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm,ffcv]"; then
         echo "setup: FFCV did not build; installing without it (the torchvision loader will be used)"
-        "$venv/bin/python" -m pip install -q -e ".[test,hf,slurm]"
+        "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm]"
     fi
 else
     echo "setup: FFCV's system libraries are missing; installing without FFCV (the torchvision loader will be used)"
-    "$venv/bin/python" -m pip install -q -e ".[test,hf,slurm]"
+    "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm]"
 fi
 echo "setup: done; the commands are in $venv/bin (bench, pytest)"

@@ -544,8 +544,8 @@ def test_the_readme_status_example_runs_and_counts_the_pending_runs(tmp_path, ca
 
     from prunebench.cli import main
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = re.search(r"```bash\n(bench run [^\n]*prunebench-status[^\n]*\n[^\n]*)\n```", readme).group(1)
+    page = (Path(__file__).resolve().parent.parent / "docs" / "cluster.md").read_text()
+    block = re.search(r"```bash\n(bench run [^\n]*prunebench-status[^\n]*\n[^\n]*)\n```", page).group(1)
     for line in block.splitlines():
         argv = shlex.split(line.replace("/tmp/prunebench-status", str(tmp_path)))[1:]
         assert main(argv) == 0
