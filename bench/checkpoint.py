@@ -289,7 +289,7 @@ class RunCheckpoint:
         self._last_save = time.monotonic()
 
     def _write(self, snapshot: dict[str, Any]) -> None:
-        from prunebench.results import atomic_save_tensors
+        from prunebench.atomic_files import atomic_save_tensors
 
         assert self.path is not None
         try:

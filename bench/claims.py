@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunebench.results import writer_tag
+from prunebench.atomic_files import writer_tag
 
 DEFAULT_STALE_AFTER_S = 600.0
 """A claim whose heartbeat is older than this is taken over (``--claim-timeout``)."""

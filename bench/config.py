@@ -20,12 +20,11 @@ part of it. The same run asked for by an alias (``gmp``) or by criterion and sch
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from prunebench.hashing import stable_hash
 from prunebench.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -38,12 +37,6 @@ sparsity). Bump it whenever a change to the harness changes what runs compute: e
 
 1: the first versioned harness. 2: SGD steps with PyTorch's fused kernel (0.83x the step time on LeNet-300-100;
 weights differ from version 1 in the last bits)."""
-
-
-def stable_hash(data: Any) -> str:
-    """16 hex digits of the SHA-256 of ``data``'s canonical JSON (sorted keys): equal data, equal hash, anywhere."""
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

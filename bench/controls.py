@@ -54,8 +54,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prunebench.config import RunConfig, stable_hash
+from prunebench.config import RunConfig
 from prunebench.errors import UsageError
+from prunebench.hashing import stable_hash
 
 if TYPE_CHECKING:
     import torch

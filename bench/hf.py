@@ -28,7 +28,7 @@ from torch import nn
 from prunebench.errors import UsageError
 
 if TYPE_CHECKING:
-    from prunebench.models import ModelSpec
+    from prunebench.model_registry import ModelSpec
 
 PREFIX = "hf:"
 
@@ -144,8 +144,8 @@ def hf_model_spec(spec: str) -> ModelSpec:
     upgrading ``transformers`` re-runs the runs that use it."""
     import transformers
 
-    from prunebench.config import stable_hash
-    from prunebench.models import ModelSpec
+    from prunebench.hashing import stable_hash
+    from prunebench.model_registry import ModelSpec
 
     config = build_config(spec).to_dict()
     config.pop("transformers_version", None)

@@ -13,9 +13,11 @@ hyperparameters or any code version.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, TypedDict, Union, get_args, get_origin, get_type_hints
 
 RECORD_VERSION = 2
@@ -200,3 +202,18 @@ def from_legacy(record: dict[str, Any]) -> dict[str, Any] | None:
     }
     upgraded.setdefault("train_loss", math.nan)
     return upgraded if problem(upgraded) is None else None
+
+
+def read_record(path: Path, run_id: str) -> tuple[RunRecord | None, str | None]:
+    """The usable record of ``run_id`` in the file ``path``, or ``None`` with the reason it cannot be used:
+    unreadable, not JSON, malformed, of another record version, or another run's. ``(None, None)``: no file."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return None, f"not a readable record ({type(error).__name__}: {error})"
+    reason = problem(record)
+    if reason is None and record["run_id"] != run_id:
+        reason = f"holds run {record['run_id']}, not {run_id}"
+    return (None, reason) if reason else (record, None)

@@ -39,6 +39,7 @@ from torch import nn
 
 from prunebench.accounting import account
 from prunebench.allocation import keep_budget
+from prunebench.atomic_files import atomic_save_tensors, atomic_write_text
 from prunebench.checkpoint import RunCheckpoint, SkippedPhase
 from prunebench.config import RunConfig, dense_pretrain_key
 from prunebench.controls import phases
@@ -59,7 +60,7 @@ from prunebench.methods.base import (
 from prunebench.models import build_model
 from prunebench.prunable import prunable_weights
 from prunebench.record import RECORD_VERSION, RunRecord
-from prunebench.results import ResultStore, atomic_save_tensors, atomic_write_text
+from prunebench.results import ResultStore
 from prunebench.saved_masks import MASK_KEY, pack
 from prunebench.scheduler import RunnerSettings
 from prunebench.source_fingerprint import source_fingerprints, stale_source_warnings

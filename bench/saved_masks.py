@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from prunebench.atomic_files import atomic_file
 from prunebench.errors import UsageError
+from prunebench.record import read_record
 
 if TYPE_CHECKING:
     import torch
@@ -87,8 +89,6 @@ def unpack(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def write_mask(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write packed masks to ``path`` atomically (compressed ``.npz``)."""
-    from prunebench.results import atomic_file
-
     with atomic_file(path, "wb") as stream:
         np.savez_compressed(stream, **arrays)
 
@@ -124,9 +124,7 @@ class _Damaged(ValueError):
 
 def _recorded_layers(results_dir: Path, run_id: str) -> list[Mapping[str, Any]] | None:
     """The per-layer accounting (name, shape, non-zero count) of the usable record of ``run_id``, if there is one."""
-    from prunebench.results import ResultStore
-
-    record, _ = ResultStore(results_dir).read(run_id)
+    record, _ = read_record(Path(results_dir) / "runs" / f"{run_id}.json", run_id)
     layers = record.get("layers") if record is not None else None
     return layers if isinstance(layers, list) else None
 

@@ -3,7 +3,7 @@
 A run's id holds the algorithm versions of its method and schedule and :data:`~prunebench.config.HARNESS_VERSION`,
 which their authors bump when a change alters what runs compute. A change without a bump keeps the id, and resume
 reuses the old records. So every record also keeps, under ``source``, two fingerprints (16 hex digits of a SHA-256
-over module names and file contents, as :func:`~prunebench.config.stable_hash`):
+over module names and file contents, as :func:`~prunebench.hashing.stable_hash`):
 
 * ``method``: the source files of the method (:func:`method_sources`): the module that defines its class, those
   that define its bases in a method package (``prunebench.methods``, or a plugin's own top-level package), the

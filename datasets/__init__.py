@@ -4,13 +4,7 @@ Importing this package imports no loader (and no torch): the registry declares t
 registry index and imports a module when its dataset is used (:mod:`prunebench.datasets.registry`).
 """
 
-from prunebench.datasets.registry import (
-    DataLoaders,
-    DatasetSpec,
-    LoaderRequest,
-    all_datasets,
-    get_dataset,
-    register_dataset,
-)
+from prunebench.datasets.registry import all_datasets, get_dataset, register_dataset
+from prunebench.datasets.spec import DataLoaders, DatasetSpec, LoaderRequest
 
 __all__ = ["DataLoaders", "DatasetSpec", "LoaderRequest", "all_datasets", "get_dataset", "register_dataset"]

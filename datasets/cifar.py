@@ -18,9 +18,12 @@ import numpy as np
 
 from prunebench.datasets.augment import Normalize, cifar_augment
 from prunebench.datasets.device_batches import DeviceBatches
+from prunebench.datasets.ffcv_loaders import FFCVBatches
 from prunebench.datasets.files import beton_files, choose_loader, data_root, default_beton_dir
 from prunebench.datasets.order import default_workers
-from prunebench.datasets.registry import DataLoaders, LoaderRequest, register_dataset
+from prunebench.datasets.registry import register_dataset
+from prunebench.datasets.spec import DataLoaders, LoaderRequest
+from prunebench.datasets.torch_loaders import ArrayImages, TorchBatches
 from prunebench.errors import UsageError
 
 STATS = {
@@ -128,14 +131,10 @@ def cifar_loaders(name: str, request: LoaderRequest) -> DataLoaders:
     workers = default_workers()
     device = request.device
     if kind == "ffcv":
-        from prunebench.datasets.ffcv_loaders import FFCVBatches
-
         common = {"seed": request.seed, "device": device, "num_workers": workers}
         train = FFCVBatches(files.train, request.batch_size, shuffle=True, **common)
         test = FFCVBatches(files.test, request.eval_batch_size, shuffle=False, **common)
     else:
-        from prunebench.datasets.torch_loaders import ArrayImages, TorchBatches
-
         common = {"seed": request.seed, "num_workers": workers, "pin_memory": device.type == "cuda"}
         train = TorchBatches(
             ArrayImages(*read_cifar(root, name, True)), request.batch_size, shuffle=True, **common

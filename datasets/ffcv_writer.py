@@ -25,6 +25,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from prunebench.errors import Failed, UsageError
+from prunebench.lifetime import set_parent_death_signal
 
 CHUNK = 100
 """Items a worker takes from the queue at a time (FFCV's default)."""
@@ -60,9 +61,8 @@ def _work(failures: Any, job: Any, args: Sequence[Any], parent: int) -> None:
     traceback. Ctrl-C (sent to the whole process group) is left to the parent, which stops the workers. A parent
     that dies (``kill -9``) takes the worker with it (the kernel's parent-death signal), so that no writer is left
     waiting for work and the shared memory is released by multiprocessing's resource tracker."""
-    from prunebench.lifetime import set_parent_death_signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent stops its writers so, not with its own handler
     set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the signal was asked for
         os._exit(1)

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunebench.datasets.registry import LoaderRequest
+from prunebench.datasets.ffcv_loaders import ffcv_problem
+from prunebench.datasets.spec import LoaderRequest
 from prunebench.errors import UsageError
 
 DATA_ROOT_VARIABLE = "PRUNEBENCH_DATA"
@@ -51,8 +52,6 @@ def choose_loader(request: LoaderRequest, dataset: str, files: BetonFiles) -> st
     ``auto`` falls back to the torch DataLoader with one message naming what is missing; an explicit ``ffcv``
     that cannot be honoured is an error.
     """
-    from prunebench.datasets.ffcv_loaders import ffcv_problem
-
     if request.loader not in LOADERS:
         raise UsageError(f"unknown loader {request.loader!r}; known: {', '.join(LOADERS)}")
     if request.loader == "torch":

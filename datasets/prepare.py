@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prunebench.atomic_files import fsync_directory, remove_stale_temporaries, writer_tag
+from prunebench.datasets.cifar import read_cifar
+from prunebench.datasets.ffcv_loaders import ffcv_problem
 from prunebench.datasets.ffcv_writer import write_beton
 from prunebench.datasets.files import beton_files, data_root, default_beton_dir
+from prunebench.datasets.image_folder import imagenet_samples
 from prunebench.datasets.order import default_workers
 from prunebench.datasets.registry import get_dataset
 from prunebench.errors import UsageError, WriteError
-from prunebench.results import fsync_directory, remove_stale_temporaries, writer_tag
 
 WRITE_MODES = ("raw", "jpg", "smart")
 
@@ -92,8 +95,6 @@ def _image_fields(options: ImageOptions) -> dict[str, Any]:
 
 def _cifar_splits(name: str) -> Callable[[Path, ImageOptions], dict[str, Split]]:
     def splits(root: Path, options: ImageOptions) -> dict[str, Split]:
-        from prunebench.datasets.cifar import read_cifar
-
         raw = ImageOptions("raw", None, options.jpeg_quality)
         return {
             split: (_Pairs(*read_cifar(root, name, split == "train")), _image_fields(raw))
@@ -104,8 +105,6 @@ def _cifar_splits(name: str) -> Callable[[Path, ImageOptions], dict[str, Split]]
 
 
 def _imagenet_splits(root: Path, options: ImageOptions) -> dict[str, Split]:
-    from prunebench.datasets.imagenet import imagenet_samples
-
     return {
         split: (_ImageFiles(imagenet_samples(root, folder)), _image_fields(options))
         for split, folder in (("train", "train"), ("test", "val"))
@@ -133,8 +132,6 @@ def prepare(
     it, a full disk a :class:`~prunebench.errors.WriteError` naming the file; either way, and on Ctrl-C, no FFCV
     file is written.
     """
-    from prunebench.datasets.ffcv_loaders import ffcv_problem
-
     get_dataset(dataset)
     if dataset not in SOURCES:
         raise UsageError(

@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from prunebench.datasets.registry import DataLoaders, DatasetSpec, LoaderRequest, never_ffcv
+from prunebench.datasets.image_folder import check_image_folder, image_folder_loaders
+from prunebench.datasets.spec import DataLoaders, DatasetSpec, LoaderRequest, never_ffcv
+from prunebench.datasets.torch_loaders import EpochBatches
 from prunebench.errors import UsageError
 from prunebench.references import load_reference, reference_version
 
@@ -47,8 +49,6 @@ def _folder_and_size(text: str) -> tuple[Path, int]:
 
 @functools.cache
 def _image_folder(name: str, root: Path, size: int) -> DatasetSpec:
-    from prunebench.datasets.imagenet import image_folder_loaders
-
     train, val, classes = _image_folder_samples(root, name)
     fingerprint = hashlib.sha256()
     for path, label in [*train, *val]:
@@ -76,8 +76,6 @@ def _image_folder_samples(root: Path, name: str) -> tuple[Samples, Samples, list
     Every class must have images in both splits; one without images in either split is a :class:`UsageError` naming it,
     here, before any work (torchvision would stop the first run with an error of its own)."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
-    from prunebench.datasets.imagenet import check_image_folder
 
     check_image_folder(root, name)
     classes, class_to_idx = find_classes(str(root / "train"))
@@ -159,8 +157,6 @@ class MapBatches:
     def __init__(
         self, dataset: Dataset, batch_size: int, device: torch.device, *, shuffle: bool, seed: int
     ) -> None:
-        from prunebench.datasets.torch_loaders import EpochBatches
-
         self.sampler = EpochBatches(len(dataset), batch_size, shuffle=shuffle, seed=seed)
         self.loader = DataLoader(dataset, batch_sampler=self.sampler)
         self.device = device

@@ -8,6 +8,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from prunebench.errors import UsageError
+from prunebench.leaderboard.budgets import mark_over_budget
+from prunebench.leaderboard.controls import add_control_tables, split_controls
+from prunebench.leaderboard.files import write_files
+from prunebench.leaderboard.records import collector_paused, load_records, select
+from prunebench.leaderboard.scopes import scope_comparisons
+from prunebench.leaderboard.sections import build_sections
+from prunebench.leaderboard.setups import label_setups
+from prunebench.leaderboard.structured import split, write_structured
+from prunebench.leaderboard.table import tidy_table
 
 FORMATS = ("md", "csv", "tex", "png", "svg")
 DEFAULT_FORMATS = ("md", "csv", "png")
@@ -49,16 +58,6 @@ def write_leaderboard(
     Records of the structured track get their own sections (:mod:`prunebench.leaderboard.structured`), appended to
     the Markdown, and ``leaderboard_structured.csv``.
     """
-    from prunebench.leaderboard.budgets import mark_over_budget
-    from prunebench.leaderboard.controls import add_control_tables, split_controls
-    from prunebench.leaderboard.files import write_files
-    from prunebench.leaderboard.records import collector_paused, load_records, select
-    from prunebench.leaderboard.scopes import scope_comparisons
-    from prunebench.leaderboard.sections import build_sections
-    from prunebench.leaderboard.setups import label_setups
-    from prunebench.leaderboard.structured import split, write_structured
-    from prunebench.leaderboard.table import tidy_table
-
     _check(formats, ci)
     directories = [Path(d) for d in directories]
     out = Path(out)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+import prunebench.leaderboard.plots as plots
+from prunebench.atomic_files import atomic_write_text
 from prunebench.leaderboard.latex import render_latex
 from prunebench.leaderboard.markdown import render_markdown
 from prunebench.leaderboard.render import to_frame
 from prunebench.leaderboard.sections import Section
-from prunebench.results import atomic_write_text
 
 PLOT_FORMATS = ("png", "svg")
 
@@ -40,8 +41,6 @@ def write_files(
     plot_formats = [f for f in formats if f in PLOT_FORMATS]
     links = {}
     if plot_formats:
-        from prunebench.leaderboard import plots
-
         links = {(s.dataset, s.model): plots.links(s, out, plot_formats) for s in sections}
     markdown = render_markdown(sections, links)
     if "md" in formats:

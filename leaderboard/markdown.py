@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prunebench.leaderboard import provenance
+import prunebench.leaderboard.provenance as provenance
 from prunebench.leaderboard.render import Table, to_markdown
 from prunebench.leaderboard.sections import Section
 from prunebench.leaderboard.tables import dense_line

@@ -16,6 +16,7 @@ random masks of density ``d`` about ``d / (2 - d)``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prunebench.atomic_files import atomic_file, atomic_write_text
 from prunebench.errors import UsageError
 from prunebench.leaderboard.controls import control_of
 from prunebench.leaderboard.records import DENSE, load_records, row_label, variant
 from prunebench.leaderboard.sections import slug
 from prunebench.leaderboard.setups import label_setups
-from prunebench.results import atomic_write_text
 from prunebench.saved_masks import MissingMask, read_mask
 
 MEAN = "mean"
@@ -84,8 +85,6 @@ def _heatmap(table: pd.DataFrame, title: str, paths: list[Path]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from prunebench.results import atomic_file
-
     size = max(4.0, 0.55 * len(table) + 2.5)
     figure, axes = plt.subplots(figsize=(size + 1.2, size))
     image = axes.imshow(table.to_numpy(dtype=float), vmin=0.0, vmax=1.0, cmap="viridis")
@@ -111,8 +110,6 @@ def write_overlaps(
 ) -> list[Path]:
     """Write the overlap tables and heat maps of ``directories``' runs at ``sparsity`` into ``out``; return the
     paths written. A run whose mask is missing is left out with a warning line in the Markdown."""
-    import warnings
-
     loaded = load_records(directories)
     label_setups(loaded)  # runs that differ in more than their seed are rows of their own
     records = [

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prunebench.leaderboard import allocations
+import prunebench.leaderboard.allocations as allocations
+from prunebench.atomic_files import atomic_file, atomic_write_text
 from prunebench.leaderboard.records import DENSE, criterion_label
 from prunebench.leaderboard.scopes import ordered
 from prunebench.leaderboard.sections import Section
 from prunebench.leaderboard.setups import row_setups
-from prunebench.results import atomic_file, atomic_write_text
 
 FIGURES = {
     "accuracy": "Top-1 accuracy against compression",

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+import prunebench.leaderboard.tables as tables
 from prunebench.errors import UsageError
-from prunebench.leaderboard import tables
 from prunebench.leaderboard.records import DENSE
 from prunebench.leaderboard.render import Table
 

@@ -25,7 +25,9 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from prunebench.errors import UsageError
 from prunebench.leaderboard.records import variant
+from prunebench.presets import get_preset
 
 MISSING = "<missing>"
 """The value of a field a record does not have (older or hand-written records)."""
@@ -164,9 +166,6 @@ def _label(fields: Mapping[str, Any], names: list[str], references: dict[str, An
 def preset_fields(name: str, epochs: Any = None) -> dict[str, Any] | None:
     """The dataset, model and common fields (:func:`common_fields`) that preset ``name`` gives, at ``epochs`` as
     ``--epochs`` rescales its recipe; ``None`` for a preset not registered here."""
-    from prunebench.errors import UsageError
-    from prunebench.presets import get_preset
-
     try:
         preset = get_preset(name)
         recipe = preset.recipe if epochs is None else preset.recipe.with_epochs(int(epochs))

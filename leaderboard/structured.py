@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
+from prunebench.atomic_files import atomic_write_text
 from prunebench.leaderboard.records import DENSE, row_label, variant
 from prunebench.leaderboard.render import Cell, Table, to_markdown
 from prunebench.leaderboard.table import tidy_table
 from prunebench.leaderboard.tables import accuracy_cell, dense_line, grouped_records, typical_n
-from prunebench.results import atomic_write_text
 
 COST_FIELDS = ("flops_reduction", "params_reduction", "speedup_batch1", "speedup_throughput")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from prunebench.leaderboard import allocations
+import prunebench.leaderboard.allocations as allocations
 from prunebench.leaderboard.records import (
     DENSE,
     criterion_label,

@@ -113,7 +113,7 @@ def _killed_writer(target: Path, mode: str) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from prunebench.results import atomic_file
+        from prunebench.atomic_files import atomic_file
         with atomic_file(Path({str(target)!r}), {mode!r}) as stream:
             stream.write({"b'x' * 4096" if "b" in mode else "'x' * 4096"})
             stream.flush()
@@ -155,7 +155,7 @@ def test_an_atomic_write_syncs_the_file_then_its_directory(tmp_path, monkeypatch
     """A rename is durable only once the directory is synced: a power cut after it keeps the new file."""
     import stat
 
-    from prunebench.results import atomic_write_text
+    from prunebench.atomic_files import atomic_write_text
 
     synced = []
     real_fsync = os.fsync
@@ -681,7 +681,9 @@ def test_a_killed_prepare_leaves_a_temporary_that_the_next_removes(blocked_prepa
     (root / "train" / "n00000000" / "image_0000a.png").unlink()
     result = bench_command("data", "prepare", "imagenet", "--data-root", str(root), "--workers", "2")
     assert result.returncode == 0, result.stderr
-    (line,) = result.stderr.splitlines()
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    (line,) = lines
     assert line.startswith("bench: warning: removed 1 stale temporary file(s) (")
     assert line.endswith(f"left by interrupted writes in {root / 'ffcv'}")
     assert leftovers(root) == [] and sorted(p.name for p in (root / "ffcv").iterdir()) == [

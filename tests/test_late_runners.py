@@ -18,10 +18,11 @@ import time
 import pytest
 import torch
 
+from prunebench.atomic_files import atomic_save_tensors
 from prunebench.claims import ClaimStore
 from prunebench.errors import Failed, UsageError, WriteError
 from prunebench.experiment import Experiment
-from prunebench.results import ResultStore, atomic_save_tensors
+from prunebench.results import ResultStore
 from prunebench.runner import failure_record, run_grid
 from prunebench.scheduler import Runner, RunnerSettings, remove_leftover_checkpoints
 
@@ -171,7 +172,7 @@ def test_slurm_wait_exits_non_zero_with_the_runs_left_when_every_task_has_ended(
 # A full disk -------------------------------------------------------------------------------------------------------
 def _full_disk_under(monkeypatch, folder: str) -> None:
     """Writes of files under ``folder`` fail as on a full disk (at the rename, after the data was written)."""
-    import prunebench.results
+    import prunebench.atomic_files
 
     replace = os.replace
 
@@ -180,7 +181,7 @@ def _full_disk_under(monkeypatch, folder: str) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return replace(source, target)
 
-    monkeypatch.setattr(prunebench.results.os, "replace", full)
+    monkeypatch.setattr(prunebench.atomic_files.os, "replace", full)
 
 
 def test_a_full_disk_stops_the_grid_in_one_line_and_records_no_failure(tmp_path, monkeypatch):
