@@ -25,6 +25,7 @@ from prunebench.checkpoint import CheckpointPolicy, RunCheckpoint, RunInterrupte
 from prunebench.claims import ClaimStore
 from prunebench.errors import UsageError
 from prunebench.experiment import Experiment, parse_devices
+from prunebench.methods.registry import combinations, get_method
 from prunebench.recipe import OptimConfig
 from prunebench.results import ResultStore
 from prunebench.runner import execute, run_grid
@@ -227,18 +228,19 @@ def _interrupted_then_resumed(config, tmp_path: Path, stop_at: int) -> dict:
     return execute(config, CPU, tmp_path / "cache", checkpoint=RunCheckpoint(path, stop=lambda: False))
 
 
-# A stop in the middle of each schedule (in the learning phase of each learned-mask method, in the fine-tuning of
-# an after-training method, in a round of IMP) gives the record of the uninterrupted run.
-FAST = ["str"]
-SLOW = ["snip", "magnitude", "probmask", "movement", "soft_movement", "gmp", "imp", "dense"]
+# A stop at fixed step boundaries (in the first epoch, and past its end) of every registered weight-pruning method,
+# in its first scope, gives the record of the uninterrupted run. The method contract (tests/test_method_contract.py)
+# stops every method in the middle of its phases in the default run.
+RESUMED = [spec.name for spec in combinations() if spec.track == "unstructured"]
 
 
-@pytest.mark.parametrize("method", FAST + [pytest.param(m, marks=pytest.mark.slow) for m in SLOW])
-def test_a_stopped_run_resumes_to_the_same_record(tmp_path, method, request):
-    scopes = "learned" if method in ("str", "probmask", "soft_movement") else "global"
-    (config,) = [c for c in _grid(method, scopes=scopes) if c.method == method]
+@pytest.mark.slow
+@pytest.mark.parametrize("method", RESUMED)
+def test_a_stopped_run_resumes_to_the_same_record(tmp_path, method):
+    scope = (get_method(method).scopes or ("global",))[0]  # the dense baseline has none
+    (config,) = [c for c in _grid(method, scopes=scope) if c.method == method]
     reference = execute(config, CPU, tmp_path / "cache")
-    for stop_at in (3, 9) if method in SLOW else (9,):
+    for stop_at in (3, 9):
         resumed = _interrupted_then_resumed(config, tmp_path, stop_at)
         assert _same(resumed, reference), (method, stop_at)
 
