@@ -100,10 +100,12 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunebench.checkpoint import RunInterrupted
+    from prunebench.fast_paths import plain_requested
     from prunebench.progress import RichGridReporter, summary_table
     from prunebench.runner import run_grid
     from prunebench.scheduler import set_deterministic
 
+    plain_requested()  # a mistyped PRUNEBENCH_PLAIN would fail every run: refused here, in one line
     console = Console()
     experiment = _experiment(args)
     plan = experiment.plan()

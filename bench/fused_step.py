@@ -1,21 +1,53 @@
-"""Optimizer steps that call PyTorch's fused kernels directly: the same update as ``optimizer.step()``.
+"""Opt-in speed-up of the optimizer step: PyTorch's fused SGD and Adam kernels called directly, the same bits as
+``optimizer.step()``.
 
-``torch.optim.SGD(fused=True).step()`` and ``torch.optim.Adam(fused=True).step()`` spend about as long in Python as
-in their kernels on a small model (on LeNet-300-100, one thread: SGD 130 us a call, 63 of them in
-``torch._fused_sgd_``; movement pruning's Adam over its scores 640 us, 250 of them in ``torch._fused_adam_``),
-grouping the tensors by device and dtype and reading the group's options at every call. :class:`SGDStep` (the
-weights' step of every run) and :class:`AdamStep` (the learned-mask methods' scores) make the kernel's call
-themselves, with the arguments the optimizer passes it, so the parameters and the optimizer's state are the same bits
-(tested against ``optimizer.step()``). The state stays in ``optimizer.state``, so the optimizer's ``state_dict``
-(checkpoints, resume) is unchanged.
+Measured (``scripts/step_time.py --plain``, LeNet-300-100, one CPU thread): SGD's step 51 us a call against 79 us for
+``optimizer.step()``, the scores' Adam 125-132 us against 160-180 us: 1-2% of a training step.
+
+``optimizer.step()`` of a fused ``torch.optim.SGD`` or ``Adam`` spends a third of its time in Python on a small
+model: it groups the tensors by device and dtype and reads the group's options at every call. :class:`SGDStep`
+and :class:`AdamStep` make the kernel's call themselves (``torch._fused_sgd_``, ``torch._fused_adam_``: private API),
+with the arguments the optimizer passes it, so the parameters and the optimizer's state are the same bits (tested
+against ``optimizer.step()``); the state stays in ``optimizer.state``, so checkpoints and resume are unchanged.
+
+:func:`optimizer_step` is what the trainer and the methods call: the direct step where the speed-up is on
+(:mod:`prunebench.fast_paths`: the CPU, unless ``PRUNEBENCH_PLAIN=1``) and the PyTorch version is one it was
+tested on (:data:`TESTED_TORCH`), ``optimizer.step`` everywhere else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.optim import optimizer as _optimizer_module
+
+from prunebench.fast_paths import speedup_on
+
+TESTED_TORCH = ("2.14",)
+"""The PyTorch versions (major.minor) whose private kernels take the arguments :meth:`FusedStep._kernel` passes,
+checked by ``tests/test_fused_step.py``; on any other version :func:`optimizer_step` is ``optimizer.step``."""
+
+
+def torch_tested(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed PyTorch's) is one of :data:`TESTED_TORCH`."""
+    major_minor = ".".join((version or torch.__version__).split("+")[0].split(".")[:2])
+    return major_minor in TESTED_TORCH
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    """The call that steps ``optimizer``: :class:`SGDStep` or :class:`AdamStep`'s ``step`` for a plain
+    ``torch.optim.SGD``, ``Adam`` or ``AdamW`` where the speed-up is on for its parameters' device and this PyTorch
+    version was tested, else ``optimizer.step()`` (the plain path, looked up at each call: a learning-rate scheduler
+    wraps the method once it is built)."""
+    direct = {torch.optim.SGD: SGDStep, torch.optim.Adam: AdamStep, torch.optim.AdamW: AdamStep}.get(
+        type(optimizer)
+    )
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if direct is None or not params or not torch_tested() or not speedup_on("fused_step", params[0].device):
+        return lambda: optimizer.step()
+    return direct(optimizer).step
 
 
 class FusedStep:
@@ -73,11 +105,6 @@ class FusedStep:
         with torch.no_grad():
             self._kernel(groups[0], grads)
 
-    def zero_grad(self) -> None:
-        """``optimizer.zero_grad(set_to_none=True)`` for the stepped parameters, without its overhead."""
-        for parameter in self._params:
-            parameter.grad = None
-
     def _supports(self, group: dict[str, Any]) -> bool:
         """Whether the group's current options are ones :meth:`_kernel` passes on."""
         raise NotImplementedError
@@ -101,7 +128,7 @@ class SGDStep(FusedStep):
     momentum)."""
 
     def _supports(self, group: dict[str, Any]) -> bool:
-        return (group["momentum"] == 0) == (self._tensors == [])
+        return (group["momentum"] == 0) == (self._tensors == []) and not torch.is_tensor(group["lr"])
 
     def _read_state(self, group: dict[str, Any]) -> list[torch.Tensor] | None:
         return [] if group["momentum"] == 0 else self._per_parameter("momentum_buffer")

@@ -29,8 +29,8 @@ Port and deviations from the official code (all recorded as hyperparameters):
   ``initial_warmup=1``, ``final_warmup=2``. Here they are fractions of the learning phase, ``0.1`` and ``0.2``, so the
   cubic ramp runs from 10% to 80% of the phase whatever the budget (``cubic_keep_fraction``).
 * Exact counts: each step keeps exactly the scheduled number of weights per scope (counts from
-  ``prunebench.allocation``, selection by ``torch.topk``, found at each step from the previous step's threshold with
-  the same result, see :class:`~prunebench.methods.masked.TrackedTopK`), where the reference keeps ``int(v * n)`` per matrix and,
+  ``prunebench.allocation``, selection by ``torch.topk``, or by the opt-in :mod:`~prunebench.methods.fast_topk`
+  with the same result), where the reference keeps ``int(v * n)`` per matrix and,
   with ``--global_topk``, refreshes the global threshold every ``global_topk_frequency_compute`` steps. The hard mask
   therefore ends at exactly the target. In ``global`` scope the per-matrix floor is kept within that exact count:
   each matrix's floor, then the highest remaining scores over all matrices (the reference's floor adds its weights on
@@ -43,18 +43,15 @@ Port and deviations from the official code (all recorded as hyperparameters):
   as in the reference. Gradient clipping (the reference's ``max_grad_norm`` 1.0) and distillation are not used.
   The scores' Adam is PyTorch's fused kernel on the CPU and CUDA (``movement`` version 3, ``soft_movement`` version
   2; before, its foreach implementation): the same update in another order of floating-point operations, so scores,
-  masks and accuracies differ from the earlier versions' in the last bits, for a third of the step's overhead on
-  LeNet-300-100.
+  masks and accuracies differ from the earlier versions' in the last bits (its cost: ``docs/performance.md``).
 * Score learning rate and run length: Adam's steps do not depend on the gradient's scale, so hard movement's ranking
   is the same for any score lr and keeps 1e-2. Soft movement compares ``sigmoid(S)`` with a fixed ``tau``, so how far
   the scores can travel matters, and the reference's 1e-2 per step assumes tens of thousands of steps: over a short
   phase the scores never reach ``tau`` (no pruning at all). Its lr is therefore scaled by ``reference_steps / steps``
   with ``reference_steps`` = 5400 (the reference's ``warmup_steps``, one SQuAD epoch): over the whole phase the scores
-  can travel as far as in one epoch of the reference. Scaling to the reference's whole run (54,000 steps) instead
-  makes each Adam step jump past ``tau`` on short budgets (on mnist5k-lenet5 at 90%: own sparsity 76% and 81% top-1,
-  against 96% and 94.6% with 5400). ``reference_steps=None`` keeps 1e-2 per step. Caution: the choice between the
-  two scalings was informed by those numbers, which are accuracies on mnist5k's test split; no separate
-  validation split was used, so treat ``soft_movement`` on mnist5k as mildly tuned on its test data.
+  can travel as far as in one epoch of the reference. ``reference_steps=None`` keeps 1e-2 per step. The choice of
+  5400 over the reference's whole run (54,000) was informed by test accuracies on mnist5k (no validation split), so
+  ``soft_movement`` on mnist5k is mildly tuned on its test data; the figures are in ``docs/methods.md``.
 * The mask is computed once per step (after the optimizer step, for the next forward) instead of in every forward;
   the scores only change at optimizer steps, so the masks are the same.
 * The scores' parametrization and the final exact count are the shared ones of :mod:`prunebench.methods.masked`.
@@ -76,7 +73,7 @@ from torch import nn
 
 from prunebench.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
 from prunebench.errors import UsageError
-from prunebench.fused_step import AdamStep
+from prunebench.fused_step import optimizer_step
 from prunebench.methods.base import (
     FinalMasks,
     Masks,
@@ -85,7 +82,8 @@ from prunebench.methods.base import (
     TrainingSession,
     Weights,
 )
-from prunebench.methods.masked import MaskedSession, TrackedTopK, count_ones, exact_top_k
+from prunebench.methods.fast_topk import TrackedTopK, tracked_top_k_on
+from prunebench.methods.masked import MaskedSession, count_ones, exact_top_k
 from prunebench.methods.registry import register
 from prunebench.methods.schedules import cubic_keep_fraction
 
@@ -194,7 +192,7 @@ class MovementSession(MaskedSession):
             weight_decay=0.0,
             fused=all(s.device.type in ("cpu", "cuda") for s in self.scores.values()) or None,
         )
-        self._score_step = AdamStep(self.optimizer)
+        self._score_step = optimizer_step(self.optimizer)
 
     def method_parameters(self) -> list[torch.Tensor]:
         return list(self.scores.values())
@@ -211,8 +209,7 @@ class MovementSession(MaskedSession):
     def before_step(self, trainer: Trainer) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = self.step_lr * trainer.lr_factor
-        self._score_step.step()
-        self._score_step.zero_grad()
+        self._score_step()
 
     def after_step(self, trainer: Trainer) -> None:
         self.update_masks(trainer.progress)
@@ -250,9 +247,14 @@ class HardMovementSession(MovementSession):
             if scope == "global" and global_floor is not None
             else None
         )
-        self.top_k_trackers = {key: TrackedTopK() for key in (["global"] if scope == "global" else weights)}
-        """Per-step search state of the top-k (:class:`~prunebench.methods.masked.TrackedTopK`): the last
-        threshold of the global scores, or of each layer's; it speeds the search and never changes a mask."""
+        self.top_k_trackers = (
+            {key: TrackedTopK() for key in (["global"] if scope == "global" else weights)}
+            if tracked_top_k_on(self.flat_scores.device)
+            else None
+        )
+        """The opt-in speed-up of the per-step top-k (:mod:`~prunebench.methods.fast_topk`), ``None`` where it is
+        off: the last threshold of the global scores, or of each layer's; it speeds the search, never changes a
+        mask."""
 
     def keep_fraction(self, progress: float) -> float:
         """The cubic schedule of the kept fraction (paper, Eq. 7; the reference's ``schedule_threshold``)."""
@@ -266,11 +268,18 @@ class HardMovementSession(MovementSession):
 
     @torch.no_grad()
     def write_step_masks(self, sparsity: float) -> None:
-        """Write :meth:`top_masks` at ``sparsity`` into the layers' masks, found from the previous step's thresholds
-        (:class:`TrackedTopK`, writing the masks in place): the same masks, with ``torch.topk`` only where scores tie
-        at the threshold or a layer falls to its floor."""
+        """Write :meth:`top_masks` at ``sparsity`` into the layers' masks (in place, where the forward reads them)."""
+        trackers = self.top_k_trackers
+        if trackers is None or not self._write_tracked_masks(trackers, sparsity):
+            self._write(self.top_masks(sparsity))
+
+    def _write_tracked_masks(self, trackers: dict[str, TrackedTopK], sparsity: float) -> bool:
+        """The opt-in speed-up of :meth:`write_step_masks`: the same masks, found from the previous step's
+        thresholds (:class:`~prunebench.methods.fast_topk.TrackedTopK`). ``False`` where the global top-k is not
+        unique or a layer falls below its floor (the caller then writes :meth:`top_masks`); a layer whose scores tie
+        at its threshold takes its own ``torch.topk``."""
         if self.scope == "global":
-            found = self.top_k_trackers["global"].mask(
+            found = trackers["global"].mask(
                 self.flat_scores, keep_budget(self.flat_scores.numel(), sparsity), out=self.flat_mask
             )
             if found and self.floors is not None:
@@ -278,14 +287,13 @@ class HardMovementSession(MovementSession):
                 # within it and exact_top_k selects the same set; a layer below it: the floor's top-k decides
                 # (rare: the floor is 0.5%).
                 found = all(count_ones(p.mask) >= self.floors[name] for name, p in self.masks.items())
-            if not found:
-                self._write(self.top_masks(sparsity))
-            return
+            return found
         counts = layer_keep_counts({n: s.shape for n, s in self.scores.items()}, sparsity, self.scope)
         for name, scores in self.scores.items():
             flat, live = scores.detach().view(-1), self.masks[name].mask.view(-1)
-            if counts[name] == 0 or not self.top_k_trackers[name].mask(flat, counts[name], out=live):
+            if counts[name] == 0 or not trackers[name].mask(flat, counts[name], out=live):
                 live.copy_(top_mask(flat, counts[name]))
+        return True
 
     def update_masks(self, progress: float) -> None:
         keep = self.keep_fraction(progress)

@@ -85,7 +85,7 @@ from torch.nn import functional as F
 
 from prunebench.allocation import keep_budget
 from prunebench.errors import UsageError
-from prunebench.fused_step import AdamStep
+from prunebench.fused_step import optimizer_step
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
 from prunebench.methods.masked import MaskedSession, count_ones
 from prunebench.methods.registry import register
@@ -124,8 +124,7 @@ class Scratch:
 
     ProbMask's step works on several vectors as long as all the probabilities together. Allocated afresh at every
     step, such vectors cost more than the arithmetic on them wherever the allocator hands large blocks back to the
-    system and their pages are faulted in again (on the CPU: a float64 copy of LeNet-300-100's 266,200 probabilities,
-    60 us into reused memory, 550 us into fresh memory inside a training step).
+    system and their pages are faulted in again (measured in ``docs/performance.md``).
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -333,7 +332,7 @@ class ProbMaskSession(MaskedSession):
         self.optimizer = torch.optim.Adam(
             [self.scores], lr=method.score_lr, weight_decay=0.0, fused=device.type in ("cpu", "cuda") or None
         )
-        self._score_step = AdamStep(self.optimizer)
+        self._score_step = optimizer_step(self.optimizer)
         self.current_masks: tuple[torch.Tensor, ...] | None = None
         """The relaxed mask of the sample being computed, one part per layer (only inside ``compute_loss``)."""
         self.scratch = Scratch(device)
@@ -388,8 +387,7 @@ class ProbMaskSession(MaskedSession):
         with torch.no_grad():
             cosine = 0.5 * (1.0 + math.cos(math.pi * trainer.progress))
             self.optimizer.param_groups[0]["lr"] = self.method.score_lr * cosine
-            self._score_step.step()
-            self._score_step.zero_grad()
+            self._score_step()
             shift = budget_shift(
                 self.scores, self.budget(trainer.progress), self.projection_shift, self.scratch
             )

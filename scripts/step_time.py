@@ -6,7 +6,7 @@ Trainer; the variants are interleaved round by round so that machine noise hits 
 rounds is reported.
 
     python scripts/step_time.py [--preset mnist5k-lenet5] [--sparsity 0.95] [--rounds 5] [--methods probmask,str]
-                                [--clock cpu] [--random-data 1280] [--against REF] [--floors]
+                                [--clock cpu] [--random-data 1280] [--against REF] [--floors] [--plain]
 
 ``--floors`` adds, for ProbMask and STR, a step that does only the part of their work that no implementation of their
 formulas can skip, so that a method's ratio can be read against what is reachable at all:
@@ -19,6 +19,12 @@ formulas can skip, so that a method's ratio can be read against what is reachabl
   forward; autograd's ``softshrink_backward``, one pass, gives ``dL/dW``), through the same parametrization as the
   methods. No gradient of the thresholds, no survivor count, no threshold step or controller.
 
+``--plain`` also times every variant on the plain path (``, plain``: every opt-in speed-up of
+:mod:`prunebench.fast_paths` off, as ``PRUNEBENCH_PLAIN=1``) and with each speed-up off alone (``, no NAME``), built
+side by side and interleaved with the others: what each speed-up saves a step, on this device. It also times the
+optimizer steps alone, ``optimizer.step()`` against the direct kernel call of :mod:`prunebench.fused_step`
+(interleaved blocks of calls; whole steps vary more from epoch to epoch than that call's saving).
+
 ``--clock cpu`` times the process's CPU time instead of the wall clock: on a machine shared with other jobs, with one
 thread (``OMP_NUM_THREADS=1``), it counts the work of each step and not the time spent waiting for a core.
 ``--random-data N`` trains on N random inputs of the dataset's shape, held in memory (for a preset whose data is not
@@ -29,6 +35,7 @@ on this machine, such as ``cifar10-resnet20``). ``--against REF`` also times the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -36,16 +43,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 from torch.nn import functional as F
 
+from prunebench import fast_paths
 from prunebench.config import RunConfig
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.datasets.memory import TensorLoader
+from prunebench.fused_step import AdamStep, SGDStep
 from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.masked import MaskedSession
@@ -72,6 +81,9 @@ def main() -> None:
     parser.add_argument(
         "--floors", action="store_true", help="also time ProbMask's and STR's unavoidable work alone"
     )
+    parser.add_argument(
+        "--plain", action="store_true", help="also time each variant with the opt-in speed-ups off"
+    )
     parser.add_argument("--json", help=argparse.SUPPRESS)  # the child of --against writes its figures here
     args = parser.parse_args()
     if args.against:
@@ -82,9 +94,9 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(figures))
     else:
         print(figures["header"])
-        print(f"{'variant':<28}{'ms/step':>10}{'x dense':>10}")
+        print(f"{'variant':<44}{'ms/step':>10}{'x dense':>10}")
         for variant, (ms, ratio) in figures["variants"].items():
-            print(f"{variant:<28}{ms:>10.3f}{ratio:>10.3f}")
+            print(f"{variant:<44}{ms:>10.3f}{ratio:>10.3f}")
         for line in figures.get("notes", []):
             print(line)
 
@@ -94,7 +106,7 @@ def _package_of(worktree: Path, into: Path) -> Path:
     ``methods/``, ``datasets/`` and ``leaderboard/`` onto one import package, see pyproject.toml)."""
     package = into / "prunebench"
     package.mkdir(parents=True)
-    for source in (worktree / "bench").glob("*.py"):
+    for source in (worktree / "bench").iterdir():  # modules, subpackages and data files (the registry index)
         (package / source.name).symlink_to(source)
     for sub in ("methods", "datasets", "leaderboard"):
         (package / sub).symlink_to(worktree / sub)
@@ -121,11 +133,11 @@ def compare(args: argparse.Namespace) -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], check=True)
     (before_label, before), (after_label, after) = results.items()
     print(after["header"])
-    print(f"{'variant':<28}{'ms/step':>10}{'x dense':>10}{'ms/step':>10}{'x dense':>10}{'after/before':>14}")
-    print(f"{'':<28}{before_label[:20]:>20}{after_label:>20}")
+    print(f"{'variant':<44}{'ms/step':>10}{'x dense':>10}{'ms/step':>10}{'x dense':>10}{'after/before':>14}")
+    print(f"{'':<44}{before_label[:20]:>20}{after_label:>20}")
     for variant, (ms, ratio) in after["variants"].items():
         old_ms, old_ratio = before["variants"].get(variant, (float("nan"), float("nan")))
-        print(f"{variant:<28}{old_ms:>10.3f}{old_ratio:>10.3f}{ms:>10.3f}{ratio:>10.3f}{ms / old_ms:>14.2f}")
+        print(f"{variant:<44}{old_ms:>10.3f}{old_ratio:>10.3f}{ms:>10.3f}{ratio:>10.3f}{ms / old_ms:>14.2f}")
     for line in after.get("notes", []):
         print(line)
 
@@ -163,6 +175,44 @@ class ConstantSoftThreshold(torch.nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return F.softshrink(weight, self.cutoff)
+
+
+@contextlib.contextmanager
+def speedups_off(names: tuple[str, ...]) -> Iterator[None]:
+    """The speed-ups ``names`` of :mod:`prunebench.fast_paths` off for the trainers built inside (``--plain``)."""
+    saved = dict(fast_paths.PAYS_ON)
+    fast_paths.PAYS_ON.update({name: frozenset() for name in names})
+    try:
+        yield
+    finally:
+        fast_paths.PAYS_ON.update(saved)
+
+
+def optimizer_step_times(
+    optimizers: dict[str, torch.optim.Optimizer], clock: Callable[[], float], rounds: int, calls: int = 200
+) -> list[str]:
+    """One line per optimizer: the median time of a call of ``optimizer.step()`` and of the direct kernel call
+    (:class:`~prunebench.fused_step.SGDStep`, :class:`~prunebench.fused_step.AdamStep`), over ``rounds`` interleaved
+    blocks of ``calls`` calls each (``--plain``; it steps the optimizers' parameters, after the epochs are timed)."""
+    lines = []
+    for label, optimizer in optimizers.items():
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                parameter.grad = torch.full_like(parameter, 1e-3)
+        direct = (SGDStep if isinstance(optimizer, torch.optim.SGD) else AdamStep)(optimizer)
+        times: dict[str, list[float]] = {"plain": [], "direct": []}
+        for block in range(rounds + 1):
+            for name, call in (("plain", optimizer.step), ("direct", direct.step)):
+                started = clock()
+                for _ in range(calls):
+                    call()
+                if block > 0:
+                    times[name].append((clock() - started) / calls)
+        plain, fast = (1e6 * statistics.median(times[name]) for name in ("plain", "direct"))
+        lines.append(
+            f"{label}: optimizer.step() {plain:.0f} us a call, direct {fast:.0f} us ({plain - fast:.0f} saved)"
+        )
+    return lines
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -237,6 +287,12 @@ def measure(args: argparse.Namespace) -> dict:
     if args.floors:
         variants += ["probmask floor", "str floor"]
     trainers = {v: trainer_for(v) for v in variants}
+    if args.plain:
+        switches = {"plain": tuple(fast_paths.PAYS_ON), **{f"no {n}": (n,) for n in fast_paths.PAYS_ON}}
+        for label, off in switches.items():
+            with speedups_off(off):
+                trainers.update({f"{v}, {label}": trainer_for(v) for v in variants})
+        variants = list(trainers)
     for trainer in trainers.values():
         for hook in trainer.hooks:
             hook.on_train_start(trainer)
@@ -265,6 +321,14 @@ def measure(args: argparse.Namespace) -> dict:
             f"probmask floor: its {floor.draws.numel():,} uniform draws take {1e3 * draws:.3f} ms a step "
             f"({draws / dense:.2f}x dense)"
         )
+    if args.plain:
+        optimizers = {"dense: SGD over the weights": trainers["dense"].optimizer}
+        for spec in learned:
+            variant = f"{spec.name} ({spec.scopes[0]})"
+            optimizer = getattr(trainers[variant].hooks[0], "optimizer", None)
+            if isinstance(optimizer, torch.optim.Adam):
+                optimizers[f"{variant}: Adam over the scores"] = optimizer
+        notes += optimizer_step_times(optimizers, clock, args.rounds)
     return {
         "header": header,
         "variants": {v: (1e3 * m, m / dense) for v, m in medians.items()},

@@ -1,5 +1,6 @@
-"""The direct fused optimizer steps (the weights' SGD, the learned-mask methods' Adam) against ``optimizer.step()``:
-the same parameters and state to the bit, and ``optimizer.step()`` wherever the direct call would not be."""
+"""The opt-in direct fused optimizer steps (the weights' SGD, the learned-mask methods' Adam) against the plain
+``optimizer.step()``: the same parameters and state to the bit, ``optimizer.step()`` wherever the direct call would
+not be, and a whole training run that ends in the same weights either way."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from prunebench.fused_step import AdamStep, FusedStep, SGDStep
+from prunebench import fast_paths
+from prunebench.datasets.memory import TensorLoader
+from prunebench.fused_step import AdamStep, FusedStep, SGDStep, optimizer_step, torch_tested
+from prunebench.recipe import OptimConfig
+from prunebench.trainer import Trainer
+
+needs_tested_torch = pytest.mark.skipif(
+    not torch_tested(), reason=f"the direct step is off on PyTorch {torch.__version__} (not in TESTED_TORCH)"
+)
 
 
 def _pair(optimizer_class: type[torch.optim.Optimizer], **options):
@@ -50,6 +59,7 @@ STEPS = [
 ]
 
 
+@needs_tested_torch
 @pytest.mark.parametrize("stepper_class, optimizer_class, options", STEPS)
 def test_the_direct_step_is_optimizer_step_to_the_bit(stepper_class, optimizer_class, options) -> None:
     """After the first step the kernel is called directly; parameters and state (momentum buffers; Adam's moving
@@ -72,6 +82,7 @@ def test_the_direct_step_is_optimizer_step_to_the_bit(stepper_class, optimizer_c
     _assert_same(reference, reference_optimizer, ours, optimizer)
 
 
+@needs_tested_torch
 @pytest.mark.parametrize("stepper_class, optimizer_class, options", [STEPS[0], STEPS[3]])
 def test_a_parameter_without_gradient_is_left_to_optimizer_step(
     stepper_class, optimizer_class, options
@@ -88,6 +99,7 @@ def test_a_parameter_without_gradient_is_left_to_optimizer_step(
     _assert_same(reference, reference_optimizer, ours, optimizer)
 
 
+@needs_tested_torch
 @pytest.mark.parametrize("stepper_class, optimizer_class, options", [STEPS[0], STEPS[3]])
 def test_a_parameter_group_added_later_is_stepped(stepper_class, optimizer_class, options) -> None:
     """A group added with ``add_param_group`` after the direct calls began is stepped as ``optimizer.step()`` does."""
@@ -109,12 +121,15 @@ def test_a_parameter_group_added_later_is_stepped(stepper_class, optimizer_class
     _assert_same(reference, reference_optimizer, ours, optimizer)
 
 
+@needs_tested_torch
 @pytest.mark.parametrize(
     "stepper_class, optimizer_class, options, change",
     [
         (*STEPS[2], ("momentum", 0.9)),  # buffers are created by the optimizer's own step
         (*STEPS[0], ("maximize", True)),  # the direct call passes maximize=False
         (*STEPS[3], ("maximize", True)),
+        (*STEPS[0], ("lr", torch.tensor(0.05))),  # the direct call passes a float learning rate
+        (*STEPS[3], ("lr", torch.tensor(0.05))),
     ],
 )
 def test_options_changed_midway_go_through_optimizer_step(
@@ -132,8 +147,102 @@ def test_options_changed_midway_go_through_optimizer_step(
     _assert_same(reference, reference_optimizer, ours, optimizer)
 
 
-def test_zero_grad_sets_the_gradients_to_none() -> None:
-    (_, _), (ours, optimizer) = _pair(torch.optim.Adam, lr=0.1)
-    _backward((ours,), torch.randn(8, 5))
-    AdamStep(optimizer).zero_grad()
-    assert all(p.grad is None for p in ours.parameters())
+def _direct_step(step) -> type[FusedStep] | None:
+    """The class of the direct step that ``step`` (from :func:`optimizer_step`) calls, ``None`` on the plain path."""
+    owner = getattr(step, "__self__", None)
+    return type(owner) if isinstance(owner, FusedStep) else None
+
+
+def _lenet300(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
+
+
+def _trainer(model: nn.Module, plain: bool, monkeypatch: pytest.MonkeyPatch) -> Trainer:
+    """A trainer of LeNet-300-100 over 10 batches of random MNIST-shaped data for 20 epochs (200 steps, cosine
+    learning rate from 0.05), built with the speed-ups off (``plain``) or where they pay."""
+    generator = torch.Generator().manual_seed(3)
+    inputs, targets = (
+        torch.randn(640, 784, generator=generator),
+        torch.randint(0, 10, (640,), generator=generator),
+    )
+    monkeypatch.setenv(fast_paths.PLAIN_VARIABLE, "1" if plain else "0")
+    return Trainer(model, TensorLoader(inputs, targets, 64, shuffle=True), OptimConfig(lr=0.05), 20)
+
+
+@needs_tested_torch
+def test_a_training_run_ends_in_the_same_weights_on_the_plain_and_the_direct_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """200 SGD steps (momentum, weight decay, a learning rate that changes every step) with ``optimizer.step()``,
+    with the direct kernel call, and with the direct call resumed from the plain run's state after 100 steps: the
+    same weights and momentum buffers to the bit."""
+    plain = _trainer(_lenet300(0), plain=True, monkeypatch=monkeypatch)
+    assert _direct_step(plain._optimizer_step) is None
+    plain.fit()
+
+    direct = _trainer(_lenet300(0), plain=False, monkeypatch=monkeypatch)
+    assert _direct_step(direct._optimizer_step) is SGDStep
+    direct.fit()
+
+    first_half = _trainer(_lenet300(0), plain=True, monkeypatch=monkeypatch)
+    first_half.stop = 100
+    first_half.fit()
+    resumed = _trainer(
+        _lenet300(1), plain=False, monkeypatch=monkeypatch
+    )  # other initial weights, overwritten
+    resumed.load_state_dict(copy.deepcopy(first_half.state_dict()))
+    resumed.fit()
+
+    for other in (direct, resumed):
+        assert other.step == plain.step == 200
+        _assert_same(plain.model, plain.optimizer, other.model, other.optimizer)
+    assert not torch.equal(plain.model[0].weight, _lenet300(0)[0].weight)  # it trained
+
+
+def test_optimizer_step_is_the_plain_step_where_the_speed_up_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct step only for a plain SGD, Adam or AdamW on a device where it pays, on a tested PyTorch, unless
+    ``PRUNEBENCH_PLAIN=1``; everywhere else a call of the optimizer's own ``step``, as it is at the call (a
+    learning-rate scheduler wraps it)."""
+
+    class MySGD(torch.optim.SGD):
+        pass
+
+    def built(optimizer_class=torch.optim.SGD, device: str = "cpu", fused: bool | None = True):
+        parameters = [nn.Parameter(torch.ones(3, device=device))]
+        optimizer = optimizer_class(parameters, lr=0.1, **({} if fused is None else {"fused": fused}))
+        return optimizer, optimizer_step(optimizer)
+
+    monkeypatch.setattr("prunebench.fused_step.TESTED_TORCH", (".".join(torch.__version__.split(".")[:2]),))
+    monkeypatch.delenv(fast_paths.PLAIN_VARIABLE, raising=False)
+    for optimizer_class, direct in [
+        (torch.optim.SGD, SGDStep),
+        (torch.optim.Adam, AdamStep),
+        (torch.optim.AdamW, AdamStep),
+    ]:
+        assert _direct_step(built(optimizer_class)[1]) is direct
+    plain = [
+        built(MySGD),
+        built(device="meta", fused=None),
+        built(torch.optim.RMSprop, fused=None),
+    ]  # a subclass may step otherwise; no
+    # speed-up measured on the device; no direct kernel
+    monkeypatch.setenv(fast_paths.PLAIN_VARIABLE, "1")
+    plain.append(built())
+    monkeypatch.setenv(fast_paths.PLAIN_VARIABLE, "0")
+    monkeypatch.setattr(
+        "prunebench.fused_step.TESTED_TORCH", ("1.13",)
+    )  # another PyTorch: its kernels may differ
+    plain.append(built())
+    for optimizer, step in plain:
+        assert _direct_step(step) is None
+        calls = []
+        optimizer.step = lambda calls=calls: calls.append(1)
+        step()
+        assert calls == [1]
+
+
+def test_torch_tested_compares_major_and_minor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("prunebench.fused_step.TESTED_TORCH", ("2.14",))
+    assert torch_tested("2.14.1+cu130") and torch_tested("2.14.0")
+    assert not torch_tested("2.1.0") and not torch_tested("2.140.0") and not torch_tested("1.14.0")

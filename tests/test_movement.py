@@ -236,46 +236,13 @@ def test_end_to_end_reaches_the_exact_target(method: str, scope: str, tmp_path: 
     assert get_method(method).schedule == "during_training"
 
 
-@pytest.mark.parametrize("band", ["numpy", "torch"])
-def test_tracked_top_k_equals_torch_topk_at_every_step(band: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Scores moving by Adam-sized steps, a keep count along the cubic ramp, a block of exact ties (weights that
-    never get a gradient keep their initial score), and jumps: the tracked mask is torch.topk's, or False at a tie.
-    ``torch``: the band search other devices use, run here on the CPU."""
-    from prunebench.methods import masked
-    from prunebench.methods.masked import TrackedTopK
-
-    if band == "torch":
-        monkeypatch.setattr(masked, "_NumpyBand", masked._TorchBand)
-
-    generator = torch.Generator().manual_seed(0)
-    size, steps = 20_000, 300
-    scores = torch.randn(size, generator=generator) * 0.05
-    scores[:2000] = 0.0  # ties that the threshold crosses on its way up
-    tracker, tracked = TrackedTopK(), 0
-    mask = torch.full((size,), 7.0)
-    for step in range(steps):
-        moving = scores[2000:]
-        moving += 1e-3 * torch.sign(torch.randn(moving.shape, generator=generator))
-        if step in (100, 200):
-            scores[2000:] += 0.5 * torch.randn(
-                size - 2000, generator=generator
-            )  # a jump far outside the band
-        keep = round(size * (0.02 + 0.98 * (1 - step / steps) ** 3))
-        expected = torch.zeros(size, dtype=torch.bool)
-        expected[torch.topk(scores, keep, sorted=False).indices] = True
-        if not tracker.mask(scores, keep, out=mask):
-            ranked = scores.sort(descending=True).values
-            assert keep < size and ranked[keep - 1] == ranked[keep], step  # False only at a tie
-        else:
-            tracked += 1
-            assert torch.equal(mask, expected.float()), step
-    assert tracked > 0.8 * steps
-
-
 @pytest.mark.parametrize("scope", ["global", "uniform"])
-def test_per_step_masks_are_the_exact_top_k_of_every_step(scope: str) -> None:
-    """The masks a session writes at each step of a training run (in place, from the trackers) equal top_masks
-    (torch.topk with the floors)."""
+def test_per_step_masks_are_the_exact_top_k_of_every_step(
+    scope: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The masks a session writes at each step of a training run (in place, from the trackers of the opt-in
+    :mod:`~prunebench.methods.fast_topk`) equal top_masks (torch.topk with the floors)."""
+    monkeypatch.delenv("PRUNEBENCH_PLAIN", raising=False)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 3))
     weights = prunable_weights(model)
