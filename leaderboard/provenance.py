@@ -49,6 +49,9 @@ def versions(records: list[dict[str, Any]]) -> str:
 def grid(records: list[dict[str, Any]]) -> str:
     """What was run: pruned runs, rows, sparsities and seeds per cell; the dense runs."""
     pruned = [r for r in records if r["method"] != DENSE]
+    dense = sum(r["method"] == DENSE for r in records)
+    if not pruned:
+        return f"no pruned runs; {dense} dense runs"
     cells: dict[tuple, int] = {}
     for r in pruned:
         key = (r["method"], variant(r), r["scope"], float(r["sparsity"]))
@@ -59,7 +62,6 @@ def grid(records: list[dict[str, Any]]) -> str:
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     possible = len(rows) * len(sparsities)
     shape = "complete" if len(cells) == possible else f"{len(cells)} of {possible} cells"
-    dense = sum(r["method"] == DENSE for r in records)
     return (
         f"{len(pruned)} pruned runs: {len(rows)} rows × {len(sparsities)} sparsities ({shape}), "
         f"{seeds} seeds per cell; {dense} dense runs"

@@ -82,13 +82,15 @@ def records(out: Path) -> dict[str, dict]:
     }
 
 
-def undisturbed(flags: list[str], root: Path, jobs: int, env: dict) -> tuple[dict[str, dict], float]:
+def undisturbed(
+    flags: list[str], out: Path, jobs: int, env: dict, *executor: str
+) -> tuple[dict[str, dict], float]:
     started = time.perf_counter()
-    calm = bench(flags, root / "calm", jobs, env)
+    calm = bench(flags, out, jobs, env, *executor)
     _, err = calm.communicate()
     if calm.returncode != 0:
         raise SystemExit(f"the undisturbed grid failed: {err}")
-    return records(root / "calm"), time.perf_counter() - started
+    return records(out), time.perf_counter() - started
 
 
 def with_kills(flags: list[str], out: Path, jobs: int, env: dict, kill_every: float, chance) -> str:
@@ -164,11 +166,16 @@ def main() -> None:
         (root / "hooks").mkdir()
         (root / "hooks" / "sitecustomize.py").write_text(AUDIT)
         env = {**os.environ, "PYTHONPATH": str(root / "hooks")}
-        expected, calm_time = undisturbed(flags, root, args.jobs, {**env, "PRUNEBENCH_AUDIT": os.devnull})
+        quiet = {**env, "PRUNEBENCH_AUDIT": os.devnull}
+        workers, calm_time = undisturbed(flags, root / "calm", args.jobs, quiet)
         print(
-            f"{len(expected)} runs, synthetic-tiny at 2 epochs; undisturbed with {args.jobs} workers: {calm_time:.1f} s"
+            f"{len(workers)} runs, synthetic-tiny at 2 epochs; undisturbed with {args.jobs} workers: {calm_time:.1f} s"
         )
+        if "slurm" in chosen:  # a task trains in one process with its threads: compared with one alike
+            alone, alone_time = undisturbed(flags, root / "calm-alone", 1, quiet, "--jobs", "1")
+            print(f"undisturbed in one process (the reference of the Slurm tasks): {alone_time:.1f} s")
         for name in chosen:
+            expected = alone if name == "slurm" else workers
             audit = root / f"{name}.log"
             audit.touch()
             started = time.perf_counter()
@@ -185,7 +192,9 @@ def main() -> None:
                 if expected[k].get(field) != got[k].get(field)
             )
             different = sum(1 for k in expected.keys() & got.keys() if expected[k] != got[k])
-            print(f"{name}: {elapsed:.1f} s ({elapsed / calm_time:.2f}x); {what}")
+            print(
+                f"{name}: {elapsed:.1f} s ({elapsed / (alone_time if name == 'slurm' else calm_time):.2f}x); {what}"
+            )
             print(
                 f"  runs lost: {lost}; runs executed twice: {twice}; records that differ from the undisturbed "
                 f"grid: {different}" + (f" (fields: {dict(fields)})" if fields else "")

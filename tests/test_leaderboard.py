@@ -356,6 +356,13 @@ def test_a_cell_with_only_failed_runs(tmp_path):
     assert "Dense baseline (top-1 %): **98.00 (n=1) ¶**" in markdown
 
 
+def test_a_directory_of_dense_runs_only_has_a_leaderboard(tmp_path):
+    write_dir(tmp_path, [record("dense", "none", 0.0, seed, 98.0 + seed) for seed in range(2)])
+    assert grid(load_records([tmp_path])) == "no pruned runs; 2 dense runs"
+    markdown = write_leaderboard([tmp_path], tmp_path, ["md"])
+    assert "Dense baseline (top-1 %): **98.50" in markdown
+
+
 def test_merging_two_directories_equals_one(tmp_path):
     records = fixture_records()
     write_dir(tmp_path / "a", records[:7])
