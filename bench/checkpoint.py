@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from prunebench.atomic_files import atomic_save_tensors
 from prunebench.errors import UsageError
 
 if TYPE_CHECKING:
@@ -289,8 +290,6 @@ class RunCheckpoint:
         self._last_save = time.monotonic()
 
     def _write(self, snapshot: dict[str, Any]) -> None:
-        from prunebench.atomic_files import atomic_save_tensors
-
         assert self.path is not None
         try:
             atomic_save_tensors(snapshot, self.path, durable=False)

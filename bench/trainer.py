@@ -10,17 +10,15 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from prunebench.checkpoint import RunCheckpoint, rng_state, set_rng_state
 from prunebench.fused_step import optimizer_step
 from prunebench.recipe import OptimConfig
-
-if TYPE_CHECKING:
-    from prunebench.checkpoint import RunCheckpoint
 
 
 class EpochLoader(Protocol):
@@ -205,8 +203,6 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The whole training state at a step boundary: position, running loss, model, optimizer, scheduler,
         every hook's state and every random generator (see :mod:`prunebench.checkpoint`)."""
-        from prunebench.checkpoint import rng_state
-
         return {
             "step": self.step,
             "epoch": self.epoch,
@@ -222,8 +218,6 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from prunebench.checkpoint import set_rng_state
-
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
