@@ -175,20 +175,18 @@ def check_model_fits(
     The model is built and run on the ``meta`` device (shapes only, no memory, no values), in evaluation mode; where
     its code cannot run there, on the CPU. The model and inputs are on the device it ran on.
     """
-    try:
-        model = build_model_shapes(name, input_shape, num_classes)
-        inputs = _dry_input(model, input_shape, "meta")
-        output = _dry_forward(model, inputs)
-    except UsageError:
-        raise
-    except Exception:  # noqa: BLE001  (the model's own code may need real tensors: run it on the CPU)
+    builders = (("meta", build_model_shapes), ("cpu", build_model))
+    for device, build in builders:
         try:
-            model = build_model(name, input_shape, num_classes)
-            inputs = _dry_input(model, input_shape, "cpu")
+            model = build(name, input_shape, num_classes)
+            inputs = _dry_input(model, input_shape, device)
             output = _dry_forward(model, inputs)
+            break
         except UsageError:
             raise
-        except Exception as error:  # noqa: BLE001  (user code: its failure is reported, not a traceback)
+        except Exception as error:  # noqa: BLE001  (user code: on meta it may need real tensors; on the CPU it fails)
+            if device == "meta":
+                continue
             lines = str(error).strip().splitlines()
             reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
             raise UsageError(

@@ -583,9 +583,7 @@ def test_sigterm_during_prepare_leaves_nothing(blocked_prepare):
     import signal
 
     root, process = blocked_prepare
-    workers = _live_children(process.pid)
-    segments = _shared_memory_of([process.pid, *workers])
-    assert workers and segments, "the writer processes or their shared memory were not found"
+    workers, segments = _writers_and_their_memory(process)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143
@@ -599,13 +597,19 @@ def test_kill_9_of_prepare_takes_its_writers_and_their_shared_memory_with_it(blo
     import signal
 
     root, process = blocked_prepare
-    workers = _live_children(process.pid)
-    segments = _shared_memory_of([process.pid, *workers])
-    assert workers and segments, "the writer processes or their shared memory were not found"
+    workers, segments = _writers_and_their_memory(process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert _exited(workers), "a writer process outlived its parent"
     assert _released(segments), "the writers' shared memory was left in /dev/shm"
+
+
+def _writers_and_their_memory(process: subprocess.Popen) -> tuple[list[int], set[str]]:
+    """The writer processes of a running prepare and the shared-memory segments it and they have mapped."""
+    workers = _live_children(process.pid)
+    segments = _shared_memory_of([process.pid, *workers])
+    assert workers and segments, "the writer processes or their shared memory were not found"
+    return workers, segments
 
 
 def _shared_memory_of(pids: list[int]) -> set[str]:

@@ -23,9 +23,8 @@ from prunebench.leaderboard.scopes import scope_comparisons
 from prunebench.leaderboard.sections import build_sections
 from prunebench.leaderboard.setups import label_setups
 from prunebench.leaderboard.table import tidy_table
-from prunebench.record import RECORD_VERSION
 from prunebench.results import ResultStore
-from prunebench.runner import run_grid
+from prunebench.runner import record_head, run_grid
 from prunebench.status import grid_status
 
 CPU = torch.device("cpu")
@@ -49,27 +48,10 @@ def configs_of(flags: list[str]) -> list[RunConfig]:
 
 def record_of(config: RunConfig, top1: float) -> dict:
     """A finished run's record, as the runner writes it and the leaderboard reads it, with made-up results."""
-    identity = json.loads(json.dumps(config.identity))
     density = 1.0 - config.sparsity
+    head = json.loads(json.dumps(record_head(config, torch.device("cpu"), "ok", 1.0)))
     return {
-        "version": RECORD_VERSION,
-        "run_id": config.run_id,
-        "status": "ok",
-        "config": {**identity, "preset": config.preset},
-        "dataset": config.dataset,
-        "model": config.model,
-        "preset": config.preset,
-        "method": config.spec.name,
-        "variant": config.variant,
-        "criterion": identity["method"]["criterion"],
-        "schedule": identity["method"]["schedule"],
-        "scope": config.scope,
-        "sparsity": config.sparsity,
-        "seed": config.seed,
-        "hparams": identity["method"]["hparams"],
-        "device": "cpu: test",
-        "versions": {"python": "3.11.0"},
-        "wall_time_s": 1.0,
+        **head,
         "finished_at": "2026-01-01T00:00:00+00:00",
         "top1": top1,
         "top5": 100.0,
