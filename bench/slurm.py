@@ -184,12 +184,12 @@ class SlurmTask(_Checkpointable):
         try:
             records = runner.run()
         except RunInterrupted:
-            handler = previous[preempt]
-            if STOP.reason == signal.Signals(preempt).name and callable(handler):
-                handler(preempt, None)  # submitit: checkpoint (resubmit this task as it is) and requeue
             print(
                 f"prunebench: stopped by {STOP.reason}; the run in progress is checkpointed", file=sys.stderr
             )
+            handler = previous[preempt]
+            if STOP.reason == signal.Signals(preempt).name and callable(handler):
+                handler(preempt, None)  # submitit: checkpoint (resubmit this task as it is), requeue and exit
             return {"records": len(runner.records), "interrupted": 1}
         finally:
             _remove_placeholder_folder(Path(self.out) / "slurm" / "%j")

@@ -131,13 +131,15 @@ def started_late(flags: list[str], out: Path, jobs: int, env: dict, late: float)
 def requeued(flags: list[str], out: Path, tasks: int, env: dict) -> str:
     """The grid as Slurm tasks on submitit's local cluster, each limited to one minute and requeued."""
     slurm = ["--executor", "slurm", "--slurm-cluster", "local", "--slurm-time", "1", "--slurm-gpus", "0"]
+    started = time.perf_counter()
     process = bench(flags, out, 1, env, *slurm, "--slurm-cpus", "1", "--slurm-tasks", str(tasks), "--wait")
     _, err = process.communicate()
+    elapsed = time.perf_counter() - started
     requeues = sum(
         path.read_text(errors="replace").count("stopped by SIGUSR2") for path in out.glob("slurm/*/*.err")
     )
     ended = f"exit {process.returncode}" + (f": {err.strip().splitlines()[-1]}" if process.returncode else "")
-    return f"{tasks} tasks of at most one minute, {requeues} requeue(s), the command's {ended}"
+    return f"{tasks} tasks of at most one minute, {requeues} requeue(s), {elapsed:.0f} s in all; the command's {ended}"
 
 
 def main() -> None:
