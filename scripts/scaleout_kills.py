@@ -61,11 +61,13 @@ def grid_flags(runs: int) -> list[str]:
     ]  # fmt: skip
 
 
-def bench(flags: list[str], out: Path, jobs: int, env: dict, *executor: str) -> subprocess.Popen:
+def bench(
+    flags: list[str], out: Path, jobs: int, env: dict, *executor: str, stdout=subprocess.DEVNULL
+) -> subprocess.Popen:
     where = list(executor) or ["--devices", "cpu", "--per-device", str(jobs)]
     command = [str(Path(sys.executable).parent / "bench"), "run", *flags, *where, "--out", str(out)]
     return subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env
+        command, stdout=stdout, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env
     )
 
 
@@ -132,13 +134,15 @@ def requeued(flags: list[str], out: Path, tasks: int, env: dict) -> str:
     """The grid as Slurm tasks on submitit's local cluster, each limited to one minute and requeued."""
     slurm = ["--executor", "slurm", "--slurm-cluster", "local", "--slurm-time", "1", "--slurm-gpus", "0"]
     started = time.perf_counter()
-    process = bench(flags, out, 1, env, *slurm, "--slurm-cpus", "1", "--slurm-tasks", str(tasks), "--wait")
-    _, err = process.communicate()
+    options = [*slurm, "--slurm-cpus", "1", "--slurm-tasks", str(tasks), "--wait"]
+    process = bench(flags, out, 1, env, *options, stdout=subprocess.PIPE)
+    said, err = process.communicate()
     elapsed = time.perf_counter() - started
     requeues = sum(
         path.read_text(errors="replace").count("stopped by SIGUSR2") for path in out.glob("slurm/*/*.err")
     )
-    ended = f"exit {process.returncode}" + (f": {err.strip().splitlines()[-1]}" if process.returncode else "")
+    last = (said + err).strip().splitlines()[-1:]  # --wait's closing line (stdout), or an error (stderr)
+    ended = f"exit {process.returncode}" + (f": {' '.join(last)}" if process.returncode and last else "")
     return f"{tasks} tasks of at most one minute, {requeues} requeue(s), {elapsed:.0f} s in all; the command's {ended}"
 
 
