@@ -165,22 +165,18 @@ def _run(args: argparse.Namespace) -> int:
 
 def _submit(experiment, plan, console) -> int:
     """``--executor slurm``: submit the grid's runs not finished yet as a job array; follow it with ``--wait``."""
-    from prunebench.scheduler import initial_todo, remove_leftover_checkpoints
+    from prunebench.scheduler import start_invocation
     from prunebench.slurm import SlurmOptions, check_cluster, follow, submit
-    from prunebench.source_fingerprint import stale_source_warnings
     from prunebench.status import grid_status
 
     slurm = SlurmOptions.from_mapping(experiment.execution.slurm)
     check_cluster(slurm)
-    since = plan.store.clock()  # before the records are read (see prunebench.scheduler)
-    todo, finished, _ = initial_todo(plan.configs, plan.store, experiment.execution.force)
-    remove_leftover_checkpoints(plan.store, finished)
-    for message in stale_source_warnings((config, plan.store.read(config.run_id)[0]) for config in finished):
-        print(f"bench: warning: {message}", file=sys.stderr)
+    invocation = start_invocation(plan.configs, plan.store, experiment.execution.force)
+    todo, finished = invocation.todo, invocation.finished
     if not todo:
         console.print(f"All {len(plan.configs)} runs are done in {plan.store.root}; nothing to submit")
         return 0
-    jobs = submit(todo, plan.store.root, plan.options, plan.settings, slurm, since)
+    jobs = submit(todo, plan.store.root, plan.options, plan.settings, slurm, invocation.since)
     ids = ", ".join(job.job_id for job in jobs)
     console.print(
         f"Submitted {len(jobs)} task(s) for {len(todo)} runs ({len(finished)} already done): {ids}\n"

@@ -63,7 +63,7 @@ from prunebench.record import RECORD_VERSION, RunRecord
 from prunebench.results import ResultStore
 from prunebench.saved_masks import MASK_KEY, pack
 from prunebench.scheduler import RunnerSettings
-from prunebench.source_fingerprint import source_fingerprints, stale_source_warnings
+from prunebench.source_fingerprint import source_fingerprints
 from prunebench.trainer import Diverged, Trainer, evaluate
 
 EpochCallback = Callable[[str, int, int, float], None]
@@ -619,23 +619,15 @@ def run_grid(
     per entry (:mod:`prunebench.parallel`).
     """
     from prunebench.checkpoint import stop_on_signals
-    from prunebench.scheduler import Runner, initial_todo, remove_leftover_checkpoints, set_deterministic
+    from prunebench.scheduler import Runner, set_deterministic, start_invocation
 
     reporter = reporter or GridReporter()
     store.ensure_writable()
     store.remove_stale_temporaries()
-    since = (
-        store.clock()
-    )  # before the records are read: whatever is written after counts as this invocation's
-    todo, finished, unusable = initial_todo(configs, store, force)
-    remove_leftover_checkpoints(store, finished)
-    if unusable:
-        first = unusable[0] if len(unusable) == 1 else f"the first, {unusable[0]}"
-        warnings.warn(f"{len(unusable)} record(s) could not be used and are run again: {first}", stacklevel=2)
-    for message in stale_source_warnings((config, store.read(config.run_id)[0]) for config in finished):
-        warnings.warn(message, stacklevel=2)
-    reporter.grid_started(len(configs), len(finished))
-    for config in finished:
+    invocation = start_invocation(configs, store, force)
+    since, todo = invocation.since, invocation.todo
+    reporter.grid_started(len(configs), len(invocation.finished))
+    for config in invocation.finished:
         reporter.run_finished(config, None)
     cache_dir = store.root / "cache"
     if force:  # a pre-training remembered as diverged is trained again

@@ -42,6 +42,7 @@ from prunebench.environment import describe_device
 from prunebench.errors import is_disk_full
 from prunebench.record import FINISHED
 from prunebench.results import ResultStore
+from prunebench.source_fingerprint import stale_source_warnings
 
 
 def prerequisites(config: RunConfig) -> list[str]:
@@ -77,22 +78,41 @@ def set_deterministic(enabled: bool) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def initial_todo(
-    configs: Sequence[RunConfig], store: ResultStore, force: bool
-) -> tuple[list[RunConfig], list[RunConfig], list[str]]:
-    """``(todo, finished, unusable)``: the runs to execute, those already finished (skipped), and the record files
-    that cannot be used (run again). One directory listing; only the records that exist are read."""
+@dataclass(frozen=True)
+class Invocation:
+    """A grid as one ``bench run`` (or Slurm submission) starts it: ``since``, the results directory's time before
+    its records were read (see the module docstring), the runs to execute and those already finished (skipped)."""
+
+    since: float
+    todo: list[RunConfig]
+    finished: list[RunConfig]
+
+
+def start_invocation(configs: Sequence[RunConfig], store: ResultStore, force: bool) -> Invocation:
+    """Take the invocation's ``since``, then sort ``configs`` into the runs to execute and those finished (all to
+    execute with ``force``), reading only the records that exist (one directory listing); remove the checkpoints
+    finished runs left (:func:`remove_leftover_checkpoints`); warn, in one line each, of the records that cannot be
+    used (they are run again) and of finished records written by other source under the same version
+    (:func:`~prunebench.source_fingerprint.stale_source_warnings`)."""
+    since = store.clock()  # before the records are read: whatever is written after is this invocation's
     present = store.record_names()
-    todo, finished, unusable = [], [], []
+    todo, finished, unusable, records = [], [], [], []
     for config in configs:
         record, reason = store.read(config.run_id) if config.run_id in present else (None, None)
         if reason is not None:
             unusable.append(f"{store.path(config.run_id)}: {reason}")
         if not force and record is not None and record["status"] in FINISHED:
             finished.append(config)
+            records.append(record)
         else:
             todo.append(config)
-    return todo, finished, unusable
+    remove_leftover_checkpoints(store, finished)
+    if unusable:
+        first = unusable[0] if len(unusable) == 1 else f"the first, {unusable[0]}"
+        warnings.warn(f"{len(unusable)} record(s) could not be used and are run again: {first}", stacklevel=2)
+    for message in stale_source_warnings(zip(finished, records, strict=True)):
+        warnings.warn(message, stacklevel=2)
+    return Invocation(since, todo, finished)
 
 
 def remove_leftover_checkpoints(store: ResultStore, finished: Sequence[RunConfig]) -> int:
