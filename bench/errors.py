@@ -35,6 +35,11 @@ class Failed(RuntimeError):
     """A command that could not complete for a reason outside the user's input (a helper process was killed)."""
 
 
+def grid_stopped(error: BaseException | str) -> Failed:
+    """The error that stops a grid on a full disk (:func:`is_disk_full`), whichever runner met it."""
+    return Failed(f"{error}; the grid stopped: free some space and rerun to resume it")
+
+
 def unknown(kind: str, name: str, known: list[str] | tuple[str, ...]) -> UsageError:
     """The error for a name that is not registered, listing what is."""
     return UsageError(f"unknown {kind} {name!r}; registered: {', '.join(sorted(known))}")

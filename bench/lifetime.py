@@ -11,6 +11,9 @@ import signal
 import sys
 import threading
 
+PARENT_GONE = "the parent process died"
+"""The stop request of a process whose parent is gone."""
+
 
 def set_parent_death_signal(signum: int = signal.SIGTERM) -> None:
     """Ask the kernel to send ``signum`` to this process when its parent dies (Linux; elsewhere a no-op)."""
@@ -32,7 +35,7 @@ def watch_parent(parent: int, interval: float = 1.0) -> None:
     def loop() -> None:
         while True:
             if os.getppid() != parent:
-                STOP.request("the parent process died")
+                STOP.request(PARENT_GONE)
                 return
             threading.Event().wait(interval)
 

@@ -34,7 +34,7 @@ import torch
 from prunebench.checkpoint import STOP, RunInterrupted, stop_on_signals
 from prunebench.config import RunConfig
 from prunebench.environment import available_cpus
-from prunebench.errors import Failed
+from prunebench.errors import Failed, grid_stopped
 from prunebench.results import ResultStore
 from prunebench.scheduler import RunnerSettings
 
@@ -156,7 +156,7 @@ def run_in_workers(
                     reporter.run_finished(by_id[event["run_id"]], event["record"])
         statuses = [process.wait() for process in processes]
     if disk_full:
-        raise Failed(f"{disk_full}; the grid stopped: free some space and rerun to resume it")
+        raise grid_stopped(disk_full)
     if STOP:
         raise RunInterrupted(f"stopped ({STOP.reason}); the workers checkpointed their runs")
     dead = [status for status in statuses if status not in (0, INTERRUPTED_STATUS)]

@@ -45,7 +45,7 @@ from prunebench.config import RunConfig, dense_pretrain_key
 from prunebench.controls import phases
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.environment import describe_device, library_versions
-from prunebench.errors import Failed, UsageError, is_disk_full
+from prunebench.errors import UsageError, grid_stopped, is_disk_full
 from prunebench.gradual import GradualPruning
 from prunebench.iterative import prune_iteratively
 from prunebench.masks import MaskEnforcer, apply_masks
@@ -650,5 +650,5 @@ def run_grid(
             return runner.run()
         except OSError as error:
             if is_disk_full(error):
-                raise Failed(f"{error}; the grid stopped: free some space and rerun to resume it") from None
+                raise grid_stopped(error) from None
             raise

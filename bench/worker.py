@@ -13,8 +13,6 @@ import pickle
 import signal
 import sys
 
-_PARENT_GONE = "the parent process died"
-
 
 class _EventReporter:
     """Events for the parent, one JSON line each. A parent that is gone (a broken pipe) is a stop request: the run
@@ -26,14 +24,15 @@ class _EventReporter:
 
     def _send(self, **event) -> None:
         from prunebench.checkpoint import STOP
+        from prunebench.lifetime import PARENT_GONE
 
-        if STOP.reason == _PARENT_GONE:
+        if STOP.reason == PARENT_GONE:
             return
         try:
             self.stream.write(json.dumps(event, default=str) + "\n")
             self.stream.flush()
         except (BrokenPipeError, ValueError):  # ValueError: the stream was closed after a broken pipe
-            STOP.request(_PARENT_GONE)
+            STOP.request(PARENT_GONE)
 
     def grid_started(self, total: int, skipped: int) -> None: ...
 
