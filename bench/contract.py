@@ -267,10 +267,10 @@ def _stopped_then_resumed(config: RunConfig, workdir: Path, stop_at: int) -> dic
     return run(config, workdir, RunCheckpoint(path, stop=lambda: False))
 
 
-def record_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The fields in which two records of one config differ, timing aside; the masks compared layer by layer, the
-    structured track's latencies aside."""
-    skip = {*TIMING, MASK_KEY}
+def record_differences(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """The fields in which two records of one config differ, timing (and ``ignore``) aside; the masks compared layer
+    by layer, the structured track's latencies aside."""
+    skip = {*TIMING, *ignore, MASK_KEY}
     differences = [
         key
         for key in sorted(a.keys() | b.keys())

@@ -23,6 +23,7 @@ from torch import nn
 
 from prunebench.checkpoint import CheckpointPolicy, RunCheckpoint, RunInterrupted
 from prunebench.claims import ClaimStore
+from prunebench.contract import record_differences
 from prunebench.errors import UsageError
 from prunebench.experiment import Experiment, parse_devices
 from prunebench.methods.registry import combinations, get_method
@@ -34,7 +35,6 @@ from prunebench.scheduler import RunnerSettings
 from prunebench.trainer import Trainer
 
 CPU = torch.device("cpu")
-TIMING = ("wall_time_s", "finished_at")
 
 
 def _grid(methods: str, scopes: str = "global,learned", sparsities=(0.9,), seeds: int = 1, epochs: int = 2):
@@ -43,25 +43,6 @@ def _grid(methods: str, scopes: str = "global,learned", sparsities=(0.9,), seeds
     )
     experiment.set("recipe", "epochs", [epochs])
     return experiment.configs()
-
-
-def _differences(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> list[str]:
-    """The fields in which two records differ, timing fields (and ``ignore``) aside; the packed mask a record
-    carries until it is saved is compared array by array."""
-    skip = {*TIMING, *ignore, MASK_KEY}
-    differences = [k for k in a.keys() | b.keys() if k not in skip and a.get(k) != b.get(k)]
-    masks = a.get(MASK_KEY), b.get(MASK_KEY)
-    if (
-        (masks[0] is None) != (masks[1] is None)
-        or masks[0] is not None
-        and any(not np.array_equal(masks[0][key], masks[1][key]) for key in masks[0])
-    ):
-        differences.append(MASK_KEY)
-    return sorted(differences)
-
-
-def _same(a: dict, b: dict) -> bool:
-    return not _differences(a, b)
 
 
 # Claims ---------------------------------------------------------------------------------------------------------
@@ -242,7 +223,7 @@ def test_a_stopped_run_resumes_to_the_same_record(tmp_path, method):
     reference = execute(config, CPU, tmp_path / "cache")
     for stop_at in (3, 9):
         resumed = _interrupted_then_resumed(config, tmp_path, stop_at)
-        assert _same(resumed, reference), (method, stop_at)
+        assert record_differences(resumed, reference) == [], (method, stop_at)
 
 
 # Runners sharing a directory ------------------------------------------------------------------------------------
@@ -471,7 +452,7 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_grid(tmp_p
     assert final.returncode == 0, err
     got = _records(out)
     assert got.keys() == expected.keys()
-    assert all(_same(got[k], expected[k]) for k in expected)
+    assert all(record_differences(got[k], expected[k]) == [] for k in expected)
     saved = audited("saved")
     assert (
         len(saved) == len(set(saved)) <= len(expected)
@@ -501,7 +482,7 @@ def test_sigterm_checkpoints_a_learned_mask_run_and_a_rerun_resumes_it(tmp_path)
     _, err = rerun.communicate(timeout=900)
     assert rerun.returncode == 0, err
     # versions: the checkout's commit is read once per process, and may change between them
-    assert _differences(_records(out)[config.run_id], reference, ignore=("versions",)) == []
+    assert record_differences(_records(out)[config.run_id], reference, ignore=("versions",)) == []
     resumed = read_mask(out, config.run_id)
     assert resumed.keys() == mask.keys() and all(np.array_equal(resumed[k], mask[k]) for k in mask)
 
