@@ -15,5 +15,5 @@ __all__ = ["__version__", "apply_masks", "list_methods", "load_mask", "prunable_
 
 def __getattr__(name: str) -> Any:
     if name in ("prune", "apply_masks", "list_methods", "prunable_set", "load_mask"):
-        return getattr(import_module("prunebench.api"), name)
+        return getattr(import_module("prunebench.pruning.public_api"), name)
     raise AttributeError(f"module 'prunebench' has no attribute {name!r}")

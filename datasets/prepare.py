@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunebench.atomic_files import fsync_directory, remove_stale_temporaries, writer_tag
+from prunebench.core.atomic_files import fsync_directory, remove_stale_temporaries, writer_tag
+from prunebench.core.errors import UsageError, WriteError
 from prunebench.datasets.cifar import read_cifar
+from prunebench.datasets.data_files import beton_files, data_root, default_beton_dir
+from prunebench.datasets.dataset_registry import get_dataset
 from prunebench.datasets.ffcv_loaders import ffcv_problem
 from prunebench.datasets.ffcv_writer import write_beton
-from prunebench.datasets.files import beton_files, data_root, default_beton_dir
 from prunebench.datasets.image_folder import imagenet_samples
 from prunebench.datasets.order import default_workers
-from prunebench.datasets.registry import get_dataset
-from prunebench.errors import UsageError, WriteError
 
 WRITE_MODES = ("raw", "jpg", "smart")
 
@@ -129,7 +129,7 @@ def prepare(
     """Write ``<out>/<dataset>-train.beton`` and ``-test.beton`` (``out`` defaults to ``<root>/ffcv``).
 
     Both appear together when both are complete. An item that cannot be read raises a :class:`UsageError` naming
-    it, a full disk a :class:`~prunebench.errors.WriteError` naming the file; either way, and on Ctrl-C, no FFCV
+    it, a full disk a :class:`~prunebench.core.errors.WriteError` naming the file; either way, and on Ctrl-C, no FFCV
     file is written.
     """
     get_dataset(dataset)

@@ -1,6 +1,6 @@
 """What a dataset is (:class:`DatasetSpec`) and what the harness asks of it (:class:`LoaderRequest`).
 
-These types sit below the registry (:mod:`prunebench.datasets.registry`) so that the modules that build datasets
+These types sit below the registry (:mod:`prunebench.datasets.dataset_registry`) so that the modules that build datasets
 (the package's own, the user's) need nothing of the registry but its decorator.
 """
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
 
-    from prunebench.trainer import EpochLoader
+    from prunebench.run.trainer import EpochLoader
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class DatasetSpec:
     """A dataset: its shape, what it is, how to load it, and its ``version`` (part of a run's id).
 
     Bump ``version`` whenever the data a run sees changes (the split, the preprocessing, the files).
-    ``check(request)`` raises a :class:`~prunebench.errors.UsageError` when ``make_loaders(request)`` could not
+    ``check(request)`` raises a :class:`~prunebench.core.errors.UsageError` when ``make_loaders(request)`` could not
     work: its files or the loader asked for are missing. It runs before any run starts, so it must be cheap (look at
     folders and file names, never load or download the data).
     """

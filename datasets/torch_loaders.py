@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from prunebench.core.errors import UsageError
 from prunebench.datasets.order import epoch_order, sample_seed
-from prunebench.errors import UsageError
 
 
 class EpochBatches(Sampler[np.ndarray]):

@@ -9,7 +9,7 @@
   shape is that of the first training item; the class count is ``len(train.classes)`` when the dataset has
   ``classes``, else one more than the largest training label. Batches follow the seed's epoch order, as every
   other loader; augmentation is the dataset's own. Its version is the factory module's (see
-  :func:`prunebench.references.reference_version`).
+  :func:`prunebench.core.references.reference_version`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from prunebench.core.errors import UsageError
+from prunebench.core.references import load_reference, reference_version
 from prunebench.datasets.image_folder import check_image_folder, image_folder_loaders
 from prunebench.datasets.spec import DataLoaders, DatasetSpec, LoaderRequest, never_ffcv
 from prunebench.datasets.torch_loaders import EpochBatches
-from prunebench.errors import UsageError
-from prunebench.references import load_reference, reference_version
 
 IMAGEFOLDER = "imagefolder:"
 DEFAULT_SIZE = 224

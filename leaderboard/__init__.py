@@ -7,16 +7,16 @@ import gc
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from prunebench.errors import UsageError
-from prunebench.leaderboard.budgets import mark_over_budget
-from prunebench.leaderboard.controls import add_control_tables, split_controls
-from prunebench.leaderboard.files import write_files
-from prunebench.leaderboard.records import collector_paused, load_records, select
+from prunebench.core.errors import UsageError
+from prunebench.leaderboard.budget_marks import mark_over_budget
+from prunebench.leaderboard.controls_table import add_control_tables, split_controls
+from prunebench.leaderboard.leaderboard_files import write_files
+from prunebench.leaderboard.record_reader import collector_paused, load_records, select
 from prunebench.leaderboard.scopes import scope_comparisons
 from prunebench.leaderboard.sections import build_sections
 from prunebench.leaderboard.setups import label_setups
-from prunebench.leaderboard.structured import split, write_structured
-from prunebench.leaderboard.table import tidy_table
+from prunebench.leaderboard.structured_section import split, write_structured
+from prunebench.leaderboard.tidy_table import tidy_table
 
 FORMATS = ("md", "csv", "tex", "png", "svg")
 DEFAULT_FORMATS = ("md", "csv", "png")
@@ -51,11 +51,11 @@ def write_leaderboard(
     ``plots/<dataset>_<model>_{accuracy,speedup,density}.<ext>``, linked from the Markdown. The tables are written
     before the figures, so that a figure that fails leaves them complete. ``ci`` is ``t`` (Student) or
     ``bootstrap``; ``top5`` adds the top-5 table. Allocation controls appear in their own table only
-    (:mod:`prunebench.leaderboard.controls`); rows that spent more than the recipe's budget are marked
-    (:mod:`prunebench.leaderboard.budgets`); runs that differ in more than their seed (recipe, prunable-set
+    (:mod:`prunebench.leaderboard.controls_table`); rows that spent more than the recipe's budget are marked
+    (:mod:`prunebench.leaderboard.budget_marks`); runs that differ in more than their seed (recipe, prunable-set
     options, versions) are rows of their own (:mod:`prunebench.leaderboard.setups`). Skipped and duplicate records are
     reported as ``RecordWarning``.
-    Records of the structured track get their own sections (:mod:`prunebench.leaderboard.structured`), appended to
+    Records of the structured track get their own sections (:mod:`prunebench.leaderboard.structured_section`), appended to
     the Markdown, and ``leaderboard_structured.csv``.
     """
     _check(formats, ci)

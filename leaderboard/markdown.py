@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import prunebench.leaderboard.provenance as provenance
 from prunebench.leaderboard.render import Table, to_markdown
+from prunebench.leaderboard.section_tables import dense_line
 from prunebench.leaderboard.sections import Section
-from prunebench.leaderboard.tables import dense_line
 
 
 def _provenance(section: Section) -> list[str]:

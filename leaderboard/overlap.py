@@ -1,6 +1,6 @@
 """Mask overlap: which weights do two methods keep? The Jaccard index of their saved masks, per seed and averaged.
 
-``bench masks DIR --sparsity 0.95`` reads the saved masks (:mod:`prunebench.saved_masks`) of the finished pruned runs
+``bench masks DIR --sparsity 0.95`` reads the saved masks (:mod:`prunebench.pruning.saved_masks`) of the finished pruned runs
 at that sparsity and, per (dataset, model), writes
 
 * ``masks_<dataset>_<model>_s<sparsity>.csv``: tidy, one row per (seed, row a, row b) with the Jaccard index
@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prunebench.atomic_files import atomic_file, atomic_write_text
-from prunebench.errors import UsageError
-from prunebench.leaderboard.controls import control_of
-from prunebench.leaderboard.records import DENSE, load_records, row_label, variant
+from prunebench.core.atomic_files import atomic_file, atomic_write_text
+from prunebench.core.errors import UsageError
+from prunebench.leaderboard.controls_table import control_of
+from prunebench.leaderboard.record_reader import DENSE, load_records, row_label, variant
 from prunebench.leaderboard.sections import slug
 from prunebench.leaderboard.setups import label_setups
-from prunebench.saved_masks import MissingMask, read_mask
+from prunebench.pruning.saved_masks import MissingMask, read_mask
 
 MEAN = "mean"
 

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import prunebench.leaderboard.allocations as allocations
-from prunebench.atomic_files import atomic_file, atomic_write_text
-from prunebench.leaderboard.records import DENSE, criterion_label
+import prunebench.leaderboard.layer_densities as allocations
+from prunebench.core.atomic_files import atomic_file, atomic_write_text
+from prunebench.leaderboard.record_reader import DENSE, criterion_label
 from prunebench.leaderboard.scopes import ordered
 from prunebench.leaderboard.sections import Section
 from prunebench.leaderboard.setups import row_setups

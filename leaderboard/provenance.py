@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from itertools import product
 from typing import Any
 
-from prunebench.leaderboard.budgets import recipe_budget
-from prunebench.leaderboard.records import DENSE, variant
+from prunebench.leaderboard.budget_marks import recipe_budget
+from prunebench.leaderboard.record_reader import DENSE, variant
 from prunebench.leaderboard.setups import MISSING, PRUNABLE, common_fields, preset_fields, text
 
 
@@ -28,7 +28,7 @@ def _distinct(values: Iterable[Any]) -> list[str]:
 def budget(records: list[dict[str, Any]]) -> str:
     """The recipe's weight-update budget of the runs, e.g. ``4 epochs`` (every distinct value when they differ);
     runs that spend a multiple of it (iterative pruning) are marked in the tables instead
-    (:mod:`prunebench.leaderboard.budgets`)."""
+    (:mod:`prunebench.leaderboard.budget_marks`)."""
     return " / ".join(f"{e} epochs" for e in _distinct(map(recipe_budget, records))) or "unknown"
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from prunebench.leaderboard.records import DENSE
+from prunebench.leaderboard.record_reader import DENSE
 from prunebench.leaderboard.stats import ALPHA, compare, holm
-from prunebench.leaderboard.table import cells, seed_values
+from prunebench.leaderboard.tidy_table import cells, seed_values
 
 SCOPE_ORDER = ("global", "erk", "uniform_plus", "uniform", "learned")
 """Scopes in the order their differences are taken: each minus every one after it (unknown scopes last)."""

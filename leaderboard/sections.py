@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-import prunebench.leaderboard.tables as tables
-from prunebench.errors import UsageError
-from prunebench.leaderboard.records import DENSE
+import prunebench.leaderboard.section_tables as tables
+from prunebench.core.errors import UsageError
+from prunebench.leaderboard.record_reader import DENSE
 from prunebench.leaderboard.render import Table
 
 

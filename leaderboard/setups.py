@@ -1,6 +1,6 @@
 """What tells apart the runs of one (dataset, model) besides their method, scope, sparsity and seed: their setup.
 
-A run's identity (:attr:`prunebench.config.RunConfig.identity`) is everything that changes its result. A leaderboard
+A run's identity (:attr:`prunebench.run.run_config.RunConfig.identity`) is everything that changes its result. A leaderboard
 cell pools runs that differ in their seed only, so runs whose recipe (``--epochs``, ``--set recipe.*``),
 prunable-set options (``--keep-first-dense``), data, model or harness version, method versions or hyperparameters
 differ are different rows, labelled like hyperparameter variants by the fields that differ within the (dataset,
@@ -12,7 +12,7 @@ one setup keeps its plain labels. The allocation control and the track are not p
 of their own.
 
 :func:`label_setups` annotates each record with its row's label (``_row_variant``, what
-:func:`prunebench.leaderboard.records.variant` returns) and with the label of its setup alone (``_setup``, the variant
+:func:`prunebench.leaderboard.record_reader.variant` returns) and with the label of its setup alone (``_setup``, the variant
 of the dense baseline the run is compared with).
 """
 
@@ -25,9 +25,9 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from prunebench.errors import UsageError
-from prunebench.leaderboard.records import variant
-from prunebench.presets import get_preset
+from prunebench.core.errors import UsageError
+from prunebench.leaderboard.record_reader import variant
+from prunebench.zoo.presets import get_preset
 
 MISSING = "<missing>"
 """The value of a field a record does not have (older or hand-written records)."""

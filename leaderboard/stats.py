@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 
 CONFIDENCE = 0.95
 ALPHA = 0.05

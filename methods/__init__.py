@@ -1,5 +1,12 @@
 """Pruning methods: the registry and one module per method (imported on first use of the registry)."""
 
-from prunebench.methods.registry import SCHEDULES, SCOPES, MethodSpec, all_methods, get_method, register
+from prunebench.methods.method_registry import (
+    SCHEDULES,
+    SCOPES,
+    MethodSpec,
+    all_methods,
+    get_method,
+    register,
+)
 
 __all__ = ["SCHEDULES", "SCOPES", "MethodSpec", "all_methods", "get_method", "register"]

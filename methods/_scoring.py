@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 from prunebench.methods.base import ScoringData
 
 
@@ -27,7 +27,7 @@ class MissingData(ScoringData):
     """The data of a call that gave none (``prunebench.prune`` without ``data=``).
 
     A data-free method never draws from it; a method that does (SNIP, GraSP, or a plug-in that iterates over its
-    data) gets a one-line :class:`~prunebench.errors.UsageError` naming the method, not a ``TypeError`` on ``None``.
+    data) gets a one-line :class:`~prunebench.core.errors.UsageError` naming the method, not a ``TypeError`` on ``None``.
     """
 
     def __init__(self, method: str) -> None:

@@ -87,14 +87,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prunebench.allocation import masks_from_scores
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
 from prunebench.methods.masked import MaskedSession
-from prunebench.methods.registry import register
+from prunebench.methods.method_registry import register
+from prunebench.pruning.allocation import masks_from_scores
 
 if TYPE_CHECKING:
-    from prunebench.trainer import Trainer
+    from prunebench.run.trainer import Trainer
 
 R_MAX = 5.0
 """The official clamp of ``r``: thresholds between 0 and 5 standard deviations."""
@@ -242,7 +242,7 @@ class ASLSession(MaskedSession):
     def after_step(self, trainer: Trainer) -> None:
         self.recentre(self.weights.values())
 
-    # Checkpointed state (prunebench.checkpoint): the thresholds and their optimizer (loaded after on_train_start).
+    # Checkpointed state (prunebench.run.run_checkpoint): the thresholds and their optimizer (loaded after on_train_start).
     def state_dict(self) -> dict[str, Any]:
         assert self.optimizer is not None
         return {"r": self.r.detach(), "optimizer": self.optimizer.state_dict()}

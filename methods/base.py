@@ -1,12 +1,12 @@
 """What a method implements, by schedule.
 
 * :class:`ScoringMethod` (a criterion: schedules ``at_init``, ``after_training``, ``gradual``, ``iterative``, see
-  :mod:`prunebench.schedules`): scores the prunable weights; the harness turns the scores into masks with the
-  requested scope (:func:`prunebench.allocation.masks_from_scores`), once or, under ``gradual`` and ``iterative``,
+  :mod:`prunebench.run.criterion_schedules`): scores the prunable weights; the harness turns the scores into masks with the
+  requested scope (:func:`prunebench.pruning.allocation.masks_from_scores`), once or, under ``gradual`` and ``iterative``,
   at every pruning step. A criterion that prunes in rounds of its own (SynFlow) overrides
   :meth:`ScoringMethod.masks` instead.
 * :class:`TrainingMethod` (schedule ``during_training``): attaches a :class:`TrainingSession` to the model; the
-  session is a :class:`~prunebench.trainer.TrainHook` that shapes the mask while the weights train, and at the end
+  session is a :class:`~prunebench.run.trainer.TrainHook` that shapes the mask while the weights train, and at the end
   returns masks at exactly the target sparsity (:class:`FinalMasks`).
 * :class:`DenseMethod`: the unpruned baseline.
 """
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from prunebench.allocation import masks_from_scores
-from prunebench.recipe import OptimConfig
-from prunebench.trainer import TrainHook
+from prunebench.pruning.allocation import masks_from_scores
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.trainer import TrainHook
 
 if TYPE_CHECKING:
-    from prunebench.recipe import Recipe
-    from prunebench.trainer import Trainer
+    from prunebench.run.recipe import Recipe
+    from prunebench.run.trainer import Trainer
 
 Masks = dict[str, torch.Tensor]
 """Boolean keep masks keyed by parameter name, as in ``model.named_parameters()``."""
@@ -177,7 +177,7 @@ class TrainingSession(TrainHook):
     """A method's state while it trains with the weights (learned scores, thresholds, schedules).
 
     A session whose state is not all held by the model (parameters and buffers of its parametrizations are)
-    overrides :meth:`~prunebench.trainer.TrainHook.state_dict` and ``load_state_dict``: its own optimizers,
+    overrides :meth:`~prunebench.run.trainer.TrainHook.state_dict` and ``load_state_dict``: its own optimizers,
     schedule positions, running values. A resumed run must be bit-identical to an uninterrupted one, which the
     checkpoint tests check for every registered learned-mask method.
     """

@@ -1,7 +1,7 @@
 """The dense baseline."""
 
 from prunebench.methods.base import DenseMethod
-from prunebench.methods.registry import register
+from prunebench.methods.method_registry import register
 
 
 @register("dense", schedule="dense", scopes=(), paper="unpruned baseline, trained for the whole budget")

@@ -8,7 +8,7 @@ Hard movement keeps the ``k`` highest scores at every step, and its scores move 
 largest score is near where it was. :class:`TrackedTopK` looks for it in a band around the previous threshold (a few
 passes over the scores) instead of ranking them all (``torch.topk``). It gives up, and the caller runs ``torch.topk``,
 wherever the top ``k`` is not unique (scores tie at the threshold), so the masks are the plain path's at every step
-(tested against ``torch.topk``). It is on where :func:`~prunebench.fast_paths.speedup_on` says (the CPU, unless
+(tested against ``torch.topk``). It is on where :func:`~prunebench.run.fast_paths.speedup_on` says (the CPU, unless
 ``PRUNEBENCH_PLAIN=1``).
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from prunebench.fast_paths import speedup_on
 from prunebench.methods.masked import count_ones
+from prunebench.run.fast_paths import speedup_on
 
 
 def tracked_top_k_on(device: torch.device) -> bool:

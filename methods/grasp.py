@@ -9,8 +9,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from prunebench.methods._scoring import examples_per_class, model_device, set_batchnorm_mode
 from prunebench.methods.base import ScoringData, ScoringMethod, Weights
-from prunebench.methods.registry import register
-from prunebench.prunable import prunable_weights
+from prunebench.methods.method_registry import register
+from prunebench.pruning.prunable import prunable_weights
 
 
 @register(

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from prunebench.methods.base import ScoringData, ScoringMethod, Weights
-from prunebench.methods.registry import register
+from prunebench.methods.method_registry import register
 
 
 def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
@@ -43,7 +43,7 @@ class LAMP(ScoringMethod):
 
     * ``lamp`` (``after_training``, the default): one shot at the target on the dense pre-training, then fine-tuning,
       so that it shares every other method's budget. Deviation: one round instead of 20.
-    * ``lamp@iterative``: the harness's iterative schedule (:mod:`prunebench.iterative`), the paper's weight-rewinding
+    * ``lamp@iterative``: the harness's iterative schedule (:mod:`prunebench.run.iterative_schedule`), the paper's weight-rewinding
       setting: ``rounds`` rounds of ``1 - (1 - s)^(1/k)`` each, survivors rewound to ``rewind``. Deviations: the
       per-round fraction follows the target instead of 20%, and the survivors are rewound, where ``iterate.py``
       retrains them from their pruned values.

@@ -1,6 +1,6 @@
 """Magnitude: keep the weights of largest |w|, under every schedule the harness runs a criterion under.
 
-One criterion, four schedules (:mod:`prunebench.schedules`), each a published method:
+One criterion, four schedules (:mod:`prunebench.run.criterion_schedules`), each a published method:
 
 * ``magnitude`` (``after_training``, the default): Han et al., NeurIPS 2015, "Learning both Weights and Connections
   for Efficient Neural Networks": prune the dense-trained network once, fine-tune with the mask fixed. With
@@ -14,10 +14,10 @@ One criterion, four schedules (:mod:`prunebench.schedules`), each a published me
   widest layers are pruned hardest and can collapse at high sparsity; the record's ``min_layer_density`` and
   ``collapsed`` show it.
 * ``gmp`` (``magnitude@gradual``): Zhu & Gupta 2017, gradual magnitude pruning along the cubic schedule while the
-  weights train from initialization (:mod:`prunebench.gradual`, which documents the schedule and its deviations).
+  weights train from initialization (:mod:`prunebench.run.gradual_schedule`, which documents the schedule and its deviations).
   Scopes ``global``, ``uniform`` and ``erk``, as published (RigL's and the reference's per-layer pruning).
 * ``imp`` (``magnitude@iterative``): iterative magnitude pruning with rewinding, Frankle & Carbin, ICLR 2019, and
-  Frankle et al., ICML 2020, as open_lth's ``sparse_global`` strategy (:mod:`prunebench.iterative`). It trains
+  Frankle et al., ICML 2020, as open_lth's ``sparse_global`` strategy (:mod:`prunebench.run.iterative_schedule`). It trains
   ``rounds + 1`` times the recipe (less the rewound part), so ``--methods all`` leaves it out.
 
 The score is ``|w|`` of the weights as they are when the schedule prunes: initial, dense-trained, training, or
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from prunebench.methods.base import ScoringData, ScoringMethod, Weights
-from prunebench.methods.registry import alias, register
+from prunebench.methods.method_registry import alias, register
 
 
 @register(

@@ -13,8 +13,8 @@
   :mod:`prunebench.methods.probmask`).
 * :func:`count_ones`: an exact count of a 0/1 mask, whatever its size.
 
-The trainer gives the methods the rest: :attr:`~prunebench.trainer.Trainer.progress` (the fraction of the learning
-phase done) and :attr:`~prunebench.trainer.Trainer.lr_factor` (the weights' learning-rate schedule).
+The trainer gives the methods the rest: :attr:`~prunebench.run.trainer.Trainer.progress` (the fraction of the learning
+phase done) and :attr:`~prunebench.run.trainer.Trainer.lr_factor` (the weights' learning-rate schedule).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunebench.allocation import masks_from_scores, top_mask
-from prunebench.masks import apply_masks
 from prunebench.methods.base import FinalMasks, Masks, TrainingSession, Weights
-from prunebench.prunable import weight_locations
+from prunebench.pruning.allocation import masks_from_scores, top_mask
+from prunebench.pruning.mask_application import apply_masks
+from prunebench.pruning.prunable import weight_locations
 
 if TYPE_CHECKING:
-    from prunebench.trainer import Trainer
+    from prunebench.run.trainer import Trainer
 
 
 class MaskedSession(TrainingSession):
@@ -86,7 +86,7 @@ def exact_top_k(
     scores: Mapping[str, torch.Tensor], sparsity: float, floors: Mapping[str, int] | None = None
 ) -> Masks:
     """Masks at exactly ``sparsity``: each layer's ``floors`` highest scores, then the highest remaining scores over
-    all layers (a global top-k, :func:`~prunebench.allocation.masks_from_scores`)."""
+    all layers (a global top-k, :func:`~prunebench.pruning.allocation.masks_from_scores`)."""
     if floors is not None:
         scores = {name: s.masked_fill(top_mask(s, floors[name]), math.inf) for name, s in scores.items()}
     return masks_from_scores(dict(scores), sparsity, "global")

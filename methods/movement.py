@@ -29,7 +29,7 @@ Port and deviations from the official code (all recorded as hyperparameters):
   ``initial_warmup=1``, ``final_warmup=2``. Here they are fractions of the learning phase, ``0.1`` and ``0.2``, so the
   cubic ramp runs from 10% to 80% of the phase whatever the budget (``cubic_keep_fraction``).
 * Exact counts: each step keeps exactly the scheduled number of weights per scope (counts from
-  ``prunebench.allocation``, selection by ``torch.topk``, or by the opt-in :mod:`~prunebench.methods.fast_topk`
+  ``prunebench.pruning.allocation``, selection by ``torch.topk``, or by the opt-in :mod:`~prunebench.methods.fast_topk`
   with the same result), where the reference keeps ``int(v * n)`` per matrix and,
   with ``--global_topk``, refreshes the global threshold every ``global_topk_frequency_compute`` steps. The hard mask
   therefore ends at exactly the target. In ``global`` scope the per-matrix floor is kept within that exact count:
@@ -71,9 +71,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import torch
 from torch import nn
 
-from prunebench.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
-from prunebench.errors import UsageError
-from prunebench.fused_step import optimizer_step
+from prunebench.core.errors import UsageError
 from prunebench.methods.base import (
     FinalMasks,
     Masks,
@@ -84,11 +82,13 @@ from prunebench.methods.base import (
 )
 from prunebench.methods.fast_topk import TrackedTopK, tracked_top_k_on
 from prunebench.methods.masked import MaskedSession, count_ones, exact_top_k
-from prunebench.methods.registry import register
-from prunebench.methods.schedules import cubic_keep_fraction
+from prunebench.methods.method_registry import register
+from prunebench.methods.sparsity_schedules import cubic_keep_fraction
+from prunebench.pruning.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
+from prunebench.run.fused_step import optimizer_step
 
 if TYPE_CHECKING:
-    from prunebench.trainer import Trainer
+    from prunebench.run.trainer import Trainer
 
 PAPER = "Sanh, Wolf & Rush, NeurIPS 2020, 'Movement Pruning: Adaptive Sparsity by Fine-Tuning'"
 
@@ -214,7 +214,7 @@ class MovementSession(MaskedSession):
     def after_step(self, trainer: Trainer) -> None:
         self.update_masks(trainer.progress)
 
-    # Checkpointed state (prunebench.checkpoint): the scores and masks are the model's (its parametrizations').
+    # Checkpointed state (prunebench.run.run_checkpoint): the scores and masks are the model's (its parametrizations').
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}
 
@@ -362,7 +362,7 @@ class SoftMovementSession(MovementSession):
         penalty = torch.stack([torch.sigmoid(s).sum() / s.numel() for s in self.scores.values()]).mean()
         return loss + self.regu_lambda * penalty
 
-    # Checkpointed state (prunebench.checkpoint): the penalty's current weight, besides the scores' optimizer.
+    # Checkpointed state (prunebench.run.run_checkpoint): the penalty's current weight, besides the scores' optimizer.
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "regu_lambda": self.regu_lambda}
 

@@ -23,7 +23,7 @@ Training step (official code: ``utils/conv_type.py::ProbMaskConv``, ``trainers/d
   ``sum_i clamp(s_i - v, 0, 1) = k`` (``v = 0`` when the clamped sum already meets the budget). This is the exact
   Euclidean projection (KKT conditions of ``min ||x - s||^2``); see :func:`project_to_budget`.
 * Budget ``k = rho(p) * N`` with the cubic schedule of ``main.py``: keep everything until ``p = ts = 0.16``, cubic
-  decay to the target keep fraction until ``p = te = 0.6``, then hold (:func:`~prunebench.methods.schedules.
+  decay to the target keep fraction until ``p = te = 0.6``, then hold (:func:`~prunebench.methods.sparsity_schedules.
   cubic_keep_fraction`).
 
 End of the learning phase (``main.py``, ``--finetune`` and ``--sample_from_training_set``, on by default): draw 10
@@ -83,18 +83,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prunebench.allocation import keep_budget
-from prunebench.errors import UsageError
-from prunebench.fused_step import optimizer_step
+from prunebench.core.errors import UsageError
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
 from prunebench.methods.masked import MaskedSession, count_ones
-from prunebench.methods.registry import register
-from prunebench.methods.schedules import cubic_keep_fraction
-from prunebench.recipe import OptimConfig
+from prunebench.methods.method_registry import register
+from prunebench.methods.sparsity_schedules import cubic_keep_fraction
+from prunebench.pruning.allocation import keep_budget
+from prunebench.run.fused_step import optimizer_step
+from prunebench.run.recipe import OptimConfig
 
 if TYPE_CHECKING:
-    from prunebench.recipe import Recipe
-    from prunebench.trainer import Trainer
+    from prunebench.run.recipe import Recipe
+    from prunebench.run.trainer import Trainer
 
 LOG_EPS = 1e-20
 """Added inside both logarithms of the log-odds, as the official code, so that ``s = 0`` and ``s = 1`` stay finite."""
@@ -394,7 +394,7 @@ class ProbMaskSession(MaskedSession):
             self.scores.sub_(shift).clamp_(0.0, 1.0)
             self.projection_shift = shift
 
-    # Checkpointed state (prunebench.checkpoint): what the model does not hold itself.
+    # Checkpointed state (prunebench.run.run_checkpoint): what the model does not hold itself.
     def state_dict(self) -> dict[str, Any]:
         return {
             "scores": self.scores.detach(),

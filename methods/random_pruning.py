@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from prunebench.methods.base import ScoringData, ScoringMethod, Weights
-from prunebench.methods.registry import register
+from prunebench.methods.method_registry import register
 
 
 @register(

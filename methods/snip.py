@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from prunebench.methods._scoring import examples_per_class, model_device, set_batchnorm_mode
 from prunebench.methods.base import ScoringData, ScoringMethod, Weights
-from prunebench.methods.registry import register
+from prunebench.methods.method_registry import register
 
 CHUNK = 256
 """Examples per forward pass; the gradient is accumulated exactly over chunks (eval-mode BN makes it additive)."""

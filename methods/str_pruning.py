@@ -61,11 +61,11 @@ from torch.nn import functional as F
 
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
 from prunebench.methods.masked import EXACT_FLOAT32_COUNT, MaskedSession, exact_top_k
-from prunebench.methods.registry import register
-from prunebench.methods.schedules import cubic_keep_fraction
+from prunebench.methods.method_registry import register
+from prunebench.methods.sparsity_schedules import cubic_keep_fraction
 
 if TYPE_CHECKING:
-    from prunebench.trainer import Trainer
+    from prunebench.run.trainer import Trainer
 
 
 def soft_threshold(weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
@@ -295,7 +295,7 @@ class STRSession(MaskedSession):
         if self.controller is not None:
             self.pending_progress = trainer.progress
 
-    # Checkpointed state (prunebench.checkpoint): the thresholds are the model's (its parametrizations').
+    # Checkpointed state (prunebench.run.run_checkpoint): the thresholds are the model's (its parametrizations').
     def state_dict(self) -> dict[str, Any]:
         state = {"momentum_buffer": self.momentum_buffer, "decay": self.decay}
         if self.controller is not None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunebench.allocation import masks_from_scores
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 from prunebench.methods._scoring import MissingData, model_device, set_batchnorm_mode
 from prunebench.methods.base import Masks, ScoringData, ScoringMethod, Weights
-from prunebench.methods.registry import register
+from prunebench.methods.method_registry import register
+from prunebench.pruning.allocation import masks_from_scores
 
 
 @register(

@@ -26,9 +26,9 @@ import torch
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.datasets.generated import write_cifar_layout
 from prunebench.datasets.prepare import prepare
-from prunebench.presets import get_preset
-from prunebench.runner import RunOptions, initial_model
-from prunebench.trainer import Trainer
+from prunebench.run.runner import RunOptions, initial_model
+from prunebench.run.trainer import Trainer
+from prunebench.zoo.presets import get_preset
 
 
 def _utilisation() -> float:

@@ -1,4 +1,4 @@
-"""Rewrite the registry index (bench/registry_index.json) from what the package's own modules register.
+"""Rewrite the registry index (bench/catalog/registry_index.json) from what the package's own modules register.
 
 Run it from the repository's root after adding a method, model or dataset to the package, or changing one's
 registration or hyperparameters:
@@ -9,7 +9,7 @@ registration or hyperparameters:
 committed index is not what this writes.
 """
 
-from prunebench.index_builder import write_index
+from prunebench.catalog.index_builder import write_index
 
 
 def main() -> None:

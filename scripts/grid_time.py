@@ -8,7 +8,7 @@ CPU time divided by the workers being what the grid takes on quiet cores (on a m
 wall time also counts the waits for a core).
 
 The floor counts, from the records and the existing FLOP accounting (each record's ``flops_dense``: one example's
-forward pass, :mod:`prunebench.accounting`): 3x the forward FLOPs per training example (forward and backward), for
+forward pass, :mod:`prunebench.pruning.accounting`): 3x the forward FLOPs per training example (forward and backward), for
 every epoch a run trains beyond the dense pre-training that after-training runs share (counted once per seed and
 budget), ProbMask's learning phase once per relaxed sample; and one forward pass per test example. Masked weights
 count as dense: training multiplies them. Rate: GFLOP/s of ``torch.mm`` on the shapes of the model's training step
@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunebench.config import RunConfig
 from prunebench.datasets import LoaderRequest, get_dataset
-from prunebench.presets import DEFAULT_PRESET, get_preset
-from prunebench.runner import initial_model
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import initial_model
+from prunebench.zoo.presets import DEFAULT_PRESET, get_preset
 
 
 def mm_shapes(model: nn.Module, batch: int) -> list[tuple[int, int, int]]:

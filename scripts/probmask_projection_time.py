@@ -2,7 +2,7 @@
 
     python scripts/probmask_projection_time.py [--preset mnist5k-lenet5] [--device auto] [--epochs 2] [--threads N]
 
-The steps are timed through the harness's own :class:`~prunebench.trainer.Trainer` (whole epochs, divided by the
+The steps are timed through the harness's own :class:`~prunebench.run.trainer.Trainer` (whole epochs, divided by the
 number of steps, after one warm-up epoch), so they include everything a run pays: the K relaxed forward passes, the
 backward pass, the clipping, both optimizers and the projection. The projection is timed alone on the session's
 probability vector at the target budget. Targets: projection under 5% of a ProbMask step; a ProbMask step about K
@@ -17,14 +17,14 @@ from collections.abc import Callable
 
 import torch
 
+from prunebench.core.environment import describe_device, resolve_device
 from prunebench.datasets import LoaderRequest, get_dataset
-from prunebench.environment import describe_device, resolve_device
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.probmask import ProbMask, project_to_budget
-from prunebench.presets import DEFAULT_PRESET, get_preset
-from prunebench.prunable import prunable_weights
-from prunebench.runner import initial_model
-from prunebench.trainer import Trainer
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.runner import initial_model
+from prunebench.run.trainer import Trainer
+from prunebench.zoo.presets import DEFAULT_PRESET, get_preset
 
 
 def _timed(device: torch.device, work: Callable[[], object]) -> float:

@@ -37,9 +37,9 @@ from pathlib import Path
 
 AUDIT = """
 import os
-import prunebench.results
+import prunebench.grid.result_store
 
-_save = prunebench.results.ResultStore.save
+_save = prunebench.grid.result_store.ResultStore.save
 
 
 def save(self, record):
@@ -49,7 +49,7 @@ def save(self, record):
     return path
 
 
-prunebench.results.ResultStore.save = save
+prunebench.grid.result_store.ResultStore.save = save
 """
 
 

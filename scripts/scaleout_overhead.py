@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from prunebench.checkpoint import CheckpointPolicy, RunCheckpoint
-from prunebench.experiment import Experiment
-from prunebench.results import ResultStore
-from prunebench.runner import execute
-from prunebench.scheduler import Runner, RunnerSettings
+from prunebench.grid.experiment import Experiment
+from prunebench.grid.result_store import ResultStore
+from prunebench.grid.scheduler import Runner, RunnerSettings
+from prunebench.run.run_checkpoint import CheckpointPolicy, RunCheckpoint
+from prunebench.run.runner import execute
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
             write_times.append(time.perf_counter() - started)
             sizes.append(self.path.stat().st_size)
 
-    import prunebench.scheduler as scheduler
+    import prunebench.grid.scheduler as scheduler
 
     scheduler.RunCheckpoint = Timed
     with tempfile.TemporaryDirectory() as scratch:

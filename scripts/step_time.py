@@ -20,9 +20,9 @@ formulas can skip, so that a method's ratio can be read against what is reachabl
   methods. No gradient of the thresholds, no survivor count, no threshold step or controller.
 
 ``--plain`` also times every variant on the plain path (``, plain``: every opt-in speed-up of
-:mod:`prunebench.fast_paths` off, as ``PRUNEBENCH_PLAIN=1``) and with each speed-up off alone (``, no NAME``), built
+:mod:`prunebench.run.fast_paths` off, as ``PRUNEBENCH_PLAIN=1``) and with each speed-up off alone (``, no NAME``), built
 side by side and interleaved with the others: what each speed-up saves a step, on this device. It also times the
-optimizer steps alone, ``optimizer.step()`` against the direct kernel call of :mod:`prunebench.fused_step`
+optimizer steps alone, ``optimizer.step()`` against the direct kernel call of :mod:`prunebench.run.fused_step`
 (interleaved blocks of calls; whole steps vary more from epoch to epoch than that call's saving).
 
 ``--clock cpu`` times the process's CPU time instead of the wall clock: on a machine shared with other jobs, with one
@@ -50,19 +50,19 @@ from types import SimpleNamespace
 import torch
 from torch.nn import functional as F
 
-from prunebench import fast_paths
-from prunebench.config import RunConfig
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.datasets.memory import TensorLoader
-from prunebench.fused_step import AdamStep, SGDStep
-from prunebench.masks import MaskEnforcer, apply_masks
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.masked import MaskedSession
-from prunebench.methods.registry import all_methods, get_method
-from prunebench.presets import DEFAULT_PRESET, get_preset
-from prunebench.prunable import prunable_weights
-from prunebench.runner import initial_model
-from prunebench.trainer import Trainer
+from prunebench.methods.method_registry import all_methods, get_method
+from prunebench.pruning.mask_application import MaskEnforcer, apply_masks
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run import fast_paths
+from prunebench.run.fused_step import AdamStep, SGDStep
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import initial_model
+from prunebench.run.trainer import Trainer
+from prunebench.zoo.presets import DEFAULT_PRESET, get_preset
 
 
 def main() -> None:
@@ -179,7 +179,7 @@ class ConstantSoftThreshold(torch.nn.Module):
 
 @contextlib.contextmanager
 def speedups_off(names: tuple[str, ...]) -> Iterator[None]:
-    """The speed-ups ``names`` of :mod:`prunebench.fast_paths` off for the trainers built inside (``--plain``)."""
+    """The speed-ups ``names`` of :mod:`prunebench.run.fast_paths` off for the trainers built inside (``--plain``)."""
     saved = dict(fast_paths.PAYS_ON)
     fast_paths.PAYS_ON.update({name: frozenset() for name in names})
     try:
@@ -192,7 +192,7 @@ def optimizer_step_times(
     optimizers: dict[str, torch.optim.Optimizer], clock: Callable[[], float], rounds: int, calls: int = 200
 ) -> list[str]:
     """One line per optimizer: the median time of a call of ``optimizer.step()`` and of the direct kernel call
-    (:class:`~prunebench.fused_step.SGDStep`, :class:`~prunebench.fused_step.AdamStep`), over ``rounds`` interleaved
+    (:class:`~prunebench.run.fused_step.SGDStep`, :class:`~prunebench.run.fused_step.AdamStep`), over ``rounds`` interleaved
     blocks of ``calls`` calls each (``--plain``; it steps the optimizers' parameters, after the epochs are timed)."""
     lines = []
     for label, optimizer in optimizers.items():
@@ -218,7 +218,7 @@ def optimizer_step_times(
 def measure(args: argparse.Namespace) -> dict:
     """Each variant's median time per step and its ratio to the dense step, and a header line."""
     preset = get_preset(args.preset)
-    torch.set_flush_denormal(True)  # as every run does (see prunebench.runner.execute)
+    torch.set_flush_denormal(True)  # as every run does (see prunebench.run.runner.execute)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = get_dataset(preset.dataset)
     recipe = preset.recipe

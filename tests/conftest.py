@@ -35,7 +35,7 @@ def one_thread():
 @pytest.fixture
 def method_registry(monkeypatch):
     """The method registry, loaded, restored after the test: methods registered in the test disappear with it."""
-    from prunebench.methods import registry
+    from prunebench.methods import method_registry as registry
 
     registry.all_methods()
     # Every class imported first: a method module first imported under the copy would stay imported after the

@@ -11,8 +11,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import prunebench
-from prunebench.accounting import account, count_flops
-from prunebench.models import build_model
+from prunebench.pruning.accounting import account, count_flops
+from prunebench.zoo.model_zoo import build_model
 
 E, L, S = 16, 5, 7
 """Embedding width, query length and key length of the attention examples."""

@@ -9,9 +9,14 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from prunebench.allocation import counts_from_densities, layer_densities, layer_keep_counts, masks_from_scores
-from prunebench.errors import UsageError
-from prunebench.prunable import prunable_weights
+from prunebench.core.errors import UsageError
+from prunebench.pruning.allocation import (
+    counts_from_densities,
+    layer_densities,
+    layer_keep_counts,
+    masks_from_scores,
+)
+from prunebench.pruning.prunable import prunable_weights
 
 
 def _modules(model: nn.Module) -> list[nn.Module]:

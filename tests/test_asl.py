@@ -13,8 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from prunebench.config import RunConfig
-from prunebench.experiment import Experiment
+from prunebench.grid.experiment import Experiment
 from prunebench.methods.asl import (
     ASL,
     EPS,
@@ -24,10 +23,11 @@ from prunebench.methods.asl import (
     sparse_weight,
 )
 from prunebench.methods.base import ScoringData, TrainingContext
-from prunebench.methods.registry import get_method
-from prunebench.prunable import prunable_weights
-from prunebench.recipe import OptimConfig
-from prunebench.runner import execute
+from prunebench.methods.method_registry import get_method
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
 
 CPU = torch.device("cpu")
 

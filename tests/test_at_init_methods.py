@@ -12,15 +12,15 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 import prunebench
-from prunebench.allocation import keep_budget, layer_keep_counts
-from prunebench.config import RunConfig
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 from prunebench.methods.base import ScoringData
 from prunebench.methods.grasp import GraSP
 from prunebench.methods.snip import SNIP
 from prunebench.methods.synflow import SynFlow
-from prunebench.prunable import prunable_weights
-from prunebench.runner import execute
+from prunebench.pruning.allocation import keep_budget, layer_keep_counts
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
 
 METHODS = ("snip", "grasp", "synflow", "magnitude_init")
 SCOPES = ("global", "uniform", "uniform_plus", "erk")

@@ -15,15 +15,15 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils import parametrize
 
 import prunebench
-from prunebench.allocation import keep_budget
 from prunebench.datasets.memory import TensorLoader
-from prunebench.masks import apply_masks
 from prunebench.methods import get_method
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.grasp import GraSP
 from prunebench.methods.synflow import SynFlow
-from prunebench.prunable import prunable_weights
-from prunebench.trainer import OptimConfig, Trainer
+from prunebench.pruning.allocation import keep_budget
+from prunebench.pruning.mask_application import apply_masks
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.trainer import OptimConfig, Trainer
 
 DURING_TRAINING = ("movement", "soft_movement", "str", "probmask", "asl")
 

@@ -13,21 +13,21 @@ import torch
 
 from prunebench import load_mask
 from prunebench.cli import main
-from prunebench.config import RunConfig
-from prunebench.controls import (
+from prunebench.core.errors import UsageError, WriteError
+from prunebench.grid.experiment import Experiment
+from prunebench.grid.result_store import ResultStore
+from prunebench.grid.scheduler import prerequisites
+from prunebench.pruning.mask_application import MaskEnforcer
+from prunebench.pruning.saved_masks import mask_path, pack, read_mask, unpack, write_mask
+from prunebench.run.allocation_controls import (
     parse_controls,
     phases,
     shuffle_masks,
     source_config,
     source_run_id,
 )
-from prunebench.errors import UsageError, WriteError
-from prunebench.experiment import Experiment
-from prunebench.masks import MaskEnforcer
-from prunebench.results import ResultStore
-from prunebench.runner import initial_model, run_grid
-from prunebench.saved_masks import mask_path, pack, read_mask, unpack, write_mask
-from prunebench.scheduler import prerequisites
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import initial_model, run_grid
 
 CPU = torch.device("cpu")
 ODD_SHAPES = {"a": (3, 5, 7), "b": (1,), "c": (13,), "d": (2, 3, 1, 1), "e": (11, 2)}
@@ -71,7 +71,7 @@ def test_masks_round_trip_bit_for_bit_for_odd_shapes(tmp_path):
 
 def test_a_record_is_never_written_without_its_mask(tmp_path, monkeypatch):
     """The mask goes first: when it cannot be written, neither is the record."""
-    import prunebench.saved_masks as saved
+    import prunebench.pruning.saved_masks as saved
 
     record = json.loads(json.dumps(_FAKE_RECORD))
     record["_mask"] = pack(_random_masks())
@@ -272,7 +272,7 @@ def test_reinit_control_keeps_the_mask_exactly_and_redraws_the_weights(controlle
 def test_fraction_explained_against_a_hand_computation():
     from scipy import stats
 
-    from prunebench.leaderboard.controls import fraction_explained
+    from prunebench.leaderboard.controls_table import fraction_explained
 
     method = {0: 80.0, 1: 82.0, 2: 84.0}
     shuffle = {0: 70.0, 1: 73.0, 2: 74.0}
@@ -318,8 +318,8 @@ def _record(method, scope, seed, top1, *, control="", schedule="at_init", criter
 
 
 def test_the_controls_table_and_the_budget_mark():
-    from prunebench.leaderboard.budgets import mark_over_budget
-    from prunebench.leaderboard.controls import add_control_tables, controls_table, split_controls
+    from prunebench.leaderboard.budget_marks import mark_over_budget
+    from prunebench.leaderboard.controls_table import add_control_tables, controls_table, split_controls
     from prunebench.leaderboard.render import Cell, Table, to_latex
 
     records = [

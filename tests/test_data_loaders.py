@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from prunebench.config import RunConfig
+from prunebench.core.errors import UsageError
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.datasets.augment import (
     cifar_augment,
@@ -24,9 +24,9 @@ from prunebench.datasets.augment import (
 from prunebench.datasets.cifar import read_cifar
 from prunebench.datasets.generated import write_cifar_layout, write_image_folder
 from prunebench.datasets.memory import epoch_generator
-from prunebench.errors import UsageError
-from prunebench.presets import get_preset
-from prunebench.runner import RunOptions, execute
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import RunOptions, execute
+from prunebench.zoo.presets import get_preset
 
 CPU = torch.device("cpu")
 

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunebench.catalog.hparams import HParam
 from prunebench.cli import _experiment, build_parser, main
-from prunebench.config import PrunableOptions, RunConfig
-from prunebench.errors import UsageError
-from prunebench.experiment import Experiment
-from prunebench.grid import parse_seeds
-from prunebench.hparams import HParam
-from prunebench.methods.registry import all_methods, combinations, get_method
-from prunebench.presets import get_preset
-from prunebench.results import ResultStore
-from prunebench.runner import run_grid
+from prunebench.core.errors import UsageError
+from prunebench.grid.experiment import Experiment
+from prunebench.grid.grid_choices import parse_seeds
+from prunebench.grid.result_store import ResultStore
+from prunebench.methods.method_registry import all_methods, combinations, get_method
+from prunebench.run.run_config import PrunableOptions, RunConfig
+from prunebench.run.runner import run_grid
+from prunebench.zoo.presets import get_preset
 
 CPU = torch.device("cpu")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "experiment.toml"
@@ -94,7 +94,7 @@ def test_descriptive_text_is_not_part_of_the_identity():
 
 
 def test_the_identity_holds_versions_and_everything_that_changes_a_result():
-    from prunebench.config import HARNESS_VERSION
+    from prunebench.run.run_config import HARNESS_VERSION
 
     identity = _config("magnitude").identity
     assert identity["harness_version"] == HARNESS_VERSION
@@ -431,15 +431,15 @@ def test_a_plugin_that_fails_to_import_is_one_warning_and_the_rest_works(
 def test_models_datasets_and_presets_register_through_entry_points(tmp_path, monkeypatch, group):
     import importlib.metadata
 
-    from prunebench.datasets.registry import DATASETS
-    from prunebench.models import MODELS
-    from prunebench.presets import PRESETS
+    from prunebench.datasets.dataset_registry import DATASETS
+    from prunebench.zoo.model_zoo import MODELS
+    from prunebench.zoo.presets import PRESETS
 
     registry = {"models": MODELS, "datasets": DATASETS, "presets": PRESETS}[group]
     source = {
-        "models": 'from prunebench.models import register_model\nfrom torch import nn\n@register_model("plugged", summary="s", source="s")\ndef plugged(shape, classes):\n    return nn.Linear(1, classes)\n',
+        "models": 'from prunebench.zoo.model_zoo import register_model\nfrom torch import nn\n@register_model("plugged", summary="s", source="s")\ndef plugged(shape, classes):\n    return nn.Linear(1, classes)\n',
         "datasets": 'from prunebench.datasets import register_dataset\n@register_dataset("plugged", num_classes=2, input_shape=(1,), summary="s", source="s")\ndef plugged(request):\n    raise NotImplementedError\n',
-        "presets": 'from dataclasses import replace\nfrom prunebench.presets import get_preset, register_preset\nregister_preset(replace(get_preset("synthetic-tiny"), name="plugged"))\n',
+        "presets": 'from dataclasses import replace\nfrom prunebench.zoo.presets import get_preset, register_preset\nregister_preset(replace(get_preset("synthetic-tiny"), name="plugged"))\n',
     }[group]
     (tmp_path / f"plugin_{group}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -455,7 +455,7 @@ def test_models_datasets_and_presets_register_through_entry_points(tmp_path, mon
 
 
 def test_format_one_records_are_read_as_they_are_and_superseded_by_current_ones(tmp_path):
-    from prunebench.leaderboard.records import RecordWarning, load_records
+    from prunebench.leaderboard.record_reader import RecordWarning, load_records
 
     experiment = Experiment(
         preset="synthetic-tiny", methods="magnitude", scopes="global", sparsity=[0.9], seeds=1

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunebench import fast_paths
 from prunebench.cli import main
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
+from prunebench.run import fast_paths
 
 
 @pytest.mark.parametrize(

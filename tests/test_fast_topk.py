@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from prunebench import fast_paths
 from prunebench.datasets.memory import TensorLoader
 from prunebench.methods import fast_topk
 from prunebench.methods.fast_topk import TrackedTopK, tracked_top_k_on
 from prunebench.methods.movement import HardMovementSession
-from prunebench.prunable import prunable_weights
-from prunebench.recipe import OptimConfig
-from prunebench.trainer import Trainer, TrainHook
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run import fast_paths
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.trainer import Trainer, TrainHook
 
 
 @pytest.mark.parametrize("band", ["numpy", "torch"])

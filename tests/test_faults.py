@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from prunebench.cli import main
-from prunebench.record import RECORD_VERSION, problem
+from prunebench.run.run_record import RECORD_VERSION, problem
 
 GRID = [
     "--preset",
@@ -113,7 +113,7 @@ def _killed_writer(target: Path, mode: str) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from prunebench.atomic_files import atomic_file
+        from prunebench.core.atomic_files import atomic_file
         with atomic_file(Path({str(target)!r}), {mode!r}) as stream:
             stream.write({"b'x' * 4096" if "b" in mode else "'x' * 4096"})
             stream.flush()
@@ -155,7 +155,7 @@ def test_an_atomic_write_syncs_the_file_then_its_directory(tmp_path, monkeypatch
     """A rename is durable only once the directory is synced: a power cut after it keeps the new file."""
     import stat
 
-    from prunebench.atomic_files import atomic_write_text
+    from prunebench.core.atomic_files import atomic_write_text
 
     synced = []
     real_fsync = os.fsync
@@ -232,8 +232,8 @@ def _poisoned_method(damage: str):
     """A during-training method that keeps the largest weights and damages the model as it ends: a NaN in a weight
     after the last optimizer step (``nan``: the epoch's mean loss stays finite), or weights so large that the final
     evaluation overflows while every weight is finite (``overflow``)."""
-    from prunebench.allocation import masks_from_scores
     from prunebench.methods.base import FinalMasks, TrainingMethod, TrainingSession
+    from prunebench.pruning.allocation import masks_from_scores
 
     class Session(TrainingSession):
         def __init__(self, weights, sparsity, scope):
@@ -328,7 +328,7 @@ def test_what_would_fail_every_run_is_refused_before_any_run(capsys, tmp_path, p
 
 
 def test_a_scope_that_cannot_split_a_sparsity_is_left_out_of_an_all_scopes_grid():
-    from prunebench.experiment import Experiment
+    from prunebench.grid.experiment import Experiment
 
     experiment = Experiment(preset="synthetic-tiny", methods="magnitude", sparsity=[0.9, 0.999], seeds=1)
     with pytest.warns(
@@ -397,8 +397,8 @@ def _cifar_root(tmp_path: Path) -> Path:
 def test_a_cifar_batch_crafted_to_run_code_is_refused_not_run(tmp_path):
     import pickle
 
+    from prunebench.core.errors import UsageError
     from prunebench.datasets.cifar import read_cifar
-    from prunebench.errors import UsageError
 
     root = _cifar_root(tmp_path)
     batch = root / "cifar-10-batches-py" / "data_batch_2"
@@ -428,8 +428,8 @@ def test_a_broken_cifar_batch_is_one_line_naming_it(tmp_path, damage, message):
 
     import numpy as np
 
+    from prunebench.core.errors import UsageError
     from prunebench.datasets.cifar import read_cifar
-    from prunebench.errors import UsageError
 
     root = _cifar_root(tmp_path)
     batch = root / "cifar-10-batches-py" / "data_batch_3"

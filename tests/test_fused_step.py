@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from prunebench import fast_paths
 from prunebench.datasets.memory import TensorLoader
-from prunebench.fused_step import AdamStep, FusedStep, SGDStep, optimizer_step, torch_tested
-from prunebench.recipe import OptimConfig
-from prunebench.trainer import Trainer
+from prunebench.run import fast_paths
+from prunebench.run.fused_step import AdamStep, FusedStep, SGDStep, optimizer_step, torch_tested
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.trainer import Trainer
 
 needs_tested_torch = pytest.mark.skipif(
     not torch_tested(), reason=f"the direct step is off on PyTorch {torch.__version__} (not in TESTED_TORCH)"
@@ -213,7 +213,9 @@ def test_optimizer_step_is_the_plain_step_where_the_speed_up_is_off(monkeypatch:
         optimizer = optimizer_class(parameters, lr=0.1, **({} if fused is None else {"fused": fused}))
         return optimizer, optimizer_step(optimizer)
 
-    monkeypatch.setattr("prunebench.fused_step.TESTED_TORCH", (".".join(torch.__version__.split(".")[:2]),))
+    monkeypatch.setattr(
+        "prunebench.run.fused_step.TESTED_TORCH", (".".join(torch.__version__.split(".")[:2]),)
+    )
     monkeypatch.delenv(fast_paths.PLAIN_VARIABLE, raising=False)
     for optimizer_class, direct in [
         (torch.optim.SGD, SGDStep),
@@ -231,7 +233,7 @@ def test_optimizer_step_is_the_plain_step_where_the_speed_up_is_off(monkeypatch:
     plain.append(built())
     monkeypatch.setenv(fast_paths.PLAIN_VARIABLE, "0")
     monkeypatch.setattr(
-        "prunebench.fused_step.TESTED_TORCH", ("1.13",)
+        "prunebench.run.fused_step.TESTED_TORCH", ("1.13",)
     )  # another PyTorch: its kernels may differ
     plain.append(built())
     for optimizer, step in plain:
@@ -243,6 +245,6 @@ def test_optimizer_step_is_the_plain_step_where_the_speed_up_is_off(monkeypatch:
 
 
 def test_torch_tested_compares_major_and_minor(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("prunebench.fused_step.TESTED_TORCH", ("2.14",))
+    monkeypatch.setattr("prunebench.run.fused_step.TESTED_TORCH", ("2.14",))
     assert torch_tested("2.14.1+cu130") and torch_tested("2.14.0")
     assert not torch_tested("2.1.0") and not torch_tested("2.140.0") and not torch_tested("1.14.0")

@@ -9,17 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from prunebench.config import RunConfig
 from prunebench.datasets.memory import TensorLoader
-from prunebench.gradual import GradualPruning
 from prunebench.methods.base import Masks, ScoringMethod
 from prunebench.methods.magnitude import Magnitude
-from prunebench.methods.registry import get_method
-from prunebench.prunable import prunable_weights
-from prunebench.recipe import OptimConfig
-from prunebench.runner import execute
-from prunebench.schedules import Gradual
-from prunebench.trainer import Trainer, TrainHook
+from prunebench.methods.method_registry import get_method
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.criterion_schedules import Gradual
+from prunebench.run.gradual_schedule import GradualPruning
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
+from prunebench.run.trainer import Trainer, TrainHook
 
 
 class Recorder(TrainHook):

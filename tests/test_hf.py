@@ -11,13 +11,13 @@ import torch
 import torch.nn.utils.prune as torch_prune
 
 import prunebench
-from prunebench.allocation import keep_budget
-from prunebench.config import RunConfig
-from prunebench.errors import UsageError
-from prunebench.hf import parse_spec
-from prunebench.models import build_model
-from prunebench.prunable import prunable_weights
-from prunebench.runner import execute
+from prunebench.core.errors import UsageError
+from prunebench.pruning.allocation import keep_budget
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
+from prunebench.zoo.hf_models import parse_spec
+from prunebench.zoo.model_zoo import build_model
 
 transformers = pytest.importorskip("transformers")
 

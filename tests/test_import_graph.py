@@ -19,7 +19,13 @@ KNOWN = [
     # the run and grid layer: run_grid (runner) drives the scheduler and the workers, which call back into the
     # runner; the controls and the structured track take the runner's context. Broken when run_grid moves above
     # the scheduler and the context into a module of its own.
-    {"controls", "parallel", "runner", "scheduler", "structured"},
+    {
+        "grid.local_executor",
+        "grid.scheduler",
+        "run.allocation_controls",
+        "run.runner",
+        "structured.structured_run",
+    },
 ]
 
 
@@ -29,8 +35,9 @@ def _modules() -> dict[str, Path]:
         spec = importlib.util.find_spec(package)
         assert spec is not None and spec.submodule_search_locations, f"{package} is not installed"
         for folder in spec.submodule_search_locations:
-            for path in Path(folder).glob("*.py"):
-                modules[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+            for path in Path(folder).rglob("*.py"):
+                parts = [package, *path.relative_to(folder).with_suffix("").parts]
+                modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return modules
 
 
@@ -123,3 +130,15 @@ def test_no_import_circle_but_the_known_ones():
         {name.removeprefix("prunebench.") for name in component} for component in strongly_connected(graph)
     ]
     assert sorted(map(sorted, found)) == sorted(map(sorted, KNOWN))
+
+
+def test_every_module_of_the_harness_is_in_a_subpackage_and_every_name_is_unique():
+    modules = _modules()
+    top_level = sorted(name for name in modules if name.count(".") == 1 and name.startswith("prunebench."))
+    harness_top = [name for name in top_level if name.split(".")[1] not in ("methods", "datasets", "leaderboard")]
+    assert all(modules[name].name == "__init__.py" or name == "prunebench.cli" for name in harness_top), harness_top
+    stems: dict[str, list[str]] = {}
+    for name, path in modules.items():
+        if path.name != "__init__.py":
+            stems.setdefault(path.stem, []).append(name)
+    assert {stem: names for stem, names in stems.items() if len(names) > 1} == {}

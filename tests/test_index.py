@@ -13,7 +13,7 @@ from typing import Annotated
 
 import pytest
 
-from prunebench import declarations
+from prunebench.catalog import registry_index as declarations
 from prunebench.cli import main
 from prunebench.methods.base import ScoringMethod
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_committed_index_is_what_the_modules_register():
     """The index built afresh (in a new interpreter, every module imported) equals the committed file."""
-    code = "import sys\nfrom prunebench.index_builder import index_text\nsys.stdout.write(index_text())\n"
+    code = "import sys\nfrom prunebench.catalog.index_builder import index_text\nsys.stdout.write(index_text())\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     committed = declarations.INDEX_FILE.read_text(encoding="utf-8")
@@ -30,7 +30,7 @@ def test_the_committed_index_is_what_the_modules_register():
 
 
 def test_the_index_lists_every_module_of_the_package_and_what_the_listings_show():
-    from prunebench.methods import registry
+    from prunebench.methods import method_registry as registry
 
     index = declarations.read_index()
     assert set(index["methods"]) == set(registry.package_modules())  # base.py, masked.py... listed, empty
@@ -93,7 +93,7 @@ PLUGIN = '''
 from dataclasses import dataclass
 
 from prunebench.methods.base import ScoringMethod
-from prunebench.methods.registry import register
+from prunebench.methods.method_registry import register
 
 
 @register("{name}", schedule="at_init", scopes=("global",), paper="a test", version={version})

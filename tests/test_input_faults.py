@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prunebench.catalog.hparams import HParam
 from prunebench.cli import main
-from prunebench.errors import UsageError
-from prunebench.experiment import Experiment
-from prunebench.hparams import HParam
-from prunebench.saved_masks import read_mask, unpack
+from prunebench.core.errors import UsageError
+from prunebench.grid.experiment import Experiment
+from prunebench.pruning.saved_masks import read_mask, unpack
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "default-grid" / "runs"
 SMALL_GRID = ["--preset", "synthetic-tiny", "--methods", "magnitude", "--scopes", "global", "--seeds", "1"]

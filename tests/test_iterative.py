@@ -9,18 +9,18 @@ import pytest
 import torch
 from torch import nn
 
-from prunebench.config import RunConfig
 from prunebench.datasets.memory import TensorLoader
-from prunebench.grid import parse_methods
-from prunebench.iterative import prune_iteratively
-from prunebench.masks import MaskEnforcer
+from prunebench.grid.grid_choices import parse_methods
 from prunebench.methods.base import Masks
 from prunebench.methods.magnitude import Magnitude
-from prunebench.prunable import prunable_weights
-from prunebench.recipe import OptimConfig
-from prunebench.runner import execute
-from prunebench.schedules import Iterative
-from prunebench.trainer import Trainer
+from prunebench.pruning.mask_application import MaskEnforcer
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.criterion_schedules import Iterative
+from prunebench.run.iterative_schedule import prune_iteratively
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
+from prunebench.run.trainer import Trainer
 
 CPU = torch.device("cpu")
 

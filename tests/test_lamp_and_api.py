@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import prunebench
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 from prunebench.methods.lamp import lamp_scores
 
 

@@ -18,13 +18,13 @@ import time
 import pytest
 import torch
 
-from prunebench.atomic_files import atomic_save_tensors
-from prunebench.claims import ClaimStore
-from prunebench.errors import Failed, UsageError, WriteError
-from prunebench.experiment import Experiment
-from prunebench.results import ResultStore
-from prunebench.runner import failure_record, run_grid
-from prunebench.scheduler import Runner, RunnerSettings, remove_leftover_checkpoints
+from prunebench.core.atomic_files import atomic_save_tensors
+from prunebench.core.errors import Failed, UsageError, WriteError
+from prunebench.grid.claims import ClaimStore
+from prunebench.grid.experiment import Experiment
+from prunebench.grid.result_store import ResultStore
+from prunebench.grid.scheduler import Runner, RunnerSettings, remove_leftover_checkpoints
+from prunebench.run.runner import failure_record, run_grid
 
 CPU = torch.device("cpu")
 FAST = RunnerSettings(poll_s=0.05)
@@ -94,8 +94,8 @@ def test_force_reruns_the_records_written_before_it_and_none_written_during_it(t
 
 
 def test_workers_started_late_are_handed_the_invocations_start(tmp_path):
-    from prunebench.parallel import run_in_workers
-    from prunebench.runner import GridReporter
+    from prunebench.grid.local_executor import run_in_workers
+    from prunebench.run.runner import GridReporter
 
     configs = _grid("random")[:2]
     store = ResultStore(tmp_path)
@@ -107,8 +107,8 @@ def test_workers_started_late_are_handed_the_invocations_start(tmp_path):
 
 def test_a_requeued_slurm_task_skips_the_runs_finished_since_submission(tmp_path):
     pytest.importorskip("submitit")
-    from prunebench.runner import RunOptions
-    from prunebench.slurm import SlurmTask
+    from prunebench.grid.slurm_executor import SlurmTask
+    from prunebench.run.runner import RunOptions
 
     configs = _grid("random")[:2]
     store = ResultStore(tmp_path)
@@ -120,7 +120,7 @@ def test_a_requeued_slurm_task_skips_the_runs_finished_since_submission(tmp_path
 
 def test_slurm_without_sbatch_is_refused_unless_the_local_cluster_is_asked_for(tmp_path, monkeypatch, capsys):
     from prunebench.cli import main
-    from prunebench.slurm import SlurmOptions, check_cluster
+    from prunebench.grid.slurm_executor import SlurmOptions, check_cluster
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
     with pytest.raises(UsageError, match="no Slurm here"):
@@ -139,7 +139,7 @@ def test_slurm_wait_exits_non_zero_with_the_runs_left_when_every_task_has_ended(
     tmp_path, monkeypatch, capsys
 ):
     pytest.importorskip("submitit")
-    import prunebench.slurm
+    import prunebench.grid.slurm_executor
     from prunebench.cli import main
 
     class _Ended:
@@ -148,8 +148,8 @@ def test_slurm_wait_exits_non_zero_with_the_runs_left_when_every_task_has_ended(
         def done(self) -> bool:
             return True
 
-    monkeypatch.setattr(prunebench.slurm, "submit", lambda *args, **kwargs: [_Ended()])
-    monkeypatch.setattr(prunebench.slurm, "follow", lambda *args, **kwargs: None)
+    monkeypatch.setattr(prunebench.grid.slurm_executor, "submit", lambda *args, **kwargs: [_Ended()])
+    monkeypatch.setattr(prunebench.grid.slurm_executor, "follow", lambda *args, **kwargs: None)
     out = tmp_path / "out"
     flags = ["--preset", "synthetic-tiny", "--methods", "random", "--scopes", "global", "--sparsity", "0.9"]
     argv = [
@@ -172,7 +172,7 @@ def test_slurm_wait_exits_non_zero_with_the_runs_left_when_every_task_has_ended(
 # A full disk -------------------------------------------------------------------------------------------------------
 def _full_disk_under(monkeypatch, folder: str) -> None:
     """Writes of files under ``folder`` fail as on a full disk (at the rename, after the data was written)."""
-    import prunebench.atomic_files
+    import prunebench.core.atomic_files
 
     replace = os.replace
 
@@ -181,7 +181,7 @@ def _full_disk_under(monkeypatch, folder: str) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return replace(source, target)
 
-    monkeypatch.setattr(prunebench.atomic_files.os, "replace", full)
+    monkeypatch.setattr(prunebench.core.atomic_files.os, "replace", full)
 
 
 def test_a_full_disk_stops_the_grid_in_one_line_and_records_no_failure(tmp_path, monkeypatch):
@@ -218,7 +218,7 @@ def test_tensors_saved_through_memory_are_the_bytes_torch_writes_to_a_file(tmp_p
 
 # Status and leftovers -----------------------------------------------------------------------------------------------
 def test_status_counts_each_run_once_and_pretrainings_apart(tmp_path):
-    from prunebench.status import grid_status
+    from prunebench.grid.grid_status import grid_status
 
     configs = _grid("magnitude")
     runs, checkpoints = tmp_path / "runs", tmp_path / "checkpoints"
@@ -253,8 +253,8 @@ def test_a_finished_runs_leftover_checkpoint_is_removed_and_a_live_runs_is_not(t
 
 
 def test_a_worker_whose_parent_is_gone_stops_instead_of_failing_its_run():
-    from prunebench.checkpoint import STOP
-    from prunebench.worker import _EventReporter
+    from prunebench.grid.local_worker import _EventReporter
+    from prunebench.run.run_checkpoint import STOP
 
     read, write = os.pipe()
     os.close(read)
@@ -302,8 +302,8 @@ def test_a_broken_plugin_is_reported_once_not_once_per_worker(tmp_path):
 
 def test_submitting_leaves_no_literal_job_id_folder(tmp_path):
     pytest.importorskip("submitit")
-    from prunebench.runner import RunOptions
-    from prunebench.slurm import SlurmOptions, submit
+    from prunebench.grid.slurm_executor import SlurmOptions, submit
+    from prunebench.run.runner import RunOptions
 
     options = SlurmOptions(cluster="local", tasks=1, gpus=0, time=5)
     jobs = submit([], tmp_path, RunOptions(), FAST, options)  # a task with nothing to do starts and ends

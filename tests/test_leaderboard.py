@@ -20,18 +20,18 @@ from matplotlib.colors import to_hex
 from scipy import stats
 
 from prunebench.cli import main
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 from prunebench.leaderboard import plots, write_leaderboard
-from prunebench.leaderboard.allocations import short_labels
+from prunebench.leaderboard.layer_densities import short_labels
 from prunebench.leaderboard.plots import SCOPE_STYLES, accuracy_figure, density_figure, speedup_figure
 from prunebench.leaderboard.provenance import commands, grid
-from prunebench.leaderboard.records import RecordWarning, load_records
+from prunebench.leaderboard.record_reader import RecordWarning, load_records
 from prunebench.leaderboard.render import Cell, Table, to_latex
 from prunebench.leaderboard.scopes import scope_comparisons
+from prunebench.leaderboard.section_tables import allocation_table, scope_table
 from prunebench.leaderboard.sections import build_sections
-from prunebench.leaderboard.table import COLUMNS, tidy_table
-from prunebench.leaderboard.tables import allocation_table, scope_table
-from prunebench.record import RECORD_VERSION
+from prunebench.leaderboard.tidy_table import COLUMNS, tidy_table
+from prunebench.run.run_record import RECORD_VERSION
 
 LAYERS = [("conv.weight", [4, 25]), ("fc.weight", [10, 30])]
 """Two prunable layers of 100 and 300 weights."""

@@ -12,20 +12,20 @@ import pytest
 import torch
 
 from prunebench.cli import _experiment, build_parser, main
-from prunebench.config import RunConfig
-from prunebench.errors import UsageError
-from prunebench.grid import parse_seeds
+from prunebench.core.errors import UsageError
+from prunebench.grid.grid_choices import parse_seeds
+from prunebench.grid.grid_status import grid_status
+from prunebench.grid.result_store import ResultStore
 from prunebench.leaderboard import write_leaderboard
 from prunebench.leaderboard.plots import accuracy_figure
 from prunebench.leaderboard.provenance import commands
-from prunebench.leaderboard.records import load_records
+from prunebench.leaderboard.record_reader import load_records
 from prunebench.leaderboard.scopes import scope_comparisons
 from prunebench.leaderboard.sections import build_sections
 from prunebench.leaderboard.setups import label_setups
-from prunebench.leaderboard.table import tidy_table
-from prunebench.results import ResultStore
-from prunebench.runner import record_head, run_grid
-from prunebench.status import grid_status
+from prunebench.leaderboard.tidy_table import tidy_table
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import record_head, run_grid
 
 CPU = torch.device("cpu")
 GRID = ["--preset", "synthetic-tiny", "--methods", "magnitude", "--scopes", "global", "--sparsity", "0.9"]

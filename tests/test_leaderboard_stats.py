@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 from prunebench.leaderboard.stats import bootstrap_interval, compare, holm, t_interval
 
 

@@ -1,4 +1,4 @@
-"""Every registered method keeps the method contract (:mod:`prunebench.contract`), and the contract catches a
+"""Every registered method keeps the method contract (:mod:`prunebench.run.method_contract`), and the contract catches a
 method that breaks it.
 
 The cases are generated from the registry when the tests are collected: every criterion under every schedule it
@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunebench import contract
-from prunebench.allocation import masks_from_scores
-from prunebench.hparams import HParam
+from prunebench.catalog.hparams import HParam
 from prunebench.methods.base import FinalMasks, ScoringMethod, TrainingMethod, TrainingSession
-from prunebench.methods.registry import all_methods, combinations, get_method
+from prunebench.methods.method_registry import all_methods, combinations, get_method
+from prunebench.pruning.allocation import masks_from_scores
+from prunebench.run import method_contract as contract
 
 CASES = contract.cases()
 METHODS = [spec.name for spec in combinations()]

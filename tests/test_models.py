@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from prunebench.models import build_model, build_model_shapes, get_model
-from prunebench.prunable import prunable_weights
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.zoo.model_zoo import build_model, build_model_shapes, get_model
 
 
 def _params(model: nn.Module) -> int:
@@ -84,7 +84,7 @@ def test_a_shapes_only_build_leaves_torch_compiler_stack_unimported():
     # imports torch._dynamo (about 2 s): planning a grid and `bench list prunable` build models this way.
     code = (
         "import sys\n"
-        "from prunebench.models import build_model_shapes\n"
+        "from prunebench.zoo.model_zoo import build_model_shapes\n"
         "for name, shape in [('lenet300_100', (1, 28, 28)), ('resnet20', (3, 32, 32)), ('vit_tiny', (1, 28, 28))]:\n"
         "    build_model_shapes(name, shape, 10)\n"
         "print('torch._dynamo' in sys.modules)\n"

@@ -10,9 +10,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunebench.config import RunConfig
+from prunebench.core.errors import UsageError
 from prunebench.datasets.memory import TensorLoader
-from prunebench.errors import UsageError
 from prunebench.methods import get_method
 from prunebench.methods.movement import (
     HardMovementSession,
@@ -21,10 +20,11 @@ from prunebench.methods.movement import (
     flat_views,
     matrix_floor,
 )
-from prunebench.prunable import prunable_weights
-from prunebench.recipe import OptimConfig
-from prunebench.runner import execute
-from prunebench.trainer import Trainer
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
+from prunebench.run.trainer import Trainer
 
 SESSION = {
     "score_init": 0.0,

@@ -15,9 +15,9 @@ from scipy.optimize import minimize
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunebench.config import RunConfig
 from prunebench.datasets.memory import TensorLoader
 from prunebench.methods.base import ScoringData, TrainingContext
+from prunebench.methods.method_registry import get_method
 from prunebench.methods.probmask import (
     ProbMask,
     RelaxedMasks,
@@ -27,11 +27,11 @@ from prunebench.methods.probmask import (
     relaxed_mask,
     to_exact_count,
 )
-from prunebench.methods.registry import get_method
-from prunebench.presets import get_preset
-from prunebench.prunable import prunable_weights
-from prunebench.runner import execute
-from prunebench.trainer import Trainer
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
+from prunebench.run.trainer import Trainer
+from prunebench.zoo.presets import get_preset
 
 CPU = torch.device("cpu")
 

@@ -15,12 +15,12 @@ import torch.nn.utils.prune as torch_prune
 from torch import nn
 
 import prunebench
-from prunebench.allocation import keep_budget
-from prunebench.errors import UsageError
-from prunebench.masks import MaskEnforcer
+from prunebench.core.errors import UsageError
 from prunebench.methods.base import ScoringMethod
-from prunebench.models import all_models
-from prunebench.prunable import parameter_names, prunable_set, prunable_weights, weight_locations
+from prunebench.pruning.allocation import keep_budget
+from prunebench.pruning.mask_application import MaskEnforcer
+from prunebench.pruning.prunable import parameter_names, prunable_set, prunable_weights, weight_locations
+from prunebench.zoo.model_zoo import all_models
 
 EMBEDDING = {"embed.weight": 50 * 16}  # the attention model's (conftest.py) Embedding(50, 16)
 

@@ -7,13 +7,13 @@ import importlib.metadata
 
 import pytest
 
-from prunebench.errors import UsageError
-from prunebench.methods import registry
+from prunebench.core.errors import UsageError
+from prunebench.methods import method_registry as registry
 
 OUTSIDE_METHOD = '''
 import torch
 from prunebench.methods.base import ScoringMethod
-from prunebench.methods.registry import register
+from prunebench.methods.method_registry import register
 
 
 @register("outside_magnitude", schedule="at_init", scopes=("global",), paper="a method from another package")
@@ -85,7 +85,7 @@ def test_existing_names_mean_what_they_meant_as_criterion_and_schedule():
 def test_the_methods_declared_from_the_index_are_those_that_run():
     """Every built-in method is declared from the index; importing its module registers the same entry, whose
     class lives where the index says and declares the hyperparameters it lists."""
-    from prunebench.declarations import read_index
+    from prunebench.catalog.registry_index import read_index
 
     declared = 0
     for module, records in read_index()["methods"].items():
@@ -105,11 +105,11 @@ def test_the_methods_declared_from_the_index_are_those_that_run():
 
 LISTED = {
     "datasets": (
-        "prunebench.datasets.registry",
+        "prunebench.datasets.dataset_registry",
         "DATASETS",
         ("num_classes", "input_shape", "summary", "source"),
     ),
-    "models": ("prunebench.model_registry", "MODELS", ("summary", "source")),
+    "models": ("prunebench.catalog.model_registry", "MODELS", ("summary", "source")),
 }
 
 
@@ -147,7 +147,7 @@ def test_the_datasets_and_models_listed_without_torch_are_those_their_modules_re
 
 
 MISMATCHED = """
-from prunebench.model_registry import register_model
+from prunebench.catalog.model_registry import register_model
 
 
 @register_model("{name}", summary="s", source="s", version="2")
@@ -158,7 +158,7 @@ def mismatched(input_shape, num_classes):
 
 @pytest.mark.parametrize("imported_first", [False, True])
 def test_a_model_that_registers_other_than_the_index_is_an_error(tmp_path, monkeypatch, imported_first):
-    from prunebench import model_registry
+    from prunebench.catalog import model_registry
 
     name = f"mismatched_{int(imported_first)}"
     (tmp_path / f"{name}.py").write_text(MISMATCHED.format(name=name))
@@ -184,8 +184,8 @@ def test_a_model_that_registers_other_than_the_index_is_an_error(tmp_path, monke
 def test_a_dataset_module_the_index_does_not_list_is_imported_and_a_check_is_its_own(tmp_path, monkeypatch):
     import sys
 
-    from prunebench.datasets import registry as datasets
-    from prunebench.declarations import declare_modules
+    from prunebench.catalog.registry_index import declare_modules
+    from prunebench.datasets import dataset_registry as datasets
 
     (tmp_path / "unlisted_dataset.py").write_text(
         "from prunebench.datasets import register_dataset\n"
@@ -230,8 +230,8 @@ def test_hyperparameters_listed_without_torch_are_those_the_classes_declare():
 
     code = (
         "import sys\n"
-        "from prunebench.hparams import format_value\n"
-        "from prunebench.methods.registry import combinations\n"
+        "from prunebench.catalog.hparams import format_value\n"
+        "from prunebench.methods.method_registry import combinations\n"
         "def rows(hparams):\n"
         "    return [(h.name, h.type_name, format_value(h.default), h.help) for h in hparams.values()]\n"
         "specs = combinations()\n"

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from prunebench.config import RunConfig
-from prunebench.experiment import Experiment
+from prunebench.grid.experiment import Experiment
+from prunebench.grid.result_store import ResultStore
 from prunebench.methods.base import ScoringMethod
-from prunebench.results import ResultStore
-from prunebench.runner import run_grid
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import run_grid
 
 CPU = torch.device("cpu")
 
@@ -104,7 +104,7 @@ def test_records_are_written_atomically(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     run_grid(configs[:1], store, CPU)
-    monkeypatch.setattr("prunebench.runner.execute", interrupt)
+    monkeypatch.setattr("prunebench.run.runner.execute", interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_grid(configs, store, CPU)
     files = sorted(p.name for p in (tmp_path / "runs").iterdir())

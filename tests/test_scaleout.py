@@ -21,18 +21,18 @@ import pytest
 import torch
 from torch import nn
 
-from prunebench.checkpoint import CheckpointPolicy, RunCheckpoint, RunInterrupted
-from prunebench.claims import ClaimStore
-from prunebench.contract import record_differences
-from prunebench.errors import UsageError
-from prunebench.experiment import Experiment, parse_devices
-from prunebench.methods.registry import combinations, get_method
-from prunebench.recipe import OptimConfig
-from prunebench.results import ResultStore
-from prunebench.runner import execute, run_grid
-from prunebench.saved_masks import MASK_KEY, read_mask, unpack
-from prunebench.scheduler import RunnerSettings
-from prunebench.trainer import Trainer
+from prunebench.core.errors import UsageError
+from prunebench.grid.claims import ClaimStore
+from prunebench.grid.experiment import Experiment, parse_devices
+from prunebench.grid.result_store import ResultStore
+from prunebench.grid.scheduler import RunnerSettings
+from prunebench.methods.method_registry import combinations, get_method
+from prunebench.pruning.saved_masks import MASK_KEY, read_mask, unpack
+from prunebench.run.method_contract import record_differences
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.run_checkpoint import CheckpointPolicy, RunCheckpoint, RunInterrupted
+from prunebench.run.runner import execute, run_grid
+from prunebench.run.trainer import Trainer
 
 CPU = torch.device("cpu")
 
@@ -235,7 +235,7 @@ def test_two_runners_on_one_directory_run_each_run_once(tmp_path):
     store = ResultStore(tmp_path)
     settings = RunnerSettings(poll_s=0.1)
     written: list[dict] = []
-    from prunebench.scheduler import Runner
+    from prunebench.grid.scheduler import Runner
 
     def work() -> None:
         written.extend(Runner(configs, store, CPU, settings=settings).run())
@@ -275,7 +275,7 @@ def test_bad_devices_are_one_line_errors(text, message):
 # Status -----------------------------------------------------------------------------------------------------------
 def test_status_counts_done_failed_running_stale_interrupted_and_pending(tmp_path):
     from prunebench.cli import main
-    from prunebench.status import grid_status
+    from prunebench.grid.grid_status import grid_status
 
     configs = _grid("magnitude", sparsities=(0.9, 0.95, 0.99))
     runs = tmp_path / "runs"
@@ -299,7 +299,7 @@ def test_status_counts_done_failed_running_stale_interrupted_and_pending(tmp_pat
 
 # Slurm options ------------------------------------------------------------------------------------------------------
 def test_slurm_options_map_onto_submitit_parameters():
-    from prunebench.slurm import SlurmOptions, parse_extra, parse_time
+    from prunebench.grid.slurm_executor import SlurmOptions, parse_extra, parse_time
 
     assert [parse_time(t) for t in (90, "1:30", "2:00:00", "1-12:30", "0-0:0:30")] == [90, 2, 120, 2190, 1]
     options = SlurmOptions.from_mapping(
@@ -334,9 +334,9 @@ def test_slurm_options_map_onto_submitit_parameters():
 # Processes: kills, signals, several runners, submitit -----------------------------------------------------------
 AUDIT = """
 import os
-import prunebench.results, prunebench.trainer
+import prunebench.grid.result_store, prunebench.run.trainer
 
-_save, _fit = prunebench.results.ResultStore.save, prunebench.trainer.Trainer.fit
+_save, _fit = prunebench.grid.result_store.ResultStore.save, prunebench.run.trainer.Trainer.fit
 
 
 def save(self, record):
@@ -353,7 +353,7 @@ def fit(self):
     return _fit(self)
 
 
-prunebench.results.ResultStore.save, prunebench.trainer.Trainer.fit = save, fit
+prunebench.grid.result_store.ResultStore.save, prunebench.run.trainer.Trainer.fit = save, fit
 """
 
 
@@ -489,8 +489,8 @@ def test_sigterm_checkpoints_a_learned_mask_run_and_a_rerun_resumes_it(tmp_path)
 
 @pytest.mark.slow
 def test_submitit_local_tasks_run_a_grid_and_take_over_a_killed_task(tmp_path, audited):
-    from prunebench.runner import RunOptions
-    from prunebench.slurm import SlurmOptions, submit
+    from prunebench.grid.slurm_executor import SlurmOptions, submit
+    from prunebench.run.runner import RunOptions
 
     configs = _grid("magnitude,snip,str", epochs=3)
     out = tmp_path / "out"
@@ -539,7 +539,7 @@ def test_the_readme_status_example_runs_and_counts_the_pending_runs(tmp_path, ca
 
 
 def _live_workers(parent_pids: set[int]) -> list[int]:
-    """Live ``prunebench.worker`` processes whose parent is one of ``parent_pids`` or init (orphans)."""
+    """Live ``prunebench.grid.local_worker`` processes whose parent is one of ``parent_pids`` or init (orphans)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -547,7 +547,7 @@ def _live_workers(parent_pids: set[int]) -> list[int]:
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        if b"prunebench.worker" in command and fields[0] != "Z" and int(fields[1]) in parent_pids:
+        if b"prunebench.grid.local_worker" in command and fields[0] != "Z" and int(fields[1]) in parent_pids:
             found.append(int(entry.name))
     return found
 

@@ -10,13 +10,13 @@ import warnings
 import pytest
 import torch
 
-from prunebench import source_fingerprint
-from prunebench.config import HARNESS_VERSION, RunConfig
-from prunebench.experiment import Experiment
-from prunebench.methods.registry import get_method
-from prunebench.record import problem
-from prunebench.results import ResultStore
-from prunebench.runner import run_grid
+from prunebench.grid import source_fingerprint
+from prunebench.grid.experiment import Experiment
+from prunebench.grid.result_store import ResultStore
+from prunebench.methods.method_registry import get_method
+from prunebench.run.run_config import HARNESS_VERSION, RunConfig
+from prunebench.run.run_record import problem
+from prunebench.run.runner import run_grid
 
 CPU = torch.device("cpu")
 
@@ -138,7 +138,7 @@ def test_records_of_another_harness_source_are_reused_with_one_warning_naming_ha
     assert records == []
     assert said == [
         f"{len(configs)} records were written by a different source of the harness under the same HARNESS_VERSION "
-        f"({HARNESS_VERSION}); they are reused: bump prunebench.config.HARNESS_VERSION if the change alters what "
+        f"({HARNESS_VERSION}); they are reused: bump prunebench.run.run_config.HARNESS_VERSION if the change alters what "
         "runs compute, or rerun with --force"
     ]
 
@@ -159,17 +159,21 @@ def test_the_method_sources_are_its_class_bases_method_helpers_and_schedule():
         "prunebench.methods.movement",
         "prunebench.methods.base",
         "prunebench.methods.masked",
-        "prunebench.methods.schedules",
+        "prunebench.methods.sparsity_schedules",
     } <= set(movement)
     assert movement["prunebench.methods.movement"].name == "movement.py"
-    assert "prunebench.methods.registry" not in movement
+    assert "prunebench.methods.method_registry" not in movement
     assert not set(movement) & set(source_fingerprint.HARNESS_MODULES)
 
     gmp = source_fingerprint.method_sources(get_method("gmp"))
-    assert {"prunebench.methods.magnitude", "prunebench.gradual", "prunebench.schedules"} <= set(gmp)
-    assert "prunebench.iterative" not in gmp
+    assert {
+        "prunebench.methods.magnitude",
+        "prunebench.run.gradual_schedule",
+        "prunebench.run.criterion_schedules",
+    } <= set(gmp)
+    assert "prunebench.run.iterative_schedule" not in gmp
     snip = source_fingerprint.method_sources(get_method("snip"))
-    assert "prunebench.methods._scoring" in snip and "prunebench.gradual" not in snip
+    assert "prunebench.methods._scoring" in snip and "prunebench.run.gradual_schedule" not in snip
 
 
 def test_a_plugin_method_sources_include_its_own_package_helpers(edited):

@@ -12,9 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunebench.config import RunConfig
 from prunebench.methods.base import ScoringData, TrainingContext
-from prunebench.methods.registry import get_method
+from prunebench.methods.method_registry import get_method
 from prunebench.methods.str_pruning import (
     STR,
     DecayController,
@@ -23,9 +22,10 @@ from prunebench.methods.str_pruning import (
     _SoftThreshold,
     soft_threshold,
 )
-from prunebench.prunable import prunable_weights
-from prunebench.recipe import OptimConfig
-from prunebench.runner import execute
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
 
 
 def logit(p: float) -> float:
@@ -223,7 +223,7 @@ def test_the_controller_sees_the_sparsity_after_each_step_from_the_backward_coun
     """In training, the controller's step for step t runs at step t+1 on the survivor counts of its backward pass:
     they equal own_sparsity() of the weights and thresholds as step t left them, and the controller moves."""
     from prunebench.datasets.memory import TensorLoader
-    from prunebench.trainer import Trainer
+    from prunebench.run.trainer import Trainer
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 30), nn.ReLU(), nn.Linear(30, 3))

@@ -11,8 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prunebench.accounting import count_flops
-from prunebench.channels import (
+from prunebench.core.errors import UsageError
+from prunebench.grid.experiment import Experiment
+from prunebench.grid.grid_choices import parse_methods, parse_target
+from prunebench.methods.channel_methods import MaskSparsity, NetworkSlimming, add_l1_subgradient
+from prunebench.pruning.accounting import count_flops
+from prunebench.pruning.mask_application import apply_masks
+from prunebench.run.run_config import RunConfig, Track
+from prunebench.structured.channels import (
     FlopModel,
     OutputMismatch,
     allocate,
@@ -21,13 +27,7 @@ from prunebench.channels import (
     check_same_outputs,
     remove_channels,
 )
-from prunebench.config import RunConfig, Track
-from prunebench.errors import UsageError
-from prunebench.experiment import Experiment
-from prunebench.grid import parse_methods, parse_target
-from prunebench.masks import apply_masks
-from prunebench.methods.structured import MaskSparsity, NetworkSlimming, add_l1_subgradient
-from prunebench.models import build_model
+from prunebench.zoo.model_zoo import build_model
 
 CPU = torch.device("cpu")
 
@@ -252,7 +252,7 @@ def test_mixing_tracks_on_the_command_line_is_a_one_line_error(tmp_path, capsys)
 
 @pytest.mark.slow
 def test_structured_run_end_to_end(tmp_path):
-    from prunebench.runner import execute
+    from prunebench.run.runner import execute
 
     config = RunConfig.from_preset("synthetic-tiny", "slimming", "global", 0.5, 0, epochs=2)
     config = dataclasses.replace(config, model="cnn_bn", track=Track("structured", "channels"))
@@ -271,7 +271,7 @@ def test_structured_run_end_to_end(tmp_path):
 
 def _record(method: str, scope: str, target: float, seed: int, top1: float, speedup: float = 1.5) -> dict:
     """A record in the layout the structured runner writes (the dense baseline is an unstructured run)."""
-    from prunebench.record import RECORD_VERSION
+    from prunebench.run.run_record import RECORD_VERSION
 
     structured = method != "dense"
     config = {"preset": "toy", "recipe": {"epochs": 4}}

@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from prunebench.accounting import count_flops
-from prunebench.channels import (
+from prunebench.pruning.accounting import count_flops
+from prunebench.pruning.mask_application import apply_masks
+from prunebench.run.run_config import RunConfig, Track
+from prunebench.structured.channels import (
     FlopModel,
     allocate,
     channel_groups,
@@ -19,9 +21,7 @@ from prunebench.channels import (
     check_same_outputs,
     remove_channels,
 )
-from prunebench.config import RunConfig, Track
-from prunebench.masks import apply_masks
-from prunebench.models import build_model
+from prunebench.zoo.model_zoo import build_model
 
 CPU = torch.device("cpu")
 
@@ -157,7 +157,7 @@ def test_slimmed_vgg_with_a_flattening_head_equals_the_masked_model(scope):
 
 @pytest.mark.parametrize("method", ["l1_filter", "taylor"])
 def test_a_structured_run_on_the_lenet5_preset_finishes(tmp_path, method):
-    from prunebench.runner import execute
+    from prunebench.run.runner import execute
 
     config = RunConfig.from_preset("synthetic-tiny", method, "global", 0.5, 0, epochs=2)
     config = dataclasses.replace(config, track=Track("structured", "channels"))

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from prunebench.datasets.memory import TensorLoader
-from prunebench.recipe import OptimConfig
-from prunebench.trainer import Trainer, TrainHook
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.trainer import Trainer, TrainHook
 
 
 class Spy(TrainHook):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from prunebench.cli import main
-from prunebench.errors import UsageError
+from prunebench.core.errors import UsageError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,18 +99,18 @@ def test_batchnorm_methods_on_a_model_without_batchnorm_are_refused_up_front(cap
 
 
 def test_the_models_of_a_grid_are_checked_once_per_dataset_and_model(monkeypatch):
-    import prunebench.models
-    from prunebench.experiment import Experiment
-    from prunebench.grid import check_models
+    import prunebench.zoo.model_zoo
+    from prunebench.grid.experiment import Experiment
+    from prunebench.grid.grid_choices import check_models
 
     calls = []
-    original = prunebench.models.check_model_fits
+    original = prunebench.zoo.model_zoo.check_model_fits
 
     def counted(*args):
         calls.append(args)
         return original(*args)
 
-    monkeypatch.setattr(prunebench.models, "check_model_fits", counted)
+    monkeypatch.setattr(prunebench.zoo.model_zoo, "check_model_fits", counted)
     experiment = Experiment(
         track="structured", preset="synthetic-tiny", model="cnn_bn", methods="all", target="channels:0.3,0.5"
     )
@@ -121,7 +121,7 @@ def test_the_models_of_a_grid_are_checked_once_per_dataset_and_model(monkeypatch
 
 
 def test_the_dry_forward_runs_on_the_meta_device():
-    from prunebench.models import check_model_fits
+    from prunebench.zoo.model_zoo import check_model_fits
 
     model, inputs = check_model_fits("lenet5", (1, 16, 16), 4, "synthetic")
     assert inputs.is_meta and inputs.shape == (2, 1, 16, 16)
@@ -148,7 +148,7 @@ def test_loader_ffcv_on_an_in_memory_dataset_is_refused(capsys, tmp_path, datase
 
 def test_loader_ffcv_on_a_factory_dataset_is_refused(tmp_path, monkeypatch):
     from prunebench.datasets import get_dataset
-    from prunebench.datasets.registry import LoaderRequest
+    from prunebench.datasets.dataset_registry import LoaderRequest
 
     (tmp_path / "my_data.py").write_text(
         textwrap.dedent(
@@ -218,8 +218,8 @@ def test_an_image_that_does_not_decode_is_one_line_naming_the_file(broken_image_
 def test_a_harness_run_over_an_undecodable_image_records_one_line(broken_image_folder, tmp_path):
     import dataclasses
 
-    from prunebench.config import RunConfig
-    from prunebench.runner import run_or_record_failure
+    from prunebench.run.run_config import RunConfig
+    from prunebench.run.runner import run_or_record_failure
 
     root, broken = broken_image_folder
     config = RunConfig.from_preset("synthetic-tiny", "dense", "none", 0.0, 0, epochs=2)
@@ -238,7 +238,7 @@ class TestHuggingFace:
         pytest.importorskip("transformers")
 
     def test_an_unknown_model_type_suggests_the_closest_names(self):
-        from prunebench.hf import build_config
+        from prunebench.zoo.hf_models import build_config
 
         with pytest.raises(UsageError) as caught:
             build_config("hf:bret")
@@ -247,7 +247,7 @@ class TestHuggingFace:
         assert len(message.split(", ")) <= 6 and "\n" not in message  # five names at most, not the ~800 types
 
     def test_a_typo_in_a_configuration_key_is_refused_with_the_intended_key(self):
-        from prunebench.hf import build_config
+        from prunebench.zoo.hf_models import build_config
 
         with pytest.raises(
             UsageError, match="bert has no configuration key 'hiden_size'; did you mean hidden_size"
@@ -255,7 +255,7 @@ class TestHuggingFace:
             build_config("hf:bert,hiden_size=64,num_hidden_layers=2")
 
     def test_aliases_and_properties_of_a_configuration_are_keys(self):
-        from prunebench.hf import build_config
+        from prunebench.zoo.hf_models import build_config
 
         # GPT-2 names its width n_embd; hidden_size is its documented alias (attribute_map)
         assert build_config("hf:gpt2,hidden_size=64").n_embd == 64

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import prunebench
-from prunebench.config import RunConfig
-from prunebench.models import build_model
-from prunebench.presets import get_preset
-from prunebench.prunable import prunable_weights
-from prunebench.runner import execute
+from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.run_config import RunConfig
+from prunebench.run.runner import execute
+from prunebench.zoo.model_zoo import build_model
+from prunebench.zoo.presets import get_preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

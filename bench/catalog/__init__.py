@@ -1,0 +1,1 @@
+"""What is registered, readable without torch: declared hyperparameters, the registry index, the model registry."""

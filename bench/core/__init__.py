@@ -1,0 +1,1 @@
+"""Foundations every layer uses: user errors, atomic files, stable hashes, the environment, references, process lifetime."""

@@ -1,0 +1,297 @@
+"""A runner's work loop: claim the grid's runs one at a time, execute them, write their records.
+
+Every runner (``bench run`` with ``--jobs 1``, each of its local worker processes, each Slurm task) runs the same
+loop over the same grid and the same results directory; claims (:mod:`prunebench.grid.claims`) make sure each run is
+executed once, whatever the number of runners and wherever they run:
+
+1. One listing of ``<out>/runs`` per pass says which runs have a record (no per-run file check, so a pass is linear
+   in the grid's size).
+2. A run is taken when its prerequisites are done (:func:`prerequisites`: other runs whose results it needs) and,
+   for a run that starts from the shared dense pre-training, when that pre-training is cached. The pre-training is
+   itself claimed, under its cache key, and computed by one runner; the others go on with other runs and come
+   back to it.
+3. The run is claimed, checked again (another runner may have finished it meanwhile), executed with its checkpoint
+   (resumed if a previous runner left one) while the claim's heartbeat runs, and its record written; then the
+   checkpoint and the claim are removed.
+4. When nothing can be taken, the runner waits (``poll_s``) for runs that others hold, so that it takes over the
+   runs of a runner that died; it returns when every run of the grid has a record written during this
+   invocation or before it.
+
+An invocation starts when its grid is planned (``bench run``, ``bench run --executor slurm``), at ``since``: the
+results directory's own time then (:meth:`~prunebench.grid.result_store.ResultStore.clock`). A run whose record was written at
+or after ``since`` counts as handled, by whichever runner wrote it, failed or not; a failed run is retried by the
+next invocation (resume). Every runner of the invocation is handed the same ``since``, however late it starts: a
+replacement worker, a requeued Slurm task, a worker that starts after others have finished runs. So none of them
+executes a run again that another finished after the grid was planned.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from prunebench.core.environment import describe_device
+from prunebench.core.errors import is_disk_full
+from prunebench.grid.claims import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S, ClaimStore
+from prunebench.grid.result_store import ResultStore
+from prunebench.grid.source_fingerprint import stale_source_warnings
+from prunebench.run.run_checkpoint import STOP, CheckpointPolicy, ClaimLost, RunCheckpoint, RunInterrupted
+from prunebench.run.run_config import RunConfig, dense_pretrain_key
+from prunebench.run.run_record import FINISHED
+
+
+def prerequisites(config: RunConfig) -> list[str]:
+    """The run ids whose records ``config`` needs before it can start: an allocation control needs its source run's
+    saved mask (:func:`~prunebench.run.allocation_controls.source_run_id`). The shared dense pre-training is handled apart, as a
+    cached prerequisite."""
+    if not config.control:
+        return []
+    from prunebench.run.allocation_controls import source_run_id
+
+    return [source_run_id(config)]
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How a runner works; none of this enters a run's id."""
+
+    checkpoint: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    stale_after_s: float = DEFAULT_STALE_AFTER_S
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    poll_s: float = 2.0
+    deterministic: bool = False
+
+
+def set_deterministic(enabled: bool) -> None:
+    """``--deterministic``: PyTorch's deterministic algorithms (an error for an operation that has none) and
+    cuDNN's deterministic, non-benchmarking mode. Set before CUDA starts (cuBLAS reads its workspace setting then)."""
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A grid as one ``bench run`` (or Slurm submission) starts it: ``since``, the results directory's time before
+    its records were read (see the module docstring), the runs to execute and those already finished (skipped)."""
+
+    since: float
+    todo: list[RunConfig]
+    finished: list[RunConfig]
+
+
+def start_invocation(configs: Sequence[RunConfig], store: ResultStore, force: bool) -> Invocation:
+    """Take the invocation's ``since``, then sort ``configs`` into the runs to execute and those finished (all to
+    execute with ``force``), reading only the records that exist (one directory listing); remove the checkpoints
+    finished runs left (:func:`remove_leftover_checkpoints`); warn, in one line each, of the records that cannot be
+    used (they are run again) and of finished records written by other source under the same version
+    (:func:`~prunebench.grid.source_fingerprint.stale_source_warnings`)."""
+    since = store.clock()  # before the records are read: whatever is written after is this invocation's
+    present = store.record_names()
+    todo, finished, unusable, records = [], [], [], []
+    for config in configs:
+        record, reason = store.read(config.run_id) if config.run_id in present else (None, None)
+        if reason is not None:
+            unusable.append(f"{store.path(config.run_id)}: {reason}")
+        if not force and record is not None and record["status"] in FINISHED:
+            finished.append(config)
+            records.append(record)
+        else:
+            todo.append(config)
+    remove_leftover_checkpoints(store, finished)
+    if unusable:
+        first = unusable[0] if len(unusable) == 1 else f"the first, {unusable[0]}"
+        warnings.warn(f"{len(unusable)} record(s) could not be used and are run again: {first}", stacklevel=2)
+    for message in stale_source_warnings(zip(finished, records, strict=True)):
+        warnings.warn(message, stacklevel=2)
+    return Invocation(since, todo, finished)
+
+
+def remove_leftover_checkpoints(store: ResultStore, finished: Sequence[RunConfig]) -> int:
+    """Remove the checkpoints of finished runs (their runner died between writing the record and removing the
+    checkpoint), each under the run's claim so that no live runner's file is touched; return how many.
+
+    One listing of the checkpoints' directory."""
+    try:
+        present = {path.stem for path in store.checkpoints.glob("*.pt")}
+    except OSError:
+        return 0
+    claims, removed = ClaimStore(store.root), 0
+    for config in finished:
+        if config.run_id not in present:
+            continue
+        claim = claims.try_claim(config.run_id)
+        if claim is None:
+            continue
+        with claim:
+            store.checkpoint_path(config.run_id).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+class Runner:
+    """One runner over a grid on a results directory: :meth:`run` claims and executes runs until none is left.
+
+    ``since`` is when the invocation started (:meth:`~prunebench.grid.result_store.ResultStore.clock`, taken before ``todo``
+    was made); ``None``: now, for a runner that is its invocation's only one.
+
+    ``reporter`` receives ``run_started``, ``epoch_done`` and ``run_finished`` (see
+    :class:`~prunebench.run.runner.GridReporter`). A stop request (:data:`~prunebench.run.run_checkpoint.STOP`: a signal, a
+    parent process that died, a pre-emption) checkpoints the run in progress and raises :class:`RunInterrupted`.
+    """
+
+    def __init__(
+        self,
+        todo: Sequence[RunConfig],
+        store: ResultStore,
+        device: torch.device,
+        *,
+        reporter=None,
+        options=None,
+        settings: RunnerSettings | None = None,
+        since: float | None = None,
+    ) -> None:
+        from prunebench.run.runner import GridReporter
+
+        self.store = store
+        self.device = device
+        self.reporter = reporter or GridReporter()
+        self.options = options
+        self.settings = settings or RunnerSettings()
+        self.claims = ClaimStore(
+            store.root, self.settings.stale_after_s, self.settings.heartbeat_s, describe_device(device)
+        )
+        self.cache_dir = store.root / "cache"
+        self.pending = list(todo)
+        self.since = store.clock() if since is None else since
+        """When the invocation started: records written since are this invocation's (see the module docstring)."""
+        self.failed_pretraining: set[str] = set()
+        self.records: list[dict] = []
+
+    def _handled(self, config: RunConfig, present: dict[str, float]) -> bool:
+        """Whether a runner of this invocation wrote the run's record (since the grid was planned)."""
+        mtime = present.get(config.run_id)
+        return mtime is not None and mtime >= self.since
+
+    def run(self) -> list[dict]:
+        """Execute the pending runs; return the records this runner wrote."""
+        while self.pending:
+            if STOP:
+                raise RunInterrupted(f"stopped ({STOP.reason}) before claiming another run")
+            present = self.store.record_names()
+            waiting = {config.run_id for config in self.pending}
+            progressed = False
+            for config in list(self.pending):
+                if STOP:
+                    break
+                if self._handled(config, present):
+                    self.pending.remove(config)
+                    self.reporter.run_finished(config, None)
+                    continue
+                if any(run_id not in present and run_id in waiting for run_id in prerequisites(config)):
+                    continue  # a prerequisite outside the grid is not waited for: the run records its absence
+                ready = self._pretraining_ready(config)
+                if ready is False or ready and not self._execute(config):
+                    continue
+                progressed = True  # a run executed, or the pre-training computed: list the records again
+                present = self.store.record_names()
+            if not progressed and self.pending:
+                time.sleep(self.settings.poll_s)
+        return self.records
+
+    # The shared dense pre-training --------------------------------------------------------------------------
+    def _pretraining_ready(self, config: RunConfig) -> bool | None:
+        """Whether ``config`` can start as far as its dense pre-training goes; ``None`` when this runner has just
+        computed it (or failed to): the run is taken at the next pass."""
+        from prunebench.run.runner import dense_cache, needs_dense_pretraining
+
+        try:
+            if not needs_dense_pretraining(config):
+                return True
+        except Exception:  # noqa: BLE001  (a method this process cannot build: the run records why)
+            return True
+        key = dense_pretrain_key(config)
+        path, marker = dense_cache(config, self.cache_dir)
+        if path.exists() or marker.exists() or key in self.failed_pretraining:
+            return True  # a diverged or failed pre-training fails its runs, recorded by each
+        claim = self.claims.try_claim(f"dense-{key}")
+        if claim is None:
+            return False
+        with claim:
+            if path.exists():
+                return True
+            self._pretrain(config, key, claim)
+        return None
+
+    def _pretrain(self, config: RunConfig, key: str, claim) -> None:
+        from prunebench.run.runner import RunContext, RunOptions
+        from prunebench.run.trainer import Diverged
+
+        checkpoint = RunCheckpoint(
+            self.store.checkpoint_path(f"dense-{key}"),
+            self.settings.checkpoint,
+            lost=lambda: claim.lost,
+            device=self.device,
+        )
+        options = self.options or RunOptions()
+        ctx = RunContext(config, self.device, self.cache_dir, options, checkpoint, self.reporter.epoch_done)
+        try:
+            ctx.dense_pretrained(ctx.loaders())
+        except Diverged:
+            pass  # the marker beside the cache says so; each run records it
+        except Exception as error:  # noqa: BLE001  (each run that needs it trains it again and records the error)
+            if is_disk_full(error):
+                raise  # the grid stops (see run_or_record_failure)
+            warnings.warn(
+                f"the dense pre-training {key} failed ({type(error).__name__}: {error})", stacklevel=2
+            )
+            self.failed_pretraining.add(key)
+        checkpoint.delete()
+
+    # One run ------------------------------------------------------------------------------------------------
+    def _execute(self, config: RunConfig) -> bool:
+        """Claim and execute ``config``; ``False`` when another runner holds it."""
+        from prunebench.run.runner import run_or_record_failure
+
+        claim = self.claims.try_claim(config.run_id)
+        if claim is None:
+            return False
+        with claim:
+            if self._handled(config, self.store.record_names()):
+                self.pending.remove(config)
+                self.reporter.run_finished(config, None)
+                return True
+            checkpoint = RunCheckpoint(
+                self.store.checkpoint_path(config.run_id),
+                self.settings.checkpoint,
+                lost=lambda: claim.lost,
+                device=self.device,
+            )
+            self.reporter.run_started(config)
+            try:
+                record = run_or_record_failure(
+                    config, self.device, self.cache_dir, self.reporter.epoch_done, self.options, checkpoint
+                )
+            except ClaimLost:
+                warnings.warn(
+                    f"run {config.run_id} was taken over by another runner; left to it", stacklevel=2
+                )
+                self.pending.remove(config)
+                return True
+            if claim.lost:
+                self.pending.remove(config)
+                return True
+            self.store.save(record)
+            checkpoint.delete()
+        self.pending.remove(config)
+        self.records.append(record)
+        self.reporter.run_finished(config, record)
+        return True

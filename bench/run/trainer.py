@@ -1,0 +1,344 @@
+"""The training loop every method shares, with hooks where methods act, and the final evaluation.
+
+Methods never write their own loop: they are :class:`TrainHook` objects called at fixed points (epoch start, loss,
+before and after each optimizer step, end). Fixed masks are themselves a hook (:class:`prunebench.pruning.mask_application.MaskEnforcer`)
+that zeroes pruned weights in place after each optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from prunebench.run.fused_step import optimizer_step
+from prunebench.run.recipe import OptimConfig
+from prunebench.run.run_checkpoint import RunCheckpoint, rng_state, set_rng_state
+
+
+class EpochLoader(Protocol):
+    """Batches of one epoch, already on the training device; ``set_epoch`` reseeds order and augmentation."""
+
+    def __iter__(self): ...
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+class Diverged(RuntimeError):
+    """The training loss, a weight or the final evaluation became NaN or infinite."""
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """Raise :class:`Diverged` when a parameter of ``model`` holds a NaN or an infinity.
+
+    The mean training loss of an epoch can stay finite while the weights of its last steps do not; this check at the
+    end of every phase catches them.
+    """
+    for name, parameter in model.named_parameters():
+        if not bool(torch.isfinite(parameter).all()):
+            raise Diverged(f"weight {name} became NaN or infinite")
+
+
+class TrainHook:
+    """Points in the loop where a method (or a fixed mask) acts. Every method has a no-op default."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first step."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before the first step of ``epoch`` (0-based)."""
+
+    def compute_loss(
+        self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The loss to backpropagate, or ``None`` for the default (cross-entropy of one forward pass)."""
+        return None
+
+    def before_step(self, trainer: Trainer) -> None:
+        """After ``backward``, before the weight optimizer steps (gradients are available)."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        """After the weight optimizer stepped (``trainer.step`` already counts this step)."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the last step."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The hook's state at a step boundary, for a checkpoint (tensors, numbers, strings, lists and dicts of
+        them). State held by the model itself (parameters and buffers of a parametrization) is saved with the
+        model; a hook with no state of its own keeps this default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; called after :meth:`on_train_start` when a run resumes."""
+
+
+def build_optimizer(params: Iterable[torch.Tensor], config: OptimConfig) -> torch.optim.SGD:
+    """SGD as in ``config``, with PyTorch's fused kernel where every parameter allows it (floating point on CPU or
+    CUDA), else its foreach implementation. Both compute SGD's update; the fused one in a different order of floating
+    point operations, so weights differ from the foreach ones in the last bits (harness version 2)."""
+    params = list(params)
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov and config.momentum > 0,
+        fused=fused or None,
+        foreach=None if fused else True,
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int, start: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step schedule over ``total_steps``, so recipes given per epoch scale with the budget.
+
+    ``start``: the step of the schedule the first optimizer step takes (a run resumed at a rewind point).
+    """
+    total = max(total_steps, 1)
+    bounds = [m * total for m in config.milestones]
+
+    def factor(step: int) -> float:
+        if config.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        if config.schedule == "step":
+            return config.gamma ** sum(step >= b for b in bounds)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(start + step))
+
+
+def autocast_context(
+    model: nn.Module, dtype: torch.dtype | None | str = "auto"
+) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass: ``auto`` is bf16 autocast on CUDA and nothing elsewhere.
+
+    ``None`` turns it off. On the CPU the default is a no-op, so CPU runs stay bit-identical.
+    """
+    device = next(model.parameters()).device
+    if dtype == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class Trainer:
+    """Trains ``model`` for ``epochs`` epochs of ``loader`` with SGD, calling ``hooks`` at each point of the loop.
+
+    Parameters listed in ``exclude`` (a method's own scores or thresholds) are left out of the weight optimizer; the
+    method steps them itself, and the trainer clears their gradients with the weights' before each backward pass.
+    ``on_epoch_end(epoch, mean_loss)`` reports progress. ``autocast`` is the mixed-precision dtype of the loss
+    computation (see :func:`autocast_context`; default bf16 on CUDA, off on the CPU).
+
+    ``start`` and ``stop`` train only the optimizer steps ``start, ..., stop - 1`` of the ``epochs``-long schedule
+    (default: all of them): the learning rate is the schedule's at those steps and the batches are those the full
+    run would see there (the epoch's order, from its ``start % steps_per_epoch``-th batch). Iterative pruning
+    trains to a rewind point and resumes there this way.
+
+    ``checkpoint`` (a :class:`~prunebench.run.run_checkpoint.RunCheckpoint`) saves the trainer's whole state at step
+    boundaries as its policy says, under the name ``phase``, and resumes the phase from its saved state.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: EpochLoader,
+        optim: OptimConfig,
+        epochs: int,
+        *,
+        hooks: Sequence[TrainHook] = (),
+        exclude: Sequence[torch.Tensor] = (),
+        on_epoch_end: Callable[[int, float], None] | None = None,
+        autocast: torch.dtype | None | str = "auto",
+        start: int = 0,
+        stop: int | None = None,
+        checkpoint: RunCheckpoint | None = None,
+        phase: str = "train",
+    ) -> None:
+        self.model = model
+        self.autocast = autocast
+        self.loader = loader
+        self.optim_config = optim
+        self.epochs = epochs
+        self.hooks = list(hooks)
+        self.on_epoch_end = on_epoch_end
+        excluded = {id(p) for p in exclude}
+        self.method_parameters = list(exclude)
+        self.weight_parameters = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
+        self.optimizer = build_optimizer(self.weight_parameters, optim)
+        self._optimizer_step = optimizer_step(self.optimizer)
+        """Calls ``self.optimizer.step()``, or takes the same step faster where that pays
+        (:mod:`~prunebench.run.fused_step`)."""
+        self._trained_parameters = self.weight_parameters + self.method_parameters
+        self.steps_per_epoch = len(loader)
+        self.total_steps = self.steps_per_epoch * epochs
+        self.start = start
+        self.stop = self.total_steps if stop is None else stop
+        if not 0 <= self.start <= self.stop <= self.total_steps:
+            raise ValueError(
+                f"steps {start}..{stop} do not lie within the schedule's {self.total_steps} steps"
+            )
+        self.scheduler = build_scheduler(self.optimizer, optim, self.total_steps, start)
+        self.epoch = 0
+        self.step = start
+        """Optimizer steps of the schedule taken so far (inside ``after_step`` the step just taken counts)."""
+        self.last_loss = float("nan")
+        self.checkpoint = checkpoint
+        self.phase = phase
+        self._epoch_total: torch.Tensor | None = None
+        self._epoch_batches = 0
+        self._in_epoch = False
+        """Whether the state is saved (or restored) in the middle of an epoch, its running loss included."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole training state at a step boundary: position, running loss, model, optimizer, scheduler,
+        every hook's state and every random generator (see :mod:`prunebench.run.run_checkpoint`)."""
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "in_epoch": self._in_epoch,
+            "epoch_total": self._epoch_total,
+            "epoch_batches": self._epoch_batches,
+            "last_loss": self.last_loss,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "hooks": [hook.state_dict() for hook in self.hooks],
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for hook, hook_state in zip(self.hooks, state["hooks"], strict=True):
+            hook.load_state_dict(hook_state)
+        self.step, self.epoch, self.last_loss = state["step"], state["epoch"], state["last_loss"]
+        self._in_epoch = state["in_epoch"]
+        self._epoch_total, self._epoch_batches = state["epoch_total"], state["epoch_batches"]
+        self.loader.set_epoch(self.epoch)
+        set_rng_state(state["rng"])
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the schedule's steps taken: before the current step in ``compute_loss`` and ``before_step``,
+        after it in ``after_step`` (where a method prepares the next step)."""
+        return self.step / max(self.total_steps, 1)
+
+    @property
+    def lr(self) -> float:
+        """The weights' learning rate at the current step."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    @property
+    def lr_factor(self) -> float:
+        """The weights' current learning rate over the recipe's base rate (1 when the base rate is 0)."""
+        base = self.optim_config.lr
+        return self.lr / base if base > 0 else 1.0
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        for hook in self.hooks:
+            loss = hook.compute_loss(self, inputs, targets)
+            if loss is not None:
+                return loss
+        return F.cross_entropy(self.model(inputs), targets)
+
+    def fit(self) -> float:
+        """Run every epoch (of ``start..stop``); return the mean training loss of the last one.
+
+        Raises :class:`Diverged` when an epoch's mean loss is not finite, or a weight is not at the end.
+        """
+        for hook in self.hooks:
+            hook.on_train_start(self)
+        saved = self.checkpoint.resume_state(self.phase) if self.checkpoint is not None else None
+        if saved is not None:
+            self.load_state_dict(saved)
+        per_epoch = max(self.steps_per_epoch, 1)
+        if self.step < self.stop:
+            for epoch in range(self.step // per_epoch, -(-self.stop // per_epoch)):
+                self.last_loss = self.run_epoch(epoch)
+                if not math.isfinite(self.last_loss):
+                    raise Diverged(f"training loss became {self.last_loss} in epoch {epoch + 1}")
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(epoch, self.last_loss)
+                if self.checkpoint is not None:
+                    self.checkpoint.after_step(self, self.phase, epoch_end=True)
+        for hook in self.hooks:
+            hook.on_train_end(self)
+        check_finite_weights(self.model)
+        if self.checkpoint is not None:
+            self.checkpoint.phase_done(self.phase, self)
+        return self.last_loss
+
+    def run_epoch(self, epoch: int) -> float:
+        """Train the steps of ``start..stop`` in epoch ``epoch`` (0-based); return their mean training loss."""
+        self.epoch = epoch
+        self.model.train()
+        self.loader.set_epoch(epoch)
+        for hook in self.hooks:
+            hook.on_epoch_start(self, epoch)
+        if not self._in_epoch:  # a fresh epoch (else one resumed in its middle, with its running loss)
+            self._epoch_total = torch.zeros((), device=next(self.model.parameters()).device)
+            self._epoch_batches = 0
+        self._in_epoch = True
+        first = epoch * self.steps_per_epoch
+        last = min(self.stop, first + self.steps_per_epoch) - 1
+        for index, (inputs, targets) in enumerate(self.loader):
+            if first + index < self.step:
+                continue
+            if first + index >= self.stop:
+                break
+            with autocast_context(self.model, self.autocast):
+                loss = self.loss(inputs, targets)
+            for parameter in self._trained_parameters:  # zero_grad(set_to_none=True), without its overhead
+                parameter.grad = None
+            loss.backward()
+            if self.optim_config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.weight_parameters, self.optim_config.grad_clip, foreach=True)
+            for hook in self.hooks:
+                hook.before_step(self)
+            self._optimizer_step()
+            self.scheduler.step()
+            self.step += 1
+            for hook in self.hooks:
+                hook.after_step(self)
+            self._epoch_total += loss.detach()
+            self._epoch_batches += 1
+            if self.checkpoint is not None and first + index < last:  # the epoch's end saves after it
+                self.checkpoint.after_step(self, self.phase, epoch_end=False)
+        self._in_epoch = False
+        return float(self._epoch_total) / max(self._epoch_batches, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: EpochLoader, autocast: torch.dtype | None | str = "auto"
+) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (percent) and mean cross-entropy of ``model`` on ``loader``, in eval mode.
+
+    The forward pass runs under :func:`autocast_context` (bf16 on CUDA by default); the metrics are computed in fp32.
+    """
+    model.eval()
+    correct1 = correct5 = 0.0
+    loss_sum = 0.0
+    count = 0
+    for inputs, targets in loader:
+        with autocast_context(model, autocast):
+            logits = model(inputs).float()
+        loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top.eq(targets[:, None])
+        correct1 += float(hits[:, :1].sum())
+        correct5 += float(hits.sum())
+        count += targets.numel()
+    return {"top1": 100.0 * correct1 / count, "top5": 100.0 * correct5 / count, "loss": loss_sum / count}
