@@ -18,12 +18,16 @@ from prunebench.catalog.registry_index import Record, declare_modules, tuples
 from prunebench.core.extension_registry import Deferred, Registry
 from prunebench.datasets.spec import DataLoaders, DatasetSpec, LoaderRequest, nothing_to_check
 
-BUILTIN_MODULES = ("cifar", "embedded", "imagenet")
+BUILTIN_MODULES = (
+    "prunebench.datasets.cifar",
+    "prunebench.datasets.embedded",
+    "prunebench.datasets.imagenet",
+)
 """The modules of this package that register datasets."""
 
 
 def _declare_builtin_datasets() -> None:
-    declare_modules("datasets", [f"prunebench.datasets.{module}" for module in BUILTIN_MODULES], _declare)
+    declare_modules("datasets", list(BUILTIN_MODULES), _declare)
 
 
 def _declare(module: str, record: Record) -> None:

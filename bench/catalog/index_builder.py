@@ -39,8 +39,8 @@ def build_index() -> dict[str, Any]:
 
     modules = {
         "methods": method_registry.package_modules(),
-        "models": [f"prunebench.{module}" for module in model_registry.BUILTIN_MODULES],
-        "datasets": [f"prunebench.datasets.{module}" for module in dataset_registry.BUILTIN_MODULES],
+        "models": list(model_registry.BUILTIN_MODULES),
+        "datasets": list(dataset_registry.BUILTIN_MODULES),
     }
     for module in (name for names in modules.values() for name in names):
         importlib.import_module(module)

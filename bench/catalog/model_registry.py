@@ -33,12 +33,12 @@ class ModelSpec:
     version: str = "1"
 
 
-BUILTIN_MODULES = ("zoo.model_zoo", "zoo.cifar_models", "zoo.vit")
+BUILTIN_MODULES = ("prunebench.zoo.model_zoo", "prunebench.zoo.cifar_models", "prunebench.zoo.vit")
 """The modules of the package that register models."""
 
 
 def _declare_builtin_models() -> None:
-    declare_modules("models", [f"prunebench.{module}" for module in BUILTIN_MODULES], _declare)
+    declare_modules("models", list(BUILTIN_MODULES), _declare)
 
 
 def _declare(module: str, record: Record) -> None:
