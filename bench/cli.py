@@ -100,10 +100,10 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunebench.grid.grid_progress import RichGridReporter, summary_table
+    from prunebench.grid.grid_run import run_grid
     from prunebench.grid.scheduler import set_deterministic
     from prunebench.run.fast_paths import plain_requested
     from prunebench.run.run_checkpoint import RunInterrupted
-    from prunebench.run.runner import run_grid
 
     plain_requested()  # a mistyped PRUNEBENCH_PLAIN would fail every run: refused here, in one line
     console = Console()

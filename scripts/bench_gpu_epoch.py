@@ -26,7 +26,7 @@ import torch
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.datasets.generated import write_cifar_layout
 from prunebench.datasets.prepare import prepare
-from prunebench.run.runner import RunOptions, initial_model
+from prunebench.run.run_context import RunOptions, initial_model
 from prunebench.run.trainer import Trainer
 from prunebench.zoo.presets import get_preset
 

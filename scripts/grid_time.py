@@ -33,7 +33,7 @@ from torch import nn
 
 from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.run.run_config import RunConfig
-from prunebench.run.runner import initial_model
+from prunebench.run.run_context import initial_model
 from prunebench.zoo.presets import DEFAULT_PRESET, get_preset
 
 

@@ -22,7 +22,7 @@ from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.methods.base import ScoringData, TrainingContext
 from prunebench.methods.probmask import ProbMask, project_to_budget
 from prunebench.pruning.prunable import prunable_weights
-from prunebench.run.runner import initial_model
+from prunebench.run.run_context import initial_model
 from prunebench.run.trainer import Trainer
 from prunebench.zoo.presets import DEFAULT_PRESET, get_preset
 

@@ -19,7 +19,7 @@ from prunebench.datasets import LoaderRequest, get_dataset
 from prunebench.methods.base import ScoringData, ScoringMethod
 from prunebench.methods.method_registry import get_method
 from prunebench.pruning.prunable import prunable_weights
-from prunebench.run.runner import initial_model
+from prunebench.run.run_context import initial_model
 from prunebench.zoo.presets import get_preset
 
 METHODS = ("magnitude_init", "snip", "grasp", "synflow")

@@ -60,7 +60,7 @@ from prunebench.pruning.prunable import prunable_weights
 from prunebench.run import fast_paths
 from prunebench.run.fused_step import AdamStep, SGDStep
 from prunebench.run.run_config import RunConfig
-from prunebench.run.runner import initial_model
+from prunebench.run.run_context import initial_model
 from prunebench.run.trainer import Trainer
 from prunebench.zoo.presets import DEFAULT_PRESET, get_preset
 

@@ -15,19 +15,15 @@ from prunebench import load_mask
 from prunebench.cli import main
 from prunebench.core.errors import UsageError, WriteError
 from prunebench.grid.experiment import Experiment
+from prunebench.grid.grid_run import run_grid
 from prunebench.grid.result_store import ResultStore
 from prunebench.grid.scheduler import prerequisites
 from prunebench.pruning.mask_application import MaskEnforcer
 from prunebench.pruning.saved_masks import mask_path, pack, read_mask, unpack, write_mask
-from prunebench.run.allocation_controls import (
-    parse_controls,
-    phases,
-    shuffle_masks,
-    source_config,
-    source_run_id,
-)
+from prunebench.run.allocation_controls import controls_last, parse_controls, source_config, source_run_id
+from prunebench.run.control_plans import shuffle_masks
 from prunebench.run.run_config import RunConfig
-from prunebench.run.runner import initial_model, run_grid
+from prunebench.run.run_context import initial_model
 
 CPU = torch.device("cpu")
 ODD_SHAPES = {"a": (3, 5, 7), "b": (1,), "c": (13,), "d": (2, 3, 1, 1), "e": (11, 2)}
@@ -144,7 +140,7 @@ def test_controls_are_separate_runs_with_their_sources_first_and_random_baseline
     assert all(
         prerequisites(c) == ([source_run_id(c)] if c.control else []) for c in configs
     )  # claimed after it
-    batches = phases(configs)
+    batches = controls_last(configs)
     assert [bool(b[0].control) for b in batches] == [False, True]
     assert all(c.control for c in batches[1]) and not any(c.control for c in batches[0])
     assert parse_controls("shuffle, reinit") == ["shuffle", "reinit"] and parse_controls("none") == []

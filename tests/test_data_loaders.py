@@ -25,7 +25,8 @@ from prunebench.datasets.cifar import read_cifar
 from prunebench.datasets.generated import write_cifar_layout, write_image_folder
 from prunebench.datasets.memory import epoch_generator
 from prunebench.run.run_config import RunConfig
-from prunebench.run.runner import RunOptions, execute
+from prunebench.run.run_context import RunOptions
+from prunebench.run.runner import execute
 from prunebench.zoo.presets import get_preset
 
 CPU = torch.device("cpu")

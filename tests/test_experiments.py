@@ -16,10 +16,10 @@ from prunebench.cli import _experiment, build_parser, main
 from prunebench.core.errors import UsageError
 from prunebench.grid.experiment import Experiment
 from prunebench.grid.grid_choices import parse_seeds
+from prunebench.grid.grid_run import run_grid
 from prunebench.grid.result_store import ResultStore
 from prunebench.methods.method_registry import all_methods, combinations, get_method
 from prunebench.run.run_config import PrunableOptions, RunConfig
-from prunebench.run.runner import run_grid
 from prunebench.zoo.presets import get_preset
 
 CPU = torch.device("cpu")

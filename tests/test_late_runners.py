@@ -22,9 +22,10 @@ from prunebench.core.atomic_files import atomic_save_tensors
 from prunebench.core.errors import Failed, UsageError, WriteError
 from prunebench.grid.claims import ClaimStore
 from prunebench.grid.experiment import Experiment
+from prunebench.grid.grid_run import run_grid
 from prunebench.grid.result_store import ResultStore
 from prunebench.grid.scheduler import Runner, RunnerSettings, remove_leftover_checkpoints
-from prunebench.run.runner import failure_record, run_grid
+from prunebench.run.record_head import failure_record
 
 CPU = torch.device("cpu")
 FAST = RunnerSettings(poll_s=0.05)
@@ -95,7 +96,7 @@ def test_force_reruns_the_records_written_before_it_and_none_written_during_it(t
 
 def test_workers_started_late_are_handed_the_invocations_start(tmp_path):
     from prunebench.grid.local_executor import run_in_workers
-    from prunebench.run.runner import GridReporter
+    from prunebench.grid.scheduler import GridReporter
 
     configs = _grid("random")[:2]
     store = ResultStore(tmp_path)
@@ -108,7 +109,7 @@ def test_workers_started_late_are_handed_the_invocations_start(tmp_path):
 def test_a_requeued_slurm_task_skips_the_runs_finished_since_submission(tmp_path):
     pytest.importorskip("submitit")
     from prunebench.grid.slurm_executor import SlurmTask
-    from prunebench.run.runner import RunOptions
+    from prunebench.run.run_context import RunOptions
 
     configs = _grid("random")[:2]
     store = ResultStore(tmp_path)
@@ -303,7 +304,7 @@ def test_a_broken_plugin_is_reported_once_not_once_per_worker(tmp_path):
 def test_submitting_leaves_no_literal_job_id_folder(tmp_path):
     pytest.importorskip("submitit")
     from prunebench.grid.slurm_executor import SlurmOptions, submit
-    from prunebench.run.runner import RunOptions
+    from prunebench.run.run_context import RunOptions
 
     options = SlurmOptions(cluster="local", tasks=1, gpus=0, time=5)
     jobs = submit([], tmp_path, RunOptions(), FAST, options)  # a task with nothing to do starts and ends

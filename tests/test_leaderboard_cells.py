@@ -14,6 +14,7 @@ import torch
 from prunebench.cli import _experiment, build_parser, main
 from prunebench.core.errors import UsageError
 from prunebench.grid.grid_choices import parse_seeds
+from prunebench.grid.grid_run import run_grid
 from prunebench.grid.grid_status import grid_status
 from prunebench.grid.result_store import ResultStore
 from prunebench.leaderboard import write_leaderboard
@@ -24,8 +25,8 @@ from prunebench.leaderboard.scopes import scope_comparisons
 from prunebench.leaderboard.sections import build_sections
 from prunebench.leaderboard.setups import label_setups
 from prunebench.leaderboard.tidy_table import tidy_table
+from prunebench.run.record_head import record_head
 from prunebench.run.run_config import RunConfig
-from prunebench.run.runner import record_head, run_grid
 
 CPU = torch.device("cpu")
 GRID = ["--preset", "synthetic-tiny", "--methods", "magnitude", "--scopes", "global", "--sparsity", "0.9"]

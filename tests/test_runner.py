@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from prunebench.grid.experiment import Experiment
+from prunebench.grid.grid_run import run_grid
 from prunebench.grid.result_store import ResultStore
 from prunebench.methods.base import ScoringMethod
 from prunebench.run.run_config import RunConfig
-from prunebench.run.runner import run_grid
 
 CPU = torch.device("cpu")
 

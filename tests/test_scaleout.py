@@ -24,6 +24,7 @@ from torch import nn
 from prunebench.core.errors import UsageError
 from prunebench.grid.claims import ClaimStore
 from prunebench.grid.experiment import Experiment, parse_devices
+from prunebench.grid.grid_run import run_grid
 from prunebench.grid.result_store import ResultStore
 from prunebench.grid.scheduler import RunnerSettings
 from prunebench.methods.method_registry import combinations, get_method
@@ -31,7 +32,7 @@ from prunebench.pruning.saved_masks import MASK_KEY, read_mask, unpack
 from prunebench.run.method_contract import record_differences
 from prunebench.run.recipe import OptimConfig
 from prunebench.run.run_checkpoint import CheckpointPolicy, RunCheckpoint, RunInterrupted
-from prunebench.run.runner import execute, run_grid
+from prunebench.run.runner import execute
 from prunebench.run.trainer import Trainer
 
 CPU = torch.device("cpu")
@@ -490,7 +491,7 @@ def test_sigterm_checkpoints_a_learned_mask_run_and_a_rerun_resumes_it(tmp_path)
 @pytest.mark.slow
 def test_submitit_local_tasks_run_a_grid_and_take_over_a_killed_task(tmp_path, audited):
     from prunebench.grid.slurm_executor import SlurmOptions, submit
-    from prunebench.run.runner import RunOptions
+    from prunebench.run.run_context import RunOptions
 
     configs = _grid("magnitude,snip,str", epochs=3)
     out = tmp_path / "out"

@@ -10,13 +10,13 @@ import warnings
 import pytest
 import torch
 
-from prunebench.grid import source_fingerprint
 from prunebench.grid.experiment import Experiment
+from prunebench.grid.grid_run import run_grid
 from prunebench.grid.result_store import ResultStore
 from prunebench.methods.method_registry import get_method
+from prunebench.run import source_fingerprint
 from prunebench.run.run_config import HARNESS_VERSION, RunConfig
 from prunebench.run.run_record import problem
-from prunebench.run.runner import run_grid
 
 CPU = torch.device("cpu")
 

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     import torch
 
     from prunebench.grid.result_store import ResultStore
-    from prunebench.run.runner import RunOptions
+    from prunebench.run.run_context import RunOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -183,6 +183,22 @@ class Plan:
     executor: str = "local"
 
 
+@dataclass(frozen=True)
+class _Axes:
+    """The axes of a grid, parsed and checked (:meth:`Experiment._axes`)."""
+
+    preset: str
+    dataset: str
+    model: str
+    recipes: list
+    methods: list
+    scopes: list
+    track: Track
+    sparsities: list[float]
+    seeds: list[int]
+    variants: dict
+
+
 @dataclass
 class Experiment:
     """A grid: the dataset, model and recipe (from a preset, optionally replaced), methods with their
@@ -230,6 +246,39 @@ class Experiment:
         Each sparsity is checked on the model (built once on the ``meta`` device): it must keep at least one of the
         prunable weights, and each layer-wise scope must be able to split it across the layers (see
         :meth:`_unreachable`)."""
+        axes = self._axes()
+        plan = self._plan(axes.methods, axes.variants, axes.scopes)
+        prunable = PrunableOptions(self.keep_first_dense, self.keep_last_dense, self.prune_embeddings)
+        unreachable: set[tuple[float, str]] = set()
+        if axes.track.name != "structured":  # a structured target is checked by each run's allocation
+            with self._key("sparsity"):
+                unreachable = self._unreachable(
+                    axes.dataset, axes.model, prunable, axes.sparsities, {scope for *_, scope in plan}
+                )
+        common = {"dataset": axes.dataset, "model": axes.model, "prunable": prunable, "preset": axes.preset}
+        configs: dict[str, RunConfig] = {}
+        for recipe, seed in itertools.product(axes.recipes, axes.seeds):
+            dense = RunConfig(recipe=recipe, method="dense", scope="none", sparsity=0.0, seed=seed, **common)
+            configs.setdefault(dense.run_id, dense)
+            for sparsity, (spec, settings, scope) in itertools.product(axes.sparsities, plan):
+                if (sparsity, scope) in unreachable:
+                    continue
+                config = RunConfig(
+                    recipe=recipe,
+                    method=spec.name,
+                    scope=scope,
+                    sparsity=sparsity,
+                    seed=seed,
+                    settings=settings_tuple(settings),
+                    track=axes.track,
+                    **common,
+                )
+                configs.setdefault(config.run_id, config)
+        with self._key("controls"):
+            return with_controls(list(configs.values()), parse_controls(self.controls))
+
+    def _structured(self) -> bool:
+        """Whether the grid is of the structured track, its target and sparsity checked against that."""
         with self._key("track"):
             from prunebench.methods.method_registry import TRACKS
 
@@ -244,6 +293,11 @@ class Experiment:
                 raise UsageError(
                     "a target (--target) belongs to the structured track; add --track structured"
                 )
+        return structured
+
+    def _axes(self) -> _Axes:
+        """The grid's axes, each parsed and checked under its key."""
+        structured = self._structured()
         with self._key("preset"):
             preset = get_preset(self.preset or (STRUCTURED_PRESET if structured else DEFAULT_PRESET))
         dataset, model = self.dataset or preset.dataset, self.model or preset.model
@@ -276,52 +330,42 @@ class Experiment:
             seeds = parse_seeds(self.seeds)
         with self._key("hparams"):
             variants = self._variants(methods)
-        plan = self._plan(methods, variants, scopes)
-        prunable = PrunableOptions(self.keep_first_dense, self.keep_last_dense, self.prune_embeddings)
-        unreachable: set[tuple[float, str]] = set()
-        if not structured:  # a structured target is checked by each run's allocation
-            with self._key("sparsity"):
-                unreachable = self._unreachable(
-                    dataset, model, prunable, sparsities, {scope for *_, scope in plan}
-                )
-        common = {"dataset": dataset, "model": model, "prunable": prunable, "preset": preset.name}
-        configs: dict[str, RunConfig] = {}
-        for recipe, seed in itertools.product(recipes, seeds):
-            dense = RunConfig(recipe=recipe, method="dense", scope="none", sparsity=0.0, seed=seed, **common)
-            configs.setdefault(dense.run_id, dense)
-            for sparsity in sparsities:
-                for spec, settings, scope in plan:
-                    if (sparsity, scope) in unreachable:
-                        continue
-                    config = RunConfig(
-                        recipe=recipe,
-                        method=spec.name,
-                        scope=scope,
-                        sparsity=sparsity,
-                        seed=seed,
-                        settings=settings_tuple(settings),
-                        track=track,
-                        **common,
-                    )
-                    configs.setdefault(config.run_id, config)
-        with self._key("controls"):
-            return with_controls(list(configs.values()), parse_controls(self.controls))
+        return _Axes(
+            preset.name, dataset, model, recipes, methods, scopes, track, sparsities, seeds, variants
+        )
 
     def plan(self) -> Plan:
         """The runs (:meth:`configs`) and how they execute, everything checked before any work starts: the models
         against their data, the device, the worker count, the loader, the data each dataset needs on disk for that
         loader (nothing is downloaded), and the results directory (created, and writable)."""
         from prunebench.datasets import get_dataset
-        from prunebench.datasets.data_files import LOADERS
         from prunebench.datasets.dataset_registry import LoaderRequest
         from prunebench.grid.grid_choices import check_models
         from prunebench.grid.result_store import ResultStore
-        from prunebench.run.runner import RunOptions
 
         configs = self.configs()
         check_models(
             configs
         )  # one dry forward per (dataset, model): a model unfit for its data is refused here
+        execution = self.execution
+        device, jobs, devices = self._devices()
+        settings = self._settings()
+        options = self._options()
+        request = LoaderRequest(
+            batch_size=1, seed=0, device=device, data_root=options.data_root, loader=options.loader
+        )
+        with self._key("dataset"):
+            for name in dict.fromkeys(config.dataset for config in configs):
+                get_dataset(name).check(request)
+        with self._key("run.out"):
+            if not str(execution.out).strip():
+                raise UsageError("--out is empty; give the results directory (default: results)")
+            store = ResultStore(Path(execution.out))
+            store.ensure_writable()
+        return Plan(configs, device, jobs, options, store, devices, settings, execution.executor)
+
+    def _devices(self) -> tuple[torch.device, int, list[torch.device] | None]:
+        """The device, the worker count and the devices of ``--devices``, checked."""
         execution = self.execution
         with self._key("run.device"):
             device = resolve_device(execution.device)
@@ -339,6 +383,11 @@ class Experiment:
         elif execution.per_device != 1:
             with self._key("run.per_device"):
                 raise UsageError("--per-device needs --devices (e.g. --devices auto --per-device 4)")
+        return device, jobs, devices
+
+    def _settings(self) -> RunnerSettings:
+        """How the runners work (executor, checkpoints, claims, determinism), checked."""
+        execution = self.execution
         with self._key("run.executor"):
             if execution.executor not in EXECUTORS:
                 raise UsageError(
@@ -351,36 +400,31 @@ class Experiment:
                 raise UsageError(
                     f"--claim-timeout takes a positive number of seconds, got {execution.claim_timeout!r}"
                 )
-        settings = RunnerSettings(
-            checkpoint=policy,
-            stale_after_s=float(execution.claim_timeout),
-            deterministic=bool(execution.deterministic),
-        )
         if execution.executor == "slurm":
             from prunebench.grid.slurm_executor import SlurmOptions
 
             with self._key("run.slurm"):
                 SlurmOptions.from_mapping(execution.slurm)
+        return RunnerSettings(
+            checkpoint=policy,
+            stale_after_s=float(execution.claim_timeout),
+            deterministic=bool(execution.deterministic),
+        )
+
+    def _options(self) -> RunOptions:
+        """How the runs execute (loader, data root, compile), checked."""
+        from prunebench.datasets.data_files import LOADERS
+        from prunebench.run.run_context import RunOptions
+
+        execution = self.execution
         with self._key("run.loader"):
             if execution.loader not in LOADERS:
                 raise UsageError(f"unknown loader {execution.loader!r}; known: {', '.join(LOADERS)}")
-        options = RunOptions(
+        return RunOptions(
             loader=execution.loader,
             data_root=Path(execution.data_root) if execution.data_root else None,
             compile=execution.compile,
         )
-        request = LoaderRequest(
-            batch_size=1, seed=0, device=device, data_root=options.data_root, loader=options.loader
-        )
-        with self._key("dataset"):
-            for name in dict.fromkeys(config.dataset for config in configs):
-                get_dataset(name).check(request)
-        with self._key("run.out"):
-            if not str(execution.out).strip():
-                raise UsageError("--out is empty; give the results directory (default: results)")
-            store = ResultStore(Path(execution.out))
-            store.ensure_writable()
-        return Plan(configs, device, jobs, options, store, devices, settings, execution.executor)
 
     def _unreachable(
         self, dataset: str, model: str, prunable: PrunableOptions, sparsities: list[float], scopes: set[str]

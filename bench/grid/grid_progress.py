@@ -15,8 +15,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from prunebench.grid.scheduler import GridReporter, Pretraining
 from prunebench.run.run_config import RunConfig
-from prunebench.run.runner import GridReporter
 
 
 class RichGridReporter(GridReporter):
@@ -43,6 +43,9 @@ class RichGridReporter(GridReporter):
 
     def grid_started(self, total: int, skipped: int) -> None:
         self.progress.update(self.grid, total=total, description=f"grid ({skipped} already done)")
+
+    def pretraining_started(self, job: Pretraining) -> None:
+        self.progress.update(self.run, description=job.label, completed=0, total=1, visible=True)
 
     def run_started(self, config: RunConfig) -> None:
         self.progress.update(self.run, description=config.label, completed=0, total=1, visible=True)

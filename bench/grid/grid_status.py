@@ -34,7 +34,10 @@ class GridStatus:
     stale: list[ClaimInfo] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     pretraining: list[ClaimInfo] = field(default_factory=list)
-    """Live claims of dense pre-trainings (not runs: shown in the table, not counted)."""
+    """Live claims of dense pre-trainings (jobs of the grid, not runs: shown in the table, not counted as runs)."""
+    pretrainings_cached: int = 0
+    pretrainings_planned: int | None = None
+    """The grid's dense pre-trainings (:func:`~prunebench.grid.scheduler.pretrainings`), when the grid is given."""
     pending: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -47,6 +50,10 @@ class GridStatus:
         parts = [f"done {self.done}", f"failed {self.statuses['failed']}", f"running {len(self.running)}"]
         if self.stale:
             parts.append(f"stale claims {len(self.stale)}")
+        if self.pretrainings_planned:
+            parts.append(f"dense pre-trainings cached {self.pretrainings_cached}/{self.pretrainings_planned}")
+        elif self.pretrainings_cached:
+            parts.append(f"dense pre-trainings cached {self.pretrainings_cached}")
         if self.pretraining:
             parts.append(f"dense pre-trainings running {len(self.pretraining)}")
         parts.append(f"interrupted {len(self.interrupted)}")
@@ -60,6 +67,23 @@ def _record_status(path: Path) -> str:
     except (OSError, ValueError, AttributeError):
         return "unreadable"
     return status if status in ("ok", "diverged", "failed") else "unreadable"
+
+
+def _count_pretrainings(status: GridStatus, cache: Path, configs: list | None) -> None:
+    """How many of the grid's dense pre-trainings are cached (of all in the cache when the grid is not given)."""
+    cached = (
+        {path.stem.removeprefix("dense-") for path in cache.glob("dense-*.pt")} if cache.is_dir() else set()
+    )
+    if configs is None:
+        status.pretrainings_cached = len(cached)
+        return
+    from prunebench.grid.scheduler import (
+        pretrainings,
+    )  # torch, only for a grid given: `bench status DIR` stays fast
+
+    planned = {job.key for job in pretrainings(configs)}
+    status.pretrainings_planned = len(planned)
+    status.pretrainings_cached = len(planned & cached)
 
 
 def grid_status(
@@ -79,6 +103,7 @@ def grid_status(
                 continue
             recorded.add(run_id)
             status.statuses[_record_status(path)] += 1
+    _count_pretrainings(status, out / "cache", configs)
     claims = ClaimStore(out, stale_after_s)
     held = set()
     for info, stale in claims.all():

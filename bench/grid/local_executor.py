@@ -34,7 +34,7 @@ import torch
 from prunebench.core.environment import available_cpus
 from prunebench.core.errors import Failed, grid_stopped
 from prunebench.grid.result_store import ResultStore
-from prunebench.grid.scheduler import RunnerSettings
+from prunebench.grid.scheduler import GridReporter, RunnerSettings, pretrainings
 from prunebench.run.run_checkpoint import STOP, RunInterrupted, stop_on_signals
 from prunebench.run.run_config import RunConfig
 
@@ -77,12 +77,111 @@ def _read_events(index: int, stream, events: queue.Queue) -> None:
     events.put((index, None))
 
 
+class _Workers:
+    """The worker processes of one grid, their event stream and what they reported."""
+
+    def __init__(
+        self, todo, store: ResultStore, options, settings: RunnerSettings, since: float, threads: int
+    ):
+        self.todo, self.store, self.threads = list(todo), store, threads
+        self.options, self.settings, self.since = options, settings, since
+        self.by_id = {c.run_id: c for c in self.todo}
+        self.events: queue.Queue = queue.Queue()
+        self.processes: list[subprocess.Popen] = []
+        self.placed: list[torch.device] = []
+        self.records: list[dict] = []
+        self.reported: set[str] = set()
+        self.disk_full: str | None = None
+
+    def start(self, device: torch.device) -> None:
+        """Start one worker on ``device`` with the grid's orders on its stdin."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prunebench.grid.local_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        orders = WorkerOrders(
+            self.todo,
+            str(self.store.root),
+            str(device),
+            self.threads,
+            self.options,
+            self.settings,
+            self.since,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(pickle.dumps(orders))
+        process.stdin.close()
+        index = len(self.processes)
+        threading.Thread(target=_read_events, args=(index, process.stdout, self.events), daemon=True).start()
+        self.processes.append(process)
+        self.placed.append(device)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    def ended(self, index: int, replacements: int) -> int:
+        """Worker ``index``'s stream ended: warn of an abnormal end and start a replacement while runs are left (a
+        grid outlives a few killed workers); return the replacements left."""
+        status = self.processes[index].wait()
+        if status in (0, INTERRUPTED_STATUS, DISK_FULL_STATUS):
+            return replacements
+        how = f"signal {-status}" if status < 0 else f"status {status}"
+        warnings.warn(f"worker {index} ({self.placed[index]}) ended with {how}", stacklevel=3)
+        if not (STOP or self.disk_full) and replacements and set(self.by_id) - set(self.store.record_names()):
+            self.start(self.placed[index])
+            return replacements - 1
+        return replacements
+
+    def forward(self, event: dict, reporter: GridReporter) -> None:
+        """Hand one worker event to ``reporter`` (each run's end once: every worker reports each run)."""
+        kind = event["event"]
+        if kind == "disk_full":
+            self.disk_full = self.disk_full or event["message"]
+        elif kind == "pretraining":
+            job = next((j for j in pretrainings(self.todo) if j.key == event["key"]), None)
+            if job is not None:
+                reporter.pretraining_started(job)
+        elif kind == "started":
+            reporter.run_started(self.by_id[event["run_id"]])
+        elif kind == "epoch":
+            reporter.epoch_done(event["phase"], event["epoch"], event["epochs"], event["loss"])
+        elif kind == "finished":
+            if event["record"] is not None:
+                self.records.append(event["record"])
+            if event["run_id"] not in self.reported:
+                self.reported.add(event["run_id"])
+                reporter.run_finished(self.by_id[event["run_id"]], event["record"])
+
+    def supervise(self, reporter: GridReporter, replacements: int) -> list[int]:
+        """Forward events until every worker's stream has ended (SIGTERM to all on a stop or a full disk); return
+        the workers' exit statuses."""
+        open_streams, forwarded = len(self.processes), False
+        while open_streams:
+            if (STOP or self.disk_full) and not forwarded:
+                self.stop_all()
+                forwarded = True
+            try:
+                index, event = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if event is not None:
+                self.forward(event, reporter)
+                continue
+            before = len(self.processes)
+            replacements = self.ended(index, replacements)
+            open_streams += len(self.processes) - before - 1
+        return [process.wait() for process in self.processes]
+
+
 def run_in_workers(
     todo: Sequence[RunConfig],
     store: ResultStore,
     devices: Sequence[torch.device],
     *,
-    reporter,
+    reporter: GridReporter,
     options=None,
     settings: RunnerSettings | None = None,
     since: float | None = None,
@@ -90,75 +189,14 @@ def run_in_workers(
     """Run ``todo`` with one worker per entry of ``devices``; return the records the workers wrote.
 
     ``since``: when the invocation started (taken before ``todo`` was made; ``None``: now)."""
-    settings = settings or RunnerSettings()
     since = store.clock() if since is None else since
-    threads = worker_threads(devices)
-    by_id = {c.run_id: c for c in todo}
-    events: queue.Queue = queue.Queue()
-    processes: list[subprocess.Popen] = []
-    placed: list[torch.device] = []
-    records: list[dict] = []
-    reported: set[str] = set()
+    workers = _Workers(todo, store, options, settings or RunnerSettings(), since, worker_threads(devices))
     with stop_on_signals():
-
-        def start(device: torch.device) -> None:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "prunebench.grid.local_worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            orders = WorkerOrders(list(todo), str(store.root), str(device), threads, options, settings, since)
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(pickle.dumps(orders))
-            process.stdin.close()
-            index = len(processes)
-            threading.Thread(target=_read_events, args=(index, process.stdout, events), daemon=True).start()
-            processes.append(process)
-            placed.append(device)
-
         for device in devices:
-            start(device)
-        replacements = len(devices)
-        open_streams = len(processes)
-        forwarded = False
-        disk_full: str | None = None
-        while open_streams:
-            if (STOP or disk_full) and not forwarded:
-                for process in processes:
-                    if process.poll() is None:
-                        process.send_signal(signal.SIGTERM)
-                forwarded = True
-            try:
-                index, event = events.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if event is None:
-                open_streams -= 1
-                status = processes[index].wait()
-                if status not in (0, INTERRUPTED_STATUS, DISK_FULL_STATUS):
-                    how = f"signal {-status}" if status < 0 else f"status {status}"
-                    warnings.warn(f"worker {index} ({placed[index]}) ended with {how}", stacklevel=2)
-                    if not (STOP or disk_full) and replacements and set(by_id) - set(store.record_names()):
-                        replacements -= 1  # a replacement, so that a grid outlives a few killed workers
-                        start(placed[index])
-                        open_streams += 1
-                continue
-            kind = event["event"]
-            if kind == "disk_full":
-                disk_full = disk_full or event["message"]
-            elif kind == "started":
-                reporter.run_started(by_id[event["run_id"]])
-            elif kind == "epoch":
-                reporter.epoch_done(event["phase"], event["epoch"], event["epochs"], event["loss"])
-            elif kind == "finished":  # every worker reports each run; the grid counts it once
-                if event["record"] is not None:
-                    records.append(event["record"])
-                if event["run_id"] not in reported:
-                    reported.add(event["run_id"])
-                    reporter.run_finished(by_id[event["run_id"]], event["record"])
-        statuses = [process.wait() for process in processes]
-    if disk_full:
-        raise grid_stopped(disk_full)
+            workers.start(device)
+        statuses = workers.supervise(reporter, replacements=len(devices))
+    if workers.disk_full:
+        raise grid_stopped(workers.disk_full)
     if STOP:
         raise RunInterrupted(f"stopped ({STOP.reason}); the workers checkpointed their runs")
     dead = [status for status in statuses if status not in (0, INTERRUPTED_STATUS)]
@@ -169,4 +207,4 @@ def run_in_workers(
             f"{len(left)} run(s) left undone: every worker ended ({len(dead)} of {len(statuses)} abnormally); "
             "rerun to resume them"
         )
-    return records
+    return workers.records

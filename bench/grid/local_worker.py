@@ -36,6 +36,9 @@ class _EventReporter:
 
     def grid_started(self, total: int, skipped: int) -> None: ...
 
+    def pretraining_started(self, job) -> None:
+        self._send(event="pretraining", key=job.key)
+
     def run_started(self, config) -> None:
         self._send(event="started", run_id=config.run_id)
 

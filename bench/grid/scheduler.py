@@ -6,10 +6,11 @@ executed once, whatever the number of runners and wherever they run:
 
 1. One listing of ``<out>/runs`` per pass says which runs have a record (no per-run file check, so a pass is linear
    in the grid's size).
-2. A run is taken when its prerequisites are done (:func:`prerequisites`: other runs whose results it needs) and,
-   for a run that starts from the shared dense pre-training, when that pre-training is cached. The pre-training is
-   itself claimed, under its cache key, and computed by one runner; the others go on with other runs and come
-   back to it.
+2. The shared dense pre-trainings the runs start from are jobs of the grid of their own (:class:`Pretraining`,
+   planned by :func:`pretrainings`), taken first: each is claimed under its cache key and computed once, by one
+   runner, into the cache; the others go on with other jobs and come back to it. A run is taken when its
+   prerequisites are done (:func:`prerequisites`: other runs whose results it needs) and its pre-training, if it
+   starts from one, is cached (or has failed, which its record then says).
 3. The run is claimed, checked again (another runner may have finished it meanwhile), executed with its checkpoint
    (resumed if a previous runner left one) while the claim's heartbeat runs, and its record written; then the
    checkpoint and the claim are removed.
@@ -39,21 +40,22 @@ from prunebench.core.environment import describe_device
 from prunebench.core.errors import is_disk_full
 from prunebench.grid.claims import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S, ClaimStore
 from prunebench.grid.result_store import ResultStore
-from prunebench.grid.source_fingerprint import stale_source_warnings
+from prunebench.run.allocation_controls import source_run_id
 from prunebench.run.run_checkpoint import STOP, CheckpointPolicy, ClaimLost, RunCheckpoint, RunInterrupted
 from prunebench.run.run_config import RunConfig, dense_pretrain_key
+from prunebench.run.run_context import RunContext, RunOptions, dense_cache
 from prunebench.run.run_record import FINISHED
+from prunebench.run.runner import run_or_record_failure
+from prunebench.run.schedule_plans import needs_dense_pretraining
+from prunebench.run.source_fingerprint import stale_source_warnings
+from prunebench.run.trainer import Diverged
 
 
 def prerequisites(config: RunConfig) -> list[str]:
     """The run ids whose records ``config`` needs before it can start: an allocation control needs its source run's
     saved mask (:func:`~prunebench.run.allocation_controls.source_run_id`). The shared dense pre-training is handled apart, as a
-    cached prerequisite."""
-    if not config.control:
-        return []
-    from prunebench.run.allocation_controls import source_run_id
-
-    return [source_run_id(config)]
+    job of the grid (:class:`Pretraining`)."""
+    return [source_run_id(config)] if config.control else []
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,59 @@ def set_deterministic(enabled: bool) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+class GridReporter:
+    """Callbacks of a grid run (the CLI shows them with rich); every one is a no-op by default."""
+
+    def grid_started(self, total: int, skipped: int) -> None: ...
+
+    def pretraining_started(self, job: Pretraining) -> None: ...
+
+    def run_started(self, config: RunConfig) -> None: ...
+
+    def epoch_done(self, phase: str, epoch: int, epochs: int, loss: float) -> None: ...
+
+    def run_finished(self, config: RunConfig, record: dict | None) -> None:
+        """``record`` is ``None`` when the run was skipped as already finished."""
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """The shared dense pre-training of a (dataset, model, seed, recipe), a job of the grid: computed once, by the
+    runner that claims it, into the cache every run that starts from it reads (``config``: the first such run)."""
+
+    key: str
+    config: RunConfig
+
+    @property
+    def name(self) -> str:
+        """The job's claim and checkpoint name (the cache file's stem)."""
+        return f"dense-{self.key}"
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"dense pre-training of {c.dataset} / {c.model}, seed {c.seed} ({c.recipe.pretrain_epochs} epochs)"
+
+
+def _pretraining_key(config: RunConfig) -> str | None:
+    """The key of the pre-training ``config`` starts from, or ``None`` (none, or a method this process cannot
+    build: the run then records why)."""
+    try:
+        return dense_pretrain_key(config) if needs_dense_pretraining(config) else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def pretrainings(configs: Sequence[RunConfig]) -> list[Pretraining]:
+    """The distinct dense pre-trainings the runs of ``configs`` start from, in the order of their first run."""
+    jobs: dict[str, Pretraining] = {}
+    for config in configs:
+        key = _pretraining_key(config)
+        if key is not None and key not in jobs:
+            jobs[key] = Pretraining(key, config)
+    return list(jobs.values())
+
+
 @dataclass(frozen=True)
 class Invocation:
     """A grid as one ``bench run`` (or Slurm submission) starts it: ``since``, the results directory's time before
@@ -93,7 +148,7 @@ def start_invocation(configs: Sequence[RunConfig], store: ResultStore, force: bo
     execute with ``force``), reading only the records that exist (one directory listing); remove the checkpoints
     finished runs left (:func:`remove_leftover_checkpoints`); warn, in one line each, of the records that cannot be
     used (they are run again) and of finished records written by other source under the same version
-    (:func:`~prunebench.grid.source_fingerprint.stale_source_warnings`)."""
+    (:func:`~prunebench.run.source_fingerprint.stale_source_warnings`)."""
     since = store.clock()  # before the records are read: whatever is written after is this invocation's
     present = store.record_names()
     todo, finished, unusable, records = [], [], [], []
@@ -138,14 +193,15 @@ def remove_leftover_checkpoints(store: ResultStore, finished: Sequence[RunConfig
 
 
 class Runner:
-    """One runner over a grid on a results directory: :meth:`run` claims and executes runs until none is left.
+    """One runner over a grid on a results directory: :meth:`run` claims and executes its jobs until none is left,
+    the dense pre-trainings the runs start from first (:class:`Pretraining`), then the runs.
 
-    ``since`` is when the invocation started (:meth:`~prunebench.grid.result_store.ResultStore.clock`, taken before ``todo``
-    was made); ``None``: now, for a runner that is its invocation's only one.
+    ``since`` is when the invocation started (:meth:`~prunebench.grid.result_store.ResultStore.clock`, taken before
+    ``todo`` was made); ``None``: now, for a runner that is its invocation's only one.
 
-    ``reporter`` receives ``run_started``, ``epoch_done`` and ``run_finished`` (see
-    :class:`~prunebench.run.runner.GridReporter`). A stop request (:data:`~prunebench.run.run_checkpoint.STOP`: a signal, a
-    parent process that died, a pre-emption) checkpoints the run in progress and raises :class:`RunInterrupted`.
+    ``reporter`` receives the :class:`GridReporter` callbacks. A stop request
+    (:data:`~prunebench.run.run_checkpoint.STOP`: a signal, a parent process that died, a pre-emption) checkpoints
+    the job in progress and raises :class:`RunInterrupted`.
     """
 
     def __init__(
@@ -154,26 +210,25 @@ class Runner:
         store: ResultStore,
         device: torch.device,
         *,
-        reporter=None,
-        options=None,
+        reporter: GridReporter | None = None,
+        options: RunOptions | None = None,
         settings: RunnerSettings | None = None,
         since: float | None = None,
     ) -> None:
-        from prunebench.run.runner import GridReporter
-
         self.store = store
         self.device = device
         self.reporter = reporter or GridReporter()
-        self.options = options
+        self.options = options or RunOptions()
         self.settings = settings or RunnerSettings()
         self.claims = ClaimStore(
             store.root, self.settings.stale_after_s, self.settings.heartbeat_s, describe_device(device)
         )
         self.cache_dir = store.root / "cache"
         self.pending = list(todo)
+        self.pretrainings = [job for job in pretrainings(todo) if not self._cached(job)]
+        """The pre-trainings not cached yet; a run that starts from one of them waits for it."""
         self.since = store.clock() if since is None else since
         """When the invocation started: records written since are this invocation's (see the module docstring)."""
-        self.failed_pretraining: set[str] = set()
         self.records: list[dict] = []
 
     def _handled(self, config: RunConfig, present: dict[str, float]) -> bool:
@@ -182,67 +237,80 @@ class Runner:
         return mtime is not None and mtime >= self.since
 
     def run(self) -> list[dict]:
-        """Execute the pending runs; return the records this runner wrote."""
+        """Execute the pending jobs; return the records this runner wrote."""
         while self.pending:
             if STOP:
                 raise RunInterrupted(f"stopped ({STOP.reason}) before claiming another run")
-            present = self.store.record_names()
-            waiting = {config.run_id for config in self.pending}
-            progressed = False
-            for config in list(self.pending):
-                if STOP:
-                    break
-                if self._handled(config, present):
-                    self.pending.remove(config)
-                    self.reporter.run_finished(config, None)
-                    continue
-                if any(run_id not in present and run_id in waiting for run_id in prerequisites(config)):
-                    continue  # a prerequisite outside the grid is not waited for: the run records its absence
-                ready = self._pretraining_ready(config)
-                if ready is False or ready and not self._execute(config):
-                    continue
-                progressed = True  # a run executed, or the pre-training computed: list the records again
-                present = self.store.record_names()
+            progressed = self._pretraining_pass()
+            progressed = self._run_pass() or progressed
             if not progressed and self.pending:
                 time.sleep(self.settings.poll_s)
         return self.records
 
-    # The shared dense pre-training --------------------------------------------------------------------------
-    def _pretraining_ready(self, config: RunConfig) -> bool | None:
-        """Whether ``config`` can start as far as its dense pre-training goes; ``None`` when this runner has just
-        computed it (or failed to): the run is taken at the next pass."""
-        from prunebench.run.runner import dense_cache, needs_dense_pretraining
+    def _run_pass(self) -> bool:
+        """Execute every pending run that is ready and that no other runner holds; return whether one was."""
+        present = self.store.record_names()
+        waiting = {config.run_id for config in self.pending}
+        progressed = False
+        for config in list(self.pending):
+            if STOP:
+                break
+            if self._handled(config, present):
+                self.pending.remove(config)
+                self.reporter.run_finished(config, None)
+                continue
+            if not self._ready(config, present, waiting) or not self._execute(config):
+                continue
+            progressed = True  # a run executed: list the records again
+            present = self.store.record_names()
+        return progressed
 
-        try:
-            if not needs_dense_pretraining(config):
-                return True
-        except Exception:  # noqa: BLE001  (a method this process cannot build: the run records why)
-            return True
-        key = dense_pretrain_key(config)
-        path, marker = dense_cache(config, self.cache_dir)
-        if path.exists() or marker.exists() or key in self.failed_pretraining:
-            return True  # a diverged or failed pre-training fails its runs, recorded by each
-        claim = self.claims.try_claim(f"dense-{key}")
-        if claim is None:
+    def _ready(self, config: RunConfig, present: dict[str, float], waiting: set[str]) -> bool:
+        """Whether the runs ``config`` needs have records (a prerequisite outside the grid is not waited for: the
+        run records its absence) and the pre-training it starts from is done."""
+        if any(run_id not in present and run_id in waiting for run_id in prerequisites(config)):
             return False
-        with claim:
-            if path.exists():
-                return True
-            self._pretrain(config, key, claim)
-        return None
+        key = _pretraining_key(config)
+        return key is None or all(job.key != key for job in self.pretrainings)
 
-    def _pretrain(self, config: RunConfig, key: str, claim) -> None:
-        from prunebench.run.runner import RunContext, RunOptions
-        from prunebench.run.trainer import Diverged
+    # The shared dense pre-trainings -------------------------------------------------------------------------
+    def _cached(self, job: Pretraining) -> bool:
+        """Whether ``job`` is done: cached, or remembered as diverged (its runs then record that)."""
+        path, marker = dense_cache(job.config, self.cache_dir)
+        return path.exists() or marker.exists()
 
+    def _pretraining_pass(self) -> bool:
+        """Compute every pre-training not cached that no other runner holds; return whether one was."""
+        progressed = False
+        for job in list(self.pretrainings):
+            if STOP:
+                break
+            if self._cached(job):
+                self.pretrainings.remove(job)
+                continue
+            claim = self.claims.try_claim(job.name)
+            if claim is None:
+                continue
+            with claim:
+                if not self._cached(job):
+                    self._pretrain(job, claim)
+            self.pretrainings.remove(
+                job
+            )  # done, or failed here: each of its runs then trains it and records why
+            progressed = True
+        return progressed
+
+    def _pretrain(self, job: Pretraining, claim) -> None:
         checkpoint = RunCheckpoint(
-            self.store.checkpoint_path(f"dense-{key}"),
+            self.store.checkpoint_path(job.name),
             self.settings.checkpoint,
             lost=lambda: claim.lost,
             device=self.device,
         )
-        options = self.options or RunOptions()
-        ctx = RunContext(config, self.device, self.cache_dir, options, checkpoint, self.reporter.epoch_done)
+        self.reporter.pretraining_started(job)
+        ctx = RunContext(
+            job.config, self.device, self.cache_dir, self.options, checkpoint, self.reporter.epoch_done
+        )
         try:
             ctx.dense_pretrained(ctx.loaders())
         except Diverged:
@@ -250,17 +318,12 @@ class Runner:
         except Exception as error:  # noqa: BLE001  (each run that needs it trains it again and records the error)
             if is_disk_full(error):
                 raise  # the grid stops (see run_or_record_failure)
-            warnings.warn(
-                f"the dense pre-training {key} failed ({type(error).__name__}: {error})", stacklevel=2
-            )
-            self.failed_pretraining.add(key)
+            warnings.warn(f"the {job.label} failed ({type(error).__name__}: {error})", stacklevel=2)
         checkpoint.delete()
 
     # One run ------------------------------------------------------------------------------------------------
     def _execute(self, config: RunConfig) -> bool:
         """Claim and execute ``config``; ``False`` when another runner holds it."""
-        from prunebench.run.runner import run_or_record_failure
-
         claim = self.claims.try_claim(config.run_id)
         if claim is None:
             return False

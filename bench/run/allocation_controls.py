@@ -15,7 +15,7 @@ adds two runs:
 Both then train exactly as the source trains after that point, under the same recipe, seed and data order. Controls
 are ordinary runs: their id is the source's identity plus ``control`` (:class:`~prunebench.run.run_config.RunConfig`), they
 are resumed and recorded like any other, and their masks are saved. A control reads its source's saved mask
-(:mod:`prunebench.pruning.saved_masks`), so it runs after its source (:func:`phases`; a scheduler uses :func:`source_config`
+(:mod:`prunebench.pruning.saved_masks`), so it runs after its source (:func:`controls_last`; a scheduler uses :func:`source_config`
 to treat the source as a prerequisite). If the source failed or has not run, the control fails with a one-line
 reason, and is retried by the next ``bench run``, as failed runs are.
 
@@ -40,6 +40,9 @@ Where the mask is applied, per the source's schedule (``control point``):
   budget with the recipe's optimizer. The control then answers "would the learned allocation (``shuffle``) or the
   learned mask (``reinit``), trained from the start, have done as well?"; it does not re-run the method's learning.
 
+A control's run is planned from the harness's phases by :func:`prunebench.run.control_plans.control_plan`; this
+module plans the grid's controls and needs no torch.
+
 Random pruning is the baseline of the report's fraction explained (:mod:`prunebench.leaderboard.controls_table`), so
 ``--controls`` also adds, for every controlled cell, the random-pruning run that matches it when the grid lacks it:
 ``random@after_training`` for after-training sources (same point: the dense pre-training), ``random`` (at
@@ -51,7 +54,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prunebench.core.errors import UsageError
@@ -59,12 +61,7 @@ from prunebench.core.hashing import stable_hash
 from prunebench.run.run_config import RunConfig
 
 if TYPE_CHECKING:
-    import torch
-
-    from prunebench.datasets import DataLoaders
-    from prunebench.methods.base import Masks
     from prunebench.methods.method_registry import MethodSpec
-    from prunebench.run.runner import Outcome, RunContext
 
 CONTROLS = ("shuffle", "reinit")
 RANDOM = "random"
@@ -147,7 +144,7 @@ def with_controls(configs: Sequence[RunConfig], controls: Sequence[str]) -> list
     return list(found.values())
 
 
-def phases(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+def controls_last(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
     """``configs`` in the batches a local runner runs one after the other: every other run, then the controls
     (whose sources are then finished); empty batches are left out."""
     batches = [[c for c in configs if not c.control], [c for c in configs if c.control]]
@@ -157,89 +154,3 @@ def phases(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
 def derived_seed(kind: str, seed: int) -> int:
     """A 63-bit seed for the ``kind`` draw of a run of ``seed``, different from every run seed in practice."""
     return int(stable_hash({"control": kind, "seed": seed}), 16) >> 1
-
-
-def shuffle_masks(masks: Masks, generator: torch.Generator) -> Masks:
-    """Each layer's mask with exactly as many kept weights, at positions drawn uniformly without replacement."""
-    import torch
-
-    shuffled = {}
-    for name, mask in masks.items():
-        kept = int(mask.sum())
-        flat = torch.zeros(mask.numel(), dtype=torch.bool)
-        flat[torch.randperm(mask.numel(), generator=generator)[:kept]] = True
-        shuffled[name] = flat.view(mask.shape).to(mask.device)
-    return shuffled
-
-
-def source_masks(config: RunConfig, results_dir: Path, device: torch.device) -> Masks:
-    """The saved final mask of ``config``'s source, or a :class:`ControlError` saying in one line why there is none."""
-    import torch
-
-    from prunebench.grid.result_store import ResultStore
-    from prunebench.pruning.saved_masks import read_mask
-
-    source = source_config(config)
-    what = f"source run {source.run_id} ({source.label})"
-    record, reason = ResultStore(results_dir).read(source.run_id)
-    if record is None:
-        said = f"has no usable record ({reason})" if reason else "has not run yet"
-        raise ControlError(f"{what} {said}; a control runs after its source")
-    if record["status"] != "ok":
-        error = " ".join(str(record.get("error") or "").split())
-        error = error if len(error) <= 160 else error[:157] + "..."
-        raise ControlError(f"{what} {record['status']}" + (f": {error}" if error else ""))
-    try:
-        saved = read_mask(results_dir, source.run_id)
-    except UsageError as error:
-        raise ControlError(f"{what}: {error}; rerun it with --force to save its mask") from None
-    return {name: torch.from_numpy(mask.copy()).to(device) for name, mask in saved.items()}
-
-
-def train_control(ctx: RunContext, loaders: DataLoaders) -> Outcome:
-    """Train the control ``ctx.config`` (see the module docstring) with the run's context
-    (:class:`~prunebench.run.runner.RunContext`); return its :class:`~prunebench.run.runner.Outcome`.
-
-    The results directory is the cache directory's parent, where the source's record and mask lie.
-    """
-    import torch
-
-    from prunebench.pruning.mask_application import MaskEnforcer, apply_masks
-    from prunebench.run.runner import Outcome, epochs_of, initial_model
-
-    config, device = ctx.config, ctx.device
-    masks = source_masks(config, ctx.cache_dir.parent, device)
-    if config.control == "shuffle":
-        generator = torch.Generator().manual_seed(derived_seed("shuffle", config.seed))
-        masks = shuffle_masks(masks, generator)
-    recipe = config.recipe
-    point = control_point(config.spec)
-    steps_per_epoch = len(loaders.train)
-    optim, epochs, start, phase = recipe.optim, recipe.epochs, 0, "train"
-    if point == "dense pre-training":
-        model = ctx.dense_pretrained(loaders)
-        optim, epochs, phase = recipe.finetune_optim, recipe.finetune_epochs, "finetune"
-        spent = {"dense": recipe.pretrain_epochs, "finetune": recipe.finetune_epochs}
-    else:
-        model = ctx.initial_model()
-        spent = {"sparse": recipe.epochs}
-        if point == "rewind point":
-            start = round(
-                config.spec.schedule_options(config.hparams).rewind * steps_per_epoch * recipe.epochs
-            )
-            if start > 0:
-                torch.manual_seed(config.seed + 1)
-                ctx.fit(model, loaders.train, optim, epochs, "to rewind point", stop=start)
-                sparse = steps_per_epoch * recipe.epochs - start
-                spent = {
-                    "dense": epochs_of(start, steps_per_epoch),
-                    "sparse": epochs_of(sparse, steps_per_epoch),
-                }
-    if config.control == "reinit":
-        fresh = initial_model(dataclasses.replace(config, seed=derived_seed("reinit", config.seed)), device)
-        model.load_state_dict(fresh.state_dict())
-    apply_masks(model, masks)
-    torch.manual_seed(config.seed + 1)  # the training's random stream, seeded as in every pruned run
-    trainer = ctx.fit(model, loaders.train, optim, epochs, phase, [MaskEnforcer(model, masks)], start=start)
-    details = {"control": config.control, "source_run_id": source_run_id(config), "applied_at": point}
-    return Outcome(model, trainer.last_loss, {"budget": recipe.epochs, **spent}, details=details)

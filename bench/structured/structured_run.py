@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,9 +30,11 @@ from torch import nn
 from prunebench.core.errors import UsageError
 from prunebench.datasets import get_dataset
 from prunebench.methods.base import ScoringData
+from prunebench.methods.channel_methods import ChannelCriterion, SparsityTraining
 from prunebench.pruning.accounting import account
 from prunebench.pruning.mask_application import MaskEnforcer, apply_masks
 from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.record_head import record_head
 from prunebench.run.run_record import RunRecord
 from prunebench.run.trainer import Diverged, evaluate
 from prunebench.structured.channels import (
@@ -47,7 +50,7 @@ from prunebench.structured.channels import (
 
 if TYPE_CHECKING:
     from prunebench.methods.method_registry import MethodSpec
-    from prunebench.run.runner import RunContext
+    from prunebench.run.run_context import RunContext
 
 LATENCY_WARMUP = 10
 LATENCY_REPEATS = 50
@@ -55,47 +58,19 @@ LATENCY_REPEATS = 50
 
 
 def execute_structured(ctx: RunContext) -> RunRecord:
-    """Run the structured ``ctx.config`` with the run's context (:class:`~prunebench.run.runner.RunContext`) and
+    """Run the structured ``ctx.config`` with the run's context (:class:`~prunebench.run.run_context.RunContext`) and
     return its record (status ``ok``; exceptions propagate)."""
-    from prunebench.methods.channel_methods import ChannelCriterion, SparsityTraining
-    from prunebench.run.runner import record_head
-
-    config, device = ctx.config, ctx.device
+    config, device, recipe = ctx.config, ctx.device, ctx.config.recipe
     started = time.perf_counter()
-    recipe, spec, unit = config.recipe, config.spec, config.track.unit
-    method = spec.build(config.hparams)
     loaders = ctx.loaders()
     example = next(iter(loaders.test))[0][:1]
-    data = ScoringData(loaders.train, get_dataset(config.dataset).num_classes)
-
-    def keep_of(scores):
-        return allocate(scores, groups, unit, config.sparsity, config.scope, flop_model)
-
-    details: dict[str, Any] = {}
-    if isinstance(method, ChannelCriterion):
-        model = ctx.dense_pretrained(loaders)
-        groups = channel_groups(model, example)
-        flop_model = FlopModel(model, example, groups)
-        torch.manual_seed(config.seed + 1)
-        keep = keep_of(method.group_scores(copy.deepcopy(model), groups, data))
-        epochs = {"dense": recipe.pretrain_epochs}
-    elif isinstance(method, SparsityTraining):
-        model = ctx.initial_model()
-        groups = channel_groups(model, example)
-        flop_model = FlopModel(model, example, groups)
-        torch.manual_seed(config.seed + 1)
-        session = method.attach(model, groups, keep_of)
-        ctx.fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "sparsity", [session])
-        keep = session.keep(keep_of)
-        details = session.details()
-        epochs = {"sparsity": recipe.pretrain_epochs}
-    else:
-        raise TypeError(f"{spec.name} is not a structured method")
-    masks = channel_masks(model, groups, keep)
+    pruning = _prune_channels(ctx, loaders, example)
+    model, keep = pruning.model, pruning.keep
+    masks = channel_masks(model, pruning.groups, keep)
     apply_masks(model, masks)
     hooks = [MaskEnforcer(model, masks)]
     trainer = ctx.fit(model, loaders.train, recipe.finetune_optim, recipe.finetune_epochs, "finetune", hooks)
-    epochs.update({"budget": recipe.epochs, "finetune": recipe.finetune_epochs})
+    pruning.epochs.update({"budget": recipe.epochs, "finetune": recipe.finetune_epochs})
 
     pruned = remove_channels(model, example, keep)
     check_batch = next(iter(loaders.test))[0]
@@ -108,10 +83,74 @@ def execute_structured(ctx: RunContext) -> RunRecord:
     measured = _measure(dense, pruned, example, check_batch, recipe.batch_size)
     dense_account = account(dense, example, prunable_weights(dense))
     accounting = account(pruned, example, prunable_weights(pruned))
-    predicted = flop_model.flops({name: int(mask.sum()) for name, mask in keep.items()})
+    structured = _summary(config, pruning, dense_account, accounting)
+    return {
+        **record_head(config, device, "ok", time.perf_counter() - started),
+        **metrics,
+        **accounting,
+        "achieved_sparsity": structured["achieved"],
+        "flops_dense": dense_account["flops_dense"],
+        "flops_sparse": accounting["flops_dense"],
+        "speedup": dense_account["flops_dense"] / accounting["flops_dense"],
+        "method_sparsity": None,
+        "enforcement": None,
+        "method_details": pruning.details or None,
+        "epochs": pruning.epochs,
+        "train_loss": trainer.last_loss,
+        "loader": loaders.kind,
+        "precision": "bf16-autocast" if device.type == "cuda" else "fp32",
+        "track": "structured",
+        "structured": {**structured, "max_output_difference": difference, **measured},
+    }
+
+
+@dataclass
+class _ChannelPruning:
+    """What a structured method decided: the model it pruned, its channel groups, the channels kept."""
+
+    model: nn.Module
+    groups: list
+    flop_model: FlopModel
+    keep: dict[str, torch.Tensor]
+    epochs: dict[str, int]
+    details: dict[str, Any]
+
+
+def _prune_channels(ctx: RunContext, loaders, example: torch.Tensor) -> _ChannelPruning:
+    """Score the channels of the dense pre-training once (a channel criterion), or train with the method's
+    sparsity regularizer from initialization (a sparsity-training method), and allocate the kept channels."""
+    config, recipe, spec = ctx.config, ctx.config.recipe, ctx.config.spec
+    method = spec.build(config.hparams)
+    data = ScoringData(loaders.train, get_dataset(config.dataset).num_classes)
+    if isinstance(method, ChannelCriterion):
+        model = ctx.dense_pretrained(loaders)
+    elif isinstance(method, SparsityTraining):
+        model = ctx.initial_model()
+    else:
+        raise TypeError(f"{spec.name} is not a structured method")
+    groups = channel_groups(model, example)
+    flop_model = FlopModel(model, example, groups)
+
+    def keep_of(scores):
+        return allocate(scores, groups, config.track.unit, config.sparsity, config.scope, flop_model)
+
+    torch.manual_seed(config.seed + 1)
+    if isinstance(method, ChannelCriterion):
+        keep = keep_of(method.group_scores(copy.deepcopy(model), groups, data))
+        return _ChannelPruning(model, groups, flop_model, keep, {"dense": recipe.pretrain_epochs}, {})
+    session = method.attach(model, groups, keep_of)
+    ctx.fit(model, loaders.train, recipe.optim, recipe.pretrain_epochs, "sparsity", [session])
+    epochs = {"sparsity": recipe.pretrain_epochs}
+    return _ChannelPruning(model, groups, flop_model, session.keep(keep_of), epochs, session.details())
+
+
+def _summary(config, pruning: _ChannelPruning, dense_account: dict, accounting: dict) -> dict[str, Any]:
+    """The record's ``structured`` block: the target, what was removed, FLOPs and parameters before and after."""
+    keep, unit = pruning.keep, config.track.unit
+    predicted = pruning.flop_model.flops({name: int(mask.sum()) for name, mask in keep.items()})
     flops_reduction = 1.0 - accounting["flops_dense"] / dense_account["flops_dense"]
     channels_removed = 1.0 - kept_fraction(keep)
-    structured = {
+    return {
         "unit": unit,
         "target": config.sparsity,
         "achieved": channels_removed if unit == "channels" else flops_reduction,
@@ -126,28 +165,8 @@ def execute_structured(ctx: RunContext) -> RunRecord:
         "params_reduction": 1.0 - accounting["params_total"] / dense_account["params_total"],
         "groups": [
             {"name": g.name, "size": g.size, "kept": int(keep[g.name].sum()), "layers": len(g.of("producer"))}
-            for g in groups
+            for g in pruning.groups
         ],
-        "max_output_difference": difference,
-        **measured,
-    }
-    return {
-        **record_head(config, device, "ok", time.perf_counter() - started),
-        **metrics,
-        **accounting,
-        "achieved_sparsity": structured["achieved"],
-        "flops_dense": dense_account["flops_dense"],
-        "flops_sparse": accounting["flops_dense"],
-        "speedup": dense_account["flops_dense"] / accounting["flops_dense"],
-        "method_sparsity": None,
-        "enforcement": None,
-        "method_details": details or None,
-        "epochs": epochs,
-        "train_loss": trainer.last_loss,
-        "loader": loaders.kind,
-        "precision": "bf16-autocast" if device.type == "cuda" else "fp32",
-        "track": "structured",
-        "structured": structured,
     }
 
 

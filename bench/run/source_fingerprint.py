@@ -43,14 +43,18 @@ HARNESS_MODULES = (
     "prunebench.pruning.prunable",
     "prunebench.pruning.accounting",
     "prunebench.run.recipe",
+    "prunebench.run.run_context",
+    "prunebench.run.phases",
+    "prunebench.run.schedule_plans",
     "prunebench.run.runner",
     "prunebench.run.run_checkpoint",
     "prunebench.run.allocation_controls",
+    "prunebench.run.control_plans",
     "prunebench.structured.structured_run",
     "prunebench.structured.channels",
 )
 """The modules whose source is the harness fingerprint: the training loop and optimizer steps, masks, allocation,
-the prunable set, accounting, the recipe, the execution of a run under each schedule (``at_init``,
+the prunable set, accounting, the recipe, the run's context, its phases and each schedule's plan of them (``at_init``,
 ``after_training``, ``during_training`` and the dense pre-training), checkpoints, allocation controls and the
 structured track. Models and datasets have versions of their own."""
 
@@ -59,7 +63,7 @@ SCHEDULE_MODULES = {
     "iterative": "prunebench.run.iterative_schedule",
 }
 """The modules that run a criterion under a schedule of its own, part of the fingerprint of the methods that use it
-(the other schedules are run by :mod:`prunebench.run.runner`, part of the harness)."""
+(the other schedules are planned by :mod:`prunebench.run.schedule_plans`, part of the harness)."""
 
 METHOD_PACKAGE = "prunebench.methods"
 NOT_METHOD_SOURCE = frozenset({"prunebench.methods", "prunebench.methods.method_registry"})
