@@ -431,6 +431,14 @@ def _masks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _power(args: argparse.Namespace) -> int:
+    from prunebench.leaderboard.power import format_report, power_report
+
+    found, columns = power_report(Path(args.results), args.difference, args.power, args.alpha)
+    print(format_report(found, columns, args.difference, args.power))
+    return 0
+
+
 def _data_prepare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -722,6 +730,19 @@ def build_parser() -> argparse.ArgumentParser:
     masks.add_argument("--out", help="where to write (default: the first DIR)")
     masks.add_argument("--format", default="png", help="heat map formats: png, svg, or none (default: png)")
     masks.set_defaults(handler=_masks, interrupted="each file is written whole or not at all")
+    power = commands.add_parser(
+        "power",
+        help="the seeds each scope comparison needs to resolve a difference, and what the seeds resolve",
+    )
+    power.add_argument("results", metavar="RESULTS", help="results directory")
+    power.add_argument(
+        "--difference", type=float, default=1.0, help="top-1 difference to resolve, in points (default: 1.0)"
+    )
+    power.add_argument("--power", type=float, default=0.8, help="probability of resolving it (default: 0.8)")
+    power.add_argument(
+        "--alpha", type=float, default=0.05, help="level before Holm's correction (default: 0.05)"
+    )
+    power.set_defaults(handler=_power, interrupted=None)
     board.set_defaults(handler=_leaderboard, interrupted="each file is written whole or not at all")
     return parser
 

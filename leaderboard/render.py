@@ -1,7 +1,7 @@
 """One table model, three renderings: Markdown, LaTeX (booktabs) and a CSV frame, cell for cell the same table.
 
 A cell is plain text (``±``, ``×``, ``−`` and ``α`` included), a bold flag and footnote marks (``†``, ``‡``, ``§``,
-``¶``); notes may use Markdown's ``**bold**`` and ```code```, which LaTeX renders as ``\\textbf`` and ``\\texttt``.
+``¶``, ``◊``); notes may use Markdown's ``**bold**`` and ```code```, which LaTeX renders as ``\\textbf`` and ``\\texttt``.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ _LATEX_SYMBOLS = {
     "§": r"\S{}",
     "¶": r"\P{}",
     "‖": r"$\|$",
+    "◊": r"$\lozenge$",
 }
 
 

@@ -5,17 +5,29 @@ A criterion is (method, variant). For each pair of its scopes (``global - unifor
 (:func:`prunebench.leaderboard.stats.compare`: a paired t-test and interval, Welch where the seeds differ). The
 p-values of one (dataset, model, sparsity) are adjusted together by Holm's method; a difference is significant when
 its adjusted p-value is below alpha.
+
+Where every finished run of both cells has a per-example outcome file (:mod:`prunebench.run.example_outcomes`), the
+difference is also compared over seeds and test examples (:func:`prunebench.leaderboard.uncertainty.two_level_bootstrap`)
+in the columns of :data:`TWO_LEVEL_COLUMNS`, Holm-adjusted over the same family; without outcome files the table
+has exactly the columns of :data:`COLUMNS`.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from prunebench.leaderboard.record_reader import DENSE
 from prunebench.leaderboard.stats import ALPHA, compare, holm
 from prunebench.leaderboard.tidy_table import cells, seed_values
+from prunebench.leaderboard.uncertainty import two_level_bootstrap
+from prunebench.pruning.saved_masks import RUN_ID
+from prunebench.run.example_outcomes import read_outcomes
 
 SCOPE_ORDER = ("global", "erk", "uniform_plus", "uniform", "learned")
 """Scopes in the order their differences are taken: each minus every one after it (unknown scopes last)."""
@@ -39,6 +51,18 @@ COLUMNS = [
 ]
 """Columns of the tidy comparison table: ``difference`` is top-1 of ``scope_a`` minus ``scope_b``, in points."""
 
+TWO_LEVEL_COLUMNS = [
+    "examples",
+    "two_level_low",
+    "two_level_high",
+    "two_level_p",
+    "two_level_p_holm",
+    "two_level_significant",
+]
+"""Columns added where some comparison has per-example outcomes: the test set's size, the percentile interval of the
+difference over seeds and test examples, its bootstrap p, Holm-adjusted, and whether that is below alpha (NaN and
+``False`` where a comparison has no outcomes)."""
+
 
 def ordered(scopes: set[str]) -> list[str]:
     """``scopes`` in :data:`SCOPE_ORDER`, unknown ones after them in alphabetical order."""
@@ -52,37 +76,105 @@ def pairs(scopes: set[str]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(order) for b in order[i + 1 :]]
 
 
+@dataclass(frozen=True)
+class ScopePair:
+    """Two scopes of one criterion at one sparsity, and the records of both cells."""
+
+    dataset: str
+    model: str
+    method: str
+    variant: str
+    scope_a: str
+    scope_b: str
+    sparsity: float
+    runs_a: list[dict[str, Any]]
+    runs_b: list[dict[str, Any]]
+
+
+def scope_pairs(records: list[dict[str, Any]]) -> list[ScopePair]:
+    """Every (criterion, pair of its scopes, sparsity both ran at) with a finished run in both cells, in the order
+    of the table."""
+    found: dict[tuple, dict[str, dict[float, list[dict[str, Any]]]]] = {}
+    for (dataset, model, method, variant, scope, sparsity), runs in cells(records).items():
+        if method != DENSE and seed_values(runs):
+            found.setdefault((dataset, model, method, variant), {}).setdefault(scope, {})[sparsity] = runs
+    return [
+        ScopePair(*criterion, a, b, sparsity, by_scope[a][sparsity], by_scope[b][sparsity])
+        for criterion, by_scope in found.items()
+        for a, b in pairs(set(by_scope))
+        for sparsity in sorted(set(by_scope[a]) & set(by_scope[b]))
+    ]
+
+
+def _outcomes(runs: list[dict[str, Any]], cache: dict[str, Any]) -> dict[Any, np.ndarray] | None:
+    """The per-example top-1 correctness of each finished run of a cell keyed by seed, or ``None`` unless every one
+    has an outcome file (beside its record, ``<results>/runs/<run_id>.json``; a record whose run id is not a plain
+    name, one written by hand, has none)."""
+    found = {}
+    for run in runs:
+        if run["status"] != "ok":
+            continue
+        if run["run_id"] not in cache:
+            path, plain = run.get("_path"), RUN_ID.fullmatch(str(run["run_id"]))
+            cache[run["run_id"]] = (
+                read_outcomes(Path(path).parent.parent, run["run_id"]) if path and plain else None
+            )
+        outcomes = cache[run["run_id"]]
+        if outcomes is None:
+            return None
+        found[run["seed"]] = outcomes["top1"]
+    return found
+
+
+def _row(pair: ScopePair, cache: dict[str, Any]) -> dict[str, Any]:
+    """One row of the table: the seed-level comparison, and the two-level one where both cells have outcomes."""
+    result = compare(seed_values(pair.runs_a), seed_values(pair.runs_b))
+    row = {
+        "dataset": pair.dataset,
+        "model": pair.model,
+        "method": pair.method,
+        "variant": pair.variant,
+        "scope_a": pair.scope_a,
+        "scope_b": pair.scope_b,
+        "sparsity": pair.sparsity,
+        "test": result.test or None,
+        "n": result.n,
+        "difference": result.difference,
+        "ci_low": result.low,
+        "ci_high": result.high,
+        "p": result.pvalue,
+    }
+    a, b = _outcomes(pair.runs_a, cache), _outcomes(pair.runs_b, cache)
+    two_level = two_level_bootstrap(a, b) if a is not None and b is not None and result.test else None
+    if two_level is not None:
+        row.update(
+            examples=two_level.examples,
+            two_level_low=two_level.low,
+            two_level_high=two_level.high,
+            two_level_p=two_level.pvalue,
+        )
+    return row
+
+
+def _adjust_two_level(table: pd.DataFrame, column: pd.DataFrame) -> None:
+    """Holm over the tested comparisons of one column, those without outcomes counted in the family with p = 1."""
+    tested = column[column["test"].notna()]
+    family = tested["two_level_p"].astype(float).fillna(1.0).tolist()
+    adjusted = pd.Series(holm(family), index=tested.index)
+    table.loc[tested.index, "two_level_p_holm"] = adjusted.where(tested["two_level_p"].notna(), math.nan)
+
+
 def scope_comparisons(records: list[dict[str, Any]]) -> pd.DataFrame:
     """The tidy table of differences between the scopes of every criterion, Holm-adjusted per column."""
-    values: dict[tuple, dict[str, dict[float, dict[Any, float]]]] = {}
-    for (dataset, model, method, variant, scope, sparsity), runs in cells(records).items():
-        found = seed_values(runs)
-        if method != DENSE and found:
-            values.setdefault((dataset, model, method, variant), {}).setdefault(scope, {})[sparsity] = found
-    rows = []
-    for (dataset, model, method, variant), by_scope in values.items():
-        for a, b in pairs(set(by_scope)):
-            for sparsity in sorted(set(by_scope[a]) & set(by_scope[b])):
-                result = compare(by_scope[a][sparsity], by_scope[b][sparsity])
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "model": model,
-                        "method": method,
-                        "variant": variant,
-                        "scope_a": a,
-                        "scope_b": b,
-                        "sparsity": sparsity,
-                        "test": result.test or None,
-                        "n": result.n,
-                        "difference": result.difference,
-                        "ci_low": result.low,
-                        "ci_high": result.high,
-                        "p": result.pvalue,
-                    }
-                )
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    cache: dict[str, Any] = {}
+    rows = [_row(pair, cache) for pair in scope_pairs(records)]
+    two_level = any("two_level_p" in row for row in rows)
+    table = pd.DataFrame(rows, columns=COLUMNS + (TWO_LEVEL_COLUMNS if two_level else []))
     for _, column in table.groupby(["dataset", "model", "sparsity"], sort=False):
         table.loc[column.index, "p_holm"] = holm(column["p"].tolist())
+        if two_level:
+            _adjust_two_level(table, column)
     table["significant"] = table["p_holm"].astype(float) < ALPHA
+    if two_level:
+        table["two_level_significant"] = table["two_level_p_holm"].astype(float) < ALPHA
     return table

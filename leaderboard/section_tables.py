@@ -20,12 +20,15 @@ from prunebench.leaderboard.record_reader import (
     variant,
 )
 from prunebench.leaderboard.render import Cell, Table
-from prunebench.leaderboard.stats import ALPHA, FEW_SEEDS, UNPAIRED
+from prunebench.leaderboard.stats import ALPHA, FEW_SEEDS, UNPAIRED, smallest_p, without_spread
+from prunebench.leaderboard.uncertainty import SEED_LEVEL, TWO_LEVEL
 
 NOT_DIFFERENT = "†"
 COLLAPSED = "‡"
 ENFORCED = "§"
 FEW = "¶"
+LEVELS_DIFFER = "◊"
+"""A scope difference whose two levels of uncertainty (seeds; seeds and test examples) disagree on significance."""
 INTERVAL_NAMES = {"t": "Student-t", "bootstrap": "percentile-bootstrap (9,999 resamples, seed 0)"}
 SCOPE_NAMES = {"global": "global", "erk": "ERK", "uniform_plus": "uniform+", "uniform": "uniform"}
 """How a scope is written in a difference (``global − ERK``); others as they are."""
@@ -222,18 +225,32 @@ def cost_table(group: pd.DataFrame, records: list[dict[str, Any]]) -> Table:
     )
 
 
+def _spreadless(row: Mapping[str, Any]) -> bool:
+    """Whether a tested difference had no spread over the seeds (its p is the exact permutation test's)."""
+    return isinstance(row.get("test"), str) and without_spread(row["ci_low"], row["ci_high"])
+
+
+def _levels_differ(row: Mapping[str, Any]) -> bool:
+    """Whether the comparison over seeds and test examples, where there is one, disagrees with the seed-level one."""
+    return pd.notna(row.get("two_level_p")) and bool(row["significant"]) != bool(row["two_level_significant"])
+
+
 def difference_cell(row: Mapping[str, Any], usual_n: int) -> Cell:
-    """``+0.40 ± 0.95`` (top-1 points, paired 95% interval), bold where significant after Holm."""
+    """``+0.40 ± 0.95`` (top-1 points, paired 95% interval), bold where significant after Holm; ``no spread`` where
+    the difference was the same on every seed; :data:`LEVELS_DIFFER` where the two levels of uncertainty disagree."""
     difference = row["difference"]
     text = f"{difference:+.2f}".replace("-", "−")
     notes = [f"n={int(row['n'])}"] if int(row["n"]) != usual_n else []
-    if isinstance(row.get("test"), str):
+    if _spreadless(row):
+        notes.append("no spread")
+    elif isinstance(row.get("test"), str):
         text += f" ± {(row['ci_high'] - row['ci_low']) / 2:.2f}"
-        if row["test"] == UNPAIRED:
-            notes.append("unpaired")
-    else:
+    if row.get("test") == UNPAIRED:
+        notes.append("unpaired")
+    elif not isinstance(row.get("test"), str):
         notes.append("not tested")
-    return Cell(_with_notes(text, notes), bold=bool(row["significant"]))
+    marks = LEVELS_DIFFER if _levels_differ(row) else ""
+    return Cell(_with_notes(text, notes), bold=bool(row["significant"]), marks=marks)
 
 
 def scope_label(scope: str) -> str:
@@ -267,9 +284,31 @@ def scope_table(comparisons: pd.DataFrame) -> Table | None:
         "ERK: Erdős-Rényi-Kernel; uniform+: uniform with the first convolution dense and the last layer at "
         "least 20% dense."
     )
+    notes += _scope_extra_notes(comparisons, usual)
     header = ["criterion", "difference", *(sparsity_label(s) for s in sparsities)]
     title = "Global versus layer-wise allocation: top-1 difference between scopes"
     return Table("scopes", title, header, rows, labels=2, notes=notes, groups=groups)
+
+
+def _scope_extra_notes(comparisons: pd.DataFrame, usual_n: int) -> str:
+    """The notes on differences with no spread and on the second level of uncertainty, where the table has them."""
+    rows = comparisons.to_dict("records")
+    notes = ""
+    if any(_spreadless(r) for r in rows):
+        notes += (
+            " no spread: the difference was the same on every seed, so the t statistic is undefined; its p is the "
+            f"exact sign-flip test's (relabelling, where unpaired), which with n = {usual_n} seeds cannot go below "
+            f"2/2^n = {smallest_p(usual_n):.3g}, the smallest p {usual_n} seeds allow; bold only where that is "
+            "significant after Holm."
+        )
+    if "two_level_p" in comparisons and comparisons["two_level_p"].notna().any():
+        notes += (
+            f" {LEVELS_DIFFER}: the two levels of uncertainty disagree on significance: the seed-level test "
+            f"({SEED_LEVEL}) and the comparison over seeds and test examples ({TWO_LEVEL}: a two-level bootstrap of "
+            "the runs' per-example outcomes, Holm over the same column); the second's interval and p are in the "
+            "tidy CSV (`two_level_*`)."
+        )
+    return notes
 
 
 def allocation_table(records: list[dict[str, Any]], sparsity: float) -> Table | None:

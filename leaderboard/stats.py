@@ -3,7 +3,11 @@
 Every method sees the same initial weights and data order for a given seed, so two cells of one grid are compared
 seed by seed: a paired t-test where both have the same seeds, Welch's unpaired test where they do not (the
 statistics of ``scipy.stats.ttest_rel`` and ``ttest_ind(equal_var=False)``, which the tests check them against).
-Intervals of accuracies are clipped to [0, 100].
+Where the values have no spread (every paired difference the same, or both sides constant) the t statistic is
+undefined and the p-value is the exact permutation test's instead, which needs no variance: sign flips of the
+paired differences, relabellings of the two unpaired sides. It cannot go below :func:`smallest_p` (``2 / 2**n`` for
+n pairs): an accuracy measured in steps of 0.1 point makes equal differences common, and calling them significant
+at any level, as a zero variance would, manufactures significance. Intervals of accuracies are clipped to [0, 100].
 
 The Student t distribution comes from ``scipy.special`` (``stdtr``, ``stdtrit``): importing ``scipy.stats`` takes
 about a second, longer than the whole leaderboard otherwise; it is imported only for the bootstrap interval.
@@ -134,6 +138,9 @@ class Comparison:
 
     ``test`` is ``paired`` (same seeds on both sides; ``n`` pairs) or ``welch`` (different seeds; ``n`` is the smaller
     side), or empty when a side has fewer than two values: then only ``difference`` is defined, the rest is NaN.
+    Values with no spread have the exact permutation p and the interval that inverts it: the single point
+    ``difference`` where that test can reject a shift at the level, else unbounded (``-inf, inf``); either way an
+    interval no t test gives, which :func:`without_spread` tells apart.
     """
 
     difference: float
@@ -148,8 +155,62 @@ def _constant(values: np.ndarray) -> bool:
     return bool(np.ptp(values) <= EXACT)
 
 
+MAX_ENUMERATED_SEEDS = 16
+"""The exact sign-flip test enumerates every one of the ``2**n`` sign patterns up to this many pairs."""
+
+
+def smallest_p(n_seeds: int) -> float:
+    """The smallest two-sided p the exact sign-flip test can give ``n_seeds`` pairs: ``2 / 2**n`` (0.25 for 3 seeds),
+    reached when every pair differs by the same amount; a difference with no spread is never more significant."""
+    return math.ldexp(1.0, 1 - n_seeds)
+
+
+def sign_flip_p(differences: Sequence[float]) -> float:
+    """The exact two-sided sign-flip (paired permutation) p-value of paired ``differences``.
+
+    Under the null hypothesis each difference is as likely negated; p is the fraction of the ``2**n`` sign patterns
+    whose sum is at least as far from 0 as the observed one (ties counted). Differences that are all equal have a
+    closed form for any ``n``: only the two uniform patterns reach the observed sum, ``p = 2 / 2**n`` (1 when they
+    are 0); other differences are enumerated, up to :data:`MAX_ENUMERATED_SEEDS` pairs.
+    """
+    d = np.asarray(differences, dtype=float)
+    if len(d) == 0:
+        raise ValueError("sign_flip_p needs at least one difference")
+    if _constant(d):
+        return 1.0 if abs(float(d.mean())) <= EXACT else smallest_p(len(d))
+    if len(d) > MAX_ENUMERATED_SEEDS:
+        raise ValueError(
+            f"sign_flip_p enumerates at most {MAX_ENUMERATED_SEEDS} unequal differences, got {len(d)}"
+        )
+    patterns = 1 - 2 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)
+    return float(np.mean(np.abs(patterns @ d) >= abs(float(d.sum())) - EXACT))
+
+
+def relabel_p(n_a: int, n_b: int, equal: bool) -> float:
+    """The exact two-sided permutation p of two constant samples of ``n_a`` and ``n_b`` values (``equal``: the same
+    value): of the ``C(n_a + n_b, n_a)`` relabellings only the observed one (and its mirror when ``n_a == n_b``)
+    separates two different values as far as observed."""
+    return 1.0 if equal else (1 + (n_a == n_b)) / math.comb(n_a + n_b, n_a)
+
+
+def _no_spread(
+    difference: float, pvalue: float, floor: float, test: str, n: int, confidence: float
+) -> Comparison:
+    """The comparison of values with no spread: the exact ``pvalue``, and the interval that inverts the test (a shift
+    other than ``difference`` leaves differences that are all equal and non-zero, whose p is ``floor``)."""
+    low, high = (difference, difference) if floor <= 1 - confidence else (-math.inf, math.inf)
+    return Comparison(difference, low, high, pvalue, test, n)
+
+
+def without_spread(low: float, high: float) -> bool:
+    """Whether the interval ``[low, high]`` of a tested :class:`Comparison` is that of values with no spread (a single
+    point or unbounded): the difference was the same on every seed and its p is the exact permutation test's."""
+    return not 0 < high - low < math.inf
+
+
 def compare(a: Mapping[int, float], b: Mapping[int, float], confidence: float = CONFIDENCE) -> Comparison:
-    """Compare the values of two cells keyed by seed: paired by seed when both have the same seeds, else Welch."""
+    """Compare the values of two cells keyed by seed: paired by seed when both have the same seeds, else Welch;
+    with no spread to estimate a variance from, the exact permutation test (:func:`sign_flip_p`, :func:`relabel_p`)."""
     x = np.array([a[seed] for seed in sorted(a)], dtype=float)
     y = np.array([b[seed] for seed in sorted(b)], dtype=float)
     difference = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
@@ -157,12 +218,11 @@ def compare(a: Mapping[int, float], b: Mapping[int, float], confidence: float = 
     n = len(x) if paired else min(len(x), len(y))
     if n < 2:
         return Comparison(difference, math.nan, math.nan, math.nan, "", n)
-    test = PAIRED if paired else UNPAIRED
-    if (paired and _constant(x - y)) or (not paired and _constant(x) and _constant(y)):
-        # no spread to test against: equal means are not different, unequal ones are
-        return Comparison(
-            difference, difference, difference, 1.0 if abs(difference) <= EXACT else 0.0, test, n
-        )
+    if paired and _constant(x - y):
+        return _no_spread(difference, sign_flip_p(x - y), smallest_p(n), PAIRED, n, confidence)
+    if not paired and _constant(x) and _constant(y):
+        pvalue = relabel_p(len(x), len(y), abs(difference) <= EXACT)
+        return _no_spread(difference, pvalue, relabel_p(len(x), len(y), False), UNPAIRED, n, confidence)
     if paired:
         se, df = float((x - y).std(ddof=1)) / math.sqrt(n), n - 1
     else:
@@ -171,7 +231,9 @@ def compare(a: Mapping[int, float], b: Mapping[int, float], confidence: float = 
         df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))  # Welch-Satterthwaite
     half = t_quantile(confidence, df) * se
     pvalue = _two_sided_p(difference / se, df)
-    return Comparison(difference, difference - half, difference + half, pvalue, test, n)
+    return Comparison(
+        difference, difference - half, difference + half, pvalue, PAIRED if paired else UNPAIRED, n
+    )
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

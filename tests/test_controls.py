@@ -363,6 +363,52 @@ def test_the_controls_table_and_the_budget_mark():
     assert r"imp (global)\textsuperscript{$\|$}" in to_latex(section_table, "tab:x")
 
 
+def _at(record: dict, sparsity: float) -> dict:
+    return {**record, "sparsity": sparsity, "run_id": f"{record['run_id']}-{sparsity:g}"}
+
+
+def test_the_controls_gains_are_holm_corrected_per_sparsity_and_a_collapsed_baseline_withholds_shares():
+    from scipy import stats
+
+    from prunebench.leaderboard.controls_table import COLLAPSE_FRACTION, controls_table, split_controls
+
+    # at 0.95 random pruning averages 32, below half the dense 95.2: collapsed
+    random = {0.9: [60.0, 61.0, 65.0], 0.95: [30.0, 31.0, 35.0]}
+    assert np.mean(random[0.95]) < COLLAPSE_FRACTION * 95.2 < np.mean(random[0.9])
+    gains = {  # method: (sparsity, gain seed by seed over random pruning)
+        "snip": (0.9, [20.0, 21.0, 19.0]),  # p = 0.0013: significant after Holm over the 5 rows of 0.9
+        "grasp": (0.9, [10.0, 14.0, 20.0]),  # p = 0.037: significant alone, not after Holm (x 4)
+        "synflow": (0.9, [10.0, 14.0, 20.0]),
+        "magnitude_init": (0.9, [10.0, 14.0, 20.0]),
+        "prospr": (0.9, [10.0, 14.0, 20.0]),
+        "lamp_init": (0.95, [20.0, 21.0, 19.0]),  # significant, alone in its column, but against a collapse
+    }
+    records = [_record("dense", "none", s, 95.0 + 0.2 * s, schedule="dense") for s in range(3)]
+    for sparsity, values in random.items():
+        records += [_at(_record("random", "global", s, v), sparsity) for s, v in enumerate(values)]
+    for method, (sparsity, gain) in gains.items():
+        for s, (r, g) in enumerate(zip(random[sparsity], gain, strict=True)):
+            records.append(_at(_record(method, "global", s, r + g), sparsity))
+            records.append(_at(_record(method, "global", s, r + g / 2, control="shuffle"), sparsity))
+    plain, controls = split_controls(records)
+    table = controls_table(plain, controls)
+    rows = {row[0].text: row for row in table.rows}
+    p = {m: stats.ttest_rel(np.add(random[s], g), random[s]).pvalue for m, (s, g) in gains.items()}
+    assert p["snip"] < 0.01 and 0.03 < p["grasp"] < 0.05
+    # Holm over the five rows of 0.9, by hand: snip 5 p; the four ties 4 p, then never lower
+    assert 5 * p["snip"] < 0.05 < 4 * p["grasp"]
+    assert rows["snip (global)"][6].bold and rows["snip (global)"][7].text.startswith("0.50 [")
+    for method in ("grasp", "synflow", "magnitude_init", "prospr"):
+        gain, share = rows[f"{method} (global)"][6], rows[f"{method} (global)"][7]
+        assert not gain.bold and gain.text.endswith("(n.s.)") and share.text == "0.50 (gain n.s.)"
+    collapsed = rows["lamp_init (global)"]
+    assert collapsed[5].text.endswith("(collapsed)") and collapsed[6].bold  # its own family: p not corrected
+    assert collapsed[7].text == "0.50 (withheld: random collapsed)"
+    assert not rows["snip (global)"][5].text.endswith("(collapsed)")
+    assert "Holm over the rows of the sparsity" in table.notes
+    assert "collapsed: its mean top-1 is below 50%" in table.notes
+
+
 def test_jaccard_matrix_against_a_hand_computation():
     from prunebench.leaderboard.overlap import jaccard, matrix, overlap_frame
 

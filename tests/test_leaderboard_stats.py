@@ -1,7 +1,9 @@
-"""Leaderboard statistics against scipy and hand computations: intervals, clipping, paired tests, Holm."""
+"""Leaderboard statistics against scipy and hand computations: intervals, clipping, paired tests, the exact
+permutation tests of differences with no spread, Holm."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -9,7 +11,15 @@ import pytest
 from scipy import stats
 
 from prunebench.core.errors import UsageError
-from prunebench.leaderboard.stats import bootstrap_interval, compare, holm, t_interval
+from prunebench.leaderboard.stats import (
+    bootstrap_interval,
+    compare,
+    holm,
+    sign_flip_p,
+    smallest_p,
+    t_interval,
+    without_spread,
+)
 
 
 def test_t_interval_matches_scipy():
@@ -93,11 +103,66 @@ def test_too_few_seeds_are_not_tested():
     assert result.test == "" and result.difference == pytest.approx(-1.0) and math.isnan(result.pvalue)
 
 
-def test_constant_differences_have_no_spread_to_test_against():
+def _sign_patterns_p(differences: list[float]) -> float:
+    """The sign-flip p by enumeration: every one of the 2^n sign patterns, |sum| at least the observed one."""
+    observed = abs(sum(differences))
+    hits = [
+        abs(sum(s * d for s, d in zip(signs, differences, strict=True))) >= observed - 1e-9
+        for signs in itertools.product((1, -1), repeat=len(differences))
+    ]
+    return sum(hits) / len(hits)
+
+
+def test_sign_flip_p_is_exact_against_an_enumeration_by_hand():
+    # n = 3, identical differences: of the 8 patterns only +++ and --- reach |sum| = 0.3
+    assert sign_flip_p([0.1, 0.1, 0.1]) == pytest.approx(2 / 8) == _sign_patterns_p([0.1, 0.1, 0.1])
+    # n = 3, (1, -2, 3), observed sum 2: |sums| are 6, 4, 2, 0, each twice; 6 of the 8 reach 2
+    assert sign_flip_p([1.0, -2.0, 3.0]) == pytest.approx(6 / 8) == _sign_patterns_p([1.0, -2.0, 3.0])
+    # n = 5, identical: 2 of 32; (1, 1, 1, 1, -1), observed 3: the patterns with at most one or at least four
+    # minus signs, 1 + 5 + 5 + 1 = 12 of 32
+    assert sign_flip_p([0.4] * 5) == pytest.approx(2 / 32) == _sign_patterns_p([0.4] * 5)
+    assert sign_flip_p([1.0, 1.0, 1.0, 1.0, -1.0]) == pytest.approx(12 / 32)
+    assert _sign_patterns_p([1.0, 1.0, 1.0, 1.0, -1.0]) == pytest.approx(12 / 32)
+    mixed = [0.3, -0.1, 0.7, 0.2, 0.5]
+    assert sign_flip_p(mixed) == pytest.approx(_sign_patterns_p(mixed))
+    assert sign_flip_p([0.0, 0.0, 0.0]) == 1.0  # no difference at all
+    assert [smallest_p(n) for n in (2, 3, 5, 6)] == pytest.approx([0.5, 0.25, 1 / 16, 1 / 32])
+
+
+def test_equal_differences_get_the_sign_flip_p_not_a_manufactured_zero():
+    """The audit's case: steps of 0.1 point, every seed 0.1 apart; a zero variance used to give p = 0."""
+    a, b = {0: 93.1, 1: 93.3, 2: 92.9}, {0: 93.0, 1: 93.2, 2: 92.8}
+    result = compare(a, b)
+    assert (result.test, result.n, result.difference) == ("paired", 3, pytest.approx(0.1))
+    assert result.pvalue == pytest.approx(0.25)  # 2 / 2^3, whatever the correction
+    assert holm([result.pvalue, 0.01])[0] >= 0.25
+    # the interval inverts the test: below 6 seeds no shift can be rejected at 5%, so it is unbounded
+    assert (result.low, result.high) == (-math.inf, math.inf) and without_spread(result.low, result.high)
+    six = compare({s: 90.0 + s for s in range(6)}, {s: 89.5 + s for s in range(6)})
+    assert six.pvalue == pytest.approx(2 / 64) and six.low == six.high == pytest.approx(0.5)
     same = compare({0: 94.1, 1: 94.2}, {0: 94.1, 1: 94.2})
-    shifted = compare({0: 94.1, 1: 94.2}, {0: 93.1, 1: 93.2})  # differences 1.0 up to float noise
-    assert (same.pvalue, same.low, same.high) == (1.0, 0.0, 0.0)
-    assert shifted.pvalue == 0.0 and shifted.low == shifted.high == pytest.approx(1.0)
+    assert same.pvalue == 1.0 and same.difference == 0.0
+    ordinary = compare({0: 93.5, 1: 91.8, 2: 91.3}, {0: 92.9, 1: 91.0, 2: 90.6})
+    assert not without_spread(ordinary.low, ordinary.high)
+
+
+def test_constant_unpaired_sides_get_the_exact_relabelling_p():
+    a, b = {0: 90.0, 1: 90.0, 2: 90.0}, {3: 80.0, 4: 80.0, 5: 80.0}
+    result = compare(a, b)
+    pooled = [90.0, 90.0, 90.0, 80.0, 80.0, 80.0]
+    observed = 10.0
+    hits = [
+        abs(np.mean([pooled[i] for i in chosen]) - np.mean([pooled[i] for i in range(6) if i not in chosen]))
+        >= observed - 1e-9
+        for chosen in itertools.combinations(range(6), 3)
+    ]
+    assert result.test == "welch" and result.pvalue == pytest.approx(sum(hits) / len(hits)) == pytest.approx(
+        0.1
+    )
+    assert math.isinf(result.high)  # 0.1 > 0.05: no shift is rejected
+    uneven = compare({0: 90.0, 1: 90.0}, {3: 80.0, 4: 80.0, 5: 80.0})
+    assert uneven.pvalue == pytest.approx(1 / 10)  # only the observed split of C(5, 2) = 10
+    assert compare({0: 90.0, 1: 90.0}, {3: 90.0, 4: 90.0}).pvalue == 1.0
 
 
 def test_holm_by_hand():
