@@ -33,7 +33,8 @@ threshold ``b_l = r_l * std(W_l)``, in units of the layer's standard deviation:
 * **Initialization** ``r_l = sqrt 2 * erfinv(0.6 s_t)`` (``init_fraction``): the layers start at 60% of the target
   sparsity and the budget loss takes them the rest of the way.
 * **Optimizer** (``sparse_example.py``): the ``r_l`` share the weights' SGD (momentum 0.9, its schedule) at 1/100 of
-  their learning rate (``r_lr_ratio``; here also scaled to the budget, below) and without weight decay.
+  their learning rate (``r_lr_ratio``; here also scaled to the budget, below) and without weight decay (here a
+  parameter group the trainer steps, :class:`~prunebench.run.trainer.ParamGroup`).
 
 End of the learning phase (``iter_desparsify``): the weights become ``hardshrink(W_l, b_l)``. ASL's own sparsity,
 the fraction of prunable weights with ``|W_l| <= b_l``, is recorded as ``method_sparsity``; the budget loss is a
@@ -59,9 +60,10 @@ for every method, and two additions:
   sparsity, where the Gaussian tail makes the estimate flat in ``r`` (on the same run: 0.964 for a 0.99 target, the
   layers' estimates ``erf(r_l / sqrt 2)`` within 0.03 of their counted sparsities). The exact step then removes
   weights the network computed with, and the model fine-tunes with the mask fixed for this share of the budget
-  (same run: top-1 77.7 without, 91.2 with). The official code has no such step; ``0`` leaves it out. A heavier
-  penalty gets closer (``loss_weight=100``: own sparsity 0.986, top-1 92.9 on that run) but the default stays the
-  official ``lv = 10``: that figure is one seed on the preset's test data.
+  (same run: top-1 77.7 without, 91.2 with), in epochs rounded by the harness's rule for every method
+  (:meth:`~prunebench.methods.base.TrainingMethod.finetune_epochs`). The official code has no such step; ``0``
+  leaves it out. A heavier penalty gets closer (``loss_weight=100``: own sparsity 0.986, top-1 92.9 on that run) but
+  the default stays the official ``lv = 10``: that figure is one seed on the preset's test data.
 
 Deviations from the official code, all named:
 
@@ -69,7 +71,8 @@ Deviations from the official code, all named:
   fewer than 1000 weights, ``--pthres``): the prunable set is the same for every method.
 * The weights (and with them the ``r_l``) follow the preset's learning-rate schedule instead of the official cosine
   annealing with one warm restart at half of the epochs, and the preset's optimizer settings (the ``r_l`` take its
-  momentum and Nesterov setting, at ``r_lr_ratio`` of its current learning rate, in an optimizer of their own).
+  momentum and Nesterov setting, at ``r_lr_ratio`` of its current learning rate, in an optimizer of their own:
+  ``torch.optim.SGD``'s default implementation, not the fused kernel of the weights').
 * The forward computes ``hardshrink(W, b)`` directly, which equals the official ``b * hardshrink(W / b, 1)`` up to
   the rounding of the division, with the same gradients.
 * The exact-target step above (the official code keeps whatever sparsity the thresholds give), fine-tuning with the
@@ -92,6 +95,7 @@ from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod,
 from prunebench.methods.masked import MaskedSession
 from prunebench.methods.method_registry import register
 from prunebench.pruning.allocation import masks_from_scores
+from prunebench.run.trainer import ParamGroup
 
 if TYPE_CHECKING:
     from prunebench.run.trainer import Trainer
@@ -187,7 +191,8 @@ class SparseWeight(nn.Module):
 
 
 class ASLSession(MaskedSession):
-    """ASL's pruning parameters ``r``, their optimizer, the re-centring and the budget loss, while the weights train."""
+    """ASL's pruning parameters ``r`` (a parameter group trained by SGD), the re-centring and the budget loss, while the
+    weights train."""
 
     def __init__(self, method: ASL, model: nn.Module, weights: Weights, sparsity: float, scope: str) -> None:
         if scope not in SCOPES:
@@ -200,13 +205,22 @@ class ASLSession(MaskedSession):
         self.sizes = torch.tensor([float(w.numel()) for w in weights.values()], device=device)
         start = initial_r(sparsity, method.init_fraction)
         self.r = nn.Parameter(torch.full((len(weights),), start, dtype=torch.float32, device=device))
-        self.optimizer: torch.optim.SGD | None = None
-        self.r_lr_ratio = method.r_lr_ratio
         self.recentre(weights.values())
         super().__init__(model, weights, {name: SparseWeight(self.r, i) for i, name in enumerate(self.names)})
 
-    def method_parameters(self) -> list[torch.Tensor]:
-        return [self.r]
+    def param_groups(self) -> list[ParamGroup]:
+        """The ``r_l``: SGD with the weights' momentum and Nesterov setting, no weight decay, at :meth:`rate_ratio`
+        of the weights' current learning rate."""
+        return [
+            ParamGroup("r", [self.r], lr=self.rate_ratio, schedule="relative", weight_decay=0.0, fused=False)
+        ]
+
+    def rate_ratio(self, trainer: Trainer) -> float:
+        """``r_lr_ratio``, times ``reference_steps / steps`` of the learning phase where that is set."""
+        ratio = self.method.r_lr_ratio
+        if self.method.reference_steps is not None:
+            ratio *= self.method.reference_steps / max(trainer.total_steps, 1)
+        return ratio
 
     @staticmethod
     @torch.no_grad()
@@ -215,43 +229,12 @@ class ASLSession(MaskedSession):
         for weight in weights:
             weight.sub_(weight.mean())
 
-    def on_train_start(self, trainer: Trainer) -> None:
-        """The ``r`` optimizer: the weights' momentum and Nesterov setting, no weight decay (lr set every step)."""
-        config = trainer.optim_config
-        self.r_lr_ratio = self.method.r_lr_ratio
-        if self.method.reference_steps is not None:
-            self.r_lr_ratio *= self.method.reference_steps / max(trainer.total_steps, 1)
-        self.optimizer = torch.optim.SGD(
-            [self.r],
-            lr=config.lr * self.r_lr_ratio,
-            momentum=config.momentum,
-            nesterov=config.nesterov and config.momentum > 0,
-            weight_decay=0.0,
-        )
-
     def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         loss = F.cross_entropy(self.model(inputs), targets)
         return loss + self.method.loss_weight * budget_loss(self.r, self.sizes, self.sparsity, self.scope)
 
-    def before_step(self, trainer: Trainer) -> None:
-        assert self.optimizer is not None
-        self.optimizer.param_groups[0]["lr"] = trainer.lr * self.r_lr_ratio
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
     def after_step(self, trainer: Trainer) -> None:
         self.recentre(self.weights.values())
-
-    # Checkpointed state (prunebench.run.run_checkpoint): the thresholds and their optimizer (loaded after on_train_start).
-    def state_dict(self) -> dict[str, Any]:
-        assert self.optimizer is not None
-        return {"r": self.r.detach(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.optimizer is not None
-        with torch.no_grad():
-            self.r.copy_(state["r"])
-        self.optimizer.load_state_dict(state["optimizer"])
 
     @torch.no_grad()
     def final_masks(self, trainer: Trainer) -> FinalMasks:
@@ -337,12 +320,6 @@ class ASL(TrainingMethod):
         self.init_fraction = init_fraction
         self.reference_steps = reference_steps
         self.finetune_fraction = finetune_fraction
-
-    def finetune_epochs(self, budget_epochs: int) -> int:
-        """``finetune_fraction`` of the budget (rounded), leaving at least one epoch to learn."""
-        if self.finetune_fraction == 0 or budget_epochs < 2:
-            return 0
-        return min(max(1, round(budget_epochs * self.finetune_fraction)), budget_epochs - 1)
 
     def attach(
         self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext

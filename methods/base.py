@@ -7,7 +7,9 @@
   :meth:`ScoringMethod.masks` instead.
 * :class:`TrainingMethod` (schedule ``during_training``): attaches a :class:`TrainingSession` to the model; the
   session is a :class:`~prunebench.run.trainer.TrainHook` that shapes the mask while the weights train, and at the end
-  returns masks at exactly the target sparsity (:class:`FinalMasks`).
+  returns masks at exactly the target sparsity (:class:`FinalMasks`). The session declares the parameters it learns
+  (:class:`~prunebench.run.trainer.ParamGroup`) and the trainer optimizes them; the share of the budget fine-tuned
+  afterwards is one rule for all methods (:meth:`TrainingMethod.finetune_epochs`).
 * :class:`DenseMethod`: the unpruned baseline.
 """
 
@@ -176,15 +178,18 @@ class TrainingContext:
 class TrainingSession(TrainHook):
     """A method's state while it trains with the weights (learned scores, thresholds, schedules).
 
-    A session whose state is not all held by the model (parameters and buffers of its parametrizations are)
-    overrides :meth:`~prunebench.run.trainer.TrainHook.state_dict` and ``load_state_dict``: its own optimizers,
-    schedule positions, running values. A resumed run must be bit-identical to an uninterrupted one, which the
+    The parameters it learns are declared by :meth:`~prunebench.run.trainer.TrainHook.param_groups`, each group with
+    its optimizer and schedule; the trainer builds, steps and checkpoints those optimizers. A session whose other
+    state is not all held by the model (parameters and buffers of its parametrizations are) overrides
+    :meth:`~prunebench.run.trainer.TrainHook.state_dict` and ``load_state_dict``: schedule positions, running values,
+    parameters the model does not hold. A resumed run must be bit-identical to an uninterrupted one, which the
     checkpoint tests check for every registered learned-mask method.
     """
 
     def method_parameters(self) -> list[torch.Tensor]:
-        """Parameters the session optimizes itself; the harness keeps them out of the weight optimizer."""
-        return []
+        """The parameters of :meth:`~prunebench.run.trainer.TrainHook.param_groups`, which the runner passes to the
+        trainer's ``exclude`` (the trainer finds them itself)."""
+        return [p for group in self.param_groups() for p in group.params]
 
     def finish(self, trainer: Trainer) -> FinalMasks:
         """End of the learning phase: leave the model as a plain module and return masks at the exact target."""
@@ -201,9 +206,17 @@ class TrainingMethod(Method):
     starts_from: ClassVar[str] = "init"
     """``init`` (the seed's initial weights) or ``dense`` (the shared dense pre-training, e.g. movement pruning)."""
 
+    finetune_fraction: float = 0.0
+    """The share of the budget fine-tuned with the final masks fixed. A method that fine-tunes declares it as its
+    hyperparameter ``finetune_fraction`` (an ``__init__`` argument); the others keep this 0 (no fine-tuning)."""
+
     def finetune_epochs(self, budget_epochs: int) -> int:
-        """Epochs of the budget spent fine-tuning with the final masks fixed (0 by default)."""
-        return 0
+        """Epochs of ``budget_epochs`` spent fine-tuning with the final masks fixed, the same rule for every method:
+        ``finetune_fraction`` of the budget rounded to the nearest epoch (halves to even, as Python's ``round``), at
+        least one and leaving at least one to learn; none when the fraction is 0 or the budget has one epoch."""
+        if self.finetune_fraction <= 0 or budget_epochs < 2:
+            return 0
+        return min(max(1, round(budget_epochs * self.finetune_fraction)), budget_epochs - 1)
 
     def finetune_optim(self, recipe: Recipe) -> OptimConfig:
         """The optimizer of the fine-tuning epochs (the recipe's fine-tuning optimizer by default)."""

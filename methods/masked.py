@@ -1,4 +1,4 @@
-"""What the learned-mask methods (ProbMask, STR, movement, soft movement) share: the plumbing around their mathematics.
+"""What the learned-mask methods (ProbMask, STR, ASL, hard and soft movement) share: the plumbing around their maths.
 
 * :class:`MaskedSession`: while the method learns, every prunable weight computes through a parametrization
   (:mod:`torch.nn.utils.parametrize`) that applies the method's mask function to it; at the end the
@@ -13,8 +13,11 @@
   :mod:`prunebench.methods.probmask`).
 * :func:`count_ones`: an exact count of a 0/1 mask, whatever its size.
 
-The trainer gives the methods the rest: :attr:`~prunebench.run.trainer.Trainer.progress` (the fraction of the learning
-phase done) and :attr:`~prunebench.run.trainer.Trainer.lr_factor` (the weights' learning-rate schedule).
+The trainer gives the methods the rest: it optimizes the parameters a session declares
+(:meth:`~prunebench.run.trainer.TrainHook.param_groups`: scores, thresholds, each group with its optimizer and
+schedule) and keeps their optimizers' state in its checkpoints, and it reports
+:attr:`~prunebench.run.trainer.Trainer.progress` (the fraction of the learning phase done) and
+:attr:`~prunebench.run.trainer.Trainer.lr_factor` (the weights' learning-rate schedule).
 """
 
 from __future__ import annotations

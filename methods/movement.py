@@ -40,7 +40,7 @@ Port and deviations from the official code (all recorded as hyperparameters):
   scores, one linear warm-up/decay schedule). The weights here follow the preset's fine-tuning SGD like every other
   method; the scores keep the reference's own setting, Adam (betas 0.9/0.999, eps 1e-8, no weight decay) at lr 1e-2,
   scaled at each step by the weights' learning-rate schedule factor, so that scores and weights share one schedule
-  as in the reference. Gradient clipping (the reference's ``max_grad_norm`` 1.0) and distillation are not used.
+  as in the reference (a parameter group the trainer steps, :class:`~prunebench.run.trainer.ParamGroup`). Gradient clipping (the reference's ``max_grad_norm`` 1.0) and distillation are not used.
   The scores' Adam is PyTorch's fused kernel on the CPU and CUDA (``movement`` version 3, ``soft_movement`` version
   2; before, its foreach implementation): the same update in another order of floating-point operations, so scores,
   masks and accuracies differ from the earlier versions' in the last bits (its cost: ``docs/performance.md``).
@@ -59,13 +59,17 @@ Port and deviations from the official code (all recorded as hyperparameters):
   the exact target by a global top-k of ``S`` above each layer's floor of ``int(0.005 n) + 1`` weights (the same rule
   ``sigmoid(S) > tau`` with ``tau`` moved to the target, and the reference binarizer's floor), recorded as the
   enforcement with the sparsity reached before it, and the pruned model is fine-tuned with the mask fixed for a third
-  of the budget (``finetune_fraction``). The penalty averages the layers' mean ``sigmoid(S)`` with equal weights, as
-  the reference (whose BERT matrices have similar sizes); in a CNN it presses small layers hardest.
+  of the budget (``finetune_fraction``), in epochs rounded by the harness's rule for every method
+  (:meth:`~prunebench.methods.base.TrainingMethod.finetune_epochs`). Neither the paper nor the reference fine-tunes
+  after the mask is fixed, so neither has a rule of its own; ``soft_movement`` version 2 rounded down, version 3
+  rounds to the nearest epoch (they differ where a third of the epochs ends in a half or more: 2 or 5 epochs after
+  the dense pre-training fine-tune 1 and 2 epochs, not 0 and 1; no preset's budget is one). The penalty averages the
+  layers' mean ``sigmoid(S)`` with equal weights, as the reference (whose BERT matrices have similar sizes); in a
+  CNN it presses small layers hardest.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
@@ -85,7 +89,7 @@ from prunebench.methods.masked import MaskedSession, count_ones, exact_top_k
 from prunebench.methods.method_registry import register
 from prunebench.methods.sparsity_schedules import cubic_keep_fraction
 from prunebench.pruning.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
-from prunebench.run.fused_step import optimizer_step
+from prunebench.run.trainer import ParamGroup
 
 if TYPE_CHECKING:
     from prunebench.run.trainer import Trainer
@@ -156,7 +160,10 @@ def flat_views(weights: Weights, fill: float) -> tuple[torch.Tensor, dict[str, t
 
 
 class MovementSession(MaskedSession):
-    """Scores, their optimizer and the schedule of one movement-pruning run (shared by the hard and soft variants)."""
+    """Scores and the schedule of one movement-pruning run (shared by the hard and soft variants).
+
+    Its state is the model's (the scores and masks of its parametrizations) and the trainer's (the scores'
+    optimizer), so that a checkpoint holds it without a :meth:`state_dict` of its own."""
 
     def __init__(
         self,
@@ -177,49 +184,44 @@ class MovementSession(MaskedSession):
         self.reference_steps = reference_steps
         self.start = initial_warmup
         self.end = 1.0 - final_warmup
-        self.step_lr = score_lr
         self.flat_scores, scores = flat_views(weights, score_init)
         self.flat_mask, masks = flat_views(weights, 1.0)
         """All layers' scores and masks, each one vector whose parts are the layers' (:class:`ScoredMask`)."""
         self.masks = {name: ScoredMask(scores[name], masks[name]) for name in weights}
         super().__init__(model, weights, self.masks)
         self.scores = {name: p.scores for name, p in self.masks.items()}
-        self.optimizer = torch.optim.Adam(
-            list(self.scores.values()),
-            lr=score_lr,
-            betas=(0.9, 0.999),
-            eps=1e-8,
-            weight_decay=0.0,
-            fused=all(s.device.type in ("cpu", "cuda") for s in self.scores.values()) or None,
-        )
-        self._score_step = optimizer_step(self.optimizer)
 
-    def method_parameters(self) -> list[torch.Tensor]:
-        return list(self.scores.values())
+    def param_groups(self) -> list[ParamGroup]:
+        """The scores: the reference's Adam (betas 0.9/0.999, eps 1e-8, no weight decay) at :meth:`score_rate`,
+        following the weights' schedule."""
+        return [
+            ParamGroup(
+                "scores",
+                list(self.scores.values()),
+                optimizer="adam",
+                lr=self.score_rate,
+                schedule="weights",
+                betas=(0.9, 0.999),
+                eps=1e-8,
+                weight_decay=0.0,
+            )
+        ]
+
+    def score_rate(self, trainer: Trainer) -> float:
+        """The scores' learning rate: ``score_lr``, times ``reference_steps / steps`` of the phase where that is set."""
+        if self.reference_steps is None:
+            return self.score_lr
+        return self.score_lr * self.reference_steps / max(trainer.total_steps, 1)
 
     def update_masks(self, progress: float) -> None:
         """Write the binary masks of the next forward pass, at ``progress`` (fraction of the learning phase done)."""
         raise NotImplementedError
 
     def on_train_start(self, trainer: Trainer) -> None:
-        if self.reference_steps is not None:
-            self.step_lr = self.score_lr * self.reference_steps / max(trainer.total_steps, 1)
         self.update_masks(trainer.progress)
-
-    def before_step(self, trainer: Trainer) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.step_lr * trainer.lr_factor
-        self._score_step()
 
     def after_step(self, trainer: Trainer) -> None:
         self.update_masks(trainer.progress)
-
-    # Checkpointed state (prunebench.run.run_checkpoint): the scores and masks are the model's (its parametrizations').
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
 
     def _write(self, masks: Masks) -> None:
         with torch.no_grad():
@@ -362,12 +364,11 @@ class SoftMovementSession(MovementSession):
         penalty = torch.stack([torch.sigmoid(s).sum() / s.numel() for s in self.scores.values()]).mean()
         return loss + self.regu_lambda * penalty
 
-    # Checkpointed state (prunebench.run.run_checkpoint): the penalty's current weight, besides the scores' optimizer.
+    # Checkpointed state (prunebench.run.run_checkpoint): the penalty's current weight.
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "regu_lambda": self.regu_lambda}
+        return {"regu_lambda": self.regu_lambda}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         self.regu_lambda = state["regu_lambda"]
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
@@ -437,7 +438,7 @@ class Movement(TrainingMethod):
         )
 
 
-@register("soft_movement", schedule="during_training", scopes=("learned",), paper=PAPER, version=2)
+@register("soft_movement", schedule="during_training", scopes=("learned",), paper=PAPER, version=3)
 class SoftMovement(TrainingMethod):
     """Soft movement pruning: threshold sigmoid(scores) with an L1 penalty; learned allocation, then exact top-k.
 
@@ -445,8 +446,9 @@ class SoftMovement(TrainingMethod):
     --regularization l1 --mask_scores_learning_rate 1e-2``, warm-ups 1 and 2 of 10 epochs), with the score lr scaled
     by ``reference_steps / steps`` (module docstring). The sparsity it reaches on its own is recorded
     (``method_sparsity``); the mask is then brought to the target by a global top-k of the scores above each layer's
-    floor and fine-tuned for ``finetune_fraction`` of the budget with the mask fixed (none when the budget has a single
-    epoch, so that the learning phase is never empty).
+    floor and fine-tuned for ``finetune_fraction`` of the budget with the mask fixed (the harness's rule,
+    :meth:`~prunebench.methods.base.TrainingMethod.finetune_epochs`: rounded, none when the budget has a single
+    epoch, so that the learning phase is never empty). Version 3: the share is rounded (version 2 rounded down).
     """
 
     starts_from = "dense"
@@ -476,11 +478,6 @@ class SoftMovement(TrainingMethod):
         self.final_lambda = final_lambda
         self.reference_steps = reference_steps
         self.finetune_fraction = finetune_fraction
-
-    def finetune_epochs(self, budget_epochs: int) -> int:
-        if budget_epochs < 2:
-            return 0
-        return min(budget_epochs - 1, math.floor(budget_epochs * self.finetune_fraction))
 
     def attach(
         self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext

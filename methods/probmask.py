@@ -16,8 +16,9 @@ Training step (official code: ``utils/conv_type.py::ProbMaskConv``, ``trainers/d
   phase done (the code's ``T = 1 / tau``).
 * Gradient-norm clipping at 3 over the weights and the probabilities together (the code clips
   ``model.parameters()``, which holds both; a preset's own clip of the weights, if any, runs first), then the
-  probabilities' Adam step (lr 6e-3, no weight decay, cosine to zero over the learning phase) and the weights' SGD
-  step (the harness's; the two update different tensors, so their order does not matter).
+  probabilities' Adam step (lr 6e-3, no weight decay, cosine to zero over the learning phase: a parameter group the
+  trainer steps, :class:`~prunebench.run.trainer.ParamGroup`) and the weights' SGD step (the harness's; the two
+  update different tensors, so their order does not matter).
 * Projection of ``s`` onto ``{0 <= s <= 1, sum(s) <= k}`` over all layers jointly (``utils/net_utils.py::
   solve_v_total, constrainScoreByWhole``): ``s <- clamp(s - v, 0, 1)`` with the shift ``v >= 0`` solving
   ``sum_i clamp(s_i - v, 0, 1) = k`` (``v = 0`` when the clamped sum already meets the budget). This is the exact
@@ -31,12 +32,13 @@ masks ``m ~ Bernoulli(s)``, keep the one with the best training accuracy, then f
 fixed (SGD lr 1e-3 constant, momentum 0.9, weight decay 5e-4, gradient clipping 3).
 
 Scaling to the benchmark's budget. The reference trains 300 epochs and fine-tunes 20; here the fine-tuning takes the
-same share, ``round(budget * 20 / 320)`` epochs (at least 1, leaving at least 1 to learn), and the learning phase the
-rest. Every schedule of the learning phase (temperature, sparsity, the probabilities' cosine learning rate) is a
-function of the fraction ``p`` of it done, so the reference's 300-epoch curves keep their shape at any budget. The
-probabilities' learning rate is not rescaled: with far fewer steps than the reference's (about 59,000 on CIFAR-10),
-they end less polarized and the Bernoulli draw costs more accuracy, which the records show as the spread of
-``candidate_train_top1``.
+same share, ``finetune_fraction = 20 / 320`` of the budget (the harness's rule,
+:meth:`~prunebench.methods.base.TrainingMethod.finetune_epochs`: rounded, at least 1, leaving at least 1 to learn),
+and the learning phase the rest. Every schedule of the learning phase (temperature, sparsity, the probabilities'
+cosine learning rate) is a function of the fraction ``p`` of it done, so the reference's 300-epoch curves keep their
+shape at any budget. The probabilities' learning rate is not rescaled: with far fewer steps than the reference's
+(about 59,000 on CIFAR-10), they end less polarized and the Bernoulli draw costs more accuracy, which the records
+show as the spread of ``candidate_train_top1``.
 
 Deviations from the official code, by design:
 
@@ -89,8 +91,8 @@ from prunebench.methods.masked import MaskedSession, count_ones
 from prunebench.methods.method_registry import register
 from prunebench.methods.sparsity_schedules import cubic_keep_fraction
 from prunebench.pruning.allocation import keep_budget
-from prunebench.run.fused_step import optimizer_step
 from prunebench.run.recipe import OptimConfig
+from prunebench.run.trainer import ParamGroup
 
 if TYPE_CHECKING:
     from prunebench.run.recipe import Recipe
@@ -313,7 +315,8 @@ class _SampledMask(nn.Module):
 
 
 class ProbMaskSession(MaskedSession):
-    """ProbMask's state while the weights train: the flat probability vector, its Adam optimizer and the schedules.
+    """ProbMask's state while the weights train: the flat probability vector (a parameter group trained by Adam) and
+    the schedules.
 
     The probabilities of all layers are one contiguous float32 vector (``scores``), so the relaxation, the clipping,
     the Adam step and the projection are each a few kernels over all layers at once; each prunable weight computes
@@ -329,10 +332,6 @@ class ProbMaskSession(MaskedSession):
         self.size = sum(w.numel() for w in weights.values())
         device = next(iter(weights.values())).device
         self.scores = nn.Parameter(torch.ones(self.size, dtype=torch.float32, device=device))
-        self.optimizer = torch.optim.Adam(
-            [self.scores], lr=method.score_lr, weight_decay=0.0, fused=device.type in ("cpu", "cuda") or None
-        )
-        self._score_step = optimizer_step(self.optimizer)
         self.current_masks: tuple[torch.Tensor, ...] | None = None
         """The relaxed mask of the sample being computed, one part per layer (only inside ``compute_loss``)."""
         self.scratch = Scratch(device)
@@ -351,8 +350,19 @@ class ProbMaskSession(MaskedSession):
             unsafe=True,
         )
 
-    def method_parameters(self) -> list[torch.Tensor]:
-        return [self.scores]
+    def param_groups(self) -> list[ParamGroup]:
+        """The probabilities: Adam (PyTorch's defaults, no weight decay) at ``score_lr``, cosine to zero over the
+        learning phase."""
+        return [
+            ParamGroup(
+                "probabilities",
+                [self.scores],
+                optimizer="adam",
+                lr=self.method.score_lr,
+                schedule="cosine",
+                weight_decay=0.0,
+            )
+        ]
 
     def temperature(self, progress: float) -> float:
         """``tau`` at ``progress`` (fraction of the learning phase done): linear from ``temperature_start`` to
@@ -379,33 +389,29 @@ class ProbMaskSession(MaskedSession):
         return loss / self.method.samples
 
     def before_step(self, trainer: Trainer) -> None:
-        """Clip the gradients of the weights and the probabilities together, then step and project the
-        probabilities (the weights' SGD step follows; the two touch different tensors)."""
+        """Clip the gradients of the weights and the probabilities together (the probabilities' Adam step and the
+        weights' SGD step follow)."""
         nn.utils.clip_grad_norm_(
             [*trainer.weight_parameters, self.scores], self.method.grad_clip, foreach=True
         )
-        with torch.no_grad():
-            cosine = 0.5 * (1.0 + math.cos(math.pi * trainer.progress))
-            self.optimizer.param_groups[0]["lr"] = self.method.score_lr * cosine
-            self._score_step()
-            shift = budget_shift(
-                self.scores, self.budget(trainer.progress), self.projection_shift, self.scratch
-            )
-            self.scores.sub_(shift).clamp_(0.0, 1.0)
-            self.projection_shift = shift
 
-    # Checkpointed state (prunebench.run.run_checkpoint): what the model does not hold itself.
+    @torch.no_grad()
+    def after_step(self, trainer: Trainer) -> None:
+        """Project the probabilities onto the budget of the step just taken (its progress is the one before
+        ``trainer.step`` counted it; the weights' step in between touched other tensors)."""
+        progress = (trainer.step - 1) / max(trainer.total_steps, 1)
+        shift = budget_shift(self.scores, self.budget(progress), self.projection_shift, self.scratch)
+        self.scores.sub_(shift).clamp_(0.0, 1.0)
+        self.projection_shift = shift
+
+    # Checkpointed state (prunebench.run.run_checkpoint): what neither the model nor the trainer holds (the
+    # probabilities' optimizer is the trainer's).
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "scores": self.scores.detach(),
-            "optimizer": self.optimizer.state_dict(),
-            "projection_shift": self.projection_shift,
-        }
+        return {"scores": self.scores.detach(), "projection_shift": self.projection_shift}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.scores.copy_(state["scores"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.projection_shift = state["projection_shift"]
 
     def final_masks(self, trainer: Trainer) -> FinalMasks:
@@ -484,8 +490,8 @@ class ProbMask(TrainingMethod):
     See the module docstring for the equations, the schedules and how they scale to the benchmark's budget.
     Hyperparameters default to the official code's: ``samples`` (K), the temperature range, the probabilities'
     Adam learning rate, the sparsity schedule's start and end (``ts``, ``te``, fractions of the learning phase), the
-    number of candidate masks, the gradient-norm clip, the fine-tuning share of the budget (20 of 300 + 20 epochs)
-    and its learning rate relative to the weights' (1e-3 / 0.1). ``selection_examples`` is this benchmark's: the size
+    number of candidate masks, the gradient-norm clip, the fine-tuning share of the budget (``finetune_fraction``:
+    20 of 300 + 20 epochs) and its learning rate relative to the weights' (1e-3 / 0.1). ``selection_examples`` is this benchmark's: the size
     of the training subset the candidate masks are compared on.
     """
 
@@ -500,7 +506,7 @@ class ProbMask(TrainingMethod):
         sparsity_end: float = 0.6,
         mask_candidates: int = 10,
         grad_clip: float = 3.0,
-        finetune_share: float = 20 / 320,
+        finetune_fraction: float = 20 / 320,
         finetune_lr_ratio: float = 1e-3 / 0.1,
         selection_examples: int = 2048,
     ) -> None:
@@ -516,15 +522,9 @@ class ProbMask(TrainingMethod):
         self.sparsity_end = sparsity_end
         self.mask_candidates = mask_candidates
         self.grad_clip = grad_clip
-        self.finetune_share = finetune_share
+        self.finetune_fraction = finetune_fraction
         self.finetune_lr_ratio = finetune_lr_ratio
         self.selection_examples = selection_examples
-
-    def finetune_epochs(self, budget_epochs: int) -> int:
-        """The reference's share of the budget (20 of 320 epochs), at least 1, leaving at least 1 to learn."""
-        if budget_epochs < 2:
-            return 0
-        return min(max(1, round(budget_epochs * self.finetune_share)), budget_epochs - 1)
 
     def finetune_optim(self, recipe: Recipe) -> OptimConfig:
         """The recipe's SGD at ``finetune_lr_ratio`` of its learning rate, constant, with the gradient-norm clip."""

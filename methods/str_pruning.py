@@ -29,8 +29,9 @@ The benchmark needs fixed targets, so this module adds two documented steps (the
    when it is too dense (``delta > 0``) the mask is the global magnitude projection of ``W_eff`` (and the survivors
    shrink by ``delta``, as under a higher threshold); when it is too sparse (``delta < 0``) the weights just under
    each threshold come back. The learned per-layer thresholds therefore still set the allocation. The mask is then
-   fixed for :meth:`STR.finetune_epochs` epochs. The record keeps STR's own sparsity before this step
-   (``method_sparsity``) and ``delta`` (``details``).
+   fixed for ``finetune_fraction`` of the budget (the harness's rule,
+   :meth:`~prunebench.methods.base.TrainingMethod.finetune_epochs`). The record keeps STR's own sparsity before this
+   step (``method_sparsity``) and ``delta`` (``details``).
 
 Defaults, and why they differ from the paper's: the paper's CNN settings are ImageNet's (ResNet-50: sInit -3200,
 weight decay 2.25e-5, 100 epochs of ~5000 steps), which give no sparsity at all off ImageNet (issue #2 of the official
@@ -41,13 +42,17 @@ the budget) and the decay starts at ``threshold_decay = 1e-3``, then set by the 
 values and the sparsities they reach are in ``docs/methods.md`` ("Calibration on short budgets").
 
 Deviations from the official code, all named: the controller and the final projection above (the official STR
-never fixes a mask and never fine-tunes); thresholds get their own SGD step with the weights' current learning
-rate, momentum and Nesterov setting (the official code puts them in a parameter group of the same SGD, which is the
-same update) but the controlled decay; the threshold is a scalar per layer of every Conv and Linear layer in the
-benchmark's prunable set (the official code wraps convolutions, and the classifier when it is a 1x1 convolution);
-the sparse function is the sigmoid one only (the official default). The reparameterization is the shared
-parametrization of :mod:`prunebench.methods.masked`, removed at the end of the learning phase, leaving a plain
-module; the exact budget is its shared top-k.
+never fixes a mask and never fine-tunes); the thresholds are a parameter group of their own, stepped by the trainer's
+``torch.optim.SGD`` (PyTorch's fused kernel, as the weights') at the weights' current learning rate, momentum and
+Nesterov setting (the official code puts them in a parameter group of the same SGD, which is the same update), with
+the controlled decay added to their gradient instead of the weights' decay; the threshold is a scalar per layer of
+every Conv and Linear layer in the benchmark's prunable set (the official code wraps convolutions, and the
+classifier when it is a 1x1 convolution); the sparse function is the sigmoid one only (the official default). The
+reparameterization is the shared parametrization of :mod:`prunebench.methods.masked`, removed at the end of the
+learning phase, leaving a plain module; the exact budget is its shared top-k.
+
+Version 2: the thresholds' SGD step is ``torch.optim.SGD``'s fused kernel; version 1 wrote the same update by hand,
+in another order of floating-point operations, so thresholds and weights differ from version 1's in the last bits.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod,
 from prunebench.methods.masked import EXACT_FLOAT32_COUNT, MaskedSession, exact_top_k
 from prunebench.methods.method_registry import register
 from prunebench.methods.sparsity_schedules import cubic_keep_fraction
+from prunebench.run.trainer import ParamGroup
 
 if TYPE_CHECKING:
     from prunebench.run.trainer import Trainer
@@ -195,7 +201,7 @@ class DecayController:
 
 
 class STRSession(MaskedSession):
-    """STR's thresholds, their optimizer step and the decay controller, while the weights train."""
+    """STR's thresholds (a parameter group of the trainer's) and the decay controller, while the weights train."""
 
     def __init__(self, method: STR, model: nn.Module, weights: Weights, sparsity: float) -> None:
         self.method = method
@@ -204,7 +210,6 @@ class STRSession(MaskedSession):
         self.sparsity = sparsity
         device = next(iter(weights.values())).device
         self.thresholds = nn.Parameter(torch.full((len(weights),), float(method.s_init), device=device))
-        self.momentum_buffer: torch.Tensor | None = None
         self.survivors: list[torch.Tensor | None] = [None] * len(weights)
         """Each layer's count of non-zero ``W_eff``, written by the last backward pass (with the controller on)."""
         super().__init__(
@@ -220,8 +225,10 @@ class STRSession(MaskedSession):
         self.pending_progress: float | None = None
         """The progress of the last step whose sparsity the controller has not seen yet (see :meth:`before_step`)."""
 
-    def method_parameters(self) -> list[torch.Tensor]:
-        return [self.thresholds]
+    def param_groups(self) -> list[ParamGroup]:
+        """The thresholds: SGD at the weights' current learning rate, momentum and Nesterov setting, with no weight
+        decay of the group's own (:meth:`before_step` adds the controlled one to their gradient)."""
+        return [ParamGroup("thresholds", [self.thresholds], lr=1.0, schedule="relative")]
 
     def on_train_start(self, trainer: Trainer) -> None:
         """The threshold decay starts at ``threshold_decay``, or at the weights' decay when that is ``None``."""
@@ -258,31 +265,23 @@ class STRSession(MaskedSession):
 
     @torch.no_grad()
     def before_step(self, trainer: Trainer) -> None:
-        """SGD on the thresholds, with the weights' current learning rate and momentum and the threshold decay.
+        """The threshold decay of this step, ``lambda_s * s``, added to the thresholds' gradient (the trainer's SGD
+        step on them follows).
 
         The controller's step for the previous training step runs here rather than after it: the weights and
         thresholds have not changed since, so the forward and backward pass just done computed ``W_eff`` at the
         same values, and its backward counted the survivors (:class:`_SoftThreshold`). The decay the controller
         then gives is the one this step uses, as when it ran right after the previous step."""
-        config = trainer.optim_config
         if self.controller is not None:
             if self.pending_progress is not None:
                 self.controller.update(self.pending_progress, self._sparsity_now())
                 self.pending_progress = None
             self.decay = self.controller.decay
-        grad = self.thresholds.grad
-        direction = self.thresholds * self.decay if grad is None else grad + self.thresholds * self.decay
-        if config.momentum > 0:
-            if self.momentum_buffer is None:
-                self.momentum_buffer = direction.clone()
-            else:
-                self.momentum_buffer.mul_(config.momentum).add_(direction)
-            if config.nesterov:
-                direction = direction + config.momentum * self.momentum_buffer
-            else:
-                direction = self.momentum_buffer
-        self.thresholds.sub_(trainer.lr * direction)
-        self.thresholds.grad = None
+        decay = self.thresholds * self.decay
+        if self.thresholds.grad is None:
+            self.thresholds.grad = decay
+        else:
+            self.thresholds.grad.add_(decay)
 
     def _sparsity_now(self) -> torch.Tensor:
         """:meth:`own_sparsity` from the counts of the last backward pass, or computed again where a layer has none."""
@@ -295,9 +294,10 @@ class STRSession(MaskedSession):
         if self.controller is not None:
             self.pending_progress = trainer.progress
 
-    # Checkpointed state (prunebench.run.run_checkpoint): the thresholds are the model's (its parametrizations').
+    # Checkpointed state (prunebench.run.run_checkpoint): the thresholds are the model's (its parametrizations'),
+    # their optimizer the trainer's.
     def state_dict(self) -> dict[str, Any]:
-        state = {"momentum_buffer": self.momentum_buffer, "decay": self.decay}
+        state: dict[str, Any] = {"decay": self.decay}
         if self.controller is not None:
             state["controller"] = {
                 "integral": self.controller.integral,
@@ -307,7 +307,7 @@ class STRSession(MaskedSession):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.momentum_buffer, self.decay = state["momentum_buffer"], state["decay"]
+        self.decay = state["decay"]
         if self.controller is not None:
             self.controller.integral = state["controller"]["integral"]
             self.controller.error = state["controller"]["error"]
@@ -340,8 +340,8 @@ class STRSession(MaskedSession):
             masks=masks,
             method_sparsity=own,
             enforcement=(
-                "STR thresholds shifted by one common delta to the exact budget (global top-k of |W| - sigmoid(s)), "
-                "then fine-tuned with the mask fixed"
+                "STR thresholds shifted by one common delta to the exact budget (global top-k of |W| - sigmoid(s))"
+                + (", then fine-tuned with the mask fixed" if self.method.finetune_fraction > 0 else "")
             ),
             details={
                 "delta": float(delta),
@@ -358,6 +358,7 @@ class STRSession(MaskedSession):
     schedule="during_training",
     scopes=("learned",),
     paper="Kusupati et al., ICML 2020, 'Soft Threshold Weight Reparameterization for Learnable Sparsity'",
+    version=2,
 )
 class STR(TrainingMethod):
     """Learned per-layer soft thresholds W_eff = sign(W) relu(|W| - sigmoid(s)), steered to the target, then exact.
@@ -374,7 +375,8 @@ class STR(TrainingMethod):
     * ``ramp_end`` (0.5): fraction of the learning phase at which the ramp reaches the target (the learning rate
       follows a cosine to zero over that phase, so the thresholds must settle while it is still large).
     * ``min_decay``, ``max_decay`` (1e-6, 0.3): bounds of the controlled decay.
-    * ``finetune_fraction`` (0.2): share of the budget fine-tuned with the exact mask fixed (at least one epoch).
+    * ``finetune_fraction`` (0.2): share of the budget fine-tuned with the exact mask fixed (the harness's rule,
+      :meth:`~prunebench.methods.base.TrainingMethod.finetune_epochs`; 0: none).
     """
 
     def __init__(
@@ -399,9 +401,6 @@ class STR(TrainingMethod):
         self.min_decay = min_decay
         self.max_decay = max_decay
         self.finetune_fraction = finetune_fraction
-
-    def finetune_epochs(self, budget_epochs: int) -> int:
-        return min(max(1, round(budget_epochs * self.finetune_fraction)), budget_epochs - 1)
 
     def attach(
         self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext

@@ -72,9 +72,7 @@ def main() -> None:
     session = method.attach(model, prunable_weights(model), args.sparsity, "learned", context)
 
     def probmask_trainer(epochs: int) -> Trainer:
-        return Trainer(
-            model, loader, preset.optim, epochs, hooks=[session], exclude=session.method_parameters()
-        )
+        return Trainer(model, loader, preset.optim, epochs, hooks=[session])
 
     probmask_trainer(1).fit()  # warm-up
     probmask_step = _timed(device, probmask_trainer(args.epochs).fit) / steps

@@ -279,7 +279,6 @@ def measure(args: argparse.Namespace) -> dict:
             recipe.optim,
             args.rounds + 1,
             hooks=[session],
-            exclude=session.method_parameters(),
         )
 
     clock = time.process_time if args.clock == "cpu" else time.perf_counter

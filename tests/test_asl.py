@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from prunebench.datasets.memory import TensorLoader
 from prunebench.grid.experiment import Experiment
 from prunebench.methods.asl import (
     ASL,
@@ -28,6 +29,7 @@ from prunebench.pruning.prunable import prunable_weights
 from prunebench.run.recipe import OptimConfig
 from prunebench.run.run_config import RunConfig
 from prunebench.run.runner import execute
+from prunebench.run.trainer import Trainer, TrainHook
 
 CPU = torch.device("cpu")
 
@@ -38,10 +40,9 @@ def context() -> TrainingContext:
     )
 
 
-def fake_trainer(lr: float = 0.1, momentum: float = 0.9, nesterov: bool = False):
-    """What the session reads from the trainer: the recipe and the current learning rate."""
-    config = OptimConfig(lr=lr, momentum=momentum, weight_decay=5e-4, nesterov=nesterov)
-    return SimpleNamespace(optim_config=config, lr=lr, progress=0.0, total_steps=40)
+def fake_trainer():
+    """A trainer where the session reads none of it (its loss and final masks)."""
+    return SimpleNamespace(progress=0.0)
 
 
 def official_sparse_weight(weight: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -150,24 +151,51 @@ def test_session_recentres_steps_r_and_adds_the_budget_loss():
     assert all(abs(float(w.detach().mean())) < 1e-6 for w in weights.values())  # re-centred on attach
     assert session.r.tolist() == pytest.approx([initial_r(0.8, 0.6)] * 2)
 
-    trainer = fake_trainer(lr=0.1)
-    session.on_train_start(trainer)
     inputs, targets = torch.randn(6, 10), torch.arange(6) % 4
-    loss = session.compute_loss(trainer, inputs, targets)
+    loss = session.compute_loss(fake_trainer(), inputs, targets)
     expected = F.cross_entropy(model(inputs), targets) + 2.0 * budget_loss(
         session.r, session.sizes, 0.8, "global"
     )
     torch.testing.assert_close(loss, expected)
-    loss.backward()
-    grad, before = session.r.grad.clone(), session.r.detach().clone()
-    session.before_step(trainer)
+
+    seen = {}
+
+    class Spy(TrainHook):
+        def before_step(self, trainer: Trainer) -> None:
+            seen["grad"], seen["r"] = session.r.grad.clone(), session.r.detach().clone()
+            with torch.no_grad():  # moved off centre before the step: the session re-centres after it
+                for w in weights.values():
+                    w.add_(1.0)
+
+    loader = TensorLoader(inputs, targets, 6, shuffle=False)  # one step an epoch
+    optim = OptimConfig(lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="constant")
+    Trainer(model, loader, optim, 40, hooks=[Spy(), session], stop=1).fit()  # the first of 40 steps
     # First SGD step with momentum: r - lr * ratio * (reference_steps / steps) * grad, no weight decay.
-    torch.testing.assert_close(session.r.detach(), before - 0.1 * 0.05 * (100 / 40) * grad)
-    with torch.no_grad():
-        for w in weights.values():
-            w.add_(1.0)
-    session.after_step(trainer)
+    torch.testing.assert_close(session.r.detach(), seen["r"] - 0.1 * 0.05 * (100 / 40) * seen["grad"])
     assert all(abs(float(w.detach().mean())) < 1e-6 for w in weights.values())
+
+
+def test_the_r_follow_the_weights_momentum_and_learning_rate_schedule():
+    """Over a run, the r_l take torch.optim.SGD's steps at ratio * (reference_steps / steps) of the weights' current
+    rate, with their momentum and Nesterov setting: a reference SGD fed the same gradients."""
+    model, weights = two_layer_model()
+    session = ASL(r_lr_ratio=0.5, reference_steps=12).attach(model, weights, 0.8, "uniform", context())
+    reference = nn.Parameter(session.r.detach().clone())
+    optimizer = torch.optim.SGD([reference], lr=0.0, momentum=0.9, nesterov=True)
+
+    class Reference(TrainHook):
+        def before_step(self, trainer: Trainer) -> None:
+            reference.grad = session.r.grad.clone()
+            optimizer.param_groups[0]["lr"] = 0.5 * (12 / 24) * trainer.lr
+            optimizer.step()
+
+        def after_step(self, trainer: Trainer) -> None:
+            torch.testing.assert_close(session.r.detach(), reference.detach(), rtol=0, atol=0)
+
+    loader = TensorLoader(torch.randn(48, 10), torch.arange(48) % 4, 8, shuffle=True)  # 6 steps an epoch
+    optim = OptimConfig(lr=0.1, momentum=0.9, nesterov=True, schedule="cosine")
+    Trainer(model, loader, optim, 4, hooks=[Reference(), session]).fit()
+    assert not torch.equal(session.r.detach(), torch.full((2,), initial_r(0.8, 0.6)))
 
 
 @pytest.mark.parametrize("scope", ["global", "uniform"])

@@ -66,7 +66,6 @@ def test_during_training_methods_train_and_prune_the_attention_projections(
         OptimConfig(lr=0.01, schedule="constant"),
         2,
         hooks=[session],
-        exclude=session.method_parameters(),
     )
     trainer.fit()
     final = session.finish(trainer)

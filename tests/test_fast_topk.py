@@ -88,9 +88,7 @@ def _movement_run(
     inputs[:, :4] = 0.0
     loader = TensorLoader(inputs, targets, 16, shuffle=True)
     recorder = MaskRecorder(session)
-    trainer = Trainer(
-        model, loader, OptimConfig(lr=0.05), 6, hooks=[session, recorder], exclude=session.method_parameters()
-    )
+    trainer = Trainer(model, loader, OptimConfig(lr=0.05), 6, hooks=[session, recorder])
     trainer.fit()
     return session, recorder.masks
 

@@ -60,7 +60,7 @@ def test_score_gradient_is_the_weight_gradient_times_the_weight() -> None:
     torch.testing.assert_close(layer.parametrizations.weight.original.grad, expected_weight)
 
 
-def test_scores_are_trained_by_the_session_with_the_scaled_lr() -> None:
+def test_scores_are_trained_by_the_trainer_with_the_scaled_lr() -> None:
     model = two_layers()
     loader = TensorLoader(
         torch.randn(40, 4), torch.randint(0, 3, (40,)), 10, shuffle=False
@@ -74,18 +74,20 @@ def test_scores_are_trained_by_the_session_with_the_scaled_lr() -> None:
         final_lambda=1.0,
         **{**SESSION, "reference_steps": 80},
     )
-    trainer = Trainer(
-        model,
-        loader,
-        OptimConfig(schedule="constant"),
-        2,
-        hooks=[session],
-        exclude=session.method_parameters(),
-    )
+    trainer = Trainer(model, loader, OptimConfig(schedule="constant"), 2, hooks=[session])
     assert not {id(p) for p in session.method_parameters()} & {id(p) for p in trainer.weight_parameters}
+    (scores,) = trainer.group_optimizers  # the reference's Adam, built by the trainer
+    assert isinstance(scores, torch.optim.Adam) and scores.defaults["betas"] == (0.9, 0.999)
     trainer.fit()
-    assert session.step_lr == pytest.approx(1e-2 * 80 / 8)
+    assert scores.param_groups[0]["lr"] == pytest.approx(1e-2 * 80 / 8)  # score_lr * reference_steps / steps
     assert all(bool((s != 0).any()) for s in session.scores.values())
+
+
+def test_soft_movement_finetunes_the_harness_share_of_the_epochs_after_the_pretraining() -> None:
+    method = get_method("soft_movement").build()
+    # round(available / 3): the fine-tuning epochs of the preset after the dense pre-training (mnist5k-lenet300: 7)
+    assert [method.finetune_epochs(a) for a in (1, 2, 3, 5, 7, 40)] == [0, 1, 1, 2, 2, 13]
+    assert get_method("movement").build().finetune_epochs(7) == 0  # hard movement does not fine-tune
 
 
 def hand_scored(scope: str, sparsity: float) -> tuple[nn.Module, HardMovementSession]:
@@ -249,9 +251,7 @@ def test_per_step_masks_are_the_exact_top_k_of_every_step(
     session = HardMovementSession(model, weights, 0.97, scope, global_floor=0.005, **SESSION)
     inputs, targets = torch.randn(256, 20), torch.randint(0, 3, (256,))
     loader = TensorLoader(inputs, targets, 16, shuffle=True)
-    trainer = Trainer(
-        model, loader, OptimConfig(lr=0.05), 6, hooks=[session], exclude=session.method_parameters()
-    )
+    trainer = Trainer(model, loader, OptimConfig(lr=0.05), 6, hooks=[session])
     compared, tracked = [], []
     for tracker in session.top_k_trackers.values():
         tracker.mask = lambda *a, _mask=tracker.mask, **k: tracked.append(_mask(*a, **k)) or tracked[-1]

@@ -30,7 +30,7 @@ from prunebench.methods.probmask import (
 from prunebench.pruning.prunable import prunable_weights
 from prunebench.run.run_config import RunConfig
 from prunebench.run.runner import execute
-from prunebench.run.trainer import Trainer
+from prunebench.run.trainer import Trainer, TrainHook
 from prunebench.zoo.presets import get_preset
 
 CPU = torch.device("cpu")
@@ -298,8 +298,37 @@ def test_exact_count_drops_the_least_probable_and_adds_the_most_probable():
     assert torch.equal(to_exact_count(mask, probabilities, magnitudes, 4), mask)
 
 
+def test_every_step_ends_inside_the_budget_of_that_step():
+    """The trainer's Adam steps the probabilities, then the session projects them onto the budget of the step just
+    taken (k at its progress before the step): after each step 0 <= s <= 1 and sum(s) <= k."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 2))
+    loader = TensorLoader(torch.randn(64, 6), torch.randint(0, 2, (64,)), 8, shuffle=True, seed=0)
+    epochs = 3
+    session = ProbMask().attach(model, prunable_weights(model), 0.8, "learned", _context(epochs, len(loader)))
+    n, total = session.size, epochs * len(loader)
+    seen = []
+
+    class Check(TrainHook):
+        def after_step(self, trainer) -> None:
+            p = (trainer.step - 1) / total
+            keep = 1.0 if p <= 0.16 else 0.2 if p >= 0.6 else 0.2 + 0.8 * (1 - (p - 0.16) / 0.44) ** 3
+            s = session.scores.detach()
+            assert float(s.min()) >= 0.0 and float(s.max()) <= 1.0
+            assert float(s.double().sum()) <= keep * n + 1e-3
+            seen.append(float(s.double().sum()) / n)
+
+    trainer = Trainer(
+        model, loader, get_preset("synthetic-tiny").recipe.optim, epochs, hooks=[session, Check()]
+    )
+    assert [type(o) for o in trainer.group_optimizers] == [torch.optim.Adam]
+    trainer.fit()
+    assert len(seen) == total and seen[-1] <= 0.2 + 1e-5 < seen[0]
+
+
 def test_finetuning_takes_the_reference_share_of_the_budget():
     method = ProbMask()
+    assert method.finetune_fraction == 20 / 320 and "finetune_share" not in method.hyperparameters()
     assert [method.finetune_epochs(b) for b in (1, 2, 4, 9, 40, 320)] == [0, 1, 1, 1, 2, 20]
     preset = get_preset("mnist5k-lenet5")
     optim = method.finetune_optim(preset.recipe)
@@ -315,6 +344,7 @@ def test_end_to_end_run_ends_at_exactly_the_target_sparsity(tmp_path):
     assert record["prunable_nonzero"] == kept
     assert sum(layer["nonzero"] for layer in record["layers"]) == kept
     assert record["epochs"] == {"budget": 4, "learn": 3, "finetune": 1}
+    assert record["hparams"]["finetune_fraction"] == 20 / 320
     details = record["method_details"]
     assert details["target_kept"] == kept
     assert record["method_sparsity"] == pytest.approx(

@@ -44,7 +44,7 @@ def context() -> TrainingContext:
 
 
 def fake_trainer(lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False):
-    """What the session reads from the trainer: the recipe, the current learning rate, the progress."""
+    """What the session reads from the trainer (the recipe, the current learning rate, the progress)."""
     config = OptimConfig(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     return SimpleNamespace(optim_config=config, lr=lr, progress=0.0)
 
@@ -121,22 +121,39 @@ def test_weight_gradient_passes_only_through_survivors():
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_threshold_step_equals_sgd_with_the_threshold_decay(nesterov):
+    """In training, the thresholds take torch.optim.SGD's step at the weights' current learning rate, momentum and
+    Nesterov setting, with the threshold decay as its weight decay: a reference SGD fed the same gradients."""
+    from prunebench.datasets.memory import TensorLoader
+    from prunebench.run.trainer import Trainer, TrainHook
+
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    method = STR(s_init=-2.0, threshold_decay=0.05, control=False)
-    session = method.attach(model, prunable_weights(model), 0.5, "learned", context())
-    trainer = fake_trainer(lr=0.2, momentum=0.9, nesterov=nesterov)
-    session.on_train_start(trainer)
+    session = STR(s_init=-2.0, threshold_decay=0.05, control=False).attach(
+        model, prunable_weights(model), 0.5, "learned", context()
+    )
     reference = nn.Parameter(session.thresholds.detach().clone())
     optimizer = torch.optim.SGD([reference], lr=0.2, momentum=0.9, weight_decay=0.05, nesterov=nesterov)
-    for _ in range(3):
-        loss = model(torch.randn(8, 4)).pow(2).sum()
-        loss.backward()
-        reference.grad = session.thresholds.grad.clone()
-        session.before_step(trainer)
-        optimizer.step()
-        assert session.thresholds.grad is None
-        assert torch.allclose(session.thresholds, reference, atol=1e-6)
+    compared = []
+
+    class Reference(TrainHook):
+        """Steps the reference with the gradient the thresholds got (listed before the session: before its decay)."""
+
+        def before_step(self, trainer: Trainer) -> None:
+            reference.grad = session.thresholds.grad.clone()
+            optimizer.param_groups[0]["lr"] = trainer.lr
+            optimizer.step()
+
+        def after_step(self, trainer: Trainer) -> None:
+            torch.testing.assert_close(session.thresholds.detach(), reference.detach(), rtol=1e-6, atol=1e-7)
+            compared.append(trainer.step)
+
+    loader = TensorLoader(torch.randn(24, 4), torch.randint(0, 2, (24,)), 8, shuffle=False)  # 3 steps
+    optim = OptimConfig(lr=0.2, momentum=0.9, weight_decay=5e-4, nesterov=nesterov)
+    trainer = Trainer(model, loader, optim, 2, hooks=[Reference(), session])
+    assert all(p is not session.thresholds for p in trainer.weight_parameters)
+    trainer.fit()
+    assert compared == list(range(1, 7))
+    assert not torch.equal(session.thresholds.detach(), torch.full((2,), -2.0))
     assert len(session.method_parameters()) == 1 and session.method_parameters()[0] is session.thresholds
 
 
@@ -237,7 +254,6 @@ def test_the_controller_sees_the_sparsity_after_each_step_from_the_backward_coun
         OptimConfig(lr=0.1, momentum=0.9),
         3,
         hooks=[session],
-        exclude=session.method_parameters(),
     )
     after_step, seen = [], []
 
@@ -281,6 +297,17 @@ def test_end_to_end_on_synthetic_tiny_ends_at_the_exact_target(tmp_path: Path):
     assert record["status"] == "ok"
     assert record["prunable_nonzero"] == round(record["prunable_weights"] * 0.1)
     assert 0.0 <= record["method_sparsity"] < 1.0
-    assert "delta" in record["enforcement"]
+    assert "delta" in record["enforcement"] and "fine-tuned" in record["enforcement"]
     assert record["epochs"] == {"budget": 4, "learn": 3, "finetune": 1}
     assert record["hparams"]["s_init"] == -10.0
+    assert config.identity["method"]["versions"] == {"str": 2}  # the thresholds' step is torch.optim.SGD's
+
+
+def test_no_finetune_fraction_means_no_finetuning(tmp_path: Path):
+    config = RunConfig.from_preset(
+        "synthetic-tiny", "str", "learned", 0.9, seed=0, settings={"finetune_fraction": 0.0}
+    )
+    record = execute(config, torch.device("cpu"), tmp_path)
+    assert record["epochs"] == {"budget": 4, "learn": 4, "finetune": 0}
+    assert record["prunable_nonzero"] == round(record["prunable_weights"] * 0.1)
+    assert "fine-tuned" not in record["enforcement"]

@@ -314,7 +314,6 @@ class LearnMask(Phase):
             self.epochs,
             self.name,
             [session],
-            session.method_parameters(),
         )
         if checkpoint is not None and checkpoint.has("final"):  # resumed after the learning phase
             session.release()

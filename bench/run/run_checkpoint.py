@@ -6,9 +6,10 @@ rename) every ``every_epochs`` epochs or ``every_minutes`` minutes, and when the
 * the position: the training phases already completed and the one in progress (``pretrain``, ``train``,
   ``finetune``, ``learn``, ``round 3``...), with its trainer's step, epoch and the running loss of the epoch;
 * the model's state dict (learned-mask methods' parametrizations included: their scores and masks are buffers and
-  parameters of the model), the optimizer's and the learning-rate scheduler's;
-* every training hook's :meth:`~prunebench.run.trainer.TrainHook.state_dict` (a method's session: its own optimizers,
-  thresholds, schedule position; the gradual schedule's masks);
+  parameters of the model), the optimizer's and the learning-rate scheduler's, and the optimizers of the parameter
+  groups the training hooks declare (a learned-mask method's scores or thresholds);
+* every training hook's :meth:`~prunebench.run.trainer.TrainHook.state_dict` (a method's session: its thresholds,
+  schedule position, running values; the gradual schedule's masks);
 * the values the run computed between phases (masks scored at initialization, the rewind point of iterative
   pruning, a learned-mask method's final masks): :meth:`RunCheckpoint.value`;
 * every random generator: torch's (CPU and CUDA), NumPy's, Python's. The loaders have no state of their own: an
@@ -45,7 +46,9 @@ from prunebench.core.errors import UsageError
 if TYPE_CHECKING:
     from prunebench.run.trainer import Trainer
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""Bumped when what a checkpoint holds changes (2: the declared parameter groups' optimizers, held by the trainer);
+a checkpoint of another version is removed and its run starts over."""
 
 
 class RunInterrupted(BaseException):  # noqa: N818  (not an error of the run: it stopped on request)

@@ -170,7 +170,6 @@ class RunContext:
         epochs: int,
         phase: str,
         hooks=(),
-        exclude=(),
         start: int = 0,
         stop: int | None = None,
     ) -> Trainer | SkippedPhase:
@@ -185,7 +184,6 @@ class RunContext:
             optim,
             epochs,
             hooks=hooks,
-            exclude=exclude,
             on_epoch_end=(lambda epoch, loss: on_epoch(phase, epoch, epochs, loss)) if on_epoch else None,
             start=start,
             stop=stop,

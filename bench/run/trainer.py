@@ -2,7 +2,10 @@
 
 Methods never write their own loop: they are :class:`TrainHook` objects called at fixed points (epoch start, loss,
 before and after each optimizer step, end). Fixed masks are themselves a hook (:class:`prunebench.pruning.mask_application.MaskEnforcer`)
-that zeroes pruned weights in place after each optimizer step.
+that zeroes pruned weights in place after each optimizer step. Nor do methods build optimizers: a hook declares the
+parameters it trains besides the weights (a learned-mask method's scores or thresholds) in parameter groups
+(:class:`ParamGroup`), and the trainer owns their optimizers, learning-rate schedules and checkpointed state as it
+owns the weights'.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -46,6 +50,90 @@ def check_finite_weights(model: nn.Module) -> None:
             raise Diverged(f"weight {name} became NaN or infinite")
 
 
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "weights", "relative", "cosine")
+
+Schedule = Literal["constant", "weights", "relative", "cosine"] | Callable[["Trainer"], float]
+"""How a parameter group's learning rate moves: the factor on its ``lr`` at each step (:class:`ParamGroup`)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ParamGroup:
+    """Parameters a hook trains besides the weights (a learned-mask method's scores or thresholds), with their
+    optimizer and learning-rate schedule, declared by :meth:`TrainHook.param_groups`.
+
+    The trainer builds the optimizer with PyTorch's public class, ``optimizer="sgd"`` (:class:`torch.optim.SGD`:
+    ``momentum``, ``nesterov``, ``weight_decay``) or ``"adam"`` (:class:`torch.optim.Adam`: ``betas``, ``eps``,
+    ``weight_decay``). ``momentum`` and ``nesterov`` left at ``None`` are the weights' (the recipe's; Nesterov only
+    with momentum), as for a parameter group of the weights' SGD. ``fused``: PyTorch's fused kernel where every
+    parameter allows it (floating point on the CPU or CUDA), as the weights' optimizer; ``False``, or elsewhere, its
+    default implementation.
+
+    ``lr``: the base learning rate, a number or a function of the trainer called once when it builds the optimizer
+    (a rate scaled to the phase's :attr:`Trainer.total_steps`). At every step the group's rate is ``lr`` times the
+    ``schedule``'s factor:
+
+    * ``constant``: 1;
+    * ``weights``: the weights' schedule factor :attr:`Trainer.lr_factor` (``lr`` is the group's rate where the
+      weights' schedule is at its base rate);
+    * ``relative``: the weights' current learning rate :attr:`Trainer.lr` (``lr`` is a multiple of it);
+    * ``cosine``: ``(1 + cos(pi p)) / 2`` at the progress ``p`` (:attr:`Trainer.progress`), to zero over the phase;
+    * a function of the trainer, called at every step, returning the factor.
+    """
+
+    name: str
+    """Unique among the trainer's groups: the key of the optimizer's state in the trainer's checkpoints."""
+    params: Sequence[torch.Tensor]
+    _: KW_ONLY
+    lr: float | Callable[[Trainer], float]
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    schedule: Schedule = "constant"
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    fused: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"parameter group {self.name!r}: optimizer {self.optimizer!r} is not one of {OPTIMIZERS}"
+            )
+        if not callable(self.schedule) and self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"parameter group {self.name!r}: schedule {self.schedule!r} is not one of {SCHEDULES} or a function"
+            )
+        if not self.params:
+            raise ValueError(f"parameter group {self.name!r} has no parameters")
+
+
+def build_group_optimizer(group: ParamGroup, lr: float, weights: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer ``group`` declares, at the base rate ``lr``, with ``weights``' momentum and Nesterov setting
+    where the group leaves them at ``None``."""
+    params = list(group.params)
+    fused = group.fused and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    if group.optimizer == "adam":
+        return torch.optim.Adam(
+            params,
+            lr=lr,
+            betas=group.betas,
+            eps=group.eps,
+            weight_decay=group.weight_decay,
+            fused=fused or None,
+        )
+    momentum = weights.momentum if group.momentum is None else group.momentum
+    nesterov = weights.nesterov if group.nesterov is None else group.nesterov
+    return torch.optim.SGD(
+        params,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov and momentum > 0,
+        weight_decay=group.weight_decay,
+        fused=fused or None,
+    )
+
+
 class TrainHook:
     """Points in the loop where a method (or a fixed mask) acts. Every method has a no-op default."""
 
@@ -62,10 +150,20 @@ class TrainHook:
         return None
 
     def before_step(self, trainer: Trainer) -> None:
-        """After ``backward``, before the weight optimizer steps (gradients are available)."""
+        """After ``backward``, before the declared parameter groups and then the weights step (gradients are
+        available: a hook may clip them, or add a term of its own)."""
 
     def after_step(self, trainer: Trainer) -> None:
-        """After the weight optimizer stepped (``trainer.step`` already counts this step)."""
+        """After the parameter groups and the weights stepped (``trainer.step`` already counts this step)."""
+
+    def param_groups(self) -> list[ParamGroup]:
+        """The parameters the hook trains besides the weights, with their optimizers and schedules (none by
+        default); asked once, when the trainer is built.
+
+        The trainer keeps them out of the weight optimizer, clears their gradients with the weights' before each
+        backward pass, steps each group after every hook's :meth:`before_step` and before the weights, and keeps
+        their optimizers' state in its :meth:`Trainer.state_dict`."""
+        return []
 
     def on_train_end(self, trainer: Trainer) -> None:
         """After the last step."""
@@ -73,7 +171,8 @@ class TrainHook:
     def state_dict(self) -> dict[str, Any]:
         """The hook's state at a step boundary, for a checkpoint (tensors, numbers, strings, lists and dicts of
         them). State held by the model itself (parameters and buffers of a parametrization) is saved with the
-        model; a hook with no state of its own keeps this default."""
+        model, and the optimizers of :meth:`param_groups` by the trainer; a hook with no state of its own keeps this
+        default."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -135,10 +234,12 @@ def autocast_context(
 class Trainer:
     """Trains ``model`` for ``epochs`` epochs of ``loader`` with SGD, calling ``hooks`` at each point of the loop.
 
-    Parameters listed in ``exclude`` (a method's own scores or thresholds) are left out of the weight optimizer; the
-    method steps them itself, and the trainer clears their gradients with the weights' before each backward pass.
-    ``on_epoch_end(epoch, mean_loss)`` reports progress. ``autocast`` is the mixed-precision dtype of the loss
-    computation (see :func:`autocast_context`; default bf16 on CUDA, off on the CPU).
+    The hooks' parameter groups (:meth:`TrainHook.param_groups`: a method's own scores or thresholds) are left out
+    of the weight optimizer and trained by optimizers of their own (:class:`ParamGroup`); ``exclude`` names more
+    parameters to leave out (the runner passes the groups' own, which changes nothing). The trainer clears the
+    gradients of all of them with the weights' before each backward pass. ``on_epoch_end(epoch, mean_loss)``
+    reports progress. ``autocast`` is the mixed-precision dtype of the loss computation (see
+    :func:`autocast_context`; default bf16 on CUDA, off on the CPU).
 
     ``start`` and ``stop`` train only the optimizer steps ``start, ..., stop - 1`` of the ``epochs``-long schedule
     (default: all of them): the learning rate is the schedule's at those steps and the batches are those the full
@@ -172,14 +273,6 @@ class Trainer:
         self.epochs = epochs
         self.hooks = list(hooks)
         self.on_epoch_end = on_epoch_end
-        excluded = {id(p) for p in exclude}
-        self.method_parameters = list(exclude)
-        self.weight_parameters = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
-        self.optimizer = build_optimizer(self.weight_parameters, optim)
-        self._optimizer_step = optimizer_step(self.optimizer)
-        """Calls ``self.optimizer.step()``, or takes the same step faster where that pays
-        (:mod:`~prunebench.run.fused_step`)."""
-        self._trained_parameters = self.weight_parameters + self.method_parameters
         self.steps_per_epoch = len(loader)
         self.total_steps = self.steps_per_epoch * epochs
         self.start = start
@@ -188,6 +281,18 @@ class Trainer:
             raise ValueError(
                 f"steps {start}..{stop} do not lie within the schedule's {self.total_steps} steps"
             )
+        self.param_groups = _declared_groups(self.hooks)
+        declared = [p for group in self.param_groups for p in group.params]
+        self.method_parameters = list({id(p): p for p in (*declared, *exclude)}.values())
+        """The parameters outside the weight optimizer: the groups' and ``exclude``."""
+        excluded = {id(p) for p in self.method_parameters}
+        self.weight_parameters = [p for p in model.parameters() if p.requires_grad and id(p) not in excluded]
+        self.optimizer = build_optimizer(self.weight_parameters, optim)
+        self._optimizer_step = optimizer_step(self.optimizer)
+        """Calls ``self.optimizer.step()``, or takes the same step faster where that pays
+        (:mod:`~prunebench.run.fused_step`)."""
+        self._build_group_optimizers()
+        self._trained_parameters = self.weight_parameters + self.method_parameters
         self.scheduler = build_scheduler(self.optimizer, optim, self.total_steps, start)
         self.epoch = 0
         self.step = start
@@ -201,8 +306,9 @@ class Trainer:
         """Whether the state is saved (or restored) in the middle of an epoch, its running loss included."""
 
     def state_dict(self) -> dict[str, Any]:
-        """The whole training state at a step boundary: position, running loss, model, optimizer, scheduler,
-        every hook's state and every random generator (see :mod:`prunebench.run.run_checkpoint`)."""
+        """The whole training state at a step boundary: position, running loss, model, the weights' optimizer and
+        scheduler, each parameter group's optimizer (by the group's name), every hook's state and every random
+        generator (see :mod:`prunebench.run.run_checkpoint`)."""
         return {
             "step": self.step,
             "epoch": self.epoch,
@@ -213,6 +319,10 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "param_groups": {
+                group.name: optimizer.state_dict()
+                for group, optimizer in zip(self.param_groups, self.group_optimizers, strict=True)
+            },
             "hooks": [hook.state_dict() for hook in self.hooks],
             "rng": rng_state(),
         }
@@ -221,6 +331,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        for group, optimizer in zip(self.param_groups, self.group_optimizers, strict=True):
+            optimizer.load_state_dict(state["param_groups"][group.name])
         for hook, hook_state in zip(self.hooks, state["hooks"], strict=True):
             hook.load_state_dict(hook_state)
         self.step, self.epoch, self.last_loss = state["step"], state["epoch"], state["last_loss"]
@@ -245,6 +357,38 @@ class Trainer:
         """The weights' current learning rate over the recipe's base rate (1 when the base rate is 0)."""
         base = self.optim_config.lr
         return self.lr / base if base > 0 else 1.0
+
+    def _build_group_optimizers(self) -> None:
+        """Each parameter group's base learning rate (:attr:`ParamGroup.lr`, resolved once, now that the phase's
+        length is known), its optimizer and the call that steps it (:mod:`~prunebench.run.fused_step`)."""
+        self._group_lrs = [group.lr(self) if callable(group.lr) else group.lr for group in self.param_groups]
+        self.group_optimizers = [
+            build_group_optimizer(group, lr, self.optim_config)
+            for group, lr in zip(self.param_groups, self._group_lrs, strict=True)
+        ]
+        self._group_steps = [optimizer_step(optimizer) for optimizer in self.group_optimizers]
+
+    def _step_groups(self) -> None:
+        """Step every parameter group's optimizer at its rate of this step (``lr`` times its schedule's factor)."""
+        for group, optimizer, lr, step in zip(
+            self.param_groups, self.group_optimizers, self._group_lrs, self._group_steps, strict=True
+        ):
+            rate = lr * self._schedule_factor(group.schedule)
+            for options in optimizer.param_groups:
+                options["lr"] = rate
+            step()
+
+    def _schedule_factor(self, schedule: Schedule) -> float:
+        """The factor of ``schedule`` at the current step (see :class:`ParamGroup`)."""
+        if callable(schedule):
+            return schedule(self)
+        if schedule == "weights":
+            return self.lr_factor
+        if schedule == "relative":
+            return self.lr
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * self.progress))
+        return 1.0
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         for hook in self.hooks:
@@ -307,6 +451,7 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.weight_parameters, self.optim_config.grad_clip, foreach=True)
             for hook in self.hooks:
                 hook.before_step(self)
+            self._step_groups()
             self._optimizer_step()
             self.scheduler.step()
             self.step += 1
@@ -318,6 +463,18 @@ class Trainer:
                 self.checkpoint.after_step(self, self.phase, epoch_end=False)
         self._in_epoch = False
         return float(self._epoch_total) / max(self._epoch_batches, 1)
+
+
+def _declared_groups(hooks: Sequence[TrainHook]) -> list[ParamGroup]:
+    """Every hook's parameter groups, in hook order; refused when two share a name or a parameter."""
+    groups = [group for hook in hooks for group in hook.param_groups()]
+    names = [group.name for group in groups]
+    if len(set(names)) < len(names):
+        raise ValueError(f"two parameter groups share a name: {names}")
+    params = [id(p) for group in groups for p in group.params]
+    if len(set(params)) < len(params):
+        raise ValueError("a parameter is declared in two parameter groups")
+    return groups
 
 
 @torch.no_grad()
