@@ -90,17 +90,22 @@ class ResultStore:
     def save(self, record: RunRecord) -> Path:
         """Write ``record`` atomically; a record that breaks its declaration is a harness bug and raises.
 
-        A run's packed mask, handed over under :data:`~prunebench.pruning.saved_masks.MASK_KEY`, is written first
-        (:mod:`prunebench.pruning.saved_masks`), so that a record never exists without its mask; it is taken out of
-        ``record``, which the caller keeps as written."""
+        A run's packed mask and its per-example outcomes, handed over under
+        :data:`~prunebench.pruning.saved_masks.MASK_KEY` and :data:`~prunebench.run.example_outcomes.OUTCOMES_KEY`,
+        are written first (:mod:`prunebench.pruning.saved_masks`, :mod:`prunebench.run.example_outcomes`), so that a
+        record never exists without them; they are taken out of ``record``, which the caller keeps as written."""
         from prunebench.pruning.saved_masks import MASK_KEY, mask_path, write_mask
+        from prunebench.run.example_outcomes import OUTCOMES_KEY, outcomes_path, write_outcomes
 
         packed = record.pop(MASK_KEY, None)  # type: ignore[misc]
+        outcomes = record.pop(OUTCOMES_KEY, None)  # type: ignore[misc]
         reason = problem(record)
         if reason is not None:
             raise ValueError(f"refusing to write run {record.get('run_id')}: {reason}")
         if packed is not None:
             write_mask(mask_path(self.root, record["run_id"]), packed)
+        if outcomes is not None:
+            write_outcomes(outcomes_path(self.root, record["run_id"]), outcomes)
         path = self.path(record["run_id"])
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
         return path

@@ -31,6 +31,8 @@ from prunebench.pruning.saved_masks import RUN_ID
 from prunebench.run.run_record import read_record
 
 SUFFIX = ".outcomes.npz"
+OUTCOMES_KEY = "_outcomes"
+"""The record key under which the runner hands a run's packed outcomes to the store; it never reaches the JSON."""
 METRICS = ("top1", "top5")
 """The outcome arrays a file may hold: ``top1`` always, ``top5`` when it was given."""
 TEST_SIZE_FIELD = "test_examples"

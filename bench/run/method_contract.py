@@ -49,6 +49,7 @@ from prunebench.grid.result_store import ResultStore
 from prunebench.methods.method_registry import MethodSpec, combinations, get_method
 from prunebench.pruning.keep_budget import LAYERWISE_SCOPES, keep_budget, layer_densities
 from prunebench.pruning.saved_masks import MASK_KEY, read_mask, unpack
+from prunebench.run.example_outcomes import OUTCOMES_KEY
 from prunebench.run.run_checkpoint import RunCheckpoint, RunInterrupted
 from prunebench.run.run_config import RunConfig
 from prunebench.run.run_record import problem
@@ -269,8 +270,9 @@ def _stopped_then_resumed(config: RunConfig, workdir: Path, stop_at: int) -> dic
 
 def record_differences(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
     """The fields in which two records of one config differ, timing (and ``ignore``) aside; the masks compared layer
-    by layer, the structured track's latencies aside."""
-    skip = {*TIMING, *ignore, MASK_KEY}
+    by layer, the per-example outcomes bit for bit where both records hold them (a record read back from its file
+    does not), the structured track's latencies aside."""
+    skip = {*TIMING, *ignore, MASK_KEY, OUTCOMES_KEY}
     differences = [
         key
         for key in sorted(a.keys() | b.keys())
@@ -286,6 +288,12 @@ def record_differences(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, 
         )
     ):
         differences.append("the mask")
+    outcomes = [r.get(OUTCOMES_KEY) for r in (a, b)]
+    if None not in outcomes and (
+        outcomes[0].keys() != outcomes[1].keys()
+        or any(not np.array_equal(outcomes[0][k], outcomes[1][k]) for k in outcomes[0])
+    ):
+        differences.append("the per-example outcomes")
     return differences
 
 

@@ -24,6 +24,7 @@ from prunebench.pruning.accounting import account
 from prunebench.pruning.allocation import keep_budget
 from prunebench.pruning.saved_masks import MASK_KEY, pack
 from prunebench.run.control_plans import control_plan
+from prunebench.run.example_outcomes import OUTCOMES_KEY, pack_outcomes
 from prunebench.run.phases import Outcome, run_plan
 from prunebench.run.record_head import failure_record, record_head
 from prunebench.run.run_checkpoint import RunCheckpoint
@@ -31,7 +32,7 @@ from prunebench.run.run_config import RunConfig
 from prunebench.run.run_context import EpochCallback, RunContext, RunOptions, run_prunable
 from prunebench.run.run_record import RunRecord
 from prunebench.run.schedule_plans import plan_of
-from prunebench.run.trainer import Diverged, evaluate
+from prunebench.run.trainer import Diverged, evaluate_examples
 from prunebench.structured.structured_run import execute_structured
 
 
@@ -85,7 +86,8 @@ def execute(
         return execute_structured(replace(ctx, checkpoint=None))
     started = time.perf_counter()
     outcome, loaders = _train_run(ctx)
-    metrics = evaluate(outcome.model, loaders.test)
+    evaluation = evaluate_examples(outcome.model, loaders.test)
+    metrics = evaluation.metrics
     for name, value in metrics.items():
         if not math.isfinite(value):
             raise Diverged(f"the final evaluation's {name} is {value}")
@@ -99,6 +101,8 @@ def execute(
         **record_head(config, device, "ok", time.perf_counter() - started),
         **saved,
         **metrics,
+        "test_examples": len(evaluation.top1),
+        OUTCOMES_KEY: pack_outcomes(evaluation.top1.numpy(), evaluation.top5.numpy()),
         **accounting,
         "method_sparsity": outcome.method_sparsity,
         "enforcement": outcome.enforcement,

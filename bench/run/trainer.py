@@ -477,11 +477,29 @@ def _declared_groups(hooks: Sequence[TrainHook]) -> list[ParamGroup]:
     return groups
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module, loader: EpochLoader, autocast: torch.dtype | None | str = "auto"
 ) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (percent) and mean cross-entropy of ``model`` on ``loader``, in eval mode.
+    """Top-1 and top-5 accuracy (percent) and mean cross-entropy of ``model`` on ``loader``, in eval mode (see
+    :func:`evaluate_examples`)."""
+    return evaluate_examples(model, loader, autocast).metrics
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The final evaluation: the metrics, and which test examples (in the loader's order) each top-k got right."""
+
+    metrics: dict[str, float]
+    top1: torch.Tensor
+    top5: torch.Tensor
+
+
+@torch.no_grad()
+def evaluate_examples(
+    model: nn.Module, loader: EpochLoader, autocast: torch.dtype | None | str = "auto"
+) -> Evaluation:
+    """Top-1 and top-5 accuracy (percent), mean cross-entropy, and the per-example outcomes of ``model`` on
+    ``loader``, in eval mode.
 
     The forward pass runs under :func:`autocast_context` (bf16 on CUDA by default); the metrics are computed in fp32.
     """
@@ -489,6 +507,7 @@ def evaluate(
     correct1 = correct5 = 0.0
     loss_sum = 0.0
     count = 0
+    top1, top5 = [], []
     for inputs, targets in loader:
         with autocast_context(model, autocast):
             logits = model(inputs).float()
@@ -498,4 +517,7 @@ def evaluate(
         correct1 += float(hits[:, :1].sum())
         correct5 += float(hits.sum())
         count += targets.numel()
-    return {"top1": 100.0 * correct1 / count, "top5": 100.0 * correct5 / count, "loss": loss_sum / count}
+        top1.append(hits[:, 0].cpu())
+        top5.append(hits.any(dim=1).cpu())
+    metrics = {"top1": 100.0 * correct1 / count, "top5": 100.0 * correct5 / count, "loss": loss_sum / count}
+    return Evaluation(metrics, torch.cat(top1), torch.cat(top5))

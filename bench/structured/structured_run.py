@@ -34,9 +34,10 @@ from prunebench.methods.channel_methods import ChannelCriterion, SparsityTrainin
 from prunebench.pruning.accounting import account
 from prunebench.pruning.mask_application import MaskEnforcer, apply_masks
 from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.example_outcomes import OUTCOMES_KEY, pack_outcomes
 from prunebench.run.record_head import record_head
 from prunebench.run.run_record import RunRecord
-from prunebench.run.trainer import Diverged, evaluate
+from prunebench.run.trainer import Diverged, evaluate_examples
 from prunebench.structured.channels import (
     FlopModel,
     allocate,
@@ -75,7 +76,8 @@ def execute_structured(ctx: RunContext) -> RunRecord:
     pruned = remove_channels(model, example, keep)
     check_batch = next(iter(loaders.test))[0]
     difference = check_same_outputs(model, pruned, check_batch)
-    metrics = evaluate(pruned, loaders.test)
+    evaluation = evaluate_examples(pruned, loaders.test)
+    metrics = evaluation.metrics
     for name, value in metrics.items():
         if value != value or value in (float("inf"), float("-inf")):
             raise Diverged(f"the final evaluation's {name} is {value}")
@@ -87,6 +89,8 @@ def execute_structured(ctx: RunContext) -> RunRecord:
     return {
         **record_head(config, device, "ok", time.perf_counter() - started),
         **metrics,
+        "test_examples": len(evaluation.top1),
+        OUTCOMES_KEY: pack_outcomes(evaluation.top1.numpy(), evaluation.top5.numpy()),
         **accounting,
         "achieved_sparsity": structured["achieved"],
         "flops_dense": dense_account["flops_dense"],
