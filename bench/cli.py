@@ -151,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
 
     console.print(Markdown(markdown))
     console.print(
-        f"Leaderboard written to {store.root}: leaderboard.md, the CSVs (leaderboard*.csv) and plots/"
+        f"Leaderboard written to {store.root}: leaderboard.md, the CSVs (leaderboard*.csv), leaderboard.tex and plots/"
     )
     console.print(f"Total wall time: {elapsed:.1f} s")
     failed = [r for r in records if r["status"] == "failed"]
@@ -705,7 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (merged)")
     board.add_argument("--out", help="where to write (default: the first DIR)")
     board.add_argument(
-        "--format", default="md,csv,png", help="comma-separated: md,csv,tex,png,svg (default: md,csv,png)"
+        "--format",
+        default="md,csv,tex,png",
+        help="comma-separated: md,csv,tex,png,svg (default: md,csv,tex,png)",
     )
     board.add_argument("--dataset", help="only this dataset")
     board.add_argument("--model", help="only this model")

@@ -19,7 +19,7 @@ from prunebench.leaderboard.structured_section import split, write_structured
 from prunebench.leaderboard.tidy_table import tidy_table
 
 FORMATS = ("md", "csv", "tex", "png", "svg")
-DEFAULT_FORMATS = ("md", "csv", "png")
+DEFAULT_FORMATS = ("md", "csv", "tex", "png")
 INTERVALS = ("t", "bootstrap")
 
 
