@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from prunebench.core.environment import describe_device, library_versions
+from prunebench.core.environment import describe_device, library_versions, machine
 from prunebench.core.errors import UsageError
 from prunebench.run.run_config import RunConfig
 from prunebench.run.run_record import RECORD_VERSION, RunRecord
@@ -41,6 +41,7 @@ def record_head(config: RunConfig, device: torch.device, status: str, wall_time:
         "hparams": identity["method"]["hparams"],
         "device": describe_device(device),
         "threads": torch.get_num_threads(),
+        "machine": machine(device),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "versions": library_versions(),
         "source": source_fingerprints(config),

@@ -41,6 +41,23 @@ class LayerRecord(TypedDict):
     flops_sparse: float
 
 
+class MachineRecord(TypedDict, total=False):
+    """The machine under a run (:func:`prunebench.core.environment.machine`): what a result's last bits depend on
+    besides the code. ``cpu``, ``cpu_capability``, ``arch`` and ``threads`` always; the ``cuda_*`` fields and
+    ``cudnn`` on a CUDA device (``cuda_driver`` and ``cudnn`` ``None`` where they could not be read)."""
+
+    cpu: str
+    cpu_capability: str
+    """The instruction set torch's CPU kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``)."""
+    arch: str
+    threads: int
+    cuda_device: str
+    cuda_capability: str
+    cuda_driver: str | None
+    cuda_runtime: str | None
+    cudnn: int | None
+
+
 class RunHead(TypedDict):
     """Fields of every record."""
 
@@ -98,7 +115,8 @@ class RunResults(TypedDict):
 class RunRecord(RunHead, RunResults, total=False):
     """A whole record: :class:`RunHead`, and :class:`RunResults` when the run finished; ``error`` and
     ``traceback`` when it did not. ``threads`` (torch's intra-op threads, which change the last bits of
-    floating-point reductions), ``deterministic`` (``--deterministic``) and ``source`` are in every record written
+    floating-point reductions), ``deterministic`` (``--deterministic``), ``source``, ``machine`` and ``test_examples`` (the size
+    of the test set of a finished run, whose per-example outcomes lie beside the record) are in every record written
     since they were added, absent from older ones."""
 
     error: str
@@ -109,7 +127,10 @@ class RunRecord(RunHead, RunResults, total=False):
     deterministic: bool
     source: dict[str, str]
     """Fingerprints of the code that wrote the record, ``method`` and ``harness``
-    (:mod:`prunebench.grid.source_fingerprint`); ``method`` is absent when the method could not be resolved."""
+    (:mod:`prunebench.run.source_fingerprint`); ``method`` is absent when the method could not be resolved."""
+    machine: MachineRecord
+    """The CPU model and capability, threads and CUDA device under the run; absent from records written before it
+    was added, checked where present (:func:`problem`)."""
 
 
 def _matches(value: Any, annotation: Any) -> bool:
@@ -161,6 +182,21 @@ def _wrong_fields(record: dict[str, Any], declared: type) -> list[str]:
     return [*missing, *wrong]
 
 
+def _wrong_machine(record: dict[str, Any]) -> list[str]:
+    """What is wrong with the record's ``machine`` where it has one: not an object, or a field of
+    :class:`MachineRecord` of another type (fields may be absent; unknown ones are kept as they are)."""
+    if "machine" not in record:
+        return []
+    found = record["machine"]
+    if not isinstance(found, dict):
+        return ["machine (not an object)"]
+    return [
+        f"machine.{name} (not {_type_name(hint)})"
+        for name, hint, test in _fields(MachineRecord)
+        if name in found and not test(found[name])
+    ]
+
+
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
 
@@ -168,14 +204,15 @@ def _type_name(annotation: Any) -> str:
 def problem(record: Any) -> str | None:
     """Why ``record`` is not a usable record of the current format, or ``None`` when it is.
 
-    A usable record has every :class:`RunHead` field with its declared type, a known status, and, when its status
-    is ``ok``, every :class:`RunResults` field with a finite ``top1``.
+    A usable record has every :class:`RunHead` field with its declared type, a known status, a well-formed
+    ``machine`` where it has one, and, when its status is ``ok``, every :class:`RunResults` field with a finite
+    ``top1``.
     """
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
     if record.get("version") != RECORD_VERSION:
         return f"record version {record.get('version')!r}, this prunebench writes version {RECORD_VERSION}"
-    bad = _wrong_fields(record, RunHead)
+    bad = _wrong_fields(record, RunHead) + _wrong_machine(record)
     if record.get("status") == "ok":
         bad += _wrong_fields(record, RunResults)
         if not bad and not math.isfinite(record["top1"]):
