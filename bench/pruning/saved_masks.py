@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from prunebench.core.atomic_files import atomic_file
+from prunebench.core.checked_npz import read_checked_array
 from prunebench.core.errors import UsageError
 from prunebench.run.run_record import read_record
 
@@ -155,29 +156,15 @@ def _read_checked(
 def _array(archive: zipfile.ZipFile, key: str, char: str, ndim: int, length: int | None = None) -> np.ndarray:
     """The array ``key`` of a ``.npz`` archive, its header checked (dtype, dimensions, ``length``, and its data
     size against the archive's stated size) before its data is read."""
-    info = archive.getinfo(f"{key}.npy")
-    with archive.open(info) as stream:
-        version = np.lib.format.read_magic(stream)
-        read_header = {
-            (1, 0): np.lib.format.read_array_header_1_0,
-            (2, 0): np.lib.format.read_array_header_2_0,
-        }.get(version)
-        if read_header is None:
-            raise _Damaged(f"{key} has an unknown .npy version {version}")
-        shape, fortran, dtype = read_header(stream)
-        size = math.prod(shape) * dtype.itemsize
-        if dtype.char != char or len(shape) != ndim or fortran:
-            raise _Damaged(f"{key} holds {dtype} of shape {shape}")
+
+    def accept(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
+        if dtype.char != char or len(shape) != ndim:
+            return f"holds {dtype} of shape {shape}"
         if length is not None and shape != (length,):
-            raise _Damaged(f"{key} holds {shape[0]} bytes, the layer shapes call for {length}")
-        if size != info.file_size - stream.tell():
-            raise _Damaged(
-                f"{key} states {size} bytes of data, the file holds {info.file_size - stream.tell()}"
-            )
-        data = stream.read(size)
-    if len(data) != size:
-        raise _Damaged(f"{key} is cut short")
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+            return f"holds {shape[0]} bytes, the layer shapes call for {length}"
+        return None
+
+    return read_checked_array(archive, key, accept, _Damaged)
 
 
 def _shapes(text: str, count: int) -> list[list[int]]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from prunebench.core.atomic_files import atomic_file
+from prunebench.core.checked_npz import read_checked_array
 from prunebench.core.errors import UsageError
 from prunebench.pruning.saved_masks import RUN_ID
 from prunebench.run.run_record import read_record
@@ -138,23 +139,9 @@ def _check_against(outcomes: Mapping[str, np.ndarray], record: Mapping[str, Any]
 def _array(archive: zipfile.ZipFile, key: str, kind: str, shape: tuple[int, ...]) -> np.ndarray:
     """The array ``key`` of a ``.npz`` archive, its header checked (``kind``: the dtype's kind and size, ``i8`` or
     ``u1``; ``shape``; its data size against the archive's stated size) before its data is read."""
-    info = archive.getinfo(f"{key}.npy")
-    with archive.open(info) as stream:
-        version = np.lib.format.read_magic(stream)
-        if version not in ((1, 0), (2, 0)):
-            raise _Damaged(f"{key} has an unknown .npy version {version}")
-        read_header = (
-            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        )
-        found, fortran, dtype = read_header(stream)
-        if f"{dtype.kind}{dtype.itemsize}" != kind or found != shape or fortran:
-            raise _Damaged(f"{key} holds {dtype} of shape {found}, not of shape {shape}")
-        size = math.prod(found) * dtype.itemsize
-        if size != info.file_size - stream.tell():
-            raise _Damaged(
-                f"{key} states {size} bytes of data, the file holds {info.file_size - stream.tell()}"
-            )
-        data = stream.read(size)
-    if len(data) != size:
-        raise _Damaged(f"{key} is cut short")
-    return np.frombuffer(data, dtype=dtype).reshape(found)
+
+    def accept(dtype: np.dtype, found: tuple[int, ...]) -> str | None:
+        ok = f"{dtype.kind}{dtype.itemsize}" == kind and found == shape
+        return None if ok else f"holds {dtype} of shape {found}, not of shape {shape}"
+
+    return read_checked_array(archive, key, accept, _Damaged)
