@@ -7,7 +7,7 @@ p-values of one (dataset, model, sparsity) are adjusted together by Holm's metho
 its adjusted p-value is below alpha.
 
 Where every finished run of both cells has a per-example outcome file (:mod:`prunebench.run.example_outcomes`), the
-difference is also compared over seeds and test examples (:func:`prunebench.leaderboard.uncertainty.two_level_bootstrap`)
+difference is also compared over seeds and test examples (:func:`prunebench.leaderboard.uncertainty.two_level_comparison`)
 in the columns of :data:`TWO_LEVEL_COLUMNS`, Holm-adjusted over the same family; without outcome files the table
 has exactly the columns of :data:`COLUMNS`.
 """
@@ -25,7 +25,7 @@ import pandas as pd
 from prunebench.leaderboard.record_reader import DENSE
 from prunebench.leaderboard.stats import ALPHA, compare, holm
 from prunebench.leaderboard.tidy_table import cells, seed_values
-from prunebench.leaderboard.uncertainty import two_level_bootstrap
+from prunebench.leaderboard.uncertainty import two_level_comparison
 from prunebench.pruning.saved_masks import RUN_ID
 from prunebench.run.example_outcomes import read_outcomes
 
@@ -60,7 +60,7 @@ TWO_LEVEL_COLUMNS = [
     "two_level_significant",
 ]
 """Columns added where some comparison has per-example outcomes: the test set's size, the percentile interval of the
-difference over seeds and test examples, its bootstrap p, Holm-adjusted, and whether that is below alpha (NaN and
+difference over seeds and test examples, its two-level p, Holm-adjusted, and whether that is below alpha (NaN and
 ``False`` where a comparison has no outcomes)."""
 
 
@@ -145,7 +145,7 @@ def _row(pair: ScopePair, cache: dict[str, Any]) -> dict[str, Any]:
         "p": result.pvalue,
     }
     a, b = _outcomes(pair.runs_a, cache), _outcomes(pair.runs_b, cache)
-    two_level = two_level_bootstrap(a, b) if a is not None and b is not None and result.test else None
+    two_level = two_level_comparison(a, b) if a is not None and b is not None and result.test else None
     if two_level is not None:
         row.update(
             examples=two_level.examples,

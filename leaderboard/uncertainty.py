@@ -5,11 +5,10 @@ A leaderboard accuracy is measured on one test set of N examples, the same for e
 on this test set?". The functions here also treat the test examples as a sample, and answer "would a new seed give
 it on *a new test set* of the same size?":
 
-- :func:`two_level_bootstrap`: two cells compared over seeds and test examples from their per-example outcomes
-  (:mod:`prunebench.run.example_outcomes`), paired on both: each resample draws the seeds with replacement and
-  the examples with replacement, the same example indices for every drawn seed and for both cells, since every
-  run is evaluated on the same examples (the seeds and the examples are crossed, not nested; Owen 2007's
-  pigeonhole bootstrap);
+- :func:`two_level_comparison`: two cells compared over seeds and test examples from their per-example outcomes
+  (:mod:`prunebench.run.example_outcomes`), paired on both: the variance of the mean difference from the two-way
+  analysis of variance of the seeds and the examples, which are crossed (every run is evaluated on the same
+  examples), and Student's t with the seeds' degrees of freedom;
 - :func:`binomial_interval` and :func:`outcome_interval`: a cell's 95% interval with the test set's sampling error
   added to the between-seed one.
 
@@ -24,15 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import special
 
-from prunebench.leaderboard.stats import (
-    ACCURACY_RANGE,
-    BOOTSTRAP_RESAMPLES,
-    BOOTSTRAP_SEED,
-    CONFIDENCE,
-    Summary,
-    t_quantile,
-)
+from prunebench.leaderboard.stats import ACCURACY_RANGE, CONFIDENCE, Summary, smallest_p, t_quantile
 
 SEED_LEVEL = "a new seed, this test set"
 """What the seed-level tests (paired t over seeds) answer."""
@@ -42,8 +35,8 @@ TWO_LEVEL = "a new seed, a new test set"
 
 @dataclass(frozen=True)
 class TwoLevel:
-    """``a - b`` over seeds and test examples: the mean difference of top-1 in points, its percentile interval, the
-    two-sided bootstrap p, the seeds and the examples it was computed from."""
+    """``a - b`` over seeds and test examples: the mean difference of top-1 in points, its interval, the two-sided
+    p, the seeds and the examples it was computed from."""
 
     difference: float
     low: float
@@ -66,57 +59,39 @@ def _paired_differences(a: Mapping[Any, np.ndarray], b: Mapping[Any, np.ndarray]
     return np.stack(first) - np.stack(second)
 
 
-def bootstrap_differences(
-    differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> np.ndarray:
-    """The bootstrap distribution (in points) of the mean of ``differences`` (seeds x examples: -1, 0 or 1), both
-    levels resampled: the seeds' multiplicities ``u ~ Multinomial(n, 1/n)`` and N examples drawn with replacement,
-    the same for every seed.
-
-    Drawn this way: for given ``u`` the sum over the drawn seeds of an example's differences, ``u . d[:, i]``, is one
-    of the ``2 n + 1`` values ``-n .. n``, so the drawn examples' counts per value are one ``Multinomial(N, share of
-    the examples with that value)``: the same distribution as drawing N indices, at a cost that does not grow with
-    N. The shares are computed once per distinct ``u`` over the distinct columns of ``differences`` (a few dozen).
-    """
-    n, examples = differences.shape
-    columns = np.ascontiguousarray(differences.T, dtype=np.int8)
-    rows = columns.view(np.dtype((np.void, n))).reshape(-1)  # a column's n bytes as one sortable value
-    _, first, sizes = np.unique(rows, return_index=True, return_counts=True)
-    patterns = columns[first].T.astype(np.int64)
-    rng = np.random.default_rng(seed)
-    seeds = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
-    distinct, which = np.unique(seeds, axis=0, return_inverse=True)
-    shares = np.zeros((len(distinct), 2 * n + 1))
-    np.add.at(shares, (np.arange(len(distinct))[:, None], distinct @ patterns + n), sizes / examples)
-    counts = rng.multinomial(examples, shares[which.reshape(-1)])
-    return 100.0 * (counts @ np.arange(-n, n + 1)) / (n * examples)
-
-
-def two_level_bootstrap(
-    a: Mapping[Any, np.ndarray],
-    b: Mapping[Any, np.ndarray],
-    confidence: float = CONFIDENCE,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
+def two_level_comparison(
+    a: Mapping[Any, np.ndarray], b: Mapping[Any, np.ndarray], confidence: float = CONFIDENCE
 ) -> TwoLevel | None:
     """Compare two cells over seeds and test examples from their per-example top-1 correctness keyed by seed.
 
-    The difference is the mean over seeds and examples of ``a - b`` in points (the difference of the mean top-1),
-    the interval the percentile interval of :func:`bootstrap_differences` (fixed generator ``seed``), the p-value
-    twice the smaller tail of that distribution on either side of 0, ``(count + 1) / (resamples + 1)`` each, at most
-    1: identical cells have a difference of 0 and p = 1. ``None`` where the cells do not pair (other seeds, fewer than
-    two, or test sets of different sizes).
+    The per-example differences ``d = a - b`` (seeds x examples, -1, 0 or 1) have two crossed random factors, the
+    seeds and the examples (every run is evaluated on the same examples). The variance of their mean is estimated
+    from the two-way analysis of variance, as in :func:`outcome_interval`: the seeds' share ``s_d**2 / n`` (``s_d``
+    the sample deviation of the seeds' mean differences, exactly the seed-level paired t test's) plus the test set's
+    share ``(MS_examples - MS_residual) / (n N)``, kept at 0 or above. The interval and the two-sided p are Student's
+    t with ``n - 1`` degrees of freedom, the seed-level test's: the test set's share only widens the interval, so a
+    difference significant at this level is significant at the seed level too (the reverse need not hold). Where
+    both shares are 0 (every example and seed agree) the p is the smallest a sign-flip test over the seeds allows,
+    or 1 for identical cells. ``None`` where the cells do not pair (other seeds, fewer than two, or test sets of
+    different sizes).
     """
     differences = _paired_differences(a, b)
     if differences is None:
         return None
     n, examples = differences.shape
-    distribution = bootstrap_differences(differences, resamples, seed)
-    low, high = np.quantile(distribution, [(1 - confidence) / 2, (1 + confidence) / 2])
-    tails = int(min(np.count_nonzero(distribution <= 0), np.count_nonzero(distribution >= 0)))
-    pvalue = min(1.0, 2 * (tails + 1) / (resamples + 1))
-    difference = 100.0 * float(differences.mean())
-    return TwoLevel(difference, float(low), float(high), pvalue, n, examples)
+    data = differences.astype(float)
+    seeds, items = data.mean(axis=1), data.mean(axis=0)
+    residual = data - seeds[:, None] - items[None, :] + data.mean()
+    ms_items = n * float(items.var(ddof=1)) if examples > 1 else 0.0
+    ms_residual = float((residual**2).sum()) / ((n - 1) * (examples - 1)) if examples > 1 else 0.0
+    variance = 100.0**2 * (float(seeds.var(ddof=1)) / n + max(ms_items - ms_residual, 0.0) / (n * examples))
+    difference = 100.0 * float(data.mean())
+    if variance == 0:
+        pvalue = 1.0 if difference == 0 else smallest_p(n)
+        return TwoLevel(difference, difference, difference, pvalue, n, examples)
+    half = t_quantile(confidence, n - 1) * math.sqrt(variance)
+    pvalue = float(2 * special.stdtr(n - 1, -abs(difference) / math.sqrt(variance)))
+    return TwoLevel(difference, difference - half, difference + half, pvalue, n, examples)
 
 
 def _with_test_set(

@@ -1,4 +1,4 @@
-"""Two levels of uncertainty and power: per-example outcome files, the bootstrap over seeds and test examples, cell
+"""Two levels of uncertainty and power: per-example outcome files, the comparison over seeds and test examples, cell
 intervals with the test set's error, the scope table's second level, and the power of the scope comparisons."""
 
 from __future__ import annotations
@@ -25,12 +25,7 @@ from prunebench.leaderboard.power import (
 from prunebench.leaderboard.record_reader import load_records
 from prunebench.leaderboard.scopes import COLUMNS, TWO_LEVEL_COLUMNS, scope_comparisons
 from prunebench.leaderboard.section_tables import LEVELS_DIFFER, scope_table
-from prunebench.leaderboard.uncertainty import (
-    binomial_interval,
-    bootstrap_differences,
-    outcome_interval,
-    two_level_bootstrap,
-)
+from prunebench.leaderboard.uncertainty import binomial_interval, outcome_interval, two_level_comparison
 from prunebench.run.example_outcomes import outcomes_path, pack_outcomes, read_outcomes, write_outcomes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,62 +133,64 @@ def _cells(seed: int, n: int = 3, examples: int = 80) -> tuple[dict, dict]:
     return a, b
 
 
-def _loop_bootstrap(a: dict, b: dict, resamples: int, seed: int) -> np.ndarray:
-    """The definition, one resample at a time: draw n seeds and N example indices with replacement, the same
-    indices for every drawn seed and both cells, and average a - b over them."""
-    rng = np.random.default_rng(seed)
+def _by_hand(a: dict, b: dict) -> tuple[float, float]:
+    """The textbook two-way random-effects analysis of d = a - b (seeds x examples), one sum at a time: the mean
+    difference in points and the estimated variance of that mean."""
     seeds = sorted(a)
     n, examples = len(seeds), len(a[seeds[0]])
-    found = []
-    for _ in range(resamples):
-        drawn = [seeds[i] for i in rng.integers(0, n, size=n)]
-        indices = rng.integers(0, examples, size=examples)
-        total = 0.0
-        for s in drawn:
-            total += float(np.mean(a[s][indices].astype(int) - b[s][indices].astype(int)))
-        found.append(100.0 * total / n)
-    return np.array(found)
-
-
-def test_two_level_bootstrap_matches_a_straightforward_loop():
-    a, b = _cells(0)
-    result = two_level_bootstrap(a, b, resamples=4000, seed=3)
-    loop = _loop_bootstrap(a, b, 4000, seed=11)
-    expected = 100.0 * np.mean([a[s].mean() - b[s].mean() for s in range(3)])
-    assert result.difference == pytest.approx(expected) and (result.n, result.examples) == (3, 80)
-    low, high = np.quantile(loop, [0.025, 0.975])
-    assert (result.low, result.high) == pytest.approx((low, high), abs=0.8)  # Monte Carlo error of both
-    tails = min(np.mean(loop <= 0), np.mean(loop >= 0))
-    assert result.pvalue == pytest.approx(min(1.0, 2 * tails), abs=0.02)
-    assert two_level_bootstrap(a, b, resamples=4000, seed=3) == result  # a fixed generator seed
-
-
-def test_the_bootstrap_variance_is_that_of_the_crossed_resampling():
-    """Drawing n seeds and N examples independently gives, for the mean of d over the drawn rows and columns,
-    Var = ((N - 1) Var(row means) + (n - 1) Var(column means) + Var(d)) / (n N), population variances."""
-    a, b = _cells(1, n=4, examples=60)
-    d = np.stack([a[s].astype(int) - b[s].astype(int) for s in range(4)]).astype(float)
-    n, examples = d.shape
-    expected = ((examples - 1) * d.mean(axis=1).var() + (n - 1) * d.mean(axis=0).var() + d.var()) / (
-        n * examples
+    d = [[int(a[s][i]) - int(b[s][i]) for i in range(examples)] for s in seeds]
+    grand = sum(sum(row) for row in d) / (n * examples)
+    rows = [sum(row) / examples for row in d]
+    columns = [sum(d[s][i] for s in range(n)) / n for i in range(examples)]
+    ss_rows = examples * sum((r - grand) ** 2 for r in rows)
+    ss_columns = n * sum((c - grand) ** 2 for c in columns)
+    ss_residual = sum(
+        (d[s][i] - rows[s] - columns[i] + grand) ** 2 for s in range(n) for i in range(examples)
     )
-    distribution = bootstrap_differences(d.astype(np.int8), resamples=40000, seed=5)
-    assert distribution.mean() == pytest.approx(100 * d.mean(), abs=0.05)
-    assert distribution.var() == pytest.approx(100.0**2 * expected, rel=0.03)
+    ms_rows, ms_columns = ss_rows / (n - 1), ss_columns / (examples - 1)
+    ms_residual = ss_residual / ((n - 1) * (examples - 1))
+    variance = (ms_rows + max(ms_columns - ms_residual, 0.0)) / (n * examples)
+    return 100.0 * grand, 100.0**2 * variance
 
 
-def test_two_level_bootstrap_known_answers():
+def test_two_level_comparison_matches_the_analysis_of_variance_by_hand():
+    a, b = _cells(0)
+    result = two_level_comparison(a, b)
+    difference, variance = _by_hand(a, b)
+    half = stats.t.ppf(0.975, 2) * math.sqrt(variance)
+    assert result.difference == pytest.approx(difference) and (result.n, result.examples) == (3, 80)
+    assert (result.low, result.high) == pytest.approx((difference - half, difference + half))
+    assert result.pvalue == pytest.approx(2 * stats.t.sf(abs(difference) / math.sqrt(variance), 2))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_second_level_only_widens_the_seed_level_interval(seed):
+    """Against scipy's paired t test over the seeds' accuracies: the same difference, a wider interval, a larger p."""
+    a, b = _cells(seed, n=3 + seed % 3, examples=200)
+    result = two_level_comparison(a, b)
+    accuracies_a = [100.0 * a[s].mean() for s in sorted(a)]
+    accuracies_b = [100.0 * b[s].mean() for s in sorted(b)]
+    paired = stats.ttest_rel(accuracies_a, accuracies_b)
+    interval = paired.confidence_interval(0.95)
+    assert result.difference == pytest.approx(np.mean(accuracies_a) - np.mean(accuracies_b))
+    assert result.high - result.low >= interval.high - interval.low - 1e-9
+    assert result.pvalue >= paired.pvalue - 1e-12
+
+
+def test_two_level_comparison_known_answers():
     a, _ = _cells(2)
-    same = two_level_bootstrap(a, a)
+    same = two_level_comparison(a, a)
     assert (same.difference, same.low, same.high, same.pvalue) == (0.0, 0.0, 0.0, 1.0)
     right = {s: np.ones(50, bool) for s in range(3)}
     wrong = {s: np.zeros(50, bool) for s in range(3)}
-    certain = two_level_bootstrap(right, wrong, resamples=999)
+    certain = two_level_comparison(right, wrong)
     assert (certain.difference, certain.low, certain.high) == (100.0, 100.0, 100.0)
-    assert certain.pvalue == pytest.approx(2 / 1000)  # the smallest p of 999 resamples
-    assert two_level_bootstrap(right, {0: wrong[0], 1: wrong[1], 5: wrong[2]}) is None  # other seeds
-    assert two_level_bootstrap(right, {s: np.zeros(49, bool) for s in range(3)}) is None  # other test sets
-    assert two_level_bootstrap({0: right[0]}, {0: wrong[0]}) is None  # one seed
+    assert certain.pvalue == pytest.approx(
+        2 / 2**3
+    )  # no spread at either level: the sign-flip floor of 3 seeds
+    assert two_level_comparison(right, {0: wrong[0], 1: wrong[1], 5: wrong[2]}) is None  # other seeds
+    assert two_level_comparison(right, {s: np.zeros(49, bool) for s in range(3)}) is None  # other test sets
+    assert two_level_comparison({0: right[0]}, {0: wrong[0]}) is None  # one seed
 
 
 # Cell intervals with the test set's error
@@ -279,7 +276,7 @@ def test_the_scope_table_adds_the_second_level_only_where_every_run_has_outcomes
     both = rows[("global", "uniform")]
     a = {s: outcomes[f"snip_global_90_{s}"] for s in range(3)}
     b = {s: outcomes[f"snip_uniform_90_{s}"] for s in range(3)}
-    expected = two_level_bootstrap(a, b)
+    expected = two_level_comparison(a, b)
     assert (both.examples, both.two_level_low, both.two_level_high, both.two_level_p) == (
         1000,
         expected.low,
