@@ -9,6 +9,7 @@ Usage: ``python scripts/readme_numbers.py`` rewrites the block between the marke
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -17,7 +18,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "default-grid"
 README = ROOT / "README.md"
-BEGIN, END = "<!-- default-grid numbers: begin (scripts/readme_numbers.py) -->", "<!-- default-grid numbers: end -->"
+BEGIN, END = (
+    "<!-- default-grid numbers: begin (scripts/readme_numbers.py) -->",
+    "<!-- default-grid numbers: end -->",
+)
 
 
 def _signed(value: float) -> str:
@@ -25,8 +29,22 @@ def _signed(value: float) -> str:
 
 
 def _difference(row: pd.Series) -> str:
-    text = f"{_signed(row['difference'])} ± {(row['ci_high'] - row['ci_low']) / 2:.2f}"
-    return f"**{text}**" if bool(row["significant"]) else text
+    """The cell as the leaderboard's scope table writes it: ± the half-width, ``(no spread)`` where the paired
+    differences are all equal (their interval is unbounded at these seeds), bold where significant, ◊ where the
+    two-level test (seeds and test examples) disagrees."""
+    half = (float(row["ci_high"]) - float(row["ci_low"])) / 2
+    text = (
+        f"{_signed(row['difference'])} ± {half:.2f}"
+        if math.isfinite(half)
+        else f"{_signed(row['difference'])} (no spread)"
+    )
+    text = f"**{text}**" if _true(row["significant"]) else text
+    two_level = row.get("two_level_significant", "")
+    return f"{text} ◊" if two_level != "" and _true(two_level) != _true(row["significant"]) else text
+
+
+def _true(value: object) -> bool:
+    return str(value) == "True"
 
 
 def _scope_table(scopes: pd.DataFrame, sparsities: list[float]) -> list[str]:
@@ -42,7 +60,7 @@ def _scope_table(scopes: pd.DataFrame, sparsities: list[float]) -> list[str]:
 
 def _counts(scopes: pd.DataFrame, sparsities: list[float]) -> str:
     total = len(scopes)
-    significant = int(scopes["significant"].astype(bool).sum())
+    significant = int(scopes["significant"].map(_true).sum())
     per_column = len(scopes) // max(len(sparsities), 1)
     low = scopes[scopes["sparsity"] < max(sparsities)]
     within = int((low["difference"].abs() <= 2.0).sum())
@@ -50,7 +68,30 @@ def _counts(scopes: pd.DataFrame, sparsities: list[float]) -> str:
     return (
         f"With {seeds} seeds and {per_column} comparisons per column, Holm's correction leaves {significant} of the "
         f"{total} differences significant; below {max(sparsities):g}, {within} of {len(low)} differences are within "
-        "two points."
+        "two points." + _two_level(scopes)
+    )
+
+
+def _two_level(scopes: pd.DataFrame) -> str:
+    if "two_level_significant" not in scopes:
+        return ""
+    tested = scopes[scopes["two_level_significant"] != ""]
+    significant = int(tested["two_level_significant"].map(_true).sum())
+    return (
+        f" Over seeds and test examples together (a new seed and a new test set, docs/statistics.md), {significant} "
+        f"of the {len(tested)} are; ◊ marks where the two levels disagree."
+    )
+
+
+def _resolution(example: Path) -> str:
+    from prunebench.leaderboard.power import comparable_records, resolution
+
+    found = resolution(comparable_records(example))
+    parts = [f"{row['detectable']:.1f} points at {row['sparsity']:g}" for _, row in found.iterrows()]
+    seeds = int(found["n"].min())
+    return (
+        f"At {seeds} seeds this grid resolves differences of about {', '.join(parts)} (80% power after Holm's "
+        "correction; `bench power examples/default-grid` gives the seeds each comparison needs)."
     )
 
 
@@ -77,7 +118,7 @@ def render(example: Path = EXAMPLE) -> str:
         "",
         *_scope_table(scopes, sparsities),
         "",
-        _counts(scopes, sparsities) + " " + _best(board, max(sparsities)),
+        _counts(scopes, sparsities) + " " + _resolution(example) + " " + _best(board, max(sparsities)),
         END,
     ]
     return "\n".join(lines)
@@ -90,7 +131,9 @@ def _replace(text: str, block: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the README's block is not the example's")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if the README's block is not the example's"
+    )
     args = parser.parse_args()
     text = README.read_text()
     if BEGIN not in text or END not in text:
@@ -99,7 +142,9 @@ def main() -> int:
     updated = _replace(text, render())
     if args.check:
         if updated != text:
-            print("README.md's default-grid block differs from examples/default-grid: run scripts/readme_numbers.py")
+            print(
+                "README.md's default-grid block differs from examples/default-grid: run scripts/readme_numbers.py"
+            )
             return 1
         return 0
     README.write_text(updated)
