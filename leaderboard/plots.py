@@ -2,7 +2,10 @@
 
 * accuracy: top-1 against compression ``1/(1-s)`` with interval bands, the dense baseline (line and band) in each panel;
 * speedup: top-1 against the theoretical speedup the runs achieved (dense FLOPs / sparse FLOPs);
-* density: per-layer density at one sparsity, the uniform and ERK allocations of the same budget drawn for reference.
+* density: per-layer density at one sparsity, the uniform and ERK allocations of the same budget drawn for reference;
+* dynamic: for the methods that move their mask while they train (SET, RigL: records whose ``method_details`` hold
+  ``layer_density`` at their ``update_steps``), each layer's density over the training at that sparsity, one panel
+  per method and scope, for the lowest seed: how a global scope redistributes the budget that a layer-wise one fixes.
 
 A scope has the same colour, marker and line style in every figure; within a panel no two series share all three.
 matplotlib is imported inside the functions, with the Agg backend, so that importing this module stays cheap.
@@ -33,6 +36,7 @@ FIGURES = {
     "accuracy": "Top-1 accuracy against compression",
     "speedup": "Top-1 accuracy against theoretical speedup",
     "density": "Per-layer density",
+    "dynamic": "Per-layer density over training",
 }
 SCOPE_STYLES = {
     "global": {"color": "#0072B2", "marker": "o", "linestyle": "-"},
@@ -277,6 +281,55 @@ def density_figure(section: Section):
     return figure
 
 
+def density_histories(records: list[dict[str, Any]], sparsity: float | None) -> dict[tuple, dict[str, Any]]:
+    """Per (method, variant, scope): the update steps and each layer's density at them, of the finished run at
+    ``sparsity`` with the lowest seed whose ``method_details`` hold them."""
+    found: dict[tuple, tuple[int, dict[str, Any]]] = {}
+    for record in records:
+        details = record.get("method_details") or {}
+        if (
+            record.get("status") != "ok"
+            or record.get("sparsity") != sparsity
+            or "layer_density" not in details
+        ):
+            continue
+        key = (record["method"], record.get("variant", ""), record["scope"])
+        if key not in found or record["seed"] < found[key][0]:
+            history = {"steps": details["update_steps"], "layers": details["layer_density"]}
+            found[key] = (record["seed"], history)
+    return {key: history for key, (_, history) in sorted(found.items())}
+
+
+def dynamic_figure(section: Section):
+    """Each layer's density at every mask update, per (method, scope), at the section's density sparsity."""
+    sparsity = section.density_sparsity
+    histories = density_histories(section.records, sparsity)
+    title = f"{section.title}: per-layer density over training at sparsity {sparsity:g}"
+    figure, panels = _panels(len(histories), title, sharey=True)
+    layers = sorted({name for history in histories.values() for name in history["layers"]})
+    labels = dict(zip(layers, allocations.short_labels(layers), strict=True))
+    colors = _pyplot().get_cmap("tab10")
+    for axes, ((method, variant, scope), history) in zip(panels, histories.items(), strict=True):
+        for index, name in enumerate(layers):
+            if name in history["layers"]:
+                axes.plot(
+                    history["steps"], history["layers"][name], color=colors(index % 10), label=labels[name]
+                )
+        axes.set_title(f"{criterion_label(method, variant)} ({scope})", fontsize=9, y=1.0)
+        axes.set_yscale("log")
+        axes.grid(alpha=0.3)
+        axes.tick_params(labelsize=7)
+    for axes in panels:
+        spec = axes.get_subplotspec()
+        if spec.is_first_col():
+            axes.set_ylabel("density (log scale)", fontsize=8)
+        axes.set_xlabel("optimizer step", fontsize=8)
+    if panels:
+        handles, names = panels[0].get_legend_handles_labels()
+        figure.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=7, frameon=False)
+    return figure
+
+
 def _finish(figure, panels, scopes: set[str], xlabel: str, ylabel: str) -> None:
     """Axis labels and x tick labels on the outer panels, one legend below the panels."""
     for index, axes in enumerate(panels):
@@ -335,6 +388,8 @@ def planned(section: Section) -> list[str]:
         section.records, section.density_sparsity
     ):
         names.append("density")
+    if density_histories(section.records, section.density_sparsity):
+        names.append("dynamic")
     return names
 
 
@@ -346,7 +401,8 @@ def links(section: Section, out: Path, formats: list[str]) -> list[str]:
     """Markdown image links to the section's figures in the first plot format, relative to ``out``."""
     result = []
     for name in planned(section):
-        alt = FIGURES[name] + (f" at sparsity {section.density_sparsity:g}" if name == "density" else "")
+        at = f" at sparsity {section.density_sparsity:g}" if name in ("density", "dynamic") else ""
+        alt = FIGURES[name] + at
         path = figure_path(out, section, name, formats[0]).relative_to(out).as_posix()
         result.append(f"![{alt}, {section.title}]({path})")
     return result
@@ -358,7 +414,7 @@ def figure_digest(section: Section, formats: list[str]) -> str:
     digest.update(section.cells.to_csv(index=False).encode())
     sparsity = section.density_sparsity
     if sparsity is not None:
-        for part in (allocations.achieved, allocations.references, allocations.shapes):
+        for part in (allocations.achieved, allocations.references, allocations.shapes, density_histories):
             digest.update(repr(sorted(part(section.records, sparsity).items())).encode())
     for module in (__file__, allocations.__file__):
         digest.update(Path(module).read_bytes())
@@ -377,7 +433,12 @@ def write_figures(section: Section, out: Path, formats: list[str]) -> list[Path]
     recorded = out / "plots" / f".{section.stem}.digest"
     if recorded.exists() and recorded.read_text() == digest and all(path.exists() for path in paths):
         return []
-    builders = {"accuracy": accuracy_figure, "speedup": speedup_figure, "density": density_figure}
+    builders = {
+        "accuracy": accuracy_figure,
+        "speedup": speedup_figure,
+        "density": density_figure,
+        "dynamic": dynamic_figure,
+    }
     plt = _pyplot()
     for name in names:
         figure = builders[name](section)

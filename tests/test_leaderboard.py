@@ -894,3 +894,21 @@ def test_intervals_in_the_csv_and_the_table_are_clipped_to_0_100(tmp_path):
     assert low < 0 and high > 100
     assert (row["top1_ci_low"], row["top1_ci_high"]) == (0.0, 100.0)
     assert "| random (global) | **21.00 [0.00, 100.00]** ¶ |" in markdown  # two seeds: flagged ¶
+
+
+def test_the_dynamic_figure_reads_each_cells_lowest_seed_at_the_density_sparsity():
+    from prunebench.leaderboard.plots import density_histories
+
+    def record(seed, sparsity, scope="global", status="ok", details=True):
+        history = {"update_steps": [0, 20], "layer_density": {"a": [0.1 * seed, 0.2], "b": [0.3, 0.4]}}
+        return {
+            "status": status, "method": "rigl", "variant": "", "scope": scope, "seed": seed,
+            "sparsity": sparsity, "method_details": history if details else {"other": 1},
+        }  # fmt: skip
+
+    records = [record(2, 0.9), record(1, 0.9), record(0, 0.9, status="failed"), record(0, 0.95)]
+    records += [record(0, 0.9, scope="uniform", details=False)]
+    found = density_histories(records, 0.9)
+    assert list(found) == [("rigl", "", "global")]  # no history in the uniform run, the failed run skipped
+    assert found[("rigl", "", "global")] == {"steps": [0, 20], "layers": {"a": [0.1, 0.2], "b": [0.3, 0.4]}}
+    assert density_histories(records, 0.99) == {}
