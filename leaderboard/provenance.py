@@ -1,4 +1,5 @@
-"""Where the numbers come from: budget, hardware, library versions, the grid present and the commands that rerun it.
+"""Where the numbers come from: budget, hardware (with a warning for cells that mix machines), library versions, the
+grid present and the commands that rerun it.
 
 Read from the records (no torch): a record carries its preset's name, its recipe, prunable-set options and
 hyperparameters, so each command sets what its runs changed: ``--epochs``, ``--set recipe.FIELD=VALUE`` for the recipe
@@ -16,6 +17,7 @@ from itertools import product
 from typing import Any
 
 from prunebench.leaderboard.budget_marks import recipe_budget
+from prunebench.leaderboard.machine_mix import mixed_cells
 from prunebench.leaderboard.record_reader import DENSE, variant
 from prunebench.leaderboard.setups import MISSING, PRUNABLE, common_fields, preset_fields, text
 
@@ -32,9 +34,53 @@ def budget(records: list[dict[str, Any]]) -> str:
     return " / ".join(f"{e} epochs" for e in _distinct(map(recipe_budget, records))) or "unknown"
 
 
+SHOWN_MIXED_CELLS = 3
+"""Cells a machine-mix warning names (then how many more)."""
+
+
 def hardware(records: list[dict[str, Any]]) -> str:
-    """The devices the runs ran on."""
-    return "; ".join(_distinct(r.get("device") for r in records)) or "unknown"
+    """The devices the runs ran on, then the machines under them where records name them (CPU model and
+    capability, CUDA device, driver, runtime and cuDNN), then :func:`machine_warning` where cells mix machines."""
+    found = "; ".join(_distinct(r.get("device") for r in records)) or "unknown"
+    machines = _distinct(map(_machine, records))
+    if machines:
+        found += f" ({'; '.join(machines)})"
+    warning = machine_warning(records)
+    return f"{found}. {warning}" if warning else found
+
+
+def _machine(record: dict[str, Any]) -> str | None:
+    """``AMD EPYC, AVX512`` (with ``, NVIDIA H100, driver 550.54, CUDA 12.4, cuDNN 90100`` on a GPU); ``None`` for a
+    record without ``machine``."""
+    machine = record.get("machine")
+    if not isinstance(machine, dict):
+        return None
+    parts = [f"{machine.get('cpu', 'unknown CPU')}, {machine.get('cpu_capability', 'unknown capability')}"]
+    if machine.get("cuda_device"):
+        parts.append(str(machine["cuda_device"]))
+        labels = (("cuda_driver", "driver"), ("cuda_runtime", "CUDA"), ("cudnn", "cuDNN"))
+        parts += [f"{label} {machine[key]}" for key, label in labels if machine.get(key) is not None]
+    return ", ".join(parts)
+
+
+def machine_warning(records: list[dict[str, Any]]) -> str | None:
+    """A warning naming the cells whose seeds ran on different machines (:func:`~prunebench.leaderboard.
+    machine_mix.mixed_cells`), whose results are not bit-identical; ``None`` when no cell mixes them."""
+    mixed = mixed_cells(records)
+    if not mixed:
+        return None
+    facets: dict[str, set[str]] = {}
+    for cell in mixed:
+        for label, values in cell.differences:
+            facets.setdefault(label, set()).update(values)
+    what = "; ".join(f"{label} {' / '.join(sorted(values))}" for label, values in facets.items())
+    named = ", ".join(cell.label for cell in mixed[:SHOWN_MIXED_CELLS])
+    more = f" and {len(mixed) - SHOWN_MIXED_CELLS} more" if len(mixed) > SHOWN_MIXED_CELLS else ""
+    cells = "1 cell mixes" if len(mixed) == 1 else f"{len(mixed)} cells mix"
+    return (
+        f"Warning: {cells} records of different machines ({what}), whose results differ beyond the last bits "
+        f"(docs/results.md, Reproducibility): {named}{more}"
+    )
 
 
 def versions(records: list[dict[str, Any]]) -> str:
