@@ -200,7 +200,8 @@ def test_masksparsity_regularizes_exactly_the_masked_channels():
             index = torch.tensor(member.index)
             difference = (after[name] - plain[name])[index]
             sign = torch.sign(params[name].detach())[index]
-            torch.testing.assert_close(difference[removed], 1e-3 * sign[removed], rtol=1e-5, atol=1e-9)
+            # float32: (g + s) - g is s up to an ulp of g (about 1e-8 for the gradients here)
+            torch.testing.assert_close(difference[removed], 1e-3 * sign[removed], rtol=1e-5, atol=1e-7)
             assert torch.equal(difference[~removed], torch.zeros(int((~removed).sum())))  # untouched, exactly
             penalized += int(removed.sum())
     assert penalized > 0
