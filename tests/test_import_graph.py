@@ -123,8 +123,12 @@ def test_no_import_circle():
 def test_every_module_of_the_harness_is_in_a_subpackage_and_every_name_is_unique():
     modules = _modules()
     top_level = sorted(name for name in modules if name.count(".") == 1 and name.startswith("prunebench."))
-    harness_top = [name for name in top_level if name.split(".")[1] not in ("methods", "datasets", "leaderboard")]
-    assert all(modules[name].name == "__init__.py" or name == "prunebench.cli" for name in harness_top), harness_top
+    harness_top = [
+        name for name in top_level if name.split(".")[1] not in ("methods", "datasets", "leaderboard")
+    ]
+    assert all(modules[name].name == "__init__.py" or name == "prunebench.cli" for name in harness_top), (
+        harness_top
+    )
     stems: dict[str, list[str]] = {}
     for name, path in modules.items():
         if path.name != "__init__.py":
@@ -135,9 +139,14 @@ def test_every_module_of_the_harness_is_in_a_subpackage_and_every_name_is_unique
 def test_no_function_of_the_run_and_grid_layers_is_over_60_lines():
     long = []
     for name, path in _modules().items():
-        if not name.startswith(("prunebench.run.", "prunebench.grid.", "prunebench.structured.structured_run")):
+        if not name.startswith(
+            ("prunebench.run.", "prunebench.grid.", "prunebench.structured.structured_run")
+        ):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+            if (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.end_lineno - node.lineno >= 60
+            ):
                 long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
     assert long == []

@@ -108,7 +108,10 @@ def test_records_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_grid(configs, store, CPU)
     files = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert files == [f"{configs[0].run_id}.json", f"{configs[0].run_id}.outcomes.npz"]  # the dense run: no mask
+    assert files == [
+        f"{configs[0].run_id}.json",
+        f"{configs[0].run_id}.outcomes.npz",
+    ]  # the dense run: no mask
 
 
 def test_worker_processes_run_the_grid_with_one_shared_pretraining(tmp_path):
