@@ -42,7 +42,9 @@ import numpy as np
 import torch
 
 from prunebench.catalog.hparams import HParam, format_value
+from prunebench.cli import main
 from prunebench.core.errors import UsageError
+from prunebench.datasets import get_dataset
 from prunebench.grid.experiment import Experiment, Text
 from prunebench.grid.grid_choices import parse_setting
 from prunebench.grid.result_store import ResultStore
@@ -54,6 +56,7 @@ from prunebench.run.run_checkpoint import RunCheckpoint, RunInterrupted
 from prunebench.run.run_config import RunConfig
 from prunebench.run.run_record import problem
 from prunebench.run.runner import execute
+from prunebench.zoo.model_zoo import build_model
 
 PRESET = "synthetic-tiny"
 EPOCHS = 2
@@ -159,9 +162,6 @@ def target_problems(config: RunConfig, record: dict[str, Any]) -> list[str]:
 
 def _channel_target_problems(config: RunConfig, record: dict[str, Any]) -> list[str]:
     """Structured: the channels kept, counted from the output channels of the physically smaller model's layers."""
-    from prunebench.datasets import get_dataset
-    from prunebench.zoo.model_zoo import build_model
-
     dataset = get_dataset(config.dataset)
     dense = {
         n: p.shape[0]
@@ -368,8 +368,6 @@ def hparam_problems(method: str) -> list[str]:
 # 5. Listed -----------------------------------------------------------------------------------------------------------
 def listing_problems(method: str) -> list[str]:
     """Which hyperparameters of ``method`` ``bench list methods --details METHOD`` does not name."""
-    from prunebench.cli import main
-
     spec = get_method(method)
     out = io.StringIO()
     with _wide_terminal(), contextlib.redirect_stdout(out):

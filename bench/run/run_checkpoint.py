@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from prunebench.core.atomic_files import atomic_save_tensors
@@ -132,8 +133,6 @@ class CheckpointPolicy:
 
 def rng_state() -> dict[str, Any]:
     """Every random generator's state: torch's (CPU and each CUDA device), NumPy's, Python's."""
-    import numpy as np
-
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -146,8 +145,6 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prunebench.run.criterion_schedules import SCHEDULE_CLASSES
 from prunebench.run.run_config import HARNESS_VERSION
 
 if TYPE_CHECKING:
@@ -182,8 +183,6 @@ def _method_sources(cls: type, schedule: str) -> tuple[tuple[str, Path], ...]:
         if _within(base.__module__, packages) and (path := _class_file(base)) is not None
     }
     sources[cls.__module__] = own
-    from prunebench.run.criterion_schedules import SCHEDULE_CLASSES
-
     if schedule in SCHEDULE_CLASSES:
         sources[SCHEDULE_CLASSES[schedule].__module__] = _module_file(SCHEDULE_CLASSES[schedule].__module__)
     if schedule in SCHEDULE_MODULES:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from prunebench.core.errors import UsageError
+from prunebench.pruning.accounting import count_flops
 from prunebench.pruning.keep_budget import counts_from_densities
 
 UNITS = ("channels", "flops")
@@ -176,8 +177,6 @@ class FlopModel:
     """
 
     def __init__(self, model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> None:
-        from prunebench.pruning.accounting import count_flops
-
         modules = dict(model.named_modules())
         weights = {f"{n}.weight": m.weight for n, m in modules.items() if isinstance(m, _LAYERS)}
         count = count_flops(model, example, weights)

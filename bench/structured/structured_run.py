@@ -31,6 +31,7 @@ from prunebench.core.errors import UsageError
 from prunebench.datasets import get_dataset
 from prunebench.methods.base import ScoringData
 from prunebench.methods.channel_methods import ChannelCriterion, SparsityTraining
+from prunebench.methods.method_registry import all_methods
 from prunebench.pruning.accounting import account
 from prunebench.pruning.mask_application import MaskEnforcer, apply_masks
 from prunebench.pruning.prunable import prunable_weights
@@ -212,8 +213,6 @@ def check_structured_model(
     scoring_gamma = sorted(spec.name for spec in methods if _needs_batchnorm(spec))
     bare = [group.name for group in groups if not group.of("norm")]
     if scoring_gamma and bare:
-        from prunebench.methods.method_registry import all_methods
-
         others = [s.name for s in all_methods() if s.track == "structured" and not _needs_batchnorm(s)]
         raise UsageError(
             f"{' and '.join(scoring_gamma)} score BatchNorm scales, but {len(bare)} of the {len(groups)} channel "
