@@ -1,19 +1,23 @@
-"""The head of every run record: what ran, where and with which code, for a finished run and a failed one alike."""
+"""The parts of a run record every track writes: the head (what ran, where and with which code, for a finished run and a
+failed one alike) and the final evaluation's fields."""
 
 from __future__ import annotations
 
+import math
 import traceback
 from datetime import datetime, timezone
 from typing import Any
 
 import torch
+from torch import nn
 
 from prunebench.core.environment import describe_device, library_versions, machine
 from prunebench.core.errors import UsageError
+from prunebench.run.example_outcomes import OUTCOMES_KEY, pack_outcomes
 from prunebench.run.run_config import RunConfig
 from prunebench.run.run_record import RECORD_VERSION, RunRecord
 from prunebench.run.source_fingerprint import source_fingerprints
-from prunebench.run.trainer import Diverged
+from prunebench.run.trainer import Diverged, evaluate_examples
 
 
 def record_head(config: RunConfig, device: torch.device, status: str, wall_time: float) -> dict[str, Any]:
@@ -60,4 +64,19 @@ def failure_record(
         **record_head(config, device, status, wall_time),
         "error": f"{type(error).__name__}: {error}",
         "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+def evaluation_fields(model: nn.Module, loader) -> dict[str, Any]:
+    """The final evaluation of ``model`` on the test ``loader`` as record fields: top-1, top-5 and loss, the test set's
+    size, and the per-example outcomes the store writes beside the record (under
+    :data:`~prunebench.run.example_outcomes.OUTCOMES_KEY`). :class:`Diverged` when a metric is not finite."""
+    evaluation = evaluate_examples(model, loader)
+    for name, value in evaluation.metrics.items():
+        if not math.isfinite(value):
+            raise Diverged(f"the final evaluation's {name} is {value}")
+    return {
+        **evaluation.metrics,
+        "test_examples": len(evaluation.top1),
+        OUTCOMES_KEY: pack_outcomes(evaluation.top1.numpy(), evaluation.top5.numpy()),
     }

@@ -10,7 +10,6 @@ checks the exact-sparsity contract itself.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,15 +23,13 @@ from prunebench.pruning.accounting import account
 from prunebench.pruning.allocation import keep_budget
 from prunebench.pruning.saved_masks import MASK_KEY, pack
 from prunebench.run.control_plans import control_plan
-from prunebench.run.example_outcomes import OUTCOMES_KEY, pack_outcomes
 from prunebench.run.phases import Outcome, run_plan
-from prunebench.run.record_head import failure_record, record_head
+from prunebench.run.record_head import evaluation_fields, failure_record, record_head
 from prunebench.run.run_checkpoint import RunCheckpoint
 from prunebench.run.run_config import RunConfig
 from prunebench.run.run_context import EpochCallback, RunContext, RunOptions, run_prunable
 from prunebench.run.run_record import RunRecord
 from prunebench.run.schedule_plans import plan_of
-from prunebench.run.trainer import Diverged, evaluate_examples
 from prunebench.structured.structured_run import execute_structured
 
 
@@ -86,11 +83,7 @@ def execute(
         return execute_structured(replace(ctx, checkpoint=None))
     started = time.perf_counter()
     outcome, loaders = _train_run(ctx)
-    evaluation = evaluate_examples(outcome.model, loaders.test)
-    metrics = evaluation.metrics
-    for name, value in metrics.items():
-        if not math.isfinite(value):
-            raise Diverged(f"the final evaluation's {name} is {value}")
+    evaluation = evaluation_fields(outcome.model, loaders.test)
     weights = run_prunable(config, outcome.model)
     example = next(iter(loaders.test))[0][:1]  # one real input: its dtype and shape, token ids included
     accounting = account(outcome.model, example, weights)
@@ -100,9 +93,7 @@ def execute(
     return {
         **record_head(config, device, "ok", time.perf_counter() - started),
         **saved,
-        **metrics,
-        "test_examples": len(evaluation.top1),
-        OUTCOMES_KEY: pack_outcomes(evaluation.top1.numpy(), evaluation.top5.numpy()),
+        **evaluation,
         **accounting,
         "method_sparsity": outcome.method_sparsity,
         "enforcement": outcome.enforcement,

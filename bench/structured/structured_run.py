@@ -35,10 +35,8 @@ from prunebench.methods.method_registry import all_methods
 from prunebench.pruning.accounting import account
 from prunebench.pruning.mask_application import MaskEnforcer, apply_masks
 from prunebench.pruning.prunable import prunable_weights
-from prunebench.run.example_outcomes import OUTCOMES_KEY, pack_outcomes
-from prunebench.run.record_head import record_head
+from prunebench.run.record_head import evaluation_fields, record_head
 from prunebench.run.run_record import RunRecord
-from prunebench.run.trainer import Diverged, evaluate_examples
 from prunebench.structured.channels import (
     FlopModel,
     allocate,
@@ -77,11 +75,7 @@ def execute_structured(ctx: RunContext) -> RunRecord:
     pruned = remove_channels(model, example, keep)
     check_batch = next(iter(loaders.test))[0]
     difference = check_same_outputs(model, pruned, check_batch)
-    evaluation = evaluate_examples(pruned, loaders.test)
-    metrics = evaluation.metrics
-    for name, value in metrics.items():
-        if value != value or value in (float("inf"), float("-inf")):
-            raise Diverged(f"the final evaluation's {name} is {value}")
+    evaluation = evaluation_fields(pruned, loaders.test)
     dense = ctx.initial_model()
     measured = _measure(dense, pruned, example, check_batch, recipe.batch_size)
     dense_account = account(dense, example, prunable_weights(dense))
@@ -89,9 +83,7 @@ def execute_structured(ctx: RunContext) -> RunRecord:
     structured = _summary(config, pruning, dense_account, accounting)
     return {
         **record_head(config, device, "ok", time.perf_counter() - started),
-        **metrics,
-        "test_examples": len(evaluation.top1),
-        OUTCOMES_KEY: pack_outcomes(evaluation.top1.numpy(), evaluation.top5.numpy()),
+        **evaluation,
         **accounting,
         "achieved_sparsity": structured["achieved"],
         "flops_dense": dense_account["flops_dense"],
