@@ -80,11 +80,7 @@ def two_level_comparison(
         return None
     n, examples = differences.shape
     data = differences.astype(float)
-    seeds, items = data.mean(axis=1), data.mean(axis=0)
-    residual = data - seeds[:, None] - items[None, :] + data.mean()
-    ms_items = n * float(items.var(ddof=1)) if examples > 1 else 0.0
-    ms_residual = float((residual**2).sum()) / ((n - 1) * (examples - 1)) if examples > 1 else 0.0
-    variance = 100.0**2 * (float(seeds.var(ddof=1)) / n + max(ms_items - ms_residual, 0.0) / (n * examples))
+    variance = 100.0**2 * (float(data.mean(axis=1).var(ddof=1)) / n + example_excess(data) / (n * examples))
     difference = 100.0 * float(data.mean())
     if variance == 0:
         pvalue = 1.0 if difference == 0 else smallest_p(n)
@@ -92,6 +88,17 @@ def two_level_comparison(
     half = t_quantile(confidence, n - 1) * math.sqrt(variance)
     pvalue = float(2 * special.stdtr(n - 1, -abs(difference) / math.sqrt(variance)))
     return TwoLevel(difference, difference - half, difference + half, pvalue, n, examples)
+
+
+def example_excess(data: np.ndarray) -> float:
+    """``MS_examples - MS_residual`` of the two-way analysis of variance of ``data`` (seeds x examples, crossed), kept
+    at 0 or above: divided by ``n N``, the test set's share of the variance of the mean."""
+    n, examples = data.shape
+    seeds, items = data.mean(axis=1), data.mean(axis=0)
+    residual = data - seeds[:, None] - items[None, :] + data.mean()
+    ms_items = n * float(items.var(ddof=1)) if examples > 1 else 0.0
+    ms_residual = float((residual**2).sum()) / ((n - 1) * (examples - 1)) if n > 1 and examples > 1 else 0.0
+    return max(ms_items - ms_residual, 0.0)
 
 
 def _with_test_set(
@@ -145,10 +152,5 @@ def outcome_interval(
     accuracies and the test set's share ``(MS_examples - MS_residual) / (n N)`` is kept at 0 or above.
     """
     data = np.asarray(correct, dtype=float)
-    n, examples = data.shape
-    seeds, items = data.mean(axis=1), data.mean(axis=0)
-    residual = data - seeds[:, None] - items[None, :] + data.mean()
-    ms_items = n * float(items.var(ddof=1)) if examples > 1 else 0.0
-    ms_residual = float((residual**2).sum()) / ((n - 1) * (examples - 1)) if n > 1 and examples > 1 else 0.0
-    test_variance = 100.0**2 * max(ms_items - ms_residual, 0.0) / (n * examples)
-    return _with_test_set(100.0 * seeds, test_variance, confidence, clip)
+    test_variance = 100.0**2 * example_excess(data) / data.size
+    return _with_test_set(100.0 * data.mean(axis=1), test_variance, confidence, clip)
