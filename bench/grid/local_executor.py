@@ -86,6 +86,7 @@ class _Workers:
         self.todo, self.store, self.threads = list(todo), store, threads
         self.options, self.settings, self.since = options, settings, since
         self.by_id = {c.run_id: c for c in self.todo}
+        self.pretrainings = {job.key: job for job in pretrainings(self.todo)}
         self.events: queue.Queue = queue.Queue()
         self.processes: list[subprocess.Popen] = []
         self.placed: list[torch.device] = []
@@ -141,9 +142,8 @@ class _Workers:
         if kind == "disk_full":
             self.disk_full = self.disk_full or event["message"]
         elif kind == "pretraining":
-            job = next((j for j in pretrainings(self.todo) if j.key == event["key"]), None)
-            if job is not None:
-                reporter.pretraining_started(job)
+            if event["key"] in self.pretrainings:
+                reporter.pretraining_started(self.pretrainings[event["key"]])
         elif kind == "started":
             reporter.run_started(self.by_id[event["run_id"]])
         elif kind == "epoch":

@@ -123,11 +123,15 @@ def _pretraining_key(config: RunConfig) -> str | None:
         return None
 
 
-def pretrainings(configs: Sequence[RunConfig]) -> list[Pretraining]:
-    """The distinct dense pre-trainings the runs of ``configs`` start from, in the order of their first run."""
+def pretrainings(
+    configs: Sequence[RunConfig], keys: dict[str, str | None] | None = None
+) -> list[Pretraining]:
+    """The distinct dense pre-trainings the runs of ``configs`` start from, in the order of their first run
+    (``keys``: each run's pre-training key by run id, where the caller has them)."""
+    keys = {c.run_id: _pretraining_key(c) for c in configs} if keys is None else keys
     jobs: dict[str, Pretraining] = {}
     for config in configs:
-        key = _pretraining_key(config)
+        key = keys[config.run_id]
         if key is not None and key not in jobs:
             jobs[key] = Pretraining(key, config)
     return list(jobs.values())
@@ -225,7 +229,9 @@ class Runner:
         )
         self.cache_dir = store.root / "cache"
         self.pending = list(todo)
-        self.pretrainings = [job for job in pretrainings(todo) if not self._cached(job)]
+        self.pretraining_of = {config.run_id: _pretraining_key(config) for config in todo}
+        """Each run's pre-training key (``None``: it starts from none), worked out once."""
+        self.pretrainings = [job for job in pretrainings(todo, self.pretraining_of) if not self._cached(job)]
         """The pre-trainings not cached yet; a run that starts from one of them waits for it."""
         self.since = store.clock() if since is None else since
         """When the invocation started: records written since are this invocation's (see the module docstring)."""
@@ -270,7 +276,7 @@ class Runner:
         run records its absence) and the pre-training it starts from is done."""
         if any(run_id not in present and run_id in waiting for run_id in prerequisites(config)):
             return False
-        key = _pretraining_key(config)
+        key = self.pretraining_of[config.run_id]
         return key is None or all(job.key != key for job in self.pretrainings)
 
     # The shared dense pre-trainings -------------------------------------------------------------------------
