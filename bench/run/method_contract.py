@@ -279,22 +279,17 @@ def record_differences(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, 
         if key not in skip and _comparable(a, key) != _comparable(b, key)
     ]
     masks = [unpack(r[MASK_KEY]) if MASK_KEY in r else None for r in (a, b)]
-    if (
-        (masks[0] is None) != (masks[1] is None)
-        or masks[0] is not None
-        and (
-            masks[0].keys() != masks[1].keys()
-            or any(not np.array_equal(masks[0][k], masks[1][k]) for k in masks[0])
-        )
-    ):
+    if (masks[0] is None) != (masks[1] is None) or masks[0] is not None and _arrays_differ(*masks):
         differences.append("the mask")
     outcomes = [r.get(OUTCOMES_KEY) for r in (a, b)]
-    if None not in outcomes and (
-        outcomes[0].keys() != outcomes[1].keys()
-        or any(not np.array_equal(outcomes[0][k], outcomes[1][k]) for k in outcomes[0])
-    ):
+    if None not in outcomes and _arrays_differ(*outcomes):
         differences.append("the per-example outcomes")
     return differences
+
+
+def _arrays_differ(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> bool:
+    """Whether two sets of named arrays differ in their names or in any array."""
+    return first.keys() != second.keys() or any(not np.array_equal(first[k], second[k]) for k in first)
 
 
 def _comparable(record: dict[str, Any], key: str) -> Any:
