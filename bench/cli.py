@@ -86,6 +86,7 @@ _EXPERIMENT_FLAGS = (
     "model",
     "methods",
     "scopes",
+    "groups",
     "seeds",
     "keep_first_dense",
     "keep_last_dense",
@@ -108,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     plain_requested()  # a mistyped PRUNEBENCH_PLAIN would fail every run: refused here, in one line
     console = Console()
     experiment = _experiment(args)
-    plan = experiment.plan()
+    plan = _with_curve_options(experiment.plan(), args)
     store = plan.store
     if plan.executor == "slurm":
         return _submit(experiment, plan, console)
@@ -161,6 +162,21 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _with_curve_options(plan, args: argparse.Namespace):
+    """``plan`` with ``--eval-every`` and ``--log`` in its run options (the trackers write in the results directory);
+    a tracker whose package is missing is refused here, before any run."""
+    import dataclasses
+
+    from prunebench.run.tracking import check_installed, parse_backends
+
+    if args.eval_every is not None and args.eval_every < 1:
+        raise UsageError(f"--eval-every takes a number of epochs of at least 1, not {args.eval_every}")
+    log = parse_backends(args.log) if args.log else ()
+    check_installed(log)
+    options = dataclasses.replace(plan.options, eval_every=args.eval_every, log=log, log_dir=plan.store.root)
+    return dataclasses.replace(plan, options=options)
 
 
 def _submit(experiment, plan, console) -> int:
@@ -407,6 +423,11 @@ def _leaderboard(args: argparse.Namespace) -> int:
     else:  # piped or redirected: the Markdown itself, not a rendering of it for a terminal
         print(markdown)
     console.print(f"Leaderboard ({', '.join(formats)}) written to {out}")
+    if args.curves:
+        from prunebench.leaderboard.curve_plots import write_curve_plots
+
+        written = write_curve_plots([Path(d) for d in args.dirs], out, formats)
+        console.print(f"Training curves of {len(written)} cell figure(s) written to {out / 'curves'}")
     return 0
 
 
@@ -484,7 +505,8 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dataset",
-        help="replace the preset's dataset: a registered name, imagefolder:PATH[:SIZE] or package.module:factory",
+        help="replace the preset's dataset: a registered name, imagefolder:PATH[:SIZE], text:PATH[:CONTEXT], "
+        "hf-text:NAME[@CONFIG][:CONTEXT] or package.module:factory",
     )
     parser.add_argument(
         "--model",
@@ -505,7 +527,13 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
         help="`all` or comma-separated scopes: global,uniform,uniform_plus,erk,learned (default: all)",
     )
     parser.add_argument(
-        "--sparsity", help="comma-separated target sparsities in (0, 1) (default: 0.9,0.95,0.99)"
+        "--groups",
+        help="`all` or comma-separated comparison groups inside each layer: per_layer,per_output "
+        "(default: per_layer)",
+    )
+    parser.add_argument(
+        "--sparsity",
+        help="comma-separated target sparsities in (0, 1) and N:M patterns such as 2:4 (default: 0.9,0.95,0.99)",
     )
     parser.add_argument("--seeds", help="N (seeds 0..N-1), a range A-B, or a list such as 0,2,5 (default: 3)")
     parser.add_argument("--epochs", type=int, help="weight-update budget in epochs (default: the preset's)")
@@ -595,6 +623,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor",
         choices=["local", "slurm"],
         help="local: this machine (--jobs, --devices); slurm: a job array through submitit (default: local)",
+    )
+    run.add_argument(
+        "--eval-every",
+        type=int,
+        metavar="N",
+        help="evaluate the test top-1 every N epochs for the curves (for watching a run, never for selecting one; "
+        "default: only the final evaluation)",
+    )
+    run.add_argument(
+        "--log",
+        metavar="TRACKERS",
+        help='stream the curves to tensorboard, wandb or mlflow (comma-separated; pip install "prunebench[log]"; '
+        "W&B offline unless WANDB_MODE is set, MLflow in OUT/mlruns unless MLFLOW_TRACKING_URI is set)",
     )
     slurm = run.add_argument_group("Slurm (with --executor slurm)")
     slurm.add_argument("--slurm-partition", help="partition (sbatch --partition)")
@@ -724,6 +765,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="sparsity of the per-layer density plot and table; the grid must have it (default: its median)",
     )
     board.add_argument("--top5", action="store_true", help="add the top-5 accuracy table")
+    board.add_argument(
+        "--curves",
+        action="store_true",
+        help="also draw each cell's training curves (mean and min-max band over seeds) into OUT/curves/",
+    )
     masks = commands.add_parser(
         "masks", help="the overlap (Jaccard) of the saved masks of every two methods at one sparsity"
     )

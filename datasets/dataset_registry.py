@@ -1,8 +1,9 @@
 """The dataset registry: each dataset knows its shape, its version and how to build its train and test loaders.
 
 ``--dataset`` takes a registered name (``bench list datasets``), ``imagefolder:PATH`` (an ImageFolder directory,
-see :mod:`prunebench.datasets.user`) or ``package.module:factory`` (the user's own data). Datasets from other
-packages register through the ``prunebench.datasets`` entry-point group.
+see :mod:`prunebench.datasets.user`), ``text:PATH`` or ``hf-text:NAME`` (a user's text files or a Hugging Face text
+dataset, character-level, see :mod:`prunebench.datasets.text_corpus`) or ``package.module:factory`` (the user's own
+data). Datasets from other packages register through the ``prunebench.datasets`` entry-point group.
 
 The package's own datasets are declared from the registry index (:mod:`prunebench.catalog.registry_index`), so that listing
 them imports no loader and no torch; a dataset's module is imported when the dataset is asked for by name
@@ -22,6 +23,7 @@ BUILTIN_MODULES = (
     "prunebench.datasets.cifar",
     "prunebench.datasets.embedded",
     "prunebench.datasets.imagenet",
+    "prunebench.datasets.shakespeare",
 )
 """The modules of this package that register datasets."""
 
@@ -80,8 +82,17 @@ def register_dataset(
     return decorate
 
 
+TEXT_PREFIXES = ("text:", "hf-text:")
+"""The prefixes of a user's text files and of a Hugging Face text dataset (:mod:`prunebench.datasets.text_corpus`)."""
+
+
 def get_dataset(name: str) -> DatasetSpec:
-    """The dataset ``name``: registered, ``imagefolder:PATH`` or ``package.module:factory``."""
+    """The dataset ``name``: registered, ``imagefolder:PATH``, ``text:PATH``, ``hf-text:NAME`` or
+    ``package.module:factory``."""
+    if name.startswith(TEXT_PREFIXES):
+        from prunebench.datasets.text_corpus import text_dataset
+
+        return text_dataset(name)
     if ":" in name:
         from prunebench.datasets.user import referenced_dataset
 

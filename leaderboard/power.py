@@ -30,7 +30,7 @@ from prunebench.core.errors import UsageError
 from prunebench.leaderboard.controls_table import split_controls
 from prunebench.leaderboard.record_reader import criterion_label, load_records
 from prunebench.leaderboard.scopes import scope_pairs
-from prunebench.leaderboard.section_tables import scope_label
+from prunebench.leaderboard.section_tables import comparison_label
 from prunebench.leaderboard.setups import label_setups
 from prunebench.leaderboard.stats import ALPHA, EXACT, compare, smallest_p
 from prunebench.leaderboard.structured_section import split
@@ -124,7 +124,7 @@ def comparison_power(
     level ``alpha / m``, the seeds that resolve ``difference`` points and the difference its seeds resolve."""
     rows = []
     for pair in scope_pairs(records):
-        a, b = seed_values(pair.runs_a), seed_values(pair.runs_b)
+        a, b = seed_values(pair.runs_a, pair.metric), seed_values(pair.runs_b, pair.metric)
         common = sorted(set(a) & set(b))
         rows.append(
             {
@@ -134,6 +134,8 @@ def comparison_power(
                 "variant": pair.variant,
                 "scope_a": pair.scope_a,
                 "scope_b": pair.scope_b,
+                "group_a": pair.group_a,
+                "group_b": pair.group_b,
                 "sparsity": pair.sparsity,
                 "tested": bool(compare(a, b).test),
                 "n": len(common),
@@ -141,7 +143,19 @@ def comparison_power(
             }
         )
     frame = pd.DataFrame(
-        rows, columns=[*_KEYS, "method", "variant", "scope_a", "scope_b", "tested", "n", "sd"]
+        rows,
+        columns=[
+            *_KEYS,
+            "method",
+            "variant",
+            "scope_a",
+            "scope_b",
+            "group_a",
+            "group_b",
+            "tested",
+            "n",
+            "sd",
+        ],
     )
     frame["comparisons"] = frame.groupby(_KEYS)["tested"].transform("sum").astype(int)
     frame = frame[frame["n"] >= 2].drop(columns="tested").reset_index(drop=True)
@@ -225,8 +239,8 @@ def format_report(found: pd.DataFrame, columns: pd.DataFrame, difference: float,
                 criterion_label(m, v) for m, v in zip(found["method"], found["variant"], strict=True)
             ],
             "scopes": [
-                f"{scope_label(a)} - {scope_label(b)}"
-                for a, b in zip(found["scope_a"], found["scope_b"], strict=True)
+                comparison_label(row).replace("−", "-")
+                for row in found[["scope_a", "scope_b", "group_a", "group_b"]].to_dict("records")
             ],
             "n": found["n"],
             "sd": found["sd"].map("{:.2f}".format),

@@ -18,7 +18,7 @@ from typing import Any
 
 from prunebench.leaderboard.budget_marks import recipe_budget
 from prunebench.leaderboard.machine_mix import mixed_cells
-from prunebench.leaderboard.record_reader import DENSE, variant
+from prunebench.leaderboard.record_reader import DENSE, group, is_pattern, variant
 from prunebench.leaderboard.setups import MISSING, PRUNABLE, common_fields, preset_fields, text
 
 
@@ -100,10 +100,10 @@ def grid(records: list[dict[str, Any]]) -> str:
         return f"no pruned runs; {dense} dense runs"
     cells: dict[tuple, int] = {}
     for r in pruned:
-        key = (r["method"], variant(r), r["scope"], float(r["sparsity"]))
+        key = (r["method"], variant(r), r["scope"], group(r), float(r["sparsity"]))
         cells[key] = cells.get(key, 0) + 1
-    rows = {key[:3] for key in cells}
-    sparsities = {key[3] for key in cells}
+    rows = {key[:4] for key in cells}
+    sparsities = {key[4] for key in cells}
     counts = sorted(set(cells.values()))
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     possible = len(rows) * len(sparsities)
@@ -250,9 +250,13 @@ def commands(records: list[dict[str, Any]]) -> list[str]:
             dense = {int(r["seed"]) for r in found if r["method"] == DENSE} - covered
             if dense:
                 lines.append(f"bench run --preset {preset} --methods dense {_seeds(dense)}{tail}")
-            for (scopes, sparsities, seeds, settings), methods in _blocks(pruned).items():
-                lines.append(
-                    f"bench run --preset {preset} --methods {','.join(methods)} --scopes {','.join(scopes)} "
-                    f"--sparsity {','.join(f'{s:g}' for s in sparsities)} {_seeds(set(seeds))}{tail}{settings}"
-                )
+            for kind in _distinct(group(r) for r in pruned):
+                of_group = [r for r in pruned if group(r) == kind]
+                for (scopes, sparsities, seeds, settings), methods in _blocks(of_group).items():
+                    targets = kind if is_pattern(kind) else ",".join(f"{s:g}" for s in sparsities)
+                    groups = " --groups per_output" if kind == "per_output" else ""
+                    lines.append(
+                        f"bench run --preset {preset} --methods {','.join(methods)} --scopes {','.join(scopes)}"
+                        f"{groups} --sparsity {targets} {_seeds(set(seeds))}{tail}{settings}"
+                    )
     return lines

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from prunebench.run.run_record import from_legacy, problem
 STATUSES = ("ok", "failed", "diverged")
 DENSE = "dense"
 """The method name of the dense baseline."""
+PER_LAYER = "per_layer"
+"""The default comparison group inside a layer (its highest scores), which records leave out."""
+_PATTERN = re.compile(r"\d+:\d+")
 
 
 class RecordWarning(UserWarning):
@@ -78,7 +82,7 @@ def _without_superseded_legacy(records: list[dict[str, Any]]) -> list[dict[str, 
     return [r for r in records if not (r.get("_legacy") and _run_of(r) in current)]
 
 
-RESULTS = ("status", "top1", "top5", "loss", "achieved_sparsity", "params_nonzero")
+RESULTS = ("status", "top1", "top5", "loss", "perplexity", "achieved_sparsity", "params_nonzero")
 """What two records of one run must agree on to be the same measurement."""
 
 
@@ -230,11 +234,32 @@ def layers(record: dict[str, Any]) -> list[Layer]:
     ]
 
 
-def criterion_label(method: str, variant: str) -> str:
-    """``method[variant]``, or ``method`` for the default hyperparameters."""
-    return f"{method}[{variant}]" if variant else method
+def group(record: dict[str, Any]) -> str:
+    """The run's comparison group inside each layer (``per_output``, an N:M pattern such as ``2:4``): the record's
+    ``group``, else its configuration's; :data:`PER_LAYER` for records without one (every run before groups)."""
+    found = record.get("group") or (record.get("config") or {}).get("group")
+    return str(found) if found else PER_LAYER
 
 
-def row_label(method: str, variant: str, scope: str) -> str:
-    """The label of a leaderboard row: ``method[variant] (scope)``, or ``method (scope)``."""
-    return f"{criterion_label(method, variant)} ({scope})"
+def is_pattern(group_name: str) -> bool:
+    """Whether a comparison group is an N:M pattern (``2:4``): such runs are columns of their own, not rows."""
+    return bool(_PATTERN.fullmatch(group_name))
+
+
+def row_group(group_name: str) -> str:
+    """The group a row of the tables carries: ``""`` for :data:`PER_LAYER` and for an N:M pattern (a column of the
+    plain row), the group itself otherwise (``per_output``)."""
+    return "" if group_name == PER_LAYER or is_pattern(group_name) else group_name
+
+
+def criterion_label(method: str, variant: str, group_name: str = "") -> str:
+    """``method[variant]``, or ``method`` for the default hyperparameters; ``method · per_output`` for a row of
+    another comparison group (``group_name`` as :func:`row_group` gives it)."""
+    label = f"{method}[{variant}]" if variant else method
+    return f"{label} · {group_name}" if group_name else label
+
+
+def row_label(method: str, variant: str, scope: str, group_name: str = "") -> str:
+    """The label of a leaderboard row: ``method[variant] (scope)``, ``method (scope)``, ``method · per_output
+    (scope)``."""
+    return f"{criterion_label(method, variant, group_name)} ({scope})"

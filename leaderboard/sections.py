@@ -10,6 +10,7 @@ import pandas as pd
 
 import prunebench.leaderboard.section_tables as tables
 from prunebench.core.errors import UsageError
+from prunebench.leaderboard.metrics import cells_metric
 from prunebench.leaderboard.record_reader import DENSE
 from prunebench.leaderboard.render import Table
 
@@ -75,7 +76,8 @@ def build_sections(
 ) -> list[Section]:
     """The sections of the leaderboard, in (dataset, model) order, with their tables.
 
-    Tables: the scope differences (the headline), the learned allocations, top-1, top-5 (with ``top5``), cost.
+    Tables: the scope differences (the headline), the learned allocations, the primary metric (top-1, or perplexity
+    followed by next-token top-1), top-5 (with ``top5``), cost.
     """
     sections = []
     for (dataset, model), group in cells.groupby(["dataset", "model"], sort=True):
@@ -84,9 +86,10 @@ def build_sections(
         section = Section(dataset, model, runs, group, found, None)
         section.density_sparsity = _density_sparsity(section.title, section.sparsities, density_sparsity)
         if section.sparsities:
-            candidates = [tables.scope_table(found)]
+            candidates = [tables.scope_table(found, cells_metric(group))]
             candidates.append(tables.allocation_table(runs, section.density_sparsity))
             candidates.append(tables.accuracy_table(group, kind))
+            candidates.append(tables.next_token_table(group, kind))
             if top5:
                 candidates.append(tables.top5_table(group, kind))
             candidates.append(tables.cost_table(group, runs))

@@ -123,12 +123,15 @@ def bootstrap_interval(
     return _summarize(values, bounds, clip)
 
 
-def interval(values: Sequence[float], kind: str = "t") -> Summary:
-    """The 95% interval of the mean accuracy ``values``, clipped to [0, 100]: ``kind`` is ``t`` or ``bootstrap``."""
+def interval(
+    values: Sequence[float], kind: str = "t", clip: tuple[float, float] | None = ACCURACY_RANGE
+) -> Summary:
+    """The 95% interval of the mean of ``values`` (accuracies unless told), clipped to ``clip`` ([0, 100] for an
+    accuracy): ``kind`` is ``t`` or ``bootstrap``."""
     if kind == "t":
-        return t_interval(values)
+        return t_interval(values, clip=clip)
     if kind == "bootstrap":
-        return bootstrap_interval(values)
+        return bootstrap_interval(values, clip=clip)
     raise ValueError(f"unknown interval {kind!r}; choose from {', '.join(INTERVALS)}")
 
 

@@ -95,7 +95,7 @@ from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod,
 from prunebench.methods.masked import MaskedSession
 from prunebench.methods.method_registry import register
 from prunebench.pruning.allocation import masks_from_scores
-from prunebench.run.trainer import ParamGroup
+from prunebench.run.trainer import ParamGroup, cross_entropy
 
 if TYPE_CHECKING:
     from prunebench.run.trainer import Trainer
@@ -230,7 +230,7 @@ class ASLSession(MaskedSession):
             weight.sub_(weight.mean())
 
     def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(self.model(inputs), targets)
+        loss = cross_entropy(self.model(inputs), targets)
         return loss + self.method.loss_weight * budget_loss(self.r, self.sizes, self.sparsity, self.scope)
 
     def after_step(self, trainer: Trainer) -> None:

@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from prunebench.core.errors import UsageError
 from prunebench.pruning.allocation import masks_from_scores
 from prunebench.run.recipe import OptimConfig
 from prunebench.run.trainer import TrainHook
 
 if TYPE_CHECKING:
+    from prunebench.pruning.calibration import LayerInputs
     from prunebench.run.recipe import Recipe
     from prunebench.run.trainer import Trainer
 
@@ -86,6 +88,11 @@ class ScoringData:
         taken_y: list[torch.Tensor] = []
         counts: dict[int, int] = {}
         for inputs, targets in self._batches:
+            if targets.dim() != 1:
+                raise UsageError(
+                    "this criterion draws training examples per class, but the targets are sequences (a language "
+                    "model); use one that needs no classes (magnitude, wanda, sparsegpt, movement)"
+                )
             for x, y, label in zip(inputs, targets, targets.tolist(), strict=True):
                 if counts.get(label, 0) < k:
                     counts[label] = counts.get(label, 0) + 1
@@ -117,17 +124,20 @@ class ScoringMethod(Method):
         scope: str,
         data: ScoringData | None,
         alive: Masks | None = None,
+        group: str = "per_layer",
     ) -> Masks:
-        """Keep masks at exactly ``sparsity`` over ``weights``, allocated across layers by ``scope``.
+        """Keep masks at exactly ``sparsity`` over ``weights``, allocated across layers by ``scope`` and inside each
+        layer by the comparison ``group`` (:mod:`prunebench.pruning.comparison_groups`).
 
         ``alive``: the weights still in the network, given only under the ``gradual`` and ``iterative`` schedules
         (an override for a criterion that declares neither may leave it out); a weight outside it stays pruned (it
-        scores below every live one).
+        scores below every live one). ``group`` is given only when it is not ``per_layer``, and only to a criterion
+        that does not override this method (:attr:`~prunebench.methods.method_registry.MethodSpec.supports_groups`).
         """
         scores = self.scores(model, weights, data)
         if alive is not None:
             scores = _pruned_last(scores, alive)
-        return _within_alive(masks_from_scores(scores, sparsity, scope), alive)
+        return _within_alive(masks_from_scores(scores, sparsity, scope, group), alive)
 
 
 def _pruned_last(scores: dict[str, torch.Tensor], alive: Masks) -> dict[str, torch.Tensor]:
@@ -226,4 +236,37 @@ class TrainingMethod(Method):
         self, model: nn.Module, weights: Weights, sparsity: float, scope: str, context: TrainingContext
     ) -> TrainingSession:
         """Prepare ``model`` (whose prunable weights are ``weights``) for training; return the session driving it."""
+        raise NotImplementedError
+
+
+@dataclass
+class LayerPruning:
+    """What a one-shot method does to one layer: its keep mask and, for a method that reconstructs the layer
+    (SparseGPT), the weight's new values."""
+
+    mask: torch.Tensor
+    """Boolean keep mask of the weight's shape, exactly the layer's count ``True``."""
+    weight: torch.Tensor | None = None
+    """The weight's new values (zero outside ``mask``), or ``None`` when the kept weights stay as they were."""
+
+
+class OneShotMethod(Method):
+    """Prunes a trained model layer by layer from calibration inputs (schedule ``one_shot``).
+
+    The harness (:mod:`prunebench.run.one_shot`) decides each layer's keep count by the run's scope, captures each
+    layer's inputs on the calibration data (:class:`~prunebench.pruning.calibration.LayerInputs`, on the outputs of the
+    already-pruned earlier blocks) and asks the method to prune the layer in the run's comparison group.
+    """
+
+    needs_hessian: ClassVar[bool] = False
+    """Whether :meth:`prune_layer` needs ``inputs.hessian`` (``2/rows X^T X``; captured only when asked)."""
+
+    def layer_scores(self, weight: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
+        """A score per weight of the layer (``weight``'s shape, higher kept), on the dense model: the ``global``
+        scope's allocation across layers."""
+        raise NotImplementedError
+
+    def prune_layer(self, weight: torch.Tensor, inputs: LayerInputs, count: int, group: str) -> LayerPruning:
+        """Keep exactly ``count`` weights of ``weight`` in the comparison ``group``
+        (:mod:`prunebench.pruning.comparison_groups`)."""
         raise NotImplementedError

@@ -1,6 +1,6 @@
 """Magnitude: keep the weights of largest |w|, under every schedule the harness runs a criterion under.
 
-One criterion, four schedules (:mod:`prunebench.run.criterion_schedules`), each a published method:
+One criterion, five schedules (:mod:`prunebench.run.criterion_schedules`), each a published method:
 
 * ``magnitude`` (``after_training``, the default): Han et al., NeurIPS 2015, "Learning both Weights and Connections
   for Efficient Neural Networks": prune the dense-trained network once, fine-tune with the mask fixed. With
@@ -19,6 +19,11 @@ One criterion, four schedules (:mod:`prunebench.run.criterion_schedules`), each 
 * ``imp`` (``magnitude@iterative``): iterative magnitude pruning with rewinding, Frankle & Carbin, ICLR 2019, and
   Frankle et al., ICML 2020, as open_lth's ``sparse_global`` strategy (:mod:`prunebench.run.iterative_schedule`). It trains
   ``rounds + 1`` times the recipe (less the rewound part), so ``--methods all`` leaves it out.
+* ``magnitude@one_shot``: the magnitude baseline of the post-training papers (Frantar & Alistarh 2023, SparseGPT;
+  Sun et al. 2024, Wanda): prune the dense pre-training once, without fine-tuning by default, in any comparison
+  group and N:M pattern, and in scope ``owl`` (Yin et al. 2024; the allocation comes from the Wanda scores of the
+  calibration data, :mod:`prunebench.run.one_shot`). It differs from ``magnitude`` only in the fine-tuning (none
+  by default) and in the scopes it allows; ``--methods all`` leaves it out.
 
 The score is ``|w|`` of the weights as they are when the schedule prunes: initial, dense-trained, training, or
 trained in the previous round.
@@ -35,8 +40,8 @@ from prunebench.methods.method_registry import alias, register
 
 @register(
     "magnitude",
-    schedules=("after_training", "at_init", "gradual", "iterative"),
-    scopes=("global", "uniform", "uniform_plus", "erk"),
+    schedules=("after_training", "at_init", "gradual", "iterative", "one_shot"),
+    scopes=("global", "uniform", "uniform_plus", "erk", "owl"),
     paper="Han et al., NeurIPS 2015, 'Learning both Weights and Connections for Efficient Neural Networks'",
 )
 class Magnitude(ScoringMethod):

@@ -39,8 +39,13 @@ from prunebench.run.criterion_schedules import SCHEDULE_CLASSES, SCHEDULES, SCOR
 if TYPE_CHECKING:
     from prunebench.methods.base import Method
 
-SCOPES = ("global", "uniform", "uniform_plus", "erk", "learned")
-"""How a global budget is split across layers. ``learned`` means the method learns the allocation itself."""
+SCOPES = ("global", "uniform", "uniform_plus", "erk", "learned", "owl")
+"""How a global budget is split across layers. ``learned`` means the method learns the allocation itself; ``owl``
+(outlier-weighted, from calibration activations) is allocated by the ``one_shot`` schedule only."""
+
+ONE_SHOT_ONLY_SCOPES = ("owl",)
+"""Scopes that need calibration data: a method declaring one runs in it under ``one_shot`` only (its specs under
+its other schedules leave it out)."""
 
 TRACKS = ("unstructured", "structured")
 """What a method prunes: single weights (``unstructured``) or whole channels (``structured``, see
@@ -94,6 +99,18 @@ class MethodSpec:
     def key(self) -> str:
         """``criterion@schedule``: what the method computes, whatever name it was asked for by."""
         return f"{self.criterion}{SEPARATOR}{self.schedule}"
+
+    @property
+    def supports_groups(self) -> bool:
+        """Whether the method runs in comparison groups other than ``per_layer`` (``per_output``, N:M patterns;
+        :mod:`prunebench.pruning.comparison_groups`): a one-shot method, and a scoring criterion whose masks the
+        harness makes from its scores (one that makes its own masks in rounds, SynFlow, runs ``per_layer`` only)."""
+        import prunebench.methods.base as base
+
+        cls = self.cls
+        if issubclass(cls, getattr(base, "OneShotMethod", ())):
+            return True
+        return issubclass(cls, base.ScoringMethod) and cls.masks is base.ScoringMethod.masks
 
     @property
     def schedule_class(self) -> type[Schedule] | None:
@@ -334,6 +351,10 @@ def _entry(
     bad = [s for s in scopes if s not in SCOPES]
     if bad:
         raise ValueError(f"scopes {bad} are not among {SCOPES}")
+    if "one_shot" not in chosen and set(scopes) & set(ONE_SHOT_ONLY_SCOPES):
+        raise ValueError(
+            f"scope {ONE_SHOT_ONLY_SCOPES[0]!r} needs calibration data: only under schedule one_shot"
+        )
     if SEPARATOR in name:
         raise ValueError(f"a method name cannot contain {SEPARATOR!r}: {name!r}")
     if track not in TRACKS:
@@ -400,7 +421,16 @@ def _class_of(criterion: str) -> type[Method]:
 
 
 def _check_declarations(name: str, entry: _Entry, cls: type[Method]) -> None:
-    """Hyperparameters resolve, and a criterion's never collide with those of a schedule it runs under."""
+    """Hyperparameters resolve, a criterion's never collide with those of a schedule it runs under, and the
+    ``one_shot`` schedule is declared by a one-shot method (that schedule alone) or a scoring criterion."""
+    from prunebench.methods.base import OneShotMethod, ScoringMethod
+
+    if issubclass(cls, OneShotMethod) and entry.schedules != ("one_shot",):
+        raise ValueError(
+            f"{name}: a one-shot method registers schedule='one_shot' only, not {entry.schedules}"
+        )
+    if "one_shot" in entry.schedules and not issubclass(cls, OneShotMethod | ScoringMethod):
+        raise ValueError(f"{name}: schedule one_shot runs one-shot methods and scoring criteria only")
     own = declared_hparams(cls)
     for schedule in entry.schedules:
         if schedule in SCHEDULE_CLASSES:
@@ -431,10 +461,13 @@ def _spec(name: str, criterion: str, schedule: str, scopes=None, paper=None) -> 
         raise UsageError(
             f"{criterion} runs under the schedules {', '.join(entry.schedules)}; {schedule!r} is not one of them"
         )
+    scopes = tuple(scopes) if scopes is not None else entry.scopes
+    if schedule != "one_shot":
+        scopes = tuple(scope for scope in scopes if scope not in ONE_SHOT_ONLY_SCOPES)
     return MethodSpec(
         name=name,
         schedule=schedule,
-        scopes=tuple(scopes) if scopes is not None else entry.scopes,
+        scopes=scopes,
         paper=paper or entry.paper,
         summary=_summary(entry, schedule),
         criterion=criterion,

@@ -89,7 +89,7 @@ from prunebench.methods.masked import MaskedSession, count_ones, exact_top_k
 from prunebench.methods.method_registry import register
 from prunebench.methods.sparsity_schedules import cubic_keep_fraction
 from prunebench.pruning.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
-from prunebench.run.trainer import ParamGroup
+from prunebench.run.trainer import ParamGroup, cross_entropy
 
 if TYPE_CHECKING:
     from prunebench.run.trainer import Trainer
@@ -358,7 +358,7 @@ class SoftMovementSession(MovementSession):
         self._write(self.threshold_masks(tau))
 
     def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss = nn.functional.cross_entropy(trainer.model(inputs), targets)
+        loss = cross_entropy(trainer.model(inputs), targets)
         if self.regu_lambda == 0.0:
             return loss
         penalty = torch.stack([torch.sigmoid(s).sum() / s.numel() for s in self.scores.values()]).mean()

@@ -83,7 +83,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from prunebench.core.errors import UsageError
 from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod, Weights
@@ -92,7 +91,7 @@ from prunebench.methods.method_registry import register
 from prunebench.methods.sparsity_schedules import cubic_keep_fraction
 from prunebench.pruning.allocation import keep_budget
 from prunebench.run.recipe import OptimConfig
-from prunebench.run.trainer import ParamGroup
+from prunebench.run.trainer import ParamGroup, cross_entropy
 
 if TYPE_CHECKING:
     from prunebench.run.recipe import Recipe
@@ -384,7 +383,7 @@ class ProbMaskSession(MaskedSession):
         parts = RelaxedMasks.apply(self.scores, tau, self.method.samples, sizes, self.scratch)
         for k in range(self.method.samples):
             self.current_masks = parts[k * len(sizes) : (k + 1) * len(sizes)]
-            loss = loss + F.cross_entropy(self.model(inputs), targets)
+            loss = loss + cross_entropy(self.model(inputs), targets)
         self.current_masks = None
         return loss / self.method.samples
 
@@ -403,6 +402,19 @@ class ProbMaskSession(MaskedSession):
         shift = budget_shift(self.scores, self.budget(progress), self.projection_shift, self.scratch)
         self.scores.sub_(shift).clamp_(0.0, 1.0)
         self.projection_shift = shift
+
+    evaluable = False  # the layers compute only inside a step, with the mask drawn there
+
+    @torch.no_grad()
+    def curve_values(self, trainer: Trainer) -> dict[str, float]:
+        """For the curves: the temperature and the kept fraction of the budget the next step uses, and the expected
+        sparsity of a mask drawn from the probabilities now (``1 - mean(s)``)."""
+        progress = trainer.progress
+        return {
+            "temperature": self.temperature(progress),
+            "budget": self.budget(progress) / self.size,
+            "expected_sparsity": 1.0 - float(self.scores.mean()),
+        }
 
     # Checkpointed state (prunebench.run.run_checkpoint): what neither the model nor the trainer holds (the
     # probabilities' optimizer is the trainer's).

@@ -294,6 +294,16 @@ class STRSession(MaskedSession):
         if self.controller is not None:
             self.pending_progress = trainer.progress
 
+    @torch.no_grad()
+    def curve_values(self, trainer: Trainer) -> dict[str, float]:
+        """For the curves: the sparsity of ``W_eff`` (the stored weights are dense until the end), the mean
+        threshold ``g(s) = sigmoid(s)`` over the layers, and the threshold decay in use."""
+        return {
+            "sparsity": float(self.own_sparsity()),
+            "threshold": float(torch.sigmoid(self.thresholds).mean()),
+            "threshold_decay": float(self.decay),
+        }
+
     # Checkpointed state (prunebench.run.run_checkpoint): the thresholds are the model's (its parametrizations'),
     # their optimizer the trainer's.
     def state_dict(self) -> dict[str, Any]:

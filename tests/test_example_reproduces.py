@@ -1,5 +1,5 @@
-"""The committed example is what its records give: ``bench leaderboard examples/default-grid`` writes every one of
-its files (Markdown, every CSV, LaTeX and the plots) byte for byte, so no published copy can drift from the data."""
+"""The committed examples are what their records give: ``bench leaderboard examples/NAME`` writes every one of their
+files (Markdown, every CSV, LaTeX and the plots) byte for byte, so no published copy can drift from the data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from prunebench.cli import main
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "default-grid"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _published(root: Path) -> list[Path]:
@@ -24,11 +24,13 @@ def _published(root: Path) -> list[Path]:
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_the_example_leaderboard_is_regenerated_byte_for_byte(tmp_path):
-    copy = tmp_path / "default-grid"
-    shutil.copytree(EXAMPLE / "runs", copy / "runs")
+@pytest.mark.parametrize("name", ["default-grid", "one-shot-mnist", "one-shot-lm"])
+def test_the_example_leaderboard_is_regenerated_byte_for_byte(tmp_path, name):
+    example = EXAMPLES / name
+    copy = tmp_path / name
+    shutil.copytree(example / "runs", copy / "runs")
     assert main(["leaderboard", str(copy), "--format", "md,csv,tex,png"]) == 0
-    committed, written = _published(EXAMPLE), _published(copy)
+    committed, written = _published(example), _published(copy)
     assert written == committed
-    differ = [str(p) for p in committed if (EXAMPLE / p).read_bytes() != (copy / p).read_bytes()]
+    differ = [str(p) for p in committed if (example / p).read_bytes() != (copy / p).read_bytes()]
     assert differ == []

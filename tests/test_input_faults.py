@@ -152,8 +152,14 @@ def test_a_mask_linked_from_outside_the_results_directory_is_refused(two_runs, t
         ("[run]\njobs = true\n", "run.jobs (line 2): must be a string or an integer, got True"),
         ('[run]\nper_device = "2"\n', "run.per_device (line 2): must be an integer, got '2'"),
         ("sparsity = []\n", "sparsity (line 1): no sparsity given"),
-        ('sparsity = "0.9"\n', "sparsity (line 1): must be a number or a list of numbers, got '0.9'"),
-        ("sparsity = [0.9, true]\n", "sparsity (line 1): must be a number or a list of numbers"),
+        (
+            'sparsity = "0.9"\n',
+            "sparsity (line 1): must be a number, an N:M pattern such as \"2:4\", or a list of them, got '0.9'",
+        ),
+        (
+            "sparsity = [0.9, true]\n",
+            'sparsity (line 1): must be a number, an N:M pattern such as "2:4", or a list of them',
+        ),
     ],
 )
 def test_a_wrongly_typed_key_is_one_line_naming_it(tmp_path, capsys, text, message):

@@ -109,6 +109,7 @@ def test_records_are_written_atomically(tmp_path, monkeypatch):
         run_grid(configs, store, CPU)
     files = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert files == [
+        f"{configs[0].run_id}.curves.csv",
         f"{configs[0].run_id}.json",
         f"{configs[0].run_id}.outcomes.npz",
     ]  # the dense run: no mask

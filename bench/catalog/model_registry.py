@@ -1,6 +1,7 @@
 """The model registry itself, without torch: what ``bench list models`` reads.
 
-The package's own models (:mod:`prunebench.zoo.model_zoo`, :mod:`prunebench.zoo.cifar_models`, :mod:`prunebench.zoo.vit`) are
+The package's own models (:mod:`prunebench.zoo.model_zoo`, :mod:`prunebench.zoo.cifar_models`, :mod:`prunebench.zoo.vit`,
+:mod:`prunebench.zoo.gpt`) are
 declared from the registry index (:mod:`prunebench.catalog.registry_index`), so that listing them imports neither those
 modules nor torch. A model's module is imported when the model is asked for by name
 (:func:`prunebench.zoo.model_zoo.get_model`), and its decorator then checks that it registers what the index states.
@@ -33,7 +34,12 @@ class ModelSpec:
     version: str = "1"
 
 
-BUILTIN_MODULES = ("prunebench.zoo.model_zoo", "prunebench.zoo.cifar_models", "prunebench.zoo.vit")
+BUILTIN_MODULES = (
+    "prunebench.zoo.model_zoo",
+    "prunebench.zoo.cifar_models",
+    "prunebench.zoo.vit",
+    "prunebench.zoo.gpt",
+)
 """The modules of the package that register models."""
 
 

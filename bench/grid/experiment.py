@@ -7,7 +7,8 @@ overrides the same hyperparameter). An experiment file is TOML::
     model = "torchvision:resnet18"       # optional: another model (or dataset = ...)
     methods = ["magnitude", "gmp"]       # or "all"
     scopes = ["global", "uniform"]       # or "all"
-    sparsity = [0.9, 0.95]
+    sparsity = [0.9, 0.95]               # numbers in (0, 1), or N:M patterns such as "2:4"
+    groups = ["per_layer", "per_output"] # optional: where each layer's count goes inside it (default per_layer)
     seeds = "0-2"                        # N, "A-B", or a list [0, 1, 2]
     controls = ["shuffle", "reinit"]     # optional: allocation controls of every run (prunebench.run.allocation_controls)
     keep_first_dense = false
@@ -50,6 +51,7 @@ from prunebench.core.environment import available_cpus, resolve_device
 from prunebench.core.errors import UsageError
 from prunebench.grid.grid_choices import (
     check_sparsities,
+    parse_groups,
     parse_methods,
     parse_scopes,
     parse_seeds,
@@ -193,8 +195,9 @@ class _Axes:
     recipes: list
     methods: list
     scopes: list
+    groups: list[str]
     track: Track
-    sparsities: list[float]
+    sparsities: list[float | str]
     seeds: list[int]
     variants: dict
 
@@ -215,8 +218,12 @@ class Experiment:
     model: str | None = None
     methods: str | list[str] = "all"
     scopes: str | list[str] = "all"
-    sparsity: list[float] | None = None
-    """Default :data:`DEFAULT_SPARSITY`."""
+    sparsity: list[float | str] | None = None
+    """Default :data:`DEFAULT_SPARSITY`. An N:M pattern (``"2:4"``) is a sparsity of ``1 - N/M`` in the pattern's
+    group, under the ``uniform`` scope, for the methods that support comparison groups."""
+    groups: str | list[str] = "per_layer"
+    """Comparison groups inside each layer (:mod:`prunebench.pruning.comparison_groups`), ``all`` or names; the
+    groups other than ``per_layer`` run only for the methods that support them."""
     track: str = "unstructured"
     target: str | None = None
     seeds: str | int | list[int] = 3
@@ -248,20 +255,23 @@ class Experiment:
         :meth:`_unreachable`)."""
         axes = self._axes()
         plan = self._plan(axes.methods, axes.variants, axes.scopes)
+        numbers = [s for s in axes.sparsities if not isinstance(s, str)]
         prunable = PrunableOptions(self.keep_first_dense, self.keep_last_dense, self.prune_embeddings)
         unreachable: set[tuple[float, str]] = set()
         if axes.track.name != "structured":  # a structured target is checked by each run's allocation
             with self._key("sparsity"):
                 unreachable = self._unreachable(
-                    axes.dataset, axes.model, prunable, axes.sparsities, {scope for *_, scope in plan}
+                    axes.dataset, axes.model, prunable, numbers, {scope for *_, scope in plan}
                 )
         common = {"dataset": axes.dataset, "model": axes.model, "prunable": prunable, "preset": axes.preset}
         configs: dict[str, RunConfig] = {}
         for recipe, seed in itertools.product(axes.recipes, axes.seeds):
             dense = RunConfig(recipe=recipe, method="dense", scope="none", sparsity=0.0, seed=seed, **common)
             configs.setdefault(dense.run_id, dense)
-            for sparsity, (spec, settings, scope) in itertools.product(axes.sparsities, plan):
-                if (sparsity, scope) in unreachable:
+            for (sparsity, group), (spec, settings, scope) in itertools.product(
+                _targets(axes.sparsities, axes.groups), plan
+            ):
+                if (sparsity, scope) in unreachable or not _group_fits(spec, scope, group):
                     continue
                 config = RunConfig(
                     recipe=recipe,
@@ -271,6 +281,7 @@ class Experiment:
                     seed=seed,
                     settings=settings_tuple(settings),
                     track=axes.track,
+                    group=group,
                     **common,
                 )
                 configs.setdefault(config.run_id, config)
@@ -318,6 +329,8 @@ class Experiment:
             methods = parse_methods(self.methods, self.track)
         with self._key("scopes"):
             scopes = parse_scopes(self.scopes)
+        with self._key("groups"):
+            groups = parse_groups(self.groups)
         track = Track()
         if structured:
             with self._key("target"):
@@ -331,7 +344,7 @@ class Experiment:
         with self._key("hparams"):
             variants = self._variants(methods)
         return _Axes(
-            preset.name, dataset, model, recipes, methods, scopes, track, sparsities, seeds, variants
+            preset.name, dataset, model, recipes, methods, scopes, groups, track, sparsities, seeds, variants
         )
 
     def plan(self) -> Plan:
@@ -515,6 +528,7 @@ _TOP_KEYS = {
     "model",
     "methods",
     "scopes",
+    "groups",
     "sparsity",
     "seeds",
     "keep_first_dense",
@@ -529,7 +543,6 @@ _TYPED_KEYS: dict[str, Any] = {
     "model": str,
     "track": str,
     "target": str,
-    "sparsity": float | list[float],
     "seeds": int | str | list[int],
     "keep_first_dense": bool,
     "keep_last_dense": bool,
@@ -608,13 +621,21 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> Experiment:
         if not (isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise fail("controls", f'must be a list of controls such as ["shuffle", "reinit"], got {value!r}')
         experiment.controls = value
-    for key in ("methods", "scopes"):
+    for key in ("methods", "scopes", "groups"):
         if key in data:
             value = data[key]
             if not (value == "all" or isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise fail(key, f'must be "all" or a list of names, got {value!r}')
             setattr(experiment, key, value)
-    if isinstance(experiment.sparsity, int | float):
+    if "sparsity" in data:
+        value = data["sparsity"]
+        if not (_is_target(value) or isinstance(value, list) and all(_is_target(v) for v in value)):
+            raise fail(
+                "sparsity",
+                f'must be a number, an N:M pattern such as "2:4", or a list of them, got {value!r}',
+            )
+        experiment.sparsity = value
+    if isinstance(experiment.sparsity, int | float | str):
         experiment.sparsity = [experiment.sparsity]
     for name, value in _flatten(data.get("recipe", {})).items():
         experiment.set("recipe", name, [value])
@@ -753,3 +774,45 @@ def _line_suffix(source: str, key: str) -> str:
             if full == key or (table == "" and parts[0] == full):
                 return f" (line {number})"
     return ""
+
+
+def _is_target(value: Any) -> bool:
+    """Whether ``value`` (read from TOML) is a sparsity: a number (not a boolean) or an N:M pattern's text."""
+    from prunebench.pruning.comparison_groups import nm_pattern
+
+    if isinstance(value, str):
+        return nm_pattern(value) is not None
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _targets(sparsities: list[float | str], groups: list[str]) -> list[tuple[float, str]]:
+    """Each (sparsity, comparison group) of the grid: a number in every group asked for, an N:M pattern at its own
+    sparsity ``1 - N/M`` in its own group."""
+    from prunebench.pruning.comparison_groups import nm_pattern
+
+    targets = []
+    for sparsity in sparsities:
+        if isinstance(sparsity, str):
+            n, m = nm_pattern(sparsity)
+            targets.append((1.0 - n / m, sparsity))
+        else:
+            targets += [(sparsity, group) for group in groups]
+    return targets
+
+
+def _group_fits(spec: MethodSpec, scope: str, group: str) -> bool:
+    """Whether ``spec`` runs in comparison group ``group`` under ``scope``: ``per_layer`` always; another group only
+    for a method that supports groups (:attr:`MethodSpec.supports_groups`); an N:M pattern only under ``uniform``
+    (each layer exactly N/M dense) and with a schedule that prunes once."""
+    from prunebench.pruning.comparison_groups import nm_pattern
+
+    if group == "per_layer":
+        return True
+    if not spec.supports_groups:
+        return False
+    return nm_pattern(group) is None or (scope == "uniform" and spec.schedule in ONCE_SCHEDULES)
+
+
+ONCE_SCHEDULES = ("at_init", "after_training", "one_shot")
+"""The schedules that prune once, where an N:M pattern can be met exactly (a gradual or iterative schedule passes
+through sparsities no pattern has)."""

@@ -1,4 +1,4 @@
-"""Parsing a grid's choices as the command line writes them: sparsities, methods, scopes, seeds and settings; and
+"""Parsing a grid's choices as the command line writes them: sparsities, methods, scopes, groups, seeds and settings; and
 the checks of a planned grid that need its models (:func:`check_models`).
 
 Every parser refuses bad input with a one-line :class:`~prunebench.core.errors.UsageError` that says what is accepted,
@@ -22,44 +22,81 @@ MAX_SEED = 2**32 - 1
 """The largest seed (NumPy's and every loader's generators take 32-bit seeds)."""
 
 
-def parse_sparsities(text: str) -> list[float]:
-    """``"0.9,0.95,0.99"`` -> ``[0.9, 0.95, 0.99]``; each strictly between 0 and 1."""
-    values = []
+def parse_sparsities(text: str) -> list[float | str]:
+    """``"0.9,0.95,2:4"`` -> ``[0.9, 0.95, "2:4"]``: numbers strictly between 0 and 1, and N:M patterns."""
+    values: list[float | str] = []
     for item in text.split(","):
+        item = item.strip()
+        if ":" in item:
+            values.append(item)
+            continue
         try:
-            value = float(item)
+            values.append(float(item))
         except ValueError:
             raise UsageError(
-                f"--sparsity takes comma-separated numbers in (0, 1), e.g. 0.9,0.95; got {text!r}"
+                "--sparsity takes comma-separated numbers in (0, 1) or N:M patterns, e.g. 0.9,0.95,2:4; "
+                f"got {text!r}"
             ) from None
-        values.append(value)
     return check_sparsities(values)
 
 
-def check_sparsities(values: Iterable[float]) -> list[float]:
-    """The distinct sparsities in increasing order; each must lie strictly between 0 and 1."""
+def check_sparsities(values: Iterable[float | str]) -> list[float | str]:
+    """The distinct sparsities in increasing order, then the distinct N:M patterns (``2:4``: at most 2 kept of every
+    4 consecutive input weights, sparsity 0.5; :mod:`prunebench.pruning.comparison_groups`)."""
+    from prunebench.pruning.comparison_groups import nm_pattern, parse_group
+
     values = list(values)
     if not values:
-        raise UsageError("no sparsity given; give numbers in (0, 1), e.g. 0.9,0.95")
+        raise UsageError(
+            "no sparsity given; give numbers in (0, 1), e.g. 0.9,0.95, or N:M patterns such as 2:4"
+        )
+    numbers, patterns = set(), {}
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        if isinstance(value, str):
+            pattern = parse_group(value)
+            if nm_pattern(pattern) is None:
+                raise UsageError(
+                    f"a sparsity is a number in (0, 1) or an N:M pattern such as 2:4; got {value!r}"
+                )
+            patterns.setdefault(pattern, None)
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
             raise UsageError(f"sparsity must lie in (0, 1) (fraction of weights removed); got {value}")
-    return sorted({float(v) for v in values})
+        else:
+            numbers.add(float(value))
+    return [*sorted(numbers), *patterns]
+
+
+def parse_groups(names: str | Iterable[str]) -> list[str]:
+    """``all`` or comparison groups inside a layer (a comma-separated string or a list): ``per_layer``,
+    ``per_output``. N:M patterns are sparsities (``--sparsity 2:4``), not groups."""
+    from prunebench.pruning.comparison_groups import COMPARISON_GROUPS, nm_pattern, parse_group
+
+    if isinstance(names, str):
+        if names.strip() == "all":
+            return list(COMPARISON_GROUPS)
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    groups = list(dict.fromkeys(parse_group(name) for name in names))
+    if not groups:
+        raise UsageError(f"no comparison group given; give `all` or some of {', '.join(COMPARISON_GROUPS)}")
+    for group in groups:
+        if nm_pattern(group) is not None:
+            raise UsageError(f"{group} is a sparsity pattern: give it as a sparsity (--sparsity {group})")
+    return groups
 
 
 def parse_methods(names: str | Iterable[str], track: str = "unstructured") -> list[MethodSpec]:
     """``all`` or method names (a comma-separated string or a list); the dense baseline is always run.
 
     ``all`` is every named method of ``track`` at the shared budget: iterative pruning (which retrains once per
-    round, so it spends a multiple of the budget) is run only when named. A method named twice is run once; a method
-    of the other track is a usage error.
+    round, so it spends a multiple of the budget) and one-shot post-training pruning (``one_shot``, a setting of its
+    own) are run only when named. A method named twice is run once; a method of the other track is a usage error.
     """
     if isinstance(names, str):
         if names.strip() == "all":
             return [
                 spec
                 for spec in all_methods()
-                if spec.schedule not in ("dense", "iterative") and spec.track == track
+                if spec.schedule not in ("dense", "iterative", "one_shot") and spec.track == track
             ]
         names = [name.strip() for name in names.split(",") if name.strip()]
     names = list(names)

@@ -93,12 +93,15 @@ class ResultStore:
         A run's packed mask and its per-example outcomes, handed over under
         :data:`~prunebench.pruning.saved_masks.MASK_KEY` and :data:`~prunebench.run.example_outcomes.OUTCOMES_KEY`,
         are written first (:mod:`prunebench.pruning.saved_masks`, :mod:`prunebench.run.example_outcomes`), so that a
-        record never exists without them; they are taken out of ``record``, which the caller keeps as written."""
+        record never exists without them; they are taken out of ``record``, which the caller keeps as written. So are
+        a run's curves, under :data:`~prunebench.run.curves.CURVES_KEY` (:mod:`prunebench.run.curves`)."""
         from prunebench.pruning.saved_masks import MASK_KEY, mask_path, write_mask
+        from prunebench.run.curves import CURVES_KEY, curves_path, write_curves
         from prunebench.run.example_outcomes import OUTCOMES_KEY, outcomes_path, write_outcomes
 
         packed = record.pop(MASK_KEY, None)  # type: ignore[misc]
         outcomes = record.pop(OUTCOMES_KEY, None)  # type: ignore[misc]
+        curves = record.pop(CURVES_KEY, None)  # type: ignore[misc]
         reason = problem(record)
         if reason is not None:
             raise ValueError(f"refusing to write run {record.get('run_id')}: {reason}")
@@ -106,6 +109,8 @@ class ResultStore:
             write_mask(mask_path(self.root, record["run_id"]), packed)
         if outcomes is not None:
             write_outcomes(outcomes_path(self.root, record["run_id"]), outcomes)
+        if curves:
+            write_curves(curves_path(self.root, record["run_id"]), curves)
         path = self.path(record["run_id"])
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=str))
         return path

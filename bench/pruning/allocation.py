@@ -3,7 +3,8 @@
 The scopes and their arithmetic (the budget ``keep = round(N * (1 - sparsity))``, each layer's density and count) are
 described and computed in :mod:`prunebench.pruning.keep_budget`, which needs no torch; this module re-exports them and selects
 the weights: ``global`` keeps the highest ``keep`` scores wherever they are, a layer-wise scope the highest scores of
-each layer up to its count.
+each layer up to its count. A comparison group other than ``per_layer`` (:mod:`prunebench.pruning.comparison_groups`:
+``per_output``, N:M patterns) takes each layer's count from the scope and places it inside the layer by the group.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import torch
 
 from prunebench.core.errors import UsageError
+from prunebench.pruning.comparison_groups import group_mask, top_mask
 from prunebench.pruning.keep_budget import (
     LAYERWISE_SCOPES,
     counts_from_densities,
@@ -25,6 +27,7 @@ __all__ = [
     "LAYERWISE_SCOPES",
     "counts_from_densities",
     "keep_budget",
+    "layer_counts",
     "layer_densities",
     "layer_keep_counts",
     "masks_from_scores",
@@ -32,23 +35,17 @@ __all__ = [
 ]
 
 
-def top_mask(score: torch.Tensor, count: int) -> torch.Tensor:
-    """Boolean mask of exactly ``count`` highest scores (``torch.topk``: among equal scores the choice is fixed for
-    a given device and PyTorch build, so the mask is deterministic)."""
-    flat = score.detach().reshape(-1)
-    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    if count > 0:
-        mask[torch.topk(flat, count, sorted=False).indices] = True
-    return mask.view_as(score)
-
-
 def masks_from_scores(
-    scores: dict[str, torch.Tensor], sparsity: float, scope: str
+    scores: dict[str, torch.Tensor], sparsity: float, scope: str, group: str = "per_layer"
 ) -> dict[str, torch.Tensor]:
-    """Keep masks at exactly ``sparsity``: the highest scores, allocated across layers by ``scope``.
+    """Keep masks at exactly ``sparsity``: the highest scores, allocated across layers by ``scope`` and inside each
+    layer by the comparison ``group``.
 
     ``scores`` holds one tensor per prunable weight, in module order (the order matters for ``uniform_plus``).
     """
+    if group != "per_layer":
+        counts = layer_counts(scores, sparsity, scope)
+        return {name: group_mask(score.detach(), counts[name], group) for name, score in scores.items()}
     if scope == "global":
         total = sum(s.numel() for s in scores.values())
         keep = keep_budget(total, sparsity)
@@ -63,4 +60,15 @@ def masks_from_scores(
     if scope in LAYERWISE_SCOPES:
         counts = layer_keep_counts({n: s.shape for n, s in scores.items()}, sparsity, scope)
         return {name: top_mask(score.detach(), counts[name]) for name, score in scores.items()}
+    raise UsageError(f"unknown scope {scope!r}; score-based scopes: global, {', '.join(LAYERWISE_SCOPES)}")
+
+
+def layer_counts(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> dict[str, int]:
+    """Each layer's keep count at ``sparsity`` under ``scope``: for ``global``, how many of the highest ``keep``
+    scores over all layers fall in each layer; for a layer-wise scope, its counts from the shapes alone."""
+    if scope == "global":
+        masks = masks_from_scores(scores, sparsity, "global")
+        return {name: int(mask.sum()) for name, mask in masks.items()}
+    if scope in LAYERWISE_SCOPES:
+        return layer_keep_counts({n: s.shape for n, s in scores.items()}, sparsity, scope)
     raise UsageError(f"unknown scope {scope!r}; score-based scopes: global, {', '.join(LAYERWISE_SCOPES)}")

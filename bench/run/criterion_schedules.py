@@ -8,6 +8,9 @@ declares:
 * ``gradual``: prune along Zhu & Gupta's cubic schedule while the weights train from initialization.
 * ``iterative``: iterative pruning with weight rewinding (IMP, Frankle et al.), several rounds of train / prune /
   rewind; it trains a multiple of the budget, so ``--methods all`` runs it only when named.
+* ``one_shot``: post-training pruning from calibration data (SparseGPT, Wanda): prune the shared dense pre-training
+  once, layer by layer, from ``calibration`` training examples (:mod:`prunebench.run.one_shot`), fine-tune only when
+  asked; ``--methods all`` runs it only when named.
 
 Learned-mask methods (ProbMask, STR, movement) have their own ``during_training`` schedule, and the baseline is
 ``dense``. Each schedule declares its hyperparameters like a method (keyword arguments of ``__init__``, see
@@ -18,10 +21,10 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-SCHEDULES = ("dense", "at_init", "after_training", "gradual", "iterative", "during_training")
+SCHEDULES = ("dense", "at_init", "after_training", "gradual", "iterative", "during_training", "one_shot")
 """Every schedule a registered method can have."""
 
-SCORING_SCHEDULES = ("at_init", "after_training", "gradual", "iterative")
+SCORING_SCHEDULES = ("at_init", "after_training", "gradual", "iterative", "one_shot")
 """The schedules the harness runs a scoring criterion under."""
 
 
@@ -118,7 +121,29 @@ class Iterative(Schedule):
         self.rewind = rewind
 
 
+class OneShot(Schedule):
+    """Prune the dense pre-training once from calibration data, layer by layer; fine-tune only when asked.
+
+    ``calibration``: examples of the training split the one-shot pass feeds the model (128, the calibration
+    sequences of the SparseGPT and Wanda papers; :mod:`prunebench.run.one_shot` says which). ``finetune``: fine-tune
+    the recipe's ``finetune_epochs`` with the masks fixed, as ``after_training`` does (off by default, as the papers
+    prune without retraining; the run then spends only the dense pre-training's epochs of the budget).
+    """
+
+    name = "one_shot"
+
+    def __init__(
+        self,
+        calibration: Annotated[int, "calibration examples from the training split"] = 128,
+        finetune: Annotated[bool, "fine-tune the recipe's finetune_epochs with the masks fixed"] = False,
+    ) -> None:
+        if calibration < 1:
+            raise ValueError(f"calibration takes at least 1 example, got {calibration}")
+        self.calibration = calibration
+        self.finetune = finetune
+
+
 SCHEDULE_CLASSES: dict[str, type[Schedule]] = {
-    cls.name: cls for cls in (AtInit, AfterTraining, Gradual, Iterative)
+    cls.name: cls for cls in (AtInit, AfterTraining, Gradual, Iterative, OneShot)
 }
 """The schedules of scoring criteria, by name."""

@@ -114,6 +114,10 @@ class GradualPruning(TrainHook):
             self._enforcer.after_step(trainer)
         self.maybe_prune(trainer.step)
 
+    def curve_values(self, trainer: Trainer) -> dict[str, float]:
+        """For the curves: the target sparsity the masks hold now."""
+        return {"target_sparsity": self.current_sparsity}
+
     def state_dict(self) -> dict[str, Any]:
         """The masks and the schedule's position (the window itself is recomputed by ``on_train_start``)."""
         return {

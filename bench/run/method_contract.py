@@ -296,6 +296,8 @@ def _comparable(record: dict[str, Any], key: str) -> Any:
     value = record.get(key)
     if key == "structured" and isinstance(value, dict):
         return {k: v for k, v in value.items() if not k.startswith(LATENCY)}
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"  # a run that trains nothing (one-shot without fine-tuning) has no training loss
     return value
 
 

@@ -27,6 +27,7 @@ from prunebench.datasets import DataLoaders, get_dataset
 from prunebench.methods.base import (
     FinalMasks,
     Masks,
+    OneShotMethod,
     ScoringData,
     ScoringMethod,
     TrainingContext,
@@ -35,6 +36,7 @@ from prunebench.methods.base import (
 from prunebench.pruning.mask_application import MaskEnforcer, apply_masks
 from prunebench.run.gradual_schedule import GradualPruning
 from prunebench.run.iterative_schedule import prune_iteratively
+from prunebench.run.one_shot import calibration_set, one_shot
 from prunebench.run.recipe import OptimConfig
 from prunebench.run.run_context import RunContext, run_prunable
 
@@ -119,19 +121,51 @@ class Criterion:
             scratch = copy.deepcopy(model)
             torch.manual_seed(config.seed + 1)
             return self.method.masks(
-                scratch, run_prunable(config, scratch), config.sparsity, config.scope, self.data
+                scratch,
+                run_prunable(config, scratch),
+                config.sparsity,
+                config.scope,
+                self.data,
+                **_group(config),
             )
 
         return self.ctx.memo("masks", score)
 
     def live_masks(self, model: nn.Module, sparsity: float, alive: Masks | None) -> Masks:
-        """The masks of ``model`` as it trains: on a copy, with a random stream of their own."""
-        config, device = self.ctx.config, self.ctx.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            scratch = copy.deepcopy(model)
-            torch.manual_seed(config.seed + 1)
-            weights = run_prunable(config, scratch)
-            return self.method.masks(scratch, weights, sparsity, config.scope, self.data, alive=alive)
+        """The masks of ``model`` as it trains (:func:`live_masks`)."""
+        config = self.ctx.config
+        prunable = functools.partial(run_prunable, config)
+        group = _group(config)
+        return live_masks(
+            self.method, model, prunable, sparsity, alive, config.scope, self.data, config.seed, **group
+        )
+
+
+def live_masks(
+    method: ScoringMethod,
+    model: nn.Module,
+    prunable: Callable[[nn.Module], dict[str, nn.Parameter]],
+    sparsity: float,
+    alive: Masks | None,
+    scope: str,
+    data: ScoringData,
+    seed: int,
+    **group: str,
+) -> Masks:
+    """The criterion's masks of ``model`` as it trains, at ``sparsity`` within ``alive``: scored on a copy (whose
+    prunable weights ``prunable`` gives) with a random stream of their own, seeded ``seed + 1``, which leaves the
+    training's stream as it was. The harness's gradual runs and :func:`prunebench.sparsify` both prune with it."""
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        scratch = copy.deepcopy(model)
+        torch.manual_seed(seed + 1)
+        return method.masks(scratch, prunable(scratch), sparsity, scope, data, alive=alive, **group)
+
+
+def _group(config) -> dict[str, str]:
+    """The comparison group as a keyword of :meth:`ScoringMethod.masks`, only when it is not ``per_layer`` (a
+    criterion that makes its own masks, SynFlow, takes no group and never runs in another)."""
+    return {"group": config.group} if config.group != "per_layer" else {}
 
 
 # Starting points -----------------------------------------------------------------------------------------------
@@ -154,7 +188,7 @@ class StartFromDense(Phase):
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         state.model = ctx.dense_pretrained(state.loaders)
-        state.epochs["dense"] = ctx.config.recipe.pretrain_epochs
+        state.epochs["dense"] = 0 if ctx.pretrained else ctx.config.recipe.pretrain_epochs
 
 
 class SeedTraining(Phase):
@@ -179,6 +213,38 @@ class PruneOnce(Phase):
     def run(self, ctx: RunContext, state: RunState) -> None:
         state.masks = Criterion(ctx, self.method, state.data).masks(state.model)
         apply_masks(state.model, state.masks)
+
+
+@dataclass
+class PruneOneShot(Phase):
+    """Prune the model once from the schedule's calibration set (:mod:`prunebench.run.one_shot`): a one-shot method
+    layer by layer, a criterion from its scores. The masks, the weights a method reconstructed and what it did are kept
+    in the checkpoint; the random stream is seeded as :class:`PruneOnce` seeds it (``seed + 1``, before scoring)."""
+
+    method: OneShotMethod | ScoringMethod
+    name: str = "prune"
+    epochs = 0
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        config = ctx.config
+
+        def prune() -> dict[str, Any]:
+            scratch = copy.deepcopy(state.model)
+            torch.manual_seed(config.seed + 1)
+            calibration = config.spec.schedule_options(config.hparams).calibration
+            batches = calibration_set(state.loaders.train, calibration)
+            weights = run_prunable(config, scratch)
+            method, group = self.method, config.group
+            done = one_shot(scratch, weights, method, config.sparsity, config.scope, group, batches)
+            return {"masks": done.masks, "weights": done.weights, "details": done.details}
+
+        pruned = ctx.memo("one_shot", prune)
+        with torch.no_grad():
+            parameters = dict(state.model.named_parameters())
+            for name, value in pruned["weights"].items():
+                parameters[name].copy_(value)
+        apply_masks(state.model, pruned["masks"])
+        state.masks, state.details = pruned["masks"], pruned["details"]
 
 
 @dataclass

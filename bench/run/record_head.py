@@ -52,6 +52,8 @@ def record_head(config: RunConfig, device: torch.device, status: str, wall_time:
         "wall_time_s": wall_time,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **({"control": config.control} if config.control else {}),
+        **({"group": config.group} if config.group != "per_layer" else {}),
+        **({"pretrained": identity["weights"]} if "weights" in identity else {}),
     }
 
 
@@ -68,8 +70,8 @@ def failure_record(
 
 
 def evaluation_fields(model: nn.Module, loader) -> dict[str, Any]:
-    """The final evaluation of ``model`` on the test ``loader`` as record fields: top-1, top-5 and loss, the test set's
-    size, and the per-example outcomes the store writes beside the record (under
+    """The final evaluation of ``model`` on the test ``loader`` as record fields: top-1, top-5 and loss (and perplexity
+    for a language model, its test set's size then counted in tokens), the test set's size, and the per-example outcomes the store writes beside the record (under
     :data:`~prunebench.run.example_outcomes.OUTCOMES_KEY`). :class:`Diverged` when a metric is not finite."""
     evaluation = evaluate_examples(model, loader)
     for name, value in evaluation.metrics.items():

@@ -12,6 +12,10 @@ nothing else (:meth:`RunConfig.identity`):
 * the allocation control (``shuffle``, ``reinit``; :mod:`prunebench.run.allocation_controls`), only when set, so that the id of
   every run that is not a control is what it was before controls existed.
 * the track and its target unit, only on the structured track (so every unstructured run keeps its id).
+* the comparison group inside each layer (``per_output`` or an N:M pattern such as ``2:4``;
+  :mod:`prunebench.pruning.comparison_groups`), only when it is not the default ``per_layer``.
+* the content hash of a pretrained model's given weights (``weights``; :mod:`prunebench.zoo.pretrained`), only for a
+  model that starts from given weights.
 
 Descriptive text (preset names, summaries, sources) and how a run executes (device, loader, worker count) are not
 part of it. The same run asked for by an alias (``gmp``) or by criterion and schedule (``magnitude@gradual``) has one id.
@@ -75,6 +79,8 @@ class RunConfig:
     are the hyperparameters set explicitly (the others take the method's current defaults). ``preset`` only says
     where the dataset, model and recipe came from. ``control`` (``shuffle`` or ``reinit``) makes the run an
     allocation control of the run that is this config without it (:mod:`prunebench.run.allocation_controls`).
+    ``group`` is where each layer's count goes inside the layer (the scope decides the count): ``per_layer`` (the
+    layer's highest scores), ``per_output`` (each output row its share) or an N:M pattern.
     """
 
     dataset: str
@@ -89,6 +95,7 @@ class RunConfig:
     preset: str = ""
     control: str = ""
     track: Track = field(default_factory=Track)
+    group: str = "per_layer"
 
     @classmethod
     def from_preset(
@@ -147,11 +154,12 @@ class RunConfig:
         """What the run id hashes (see the module docstring)."""
         from prunebench.datasets import get_dataset
         from prunebench.zoo.model_zoo import get_model
+        from prunebench.zoo.pretrained import weights_digest
 
-        spec = self.spec
+        spec, dataset, model = self.spec, get_dataset(self.dataset), get_model(self.model)
         identity = {
-            "dataset": {"name": self.dataset, "version": get_dataset(self.dataset).version},
-            "model": {"name": self.model, "version": get_model(self.model).version},
+            "dataset": {"name": self.dataset, "version": dataset.version},
+            "model": {"name": self.model, "version": model.version},
             "recipe": self.recipe.to_dict(),
             "method": {
                 "criterion": spec.criterion,
@@ -168,6 +176,11 @@ class RunConfig:
         }
         if self.control:
             identity["control"] = self.control
+        if self.group != "per_layer":
+            identity["group"] = self.group
+        weights = weights_digest(model, dataset.input_shape, dataset.num_classes)
+        if weights is not None:
+            identity["weights"] = weights
         return identity
 
     @functools.cached_property
@@ -183,6 +196,8 @@ class RunConfig:
         variant = f"[{self.variant}]" if self.variant else ""
         control = f" {self.control} control" if self.control else ""
         target = f"{self.track.unit}={self.sparsity:g}" if self.track.changed() else f"s={self.sparsity:g}"
+        if self.group != "per_layer":
+            target = f"{target} {self.group}"
         return f"{self.spec.name}{variant}/{self.scope} {target} seed={self.seed}{control}"
 
 

@@ -13,12 +13,14 @@ import torch
 from torch import nn
 
 from prunebench.core.atomic_files import atomic_save_tensors, atomic_write_text
+from prunebench.core.errors import UsageError
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.curves import CurveLog
 from prunebench.run.run_checkpoint import RunCheckpoint, SkippedPhase
 from prunebench.run.run_config import RunConfig, dense_pretrain_key
 from prunebench.run.trainer import Diverged, Trainer
-from prunebench.zoo.model_zoo import build_model
+from prunebench.zoo.model_zoo import build_model, model_is_pretrained
 
 EpochCallback = Callable[[str, int, int, float], None]
 """``(phase, epoch, epochs, loss)``: reported after each training epoch."""
@@ -30,15 +32,34 @@ class RunOptions:
 
     ``loader`` (``auto``, ``ffcv``, ``torch``) and ``data_root`` go to the dataset's
     :class:`~prunebench.datasets.LoaderRequest`; ``compile`` wraps models with ``torch.compile`` (opt-in).
+    ``eval_every``: evaluate the test top-1 for the run's curves every that many epochs (``None``: only the final
+    evaluation, see :mod:`prunebench.run.curves`); ``log``: the trackers the curves stream to
+    (:mod:`prunebench.run.tracking`), writing under ``log_dir`` (``None``: the results directory).
     """
 
     loader: str = "auto"
     data_root: Path | None = None
     compile: bool = False
+    eval_every: int | None = None
+    log: tuple[str, ...] = ()
+    log_dir: Path | None = None
+
+
+def check_pretrained_start(config: RunConfig) -> None:
+    """A one-line usage error for a pruning-at-initialization method on a pretrained model: its criterion scores
+    an initialization, which given trained weights are not (``docs/models-and-data.md``, "Pretrained models")."""
+    if config.spec.schedule == "at_init" and model_is_pretrained(config.model):
+        raise UsageError(
+            f"{config.spec.name} prunes at initialization, but {config.model} starts from trained weights: a "
+            "pruning-at-initialization criterion needs an initialization; prune it with an after-training, "
+            "one-shot, gradual or during-training method, or name the model without weights"
+        )
 
 
 def initial_model(config: RunConfig, device: torch.device, options: RunOptions | None = None) -> nn.Module:
-    """The seed's initial weights, identical for every method (channels-last on CUDA, compiled if asked)."""
+    """The seed's initial weights, identical for every method (channels-last on CUDA, compiled if asked); for a
+    pretrained model its given weights (refused to an at-initialization method: :func:`check_pretrained_start`)."""
+    check_pretrained_start(config)
     dataset = get_dataset(config.dataset)
     torch.manual_seed(config.seed)
     model = build_model(config.model, dataset.input_shape, dataset.num_classes).to(device)
@@ -113,7 +134,8 @@ class RunContext:
     checkpoint and the progress callback. Handed to each schedule's training and to the allocation controls and the
     structured track, in place of the six arguments that travelled together through every per-run function.
 
-    ``checkpoint`` ``None``: the run's phases are not checkpointed (the controls and the structured track)."""
+    ``checkpoint`` ``None``: the run's phases are not checkpointed (the controls and the structured track).
+    ``curves``: the run's per-epoch curves, which every epoch :meth:`fit` trains adds a row to."""
 
     config: RunConfig
     device: torch.device
@@ -121,10 +143,19 @@ class RunContext:
     options: RunOptions = field(default_factory=RunOptions)
     checkpoint: RunCheckpoint | None = None
     on_epoch: EpochCallback | None = None
+    curves: CurveLog | None = None
 
     def initial_model(self) -> nn.Module:
-        """The seed's initial weights (:func:`initial_model`)."""
-        return initial_model(self.config, self.device, self.options)
+        """The seed's initial weights (:func:`initial_model`); the curves count the sparsity of its prunable set."""
+        model = initial_model(self.config, self.device, self.options)
+        if self.curves is not None and self.curves.prunable is None:
+            self.curves.watch(run_prunable(self.config, model))
+        return model
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the run's model starts from given weights, which are then its dense model (no pre-training)."""
+        return model_is_pretrained(self.config.model)
 
     def loaders(self) -> DataLoaders:
         """The run's train and test loaders (:func:`make_loaders`)."""
@@ -137,7 +168,9 @@ class RunContext:
         The cache is checked on load: one that cannot be read or does not fit the model is removed (with a warning
         that names it) and trained again. A pre-training that diverges leaves a marker beside the cache, so that the
         other runs of its seed are :class:`Diverged` at once instead of training it again each; ``--force`` clears
-        it."""
+        it. A pretrained model's given weights are its dense model: nothing is trained or cached."""
+        if self.pretrained:
+            return self.initial_model()
         model = self.initial_model()
         path, marker = dense_cache(self.config, self.cache_dir)
         if marker.exists():
@@ -177,14 +210,21 @@ class RunContext:
         skipped = self.checkpoint.skipped(phase) if self.checkpoint is not None else None
         if skipped is not None:
             return skipped
-        on_epoch = self.on_epoch
+        on_epoch, curves = self.on_epoch, self.curves
+
+        def epoch_end(epoch: int, loss: float) -> None:
+            if curves is not None:
+                curves.epoch_done(trainer, phase, epoch, loss)
+            if on_epoch is not None:
+                on_epoch(phase, epoch, epochs, loss)
+
         trainer = Trainer(
             model,
             loader,
             optim,
             epochs,
             hooks=hooks,
-            on_epoch_end=(lambda epoch, loss: on_epoch(phase, epoch, epochs, loss)) if on_epoch else None,
+            on_epoch_end=epoch_end if on_epoch or curves else None,
             start=start,
             stop=stop,
             checkpoint=self.checkpoint,

@@ -123,6 +123,15 @@ class RunRecord(RunHead, RunResults, total=False):
     traceback: str
     control: str
     """``shuffle`` or ``reinit`` for an allocation control (:mod:`prunebench.run.allocation_controls`); absent otherwise."""
+    group: str
+    """The comparison group inside each layer (``per_output``, an N:M pattern such as ``2:4``;
+    :mod:`prunebench.pruning.comparison_groups`); absent for the default ``per_layer``."""
+    perplexity: float
+    """``exp`` of the mean next-token negative log-likelihood (``loss``) of a finished language-model run (logits
+    ``[B, T, V]``, :func:`prunebench.run.trainer.evaluate_examples`); absent for classifiers."""
+    pretrained: str
+    """The SHA-256 of a pretrained model's weights (the run's identity's ``weights``); absent for a model that
+    starts from its seed's initialization."""
     threads: int
     deterministic: bool
     source: dict[str, str]

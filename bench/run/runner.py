@@ -23,6 +23,7 @@ from prunebench.pruning.accounting import account
 from prunebench.pruning.allocation import keep_budget
 from prunebench.pruning.saved_masks import MASK_KEY, pack
 from prunebench.run.control_plans import control_plan
+from prunebench.run.curves import CURVES_KEY, CurveLog
 from prunebench.run.phases import Outcome, run_plan
 from prunebench.run.record_head import evaluation_fields, failure_record, record_head
 from prunebench.run.run_checkpoint import RunCheckpoint
@@ -52,6 +53,8 @@ def _train_run(ctx: RunContext) -> tuple[Outcome, DataLoaders]:
     """Run the phases of ``ctx.config``'s plan (an allocation control's, or its method's schedule's)."""
     config = ctx.config
     loaders = ctx.loaders()
+    if ctx.curves is not None:
+        ctx.curves.test = loaders.test
     if config.control:  # the source's mask, shuffled or on re-drawn weights; not checkpointed
         ctx = replace(ctx, checkpoint=None)
         plan = control_plan(ctx, loaders)
@@ -68,17 +71,22 @@ def execute(
     on_epoch: EpochCallback | None = None,
     options: RunOptions | None = None,
     checkpoint: RunCheckpoint | None = None,
+    curves: CurveLog | None = None,
 ) -> RunRecord:
     """Run ``config`` and return its record (status ``ok``; exceptions propagate).
 
     ``checkpoint``: save the run's state as it trains, resume it from there (see :mod:`prunebench.run.run_checkpoint`).
+    ``curves``: collect the run's per-epoch curves there (default: a :class:`~prunebench.run.curves.CurveLog` kept in
+    ``checkpoint``, evaluating as ``options.eval_every`` says); they go to the store with the record.
 
     Denormal floats are flushed to zero for the whole process: products with near-zero mask values (ProbMask's
     relaxed masks, STR's soft threshold) otherwise fall into denormals and slow CPU matrix products up to tenfold. The
     setting is the same for every method, and values below 1e-38 do not change a result.
     """
     torch.set_flush_denormal(True)
-    ctx = RunContext(config, device, cache_dir, options or RunOptions(), checkpoint, on_epoch)
+    options = options or RunOptions()
+    curves = curves or CurveLog(checkpoint, eval_every=options.eval_every)
+    ctx = RunContext(config, device, cache_dir, options, checkpoint, on_epoch, curves)
     if config.track.name == "structured":
         return execute_structured(replace(ctx, checkpoint=None))
     started = time.perf_counter()
@@ -90,6 +98,8 @@ def execute(
     if config.method != "dense":
         check_target(accounting, config.sparsity, len(weights))
     saved = {} if config.method == "dense" else {MASK_KEY: pack({n: w != 0 for n, w in weights.items()})}
+    if curves.rows:
+        saved[CURVES_KEY] = curves.rows
     return {
         **record_head(config, device, "ok", time.perf_counter() - started),
         **saved,
@@ -119,9 +129,32 @@ def run_or_record_failure(
     (:class:`~prunebench.run.run_checkpoint.ClaimLost`) or stopped by a full disk (:func:`~prunebench.core.errors.is_disk_full`)
     raises: it has no record."""
     started = time.perf_counter()
+    options = options or RunOptions()
+    curves = CurveLog(checkpoint, eval_every=options.eval_every)
+    status = "interrupted"  # the trackers' status unless a record says otherwise
     try:
-        return execute(config, device, cache_dir, on_epoch, options, checkpoint)
-    except Exception as error:  # noqa: BLE001
-        if is_disk_full(error):
-            raise  # not the run's failure: the grid stops, and the run is retried once there is space
-        return failure_record(config, device, error, time.perf_counter() - started)
+        curves.trackers = _trackers(config, options, cache_dir)
+        try:
+            record = execute(config, device, cache_dir, on_epoch, options, checkpoint, curves)
+        except Exception as error:  # noqa: BLE001
+            if is_disk_full(error):
+                raise  # not the run's failure: the grid stops, and the run is retried once there is space
+            record = failure_record(config, device, error, time.perf_counter() - started)
+            if curves.rows:
+                record[CURVES_KEY] = curves.rows
+        status = record["status"]
+        return record
+    finally:
+        for tracker in curves.trackers:
+            tracker.close(status)
+
+
+def _trackers(config: RunConfig, options: RunOptions, cache_dir: Path) -> list:
+    """The trackers ``options.log`` asks for, opened for ``config``'s run (under ``options.log_dir``, else the
+    results directory that holds ``cache_dir``)."""
+    if not options.log:
+        return []
+    from prunebench.run.tracking import open_trackers
+
+    log_dir = options.log_dir or Path(cache_dir).parent
+    return open_trackers(options.log, config.run_id, config.identity, log_dir)

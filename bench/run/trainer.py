@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from prunebench.run.fused_step import optimizer_step
 from prunebench.run.recipe import OptimConfig
 from prunebench.run.run_checkpoint import RunCheckpoint, rng_state, set_rng_state
+from prunebench.run.sparsification import Sparsification
 
 
 class EpochLoader(Protocol):
@@ -108,32 +109,6 @@ class ParamGroup:
             raise ValueError(f"parameter group {self.name!r} has no parameters")
 
 
-def build_group_optimizer(group: ParamGroup, lr: float, weights: OptimConfig) -> torch.optim.Optimizer:
-    """The optimizer ``group`` declares, at the base rate ``lr``, with ``weights``' momentum and Nesterov setting
-    where the group leaves them at ``None``."""
-    params = list(group.params)
-    fused = group.fused and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    if group.optimizer == "adam":
-        return torch.optim.Adam(
-            params,
-            lr=lr,
-            betas=group.betas,
-            eps=group.eps,
-            weight_decay=group.weight_decay,
-            fused=fused or None,
-        )
-    momentum = weights.momentum if group.momentum is None else group.momentum
-    nesterov = weights.nesterov if group.nesterov is None else group.nesterov
-    return torch.optim.SGD(
-        params,
-        lr=lr,
-        momentum=momentum,
-        nesterov=nesterov and momentum > 0,
-        weight_decay=group.weight_decay,
-        fused=fused or None,
-    )
-
-
 class TrainHook:
     """Points in the loop where a method (or a fixed mask) acts. Every method has a no-op default."""
 
@@ -178,13 +153,33 @@ class TrainHook:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned; called after :meth:`on_train_start` when a run resumes."""
 
+    evaluable: bool = True
+    """Whether the model can be evaluated between steps while the hook acts (``False``: ProbMask's layers compute
+    only inside a step, with the mask it drew), for the curves' evaluations during training."""
 
-def build_optimizer(params: Iterable[torch.Tensor], config: OptimConfig) -> torch.optim.SGD:
-    """SGD as in ``config``, with PyTorch's fused kernel where every parameter allows it (floating point on CPU or
-    CUDA), else its foreach implementation. Both compute SGD's update; the fused one in a different order of floating
-    point operations, so weights differ from the foreach ones in the last bits (harness version 2)."""
+    def curve_values(self, trainer: Trainer) -> dict[str, float]:
+        """The method's own quantities at an epoch's end, for the run's curves (:mod:`prunebench.run.curves`): a
+        threshold, a temperature, a budget. None by default. A ``sparsity`` replaces the harness's count of the
+        stored weights' zeros (a method whose layers multiply a reparametrized weight)."""
+        return {}
+
+
+def build_optimizer(params: Iterable[torch.Tensor], config: OptimConfig) -> torch.optim.Optimizer:
+    """SGD (or AdamW, ``config.optimizer``) as in ``config``, with PyTorch's fused kernel where every parameter allows
+    it (floating point on CPU or CUDA), else its foreach implementation. Both compute the same update; the fused one in
+    a different order of floating point operations, so weights differ from the foreach ones in the last bits (harness
+    version 2)."""
     params = list(params)
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(
+            params,
+            lr=config.lr,
+            betas=(config.momentum, config.beta2),
+            weight_decay=config.weight_decay,
+            fused=fused or None,
+            foreach=None if fused else True,
+        )
     return torch.optim.SGD(
         params,
         lr=config.lr,
@@ -281,8 +276,11 @@ class Trainer:
             raise ValueError(
                 f"steps {start}..{stop} do not lie within the schedule's {self.total_steps} steps"
             )
-        self.param_groups = _declared_groups(self.hooks)
-        declared = [p for group in self.param_groups for p in group.params]
+        self.sparsification = Sparsification(self.hooks, self)
+        """The hooks' calls and their parameter groups' optimizers, as a user's own loop runs them
+        (:func:`prunebench.sparsify`)."""
+        self.param_groups = self.sparsification.param_groups
+        declared = self.sparsification.method_parameters
         self.method_parameters = list({id(p): p for p in (*declared, *exclude)}.values())
         """The parameters outside the weight optimizer: the groups' and ``exclude``."""
         excluded = {id(p) for p in self.method_parameters}
@@ -291,7 +289,9 @@ class Trainer:
         self._optimizer_step = optimizer_step(self.optimizer)
         """Calls ``self.optimizer.step()``, or takes the same step faster where that pays
         (:mod:`~prunebench.run.fused_step`)."""
-        self._build_group_optimizers()
+        self.sparsification.build_optimizers(optim)
+        self.group_optimizers = self.sparsification.group_optimizers
+        """Each parameter group's optimizer, in the order of :attr:`param_groups`."""
         self._trained_parameters = self.weight_parameters + self.method_parameters
         self.scheduler = build_scheduler(self.optimizer, optim, self.total_steps, start)
         self.epoch = 0
@@ -319,11 +319,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "param_groups": {
-                group.name: optimizer.state_dict()
-                for group, optimizer in zip(self.param_groups, self.group_optimizers, strict=True)
-            },
-            "hooks": [hook.state_dict() for hook in self.hooks],
+            **self.sparsification.state_dict(),
             "rng": rng_state(),
         }
 
@@ -331,10 +327,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        for group, optimizer in zip(self.param_groups, self.group_optimizers, strict=True):
-            optimizer.load_state_dict(state["param_groups"][group.name])
-        for hook, hook_state in zip(self.hooks, state["hooks"], strict=True):
-            hook.load_state_dict(hook_state)
+        self.sparsification.load_state_dict(state)
         self.step, self.epoch, self.last_loss = state["step"], state["epoch"], state["last_loss"]
         self._in_epoch = state["in_epoch"]
         self._epoch_total, self._epoch_batches = state["epoch_total"], state["epoch_batches"]
@@ -358,52 +351,16 @@ class Trainer:
         base = self.optim_config.lr
         return self.lr / base if base > 0 else 1.0
 
-    def _build_group_optimizers(self) -> None:
-        """Each parameter group's base learning rate (:attr:`ParamGroup.lr`, resolved once, now that the phase's
-        length is known), its optimizer and the call that steps it (:mod:`~prunebench.run.fused_step`)."""
-        self._group_lrs = [group.lr(self) if callable(group.lr) else group.lr for group in self.param_groups]
-        self.group_optimizers = [
-            build_group_optimizer(group, lr, self.optim_config)
-            for group, lr in zip(self.param_groups, self._group_lrs, strict=True)
-        ]
-        self._group_steps = [optimizer_step(optimizer) for optimizer in self.group_optimizers]
-
-    def _step_groups(self) -> None:
-        """Step every parameter group's optimizer at its rate of this step (``lr`` times its schedule's factor)."""
-        for group, optimizer, lr, step in zip(
-            self.param_groups, self.group_optimizers, self._group_lrs, self._group_steps, strict=True
-        ):
-            rate = lr * self._schedule_factor(group.schedule)
-            for options in optimizer.param_groups:
-                options["lr"] = rate
-            step()
-
-    def _schedule_factor(self, schedule: Schedule) -> float:
-        """The factor of ``schedule`` at the current step (see :class:`ParamGroup`)."""
-        if callable(schedule):
-            return schedule(self)
-        if schedule == "weights":
-            return self.lr_factor
-        if schedule == "relative":
-            return self.lr
-        if schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * self.progress))
-        return 1.0
-
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        for hook in self.hooks:
-            loss = hook.compute_loss(self, inputs, targets)
-            if loss is not None:
-                return loss
-        return F.cross_entropy(self.model(inputs), targets)
+        loss = self.sparsification.loss(inputs, targets)
+        return loss if loss is not None else cross_entropy(self.model(inputs), targets)
 
     def fit(self) -> float:
         """Run every epoch (of ``start..stop``); return the mean training loss of the last one.
 
         Raises :class:`Diverged` when an epoch's mean loss is not finite, or a weight is not at the end.
         """
-        for hook in self.hooks:
-            hook.on_train_start(self)
+        self.sparsification.start()
         saved = self.checkpoint.resume_state(self.phase) if self.checkpoint is not None else None
         if saved is not None:
             self.load_state_dict(saved)
@@ -417,8 +374,7 @@ class Trainer:
                     self.on_epoch_end(epoch, self.last_loss)
                 if self.checkpoint is not None:
                     self.checkpoint.after_step(self, self.phase, epoch_end=True)
-        for hook in self.hooks:
-            hook.on_train_end(self)
+        self.sparsification.end()
         check_finite_weights(self.model)
         if self.checkpoint is not None:
             self.checkpoint.phase_done(self.phase, self)
@@ -429,8 +385,7 @@ class Trainer:
         self.epoch = epoch
         self.model.train()
         self.loader.set_epoch(epoch)
-        for hook in self.hooks:
-            hook.on_epoch_start(self, epoch)
+        self.sparsification.epoch_start(epoch)
         if not self._in_epoch:  # a fresh epoch (else one resumed in its middle, with its running loss)
             self._epoch_total = torch.zeros((), device=next(self.model.parameters()).device)
             self._epoch_batches = 0
@@ -449,14 +404,11 @@ class Trainer:
             loss.backward()
             if self.optim_config.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.weight_parameters, self.optim_config.grad_clip, foreach=True)
-            for hook in self.hooks:
-                hook.before_step(self)
-            self._step_groups()
+            self.sparsification.before_step()
             self._optimizer_step()
             self.scheduler.step()
             self.step += 1
-            for hook in self.hooks:
-                hook.after_step(self)
+            self.sparsification.after_step()
             self._epoch_total += loss.detach()
             self._epoch_batches += 1
             if self.checkpoint is not None and first + index < last:  # the epoch's end saves after it
@@ -465,16 +417,13 @@ class Trainer:
         return float(self._epoch_total) / max(self._epoch_batches, 1)
 
 
-def _declared_groups(hooks: Sequence[TrainHook]) -> list[ParamGroup]:
-    """Every hook's parameter groups, in hook order; refused when two share a name or a parameter."""
-    groups = [group for hook in hooks for group in hook.param_groups()]
-    names = [group.name for group in groups]
-    if len(set(names)) < len(names):
-        raise ValueError(f"two parameter groups share a name: {names}")
-    params = [id(p) for group in groups for p in group.params]
-    if len(set(params)) < len(params):
-        raise ValueError("a parameter is declared in two parameter groups")
-    return groups
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """The cross-entropy of classification logits ``[B, C]`` with labels ``[B]`` (``F.cross_entropy`` itself), or of
+    a language model's next-token logits ``[B, T, V]`` with targets ``[B, T]``: over every token, flattened (the mean
+    token NLL)."""
+    if logits.dim() == 3:
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
+    return F.cross_entropy(logits, targets, reduction=reduction)
 
 
 def evaluate(
@@ -502,15 +451,22 @@ def evaluate_examples(
     ``loader``, in eval mode.
 
     The forward pass runs under :func:`autocast_context` (bf16 on CUDA by default); the metrics are computed in fp32.
+    A language model's logits ``[B, T, V]`` with targets ``[B, T]`` are scored per token: top-1 and top-5 are
+    next-token accuracies, the loss is the mean token NLL, the outcomes are per token (batch-major), and the metrics
+    add ``perplexity``, ``exp`` of the mean token NLL.
     """
     model.eval()
     correct1 = correct5 = 0.0
     loss_sum = 0.0
     count = 0
     top1, top5 = [], []
+    sequences = False
     for inputs, targets in loader:
         with autocast_context(model, autocast):
             logits = model(inputs).float()
+        if logits.dim() == 3:  # a language model: every token is an example
+            sequences = True
+            logits, targets = logits.flatten(0, 1), targets.flatten()
         loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hits = top.eq(targets[:, None])
@@ -520,4 +476,7 @@ def evaluate_examples(
         top1.append(hits[:, 0].cpu())
         top5.append(hits.any(dim=1).cpu())
     metrics = {"top1": 100.0 * correct1 / count, "top5": 100.0 * correct5 / count, "loss": loss_sum / count}
+    if sequences:
+        loss = torch.tensor(metrics["loss"], dtype=torch.float64)
+        metrics["perplexity"] = float(loss.exp())  # inf where math.exp would raise
     return Evaluation(metrics, torch.cat(top1), torch.cat(top5))

@@ -1,16 +1,28 @@
-"""Hugging Face ``transformers`` models built from a configuration, with random weights, as harness models.
+"""Hugging Face ``transformers`` models as harness models: built from a configuration (random weights) or loaded
+from a pretrained checkpoint, offline.
 
-A model spec is ``hf:<config>``, where ``<config>`` is either a model type with optional overrides,
-``hf:bert,hidden_size=64,num_hidden_layers=2`` (``transformers.AutoConfig.for_model``; values are read as JSON
-numbers, booleans or ``null`` where they parse, as strings otherwise), or the path of a local ``config.json``
-(``hf:path/to/config.json``). Nothing is downloaded: the model is built with ``from_config``, so its weights are the
-architecture's own random initialization (seed the global RNG first for a fixed init), never pre-trained ones.
+A model spec is ``hf:<name>[,key=value...]``, where ``<name>`` is
+
+* a model type, ``hf:bert,hidden_size=64,num_hidden_layers=2`` (``transformers.AutoConfig.for_model``), or the path
+  of a local ``config.json`` (``hf:path/to/config.json``): built with ``from_config``, so its weights are the
+  architecture's own random initialization (seed the global RNG first for a fixed init);
+* a local checkpoint directory (``config.json`` beside ``model.safetensors`` or ``pytorch_model.bin``, as
+  ``save_pretrained`` writes it) or a hub id whose files are in the Hugging Face cache (``hf:org/name``): loaded with
+  ``from_pretrained(..., local_files_only=True)``, a pretrained model (:mod:`prunebench.zoo.pretrained`) whose
+  weight files' SHA-256 enters the run id. Nothing is ever downloaded: a hub id not in the cache is a one-line error.
+
+The ``key=value`` overrides are configuration fields (values read as JSON numbers, booleans or ``null`` where they
+parse, as strings otherwise), except ``task``, which picks the head: ``classification`` or ``causal-lm``.
 
 The task follows the input shape: ``(channels, height, width)`` builds ``AutoModelForImageClassification`` with
-``num_channels`` and ``image_size`` set from it, ``(length,)`` builds ``AutoModelForSequenceClassification`` over
-token ids; ``num_labels`` is the class count. The harness calls ``model(inputs)`` and expects logits, so the model is
-wrapped in :class:`LogitsOf`, which passes ``inputs`` as the model's main input (``pixel_values`` or ``input_ids``)
-and returns ``.logits``. Its parameter names are the Hugging Face ones under ``model.``.
+``num_channels`` and ``image_size`` set from it; ``(length,)`` (token ids) builds ``AutoModelForCausalLM`` for
+``task=causal-lm`` or a checkpoint whose ``architectures`` is a causal LM (``...ForCausalLM``, ``...LMHeadModel``), its
+logits ``[B, T, V]`` one per token over a vocabulary that must be the data's class count, and
+``AutoModelForSequenceClassification`` otherwise; ``num_labels`` is the class count. A checkpoint's tensors whose
+shape the data changes (a classifier for another class count, an image embedding for other channels) keep the
+architecture's initialization (``ignore_mismatched_sizes``). The harness calls ``model(inputs)`` and expects logits,
+so the model is wrapped in :class:`LogitsOf`, which passes ``inputs`` as the model's main input (``pixel_values`` or
+``input_ids``) and returns ``.logits``. Its parameter names are the Hugging Face ones under ``model.``.
 
 Needs the optional ``hf`` extra (``pip install 'prunebench[hf]'``).
 """
@@ -31,6 +43,15 @@ if TYPE_CHECKING:
     from prunebench.catalog.model_registry import ModelSpec
 
 PREFIX = "hf:"
+
+TASKS = ("classification", "causal-lm")
+"""The heads the ``task`` option picks."""
+
+CAUSAL_LM_ARCHITECTURES = ("ForCausalLM", "LMHeadModel")
+"""How the class names of causal language models end (``GPT2LMHeadModel``, ``LlamaForCausalLM``)."""
+
+WEIGHT_FILES = ("model*.safetensors", "pytorch_model*.bin")
+"""The weight files of a checkpoint directory, in the order ``transformers`` prefers them (shards included)."""
 
 
 class LogitsOf(nn.Module):
@@ -69,25 +90,82 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, overrides
 
 
-def build_config(spec: str) -> Any:
-    """The ``transformers`` configuration of ``spec`` (a ``PretrainedConfig``), from a model type or a local file."""
+def _transformers(spec: str) -> Any:
     try:
         import transformers
     except ImportError as error:
         raise UsageError(
             f"{spec!r} needs the optional transformers package: pip install 'prunebench[hf]'"
         ) from error
+    return transformers
+
+
+def _task(spec: str, overrides: dict[str, Any]) -> str | None:
+    """The ``task`` option, taken out of ``overrides`` (``None`` when not given)."""
+    task = overrides.pop("task", None)
+    if task is not None and task not in TASKS:
+        raise UsageError(f"{spec!r}: task={task!r} is not one of {', '.join(TASKS)}")
+    return task
+
+
+def checkpoint_dir(spec: str) -> Path | None:
+    """The local directory of the pretrained checkpoint ``spec`` names (a directory, or a hub id's snapshot in the
+    Hugging Face cache), or ``None`` for a configuration (a model type or a ``config.json``)."""
+    transformers = _transformers(spec)
+    name, _ = parse_spec(spec)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(
+                f"{spec!r}: the directory {path} has no config.json (save_pretrained writes one)"
+            )
+        return path
+    if name.endswith(".json") or name in transformers.CONFIG_MAPPING:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid hub id (huggingface_hub's HFValidationError)
+        cached = None
+    if isinstance(cached, str):
+        return Path(cached).parent
+    close = difflib.get_close_matches(name, list(transformers.CONFIG_MAPPING.keys()), n=5, cutoff=0.6)
+    hint = f"closest: {', '.join(close)}" if close else "see transformers.CONFIG_MAPPING"
+    raise UsageError(
+        f"{spec!r}: unknown Hugging Face model type {name!r}; {hint} (nor is it a local directory or a model in "
+        f"the Hugging Face cache {HF_HUB_CACHE}; nothing is downloaded)"
+    )
+
+
+def weight_files(spec: str, directory: Path) -> list[Path]:
+    """The weight files of a checkpoint directory (:data:`WEIGHT_FILES`, the first kind present); a one-line error
+    when it has none."""
+    for pattern in WEIGHT_FILES:
+        found = sorted(directory.glob(pattern))
+        if found:
+            return found
+    raise UsageError(
+        f"{spec!r}: {directory} has a config.json but no weights (model.safetensors or pytorch_model.bin); "
+        f"for random weights name the file: {PREFIX}{directory / 'config.json'}"
+    )
+
+
+def build_config(spec: str) -> Any:
+    """The ``transformers`` configuration of ``spec`` (a ``PretrainedConfig``): a model type's, a local file's or a
+    pretrained checkpoint's, with the overrides (``task`` aside)."""
+    transformers = _transformers(spec)
     name, overrides = parse_spec(spec)
-    if name.endswith(".json"):
+    _task(spec, overrides)
+    checkpoint = checkpoint_dir(spec)
+    if checkpoint is not None:
+        config = transformers.AutoConfig.from_pretrained(checkpoint, local_files_only=True, **overrides)
+    elif name.endswith(".json"):
         if not Path(name).is_file():
             raise UsageError(f"{spec!r}: no such configuration file {name}")
         config = transformers.AutoConfig.from_pretrained(name, **overrides)
     else:
-        types = list(transformers.CONFIG_MAPPING.keys())
-        if name not in types:
-            close = difflib.get_close_matches(name, types, n=5, cutoff=0.6)
-            hint = f"closest: {', '.join(close)}" if close else "see transformers.CONFIG_MAPPING"
-            raise UsageError(f"{spec!r}: unknown Hugging Face model type {name!r}; {hint}")
         try:
             config = transformers.AutoConfig.for_model(name, **overrides)
         except ValueError as error:
@@ -112,11 +190,20 @@ def _check_keys(spec: str, config: Any, overrides: dict[str, Any]) -> None:
             raise UsageError(f"{spec!r}: {config.model_type} has no configuration key {key!r}{hint}")
 
 
-def build_hf_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """A Hugging Face classifier built from ``spec`` (``hf:<config>``) with random weights, returning logits."""
+def _is_causal_lm(spec: str, config: Any, pretrained: bool) -> bool:
+    """Whether ``spec`` is a causal language model: ``task=causal-lm``, or a checkpoint of one without ``task``."""
+    task = _task(spec, parse_spec(spec)[1])
+    if task is not None:
+        return task == "causal-lm"
+    return pretrained and any(a.endswith(CAUSAL_LM_ARCHITECTURES) for a in config.architectures or ())
+
+
+def _auto_class(
+    spec: str, config: Any, input_shape: tuple[int, ...], num_classes: int, pretrained: bool
+) -> Any:
+    """The ``transformers`` auto class of the task (see the module docstring), ``config`` set for the data."""
     import transformers
 
-    config = build_config(spec)
     config.num_labels = num_classes
     if len(input_shape) == 3:
         channels, height, width = input_shape
@@ -124,35 +211,65 @@ def build_hf_model(spec: str, input_shape: tuple[int, ...], num_classes: int) ->
             raise UsageError(f"{spec!r}: Hugging Face image models take square images, got {height}x{width}")
         config.num_channels = channels
         config.image_size = height
-        auto = transformers.AutoModelForImageClassification
-    elif len(input_shape) == 1:
-        auto = transformers.AutoModelForSequenceClassification
-    else:
+        return transformers.AutoModelForImageClassification
+    if len(input_shape) != 1:
         raise UsageError(
             f"{spec!r}: inputs of shape {tuple(input_shape)} are neither images (C, H, W) nor token ids (length,)"
         )
+    if not _is_causal_lm(spec, config, pretrained):
+        return transformers.AutoModelForSequenceClassification
+    if pretrained and config.vocab_size != num_classes:
+        raise UsageError(
+            f"{spec!r}: the language model's vocabulary has {config.vocab_size} tokens, the data's {num_classes}"
+        )
+    config.vocab_size = num_classes
+    return transformers.AutoModelForCausalLM
+
+
+def build_hf_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The Hugging Face model of ``spec`` for the data, returning logits: random weights from a configuration, or a
+    checkpoint's (offline)."""
+    config = build_config(spec)
+    checkpoint = checkpoint_dir(spec)
+    auto = _auto_class(spec, config, tuple(input_shape), num_classes, checkpoint is not None)
     try:
-        model = auto.from_config(config)
-    except ValueError as error:
-        raise UsageError(f"{spec!r}: {str(error).splitlines()[0]}") from error
+        if checkpoint is None:
+            model = auto.from_config(config)
+        else:
+            model = auto.from_pretrained(
+                checkpoint, config=config, local_files_only=True, ignore_mismatched_sizes=True
+            )
+    except (ValueError, OSError) as error:
+        raise UsageError(f"{spec!r}: {str(error).strip().splitlines()[0]}") from error
     return LogitsOf(model)
 
 
 def hf_model_spec(spec: str) -> ModelSpec:
-    """The model registry's entry for ``hf:<config>``: the builder, and a version (part of a run's id) made of the
+    """The model registry's entry for ``hf:<name>``: the builder, and a version (part of a run's id) made of the
     ``transformers`` version and a hash of the resolved configuration, so that editing a ``config.json`` or
-    upgrading ``transformers`` re-runs the runs that use it."""
+    upgrading ``transformers`` re-runs the runs that use it. A checkpoint's entry is a
+    :class:`~prunebench.zoo.pretrained.PretrainedSpec` whose digest is its weight files' SHA-256."""
     import transformers
 
     from prunebench.catalog.model_registry import ModelSpec
     from prunebench.core.hashing import stable_hash
+    from prunebench.zoo.pretrained import PretrainedSpec, files_digest
 
     config = build_config(spec).to_dict()
     config.pop("transformers_version", None)
-    return ModelSpec(
-        name=spec,
-        build=lambda input_shape, num_classes: build_hf_model(spec, input_shape, num_classes),
-        summary=f"Hugging Face {config.get('model_type', 'model')} from a configuration, random weights",
-        source=spec,
-        version=f"transformers-{transformers.__version__}-config-{stable_hash(config)}",
+    fields = {
+        "name": spec,
+        "build": lambda input_shape, num_classes: build_hf_model(spec, input_shape, num_classes),
+        "source": spec,
+        "version": f"transformers-{transformers.__version__}-config-{stable_hash(config)}",
+    }
+    kind = config.get("model_type", "model")
+    checkpoint = checkpoint_dir(spec)
+    if checkpoint is None:
+        return ModelSpec(summary=f"Hugging Face {kind} from a configuration, random weights", **fields)
+    files = weight_files(spec, checkpoint)
+    return PretrainedSpec(
+        summary=f"Hugging Face {kind}, pretrained ({checkpoint.name})",
+        digest=lambda input_shape, num_classes: files_digest(files),
+        **fields,
     )

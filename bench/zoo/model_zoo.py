@@ -1,9 +1,12 @@
 """Models: the registered ones, and models given by reference. A model is built from the data's shape and class count.
 
 ``--model`` takes a registered name (``bench list models``), ``torchvision:NAME`` (a torchvision classification
-model with random weights, no download), ``hf:<config>`` (a Hugging Face model built from a configuration, random
-weights, see :mod:`prunebench.zoo.hf_models`) or ``package.module:factory`` (the user's own code, called as
-``factory(input_shape, num_classes)``). Models from other packages register through the ``prunebench.models``
+model with random weights, no download; ``torchvision:NAME@WEIGHTS`` with a torchvision weights enum from the torch
+hub cache, or ``torchvision:NAME@FILE`` with a local state dict, starts from those weights), ``hf:<config>`` (a
+Hugging Face model from a configuration, random weights, or a pretrained checkpoint, see
+:mod:`prunebench.zoo.hf_models`) or ``package.module:factory`` (the user's own code, called as
+``factory(input_shape, num_classes)``; trained weights when it sets ``factory.pretrained = True``). Pretrained models
+are :mod:`prunebench.zoo.pretrained`'s. Models from other packages register through the ``prunebench.models``
 entry-point group. The registry itself (:func:`register_model`, :func:`all_models`) is
 :mod:`prunebench.catalog.model_registry`, which imports no torch; this module re-exports it.
 
@@ -17,6 +20,9 @@ initialization of signal: random pruning of LeNet-5 at 90% then never leaves cha
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -27,6 +33,16 @@ from prunebench.catalog.model_registry import (
 )
 from prunebench.core.errors import UsageError
 from prunebench.core.references import load_reference, reference_version
+from prunebench.zoo.pretrained import (
+    STATE_SUFFIXES,
+    PretrainedSpec,
+    factory_spec,
+    files_digest,
+    is_pretrained,
+    load_matching,
+    load_state_file,
+    weights_digest,
+)
 
 TORCHVISION = "torchvision:"
 
@@ -54,33 +70,112 @@ def get_model(name: str) -> ModelSpec:
         return hf_model_spec(name)
     if ":" in name:
         factory = load_reference(name, "model")
-        return ModelSpec(name, factory, f"{name} (user code)", name, reference_version(factory))
+        return factory_spec(name, factory, reference_version(factory))
     return MODELS.get(name)
 
 
-def _torchvision_model(name: str) -> ModelSpec:
-    """A torchvision classification model with random weights, adapted to the data's channels."""
+def pretrained_digest(name: str, input_shape: tuple[int, ...], num_classes: int) -> str | None:
+    """The SHA-256 of the given weights of the model ``name`` on data of ``input_shape`` and ``num_classes`` (the
+    run identity's ``weights``), or ``None`` for a model that starts from the seed's initialization."""
+    return weights_digest(get_model(name), input_shape, num_classes)
+
+
+def model_is_pretrained(name: str) -> bool:
+    """Whether the model ``name`` starts from given weights (:mod:`prunebench.zoo.pretrained`)."""
+    return is_pretrained(get_model(name))
+
+
+def _torchvision_model(spec: str) -> ModelSpec:
+    """A torchvision classification model adapted to the data's channels: random weights, or ``NAME@WEIGHTS``'s."""
     import torchvision
     from torchvision import models
 
+    name, _, weights = spec.partition("@")
     known = models.list_models(module=models)
     if name not in known:
         raise UsageError(
             f"unknown torchvision model {name!r}; torchvision {torchvision.__version__} has: {', '.join(known)}"
         )
+    version = f"torchvision-{torchvision.__version__.split('+')[0]}"
+    if weights:
+        return _torchvision_pretrained(f"{TORCHVISION}{spec}", name, weights, version)
 
     def build(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        return adapt_input_channels(
-            models.get_model(name, weights=None, num_classes=num_classes), input_shape[0]
-        )
+        return _torchvision_for(name, input_shape, num_classes)
 
     return ModelSpec(
         f"{TORCHVISION}{name}",
         build,
         f"torchvision {name}, random weights (torchvision's own initialization)",
         f"torchvision.models.get_model({name!r}, weights=None)",
-        f"torchvision-{torchvision.__version__.split('+')[0]}",
+        version,
     )
+
+
+def _torchvision_for(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    from torchvision import models
+
+    return adapt_input_channels(models.get_model(name, weights=None, num_classes=num_classes), input_shape[0])
+
+
+def _torchvision_pretrained(spec: str, name: str, weights: str, version: str) -> PretrainedSpec:
+    """``torchvision:NAME@WEIGHTS`` (an enum member, from the torch hub cache) or ``torchvision:NAME@FILE`` (a
+    state dict): the model built for the data, with the given tensors of every shape that fits it."""
+    if weights.endswith(STATE_SUFFIXES) or os.sep in weights or "/" in weights:
+        path = Path(weights).expanduser()
+        files, source = [path], f"torchvision {name}, weights from {path.name}"
+
+        def state() -> dict[str, torch.Tensor]:
+            return load_state_file(path, spec)
+    else:
+        enum = _weights_enum(spec, name, weights)
+        files, source = [_hub_file(enum)], f"torchvision {name}, {type(enum).__name__}.{enum.name}"
+
+        def state() -> dict[str, torch.Tensor]:
+            return _enum_state(spec, name, enum)
+
+    def build(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return load_matching(_torchvision_for(name, input_shape, num_classes), state(), spec)
+
+    def digest(input_shape: tuple[int, ...], num_classes: int) -> str:
+        if not files[0].is_file():
+            state()  # its one-line error: where the file is expected
+        return files_digest(files)
+
+    return PretrainedSpec(spec, build, f"{source} (pretrained)", source, version, digest)
+
+
+def _weights_enum(spec: str, name: str, weights: str):
+    from torchvision import models
+
+    members = models.get_model_weights(name)
+    try:
+        return members[weights]
+    except KeyError:
+        raise UsageError(
+            f"{spec!r}: torchvision {name} has no weights {weights!r}; it has: {', '.join(members.__members__)}"
+            f" (or give a state dict file: torchvision:{name}@PATH{STATE_SUFFIXES[0]})"
+        ) from None
+
+
+def _hub_file(enum) -> Path:
+    """Where torchvision keeps the file of the weights ``enum``: the torch hub cache's ``checkpoints/``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(enum.url).path)
+
+
+def _enum_state(spec: str, name: str, enum) -> dict[str, torch.Tensor]:
+    """The state dict of the weights ``enum`` through torchvision's own builder (which adapts old checkpoints),
+    read from the torch hub cache only: a missing file is a one-line error saying where it is expected."""
+    from torchvision import models
+
+    path = _hub_file(enum)
+    if not path.is_file():
+        raise UsageError(
+            f"{spec!r}: the weights {type(enum).__name__}.{enum.name} are not in the torch hub cache: expected "
+            f"{path} (nothing is downloaded; fetch {enum.url} there, or set TORCH_HOME)"
+        )
+    with torch.device("cpu"):
+        return models.get_model(name, weights=enum, progress=False).state_dict()
 
 
 def adapt_input_channels(model: nn.Module, channels: int) -> nn.Module:
@@ -171,7 +266,8 @@ def check_model_fits(
     name: str, input_shape: tuple[int, ...], num_classes: int, data: str
 ) -> tuple[nn.Module, torch.Tensor]:
     """The model ``name`` built for the data ``data`` and the inputs of one dry forward pass that checks it takes
-    the data's inputs and returns one logit per class; a one-line :class:`UsageError` otherwise (every run would
+    the data's inputs and returns one logit per class (per token and class for a language model on token ids); a
+    one-line :class:`UsageError` otherwise (every run would
     fail, or a model of the wrong output width would train on logits no label reaches).
 
     The model is built and run on the ``meta`` device (shapes only, no memory, no values), in evaluation mode; where
@@ -196,12 +292,21 @@ def check_model_fits(
             ) from None
     if not isinstance(output, torch.Tensor):
         raise UsageError(f"model {name} returns a {type(output).__name__}, not a tensor of logits")
-    if tuple(output.shape) != (DRY_BATCH, num_classes):
+    if tuple(output.shape) not in _logit_shapes(input_shape, num_classes):
         raise UsageError(
             f"model {name} gives outputs of shape {tuple(output.shape[1:])} per example on {data}, which has "
-            f"{num_classes} classes: it must return one logit per class"
+            f"{num_classes} classes: it must return one logit per class (per token, for a language model)"
         )
     return model, inputs
+
+
+def _logit_shapes(input_shape: tuple[int, ...], num_classes: int) -> set[tuple[int, ...]]:
+    """The output shapes of a dry batch that are logits: one per class, and on token ids of shape ``(length,)``
+    also one per token and class (a language model's ``[B, T, V]``)."""
+    shapes = {(DRY_BATCH, num_classes)}
+    if len(input_shape) == 1:
+        shapes.add((DRY_BATCH, input_shape[0], num_classes))
+    return shapes
 
 
 @torch.no_grad()
