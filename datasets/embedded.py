@@ -10,12 +10,13 @@ hold its copyright and make it available under the Creative Commons Attribution-
 from __future__ import annotations
 
 import functools
-import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from prunebench.core.hashing import read_shipped
 from prunebench.datasets.dataset_registry import register_dataset
 from prunebench.datasets.memory import TensorLoader
 from prunebench.datasets.spec import DataLoaders, LoaderRequest, never_ffcv
@@ -30,14 +31,7 @@ MNIST5K_SHA256 = "970702d994c498f4ed47376383483ffa572089f72cd489dad1f40f362dbc14
 def load_mnist5k(path: Path = MNIST5K_FILE) -> tuple[np.ndarray, np.ndarray]:
     """The embedded digits' ``(images, labels)``: uint8 pixels ``[5000, 784]`` and int64 labels, from ``path``
     once its SHA-256 is :data:`MNIST5K_SHA256` (a one-line error otherwise: the package's data is damaged)."""
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != MNIST5K_SHA256:
-        raise ValueError(
-            f"{path} has SHA-256 {digest}, not the shipped {MNIST5K_SHA256}: the package's data file is damaged; "
-            "reinstall prunebench"
-        )
-    with np.load(path, allow_pickle=False) as arrays:
+    with np.load(io.BytesIO(read_shipped(path, MNIST5K_SHA256)), allow_pickle=False) as arrays:
         return arrays["images"], arrays["labels"].astype(np.int64)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from prunebench.core.errors import UsageError
+from prunebench.core.hashing import read_shipped
 from prunebench.datasets.memory import TensorLoader
 from prunebench.datasets.spec import DataLoaders, DatasetSpec, LoaderRequest, never_ffcv
 
@@ -92,14 +93,7 @@ def _code_points(text: str) -> np.ndarray:
 def load_shakespeare(path: Path = SHAKESPEARE_FILE) -> str:
     """The embedded text, from ``path`` once its SHA-256 is :data:`SHAKESPEARE_SHA256` (a one-line error
     otherwise: the package's data file is damaged)."""
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SHAKESPEARE_SHA256:
-        raise ValueError(
-            f"{path} has SHA-256 {digest}, not the shipped {SHAKESPEARE_SHA256}: the package's data file is "
-            "damaged; reinstall prunebench"
-        )
-    return gzip.decompress(data).decode("ascii")
+    return gzip.decompress(read_shipped(path, SHAKESPEARE_SHA256)).decode("ascii")
 
 
 def split_text(text: str, test_fraction: float = TEST_FRACTION) -> tuple[str, str]:
