@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from prunebench.leaderboard.record_reader import DENSE, variant
+from prunebench.leaderboard.record_reader import DENSE, group, variant
 from prunebench.leaderboard.render import Cell, Table
 from prunebench.leaderboard.section_tables import interval_text
 from prunebench.leaderboard.setups import row_setups
@@ -170,8 +170,12 @@ def _random_cell(row: _Row) -> Cell:
 
 
 def _cells(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """The records by (method, variant, scope, sparsity, control); the controls compare allocations of whole layers,
+    so runs in another comparison group than ``per_layer`` (``per_output``, N:M) are left out, never pooled."""
     found: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
+        if group(r) != "per_layer":
+            continue
         key = (r["method"], variant(r), r["scope"], float(r["sparsity"] or 0.0), control_of(r))
         found.setdefault(key, []).append(r)
     return found

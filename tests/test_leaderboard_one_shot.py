@@ -228,3 +228,23 @@ def test_the_default_grid_tables_are_unchanged(tmp_path):
     written, committed = published(copy_dir), published(EXAMPLE)
     assert written == committed and len(written) > 10
     assert [p for p in written if (copy_dir / p).read_bytes() != (EXAMPLE / p).read_bytes()] == []
+
+
+def test_the_controls_table_never_pools_another_comparison_group():
+    """Runs of another group than per_layer (with or without controls) leave the allocation-controls table as it is."""
+    from prunebench.leaderboard.controls_table import controls_table, split_controls
+    from prunebench.leaderboard.record_reader import load_records
+
+    records, controls = split_controls(load_records([EXAMPLE]))
+    before = controls_table(records, controls)
+    shifted = []
+    for record in records + controls:
+        if record["method"] == "dense":
+            continue
+        other = json.loads(json.dumps(record))
+        other["group"] = other["config"]["group"] = "per_output"
+        other["top1"] = 10.0
+        shifted.append(other)
+    more_records, more_controls = split_controls(shifted)
+    after = controls_table(records + more_records, controls + more_controls)
+    assert before is not None and after == before
