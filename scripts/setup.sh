@@ -25,12 +25,12 @@ fi
 
 if have_ffcv_libs; then
     echo "setup: installing prunebench with the FFCV loader"
-    if ! "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm,ffcv]"; then
+    if ! "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm,ffcv,log]"; then
         echo "setup: FFCV did not build; installing without it (the torchvision loader will be used)"
-        "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm]"
+        "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm,log]"
     fi
 else
     echo "setup: FFCV's system libraries are missing; installing without FFCV (the torchvision loader will be used)"
-    "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm]"
+    "$venv/bin/python" -m pip install -q -e ".[test,docs,hf,slurm,log]"
 fi
 echo "setup: done; the commands are in $venv/bin (bench, pytest)"
