@@ -7,7 +7,7 @@ nothing. Presets from other packages register through the ``prunebench.presets``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prunebench.core.extension_registry import Registry
 from prunebench.run.recipe import OptimConfig, Recipe
@@ -300,6 +300,9 @@ register_preset(
 # AdamW, as GPT-2 and nanoGPT train (SGD with momentum reached a clearly worse perplexity in the same time). lr 2e-3:
 # at 1e-3 every seed ended at a higher perplexity, at 3e-3 one seed of three stalled; the measurements are in
 # docs/models-and-data.md.
+_GPT_ADAMW = OptimConfig(
+    lr=2e-3, momentum=0.9, weight_decay=0.1, schedule="cosine", grad_clip=1.0, optimizer="adamw", beta2=0.99
+)
 register_preset(
     Preset(
         name="shakespeare-gpt",
@@ -308,25 +311,9 @@ register_preset(
         recipe=Recipe(
             epochs=7,
             batch_size=32,
-            optim=OptimConfig(
-                lr=2e-3,
-                momentum=0.9,
-                weight_decay=0.1,
-                schedule="cosine",
-                grad_clip=1.0,
-                optimizer="adamw",
-                beta2=0.99,
-            ),
+            optim=_GPT_ADAMW,
             finetune_epochs=1,
-            finetune_optim=OptimConfig(
-                lr=2e-4,
-                momentum=0.9,
-                weight_decay=0.1,
-                schedule="cosine",
-                grad_clip=1.0,
-                optimizer="adamw",
-                beta2=0.99,
-            ),
+            finetune_optim=replace(_GPT_ADAMW, lr=2e-4),
         ),
         summary="Language model: a 4-block GPT on the embedded Tiny Shakespeare characters, perplexity (CPU, minutes)",
         source="Radford et al. 2019 (GPT-2) scaled down; AdamW with cosine decay as nanoGPT's shakespeare_char",
