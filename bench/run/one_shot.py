@@ -38,6 +38,8 @@ from prunebench.pruning.allocation import (
     layer_keep_counts,
 )
 from prunebench.pruning.calibration import capture_inputs, first_examples, pruning_blocks
+from prunebench.pruning.comparison_groups import group_mask, nm_pattern
+from prunebench.pruning.mask_application import apply_masks
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 """Calibration batches ``(inputs, targets)``, on the run's device."""
@@ -130,8 +132,6 @@ def allocate(
 ) -> tuple[dict[str, int], dict[str, Any]]:
     """Each layer's keep count by ``scope`` on the dense ``model`` (``scores``: its dense scores when the caller has
     them), and what the allocation found for the record (OWL's ratios and densities)."""
-    from prunebench.pruning.comparison_groups import nm_pattern
-
     if nm_pattern(group) is not None and scope != "uniform":
         raise UsageError(
             f"the N:M pattern {group} keeps N/M of every layer: it runs in scope uniform, not {scope}"
@@ -203,15 +203,11 @@ def one_shot(
 ) -> OneShotResult:
     """The one-shot pass on ``model`` (whose prunable weights are ``weights``), pruned in place: allocation on the
     dense model, then a one-shot method's sequential pruning or a criterion's masks from its dense scores."""
-    from prunebench.pruning.comparison_groups import group_mask
-
     scores = dense_scores(model, weights, method, batches) if isinstance(method, ScoringMethod) else None
     counts, found = allocate(model, weights, method, sparsity, scope, group, batches, scores)
     if scores is not None:
         masks = {name: group_mask(scores[name], counts[name], group) for name in weights}
-        with torch.no_grad():
-            for name, weight in weights.items():
-                weight.mul_(masks[name].to(weight.dtype))
+        apply_masks(model, masks)
         result = OneShotResult(masks, details={"weights_updated": False})
     else:
         result = prune_sequentially(model, weights, method, counts, group, batches)
