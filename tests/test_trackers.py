@@ -50,10 +50,13 @@ def test_tensorboard_event_files_hold_every_row(tmp_path):
 
 
 def test_wandb_offline_writes_its_run_directory_with_the_config(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
     config, rows = _logged_run(tmp_path, "wandb")
+    # run.finish() may return before W&B's core process has written the records out; a process's exit waits for
+    # it (wandb's atexit teardown), so the test does what the exit does before it reads the log
+    wandb.teardown()
     (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{config.run_id}")
     (log,) = run_dir.glob(f"run-{config.run_id}.wandb")  # the offline log that `wandb sync` uploads
     data = log.read_bytes()  # records holding JSON values: the config and every row's metrics
