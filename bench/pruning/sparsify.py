@@ -28,7 +28,7 @@ from prunebench.pruning.prunable import prunable_weights
 from prunebench.pruning.public_api import prune
 from prunebench.run.recipe import OptimConfig
 from prunebench.run.sparsification import Sparsification
-from prunebench.run.trainer import TrainHook, cross_entropy
+from prunebench.run.trainer import LoopPosition, TrainHook, cross_entropy
 
 __all__ = ["OwnLoop", "SparsifySession", "sparsify"]
 
@@ -36,7 +36,7 @@ SCHEDULES = ("at_init", "after_training", "gradual", "during_training")
 """The schedules a session serves: iterative pruning rewinds and retrains in rounds, which only the harness does."""
 
 
-class OwnLoop:
+class OwnLoop(LoopPosition):
     """A user's training loop as the methods' hooks see it: the attributes of the harness's trainer they read.
 
     ``optimizer`` is the user's: its first parameter group gives the learning rate and the momentum, Nesterov
@@ -65,20 +65,10 @@ class OwnLoop:
         )
 
     @property
-    def progress(self) -> float:
-        """Fraction of ``total_steps`` taken (before the current step until :meth:`SparsifySession.step`)."""
-        return self.step / max(self.total_steps, 1)
-
-    @property
-    def lr(self) -> float:
-        """The weights' learning rate now (the optimizer's first group's)."""
-        return self.optimizer.param_groups[0]["lr"]
-
-    @property
-    def lr_factor(self) -> float:
-        """The weights' learning rate over its base rate (1 when the base rate is 0)."""
-        base = self.optimizer.param_groups[0].get("initial_lr", self.optim_config.lr)
-        return self.lr / base if base > 0 else 1.0
+    def base_lr(self) -> float:
+        """The first parameter group's rate before a learning-rate scheduler moved it (its ``initial_lr``), else the
+        rate it had when the loop was wrapped."""
+        return self.optimizer.param_groups[0].get("initial_lr", self.optim_config.lr)
 
 
 class SparsifySession:

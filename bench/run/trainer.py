@@ -226,7 +226,39 @@ def autocast_context(
     return torch.autocast(device.type, dtype=dtype)
 
 
-class Trainer:
+class LoopPosition:
+    """Where a training loop stands, as the methods' hooks read it: the harness's :class:`Trainer` and a user's own
+    loop (:class:`prunebench.pruning.sparsify.OwnLoop`) both, from their ``step``, ``total_steps``, ``optimizer`` and
+    ``base_lr``."""
+
+    step: int
+    total_steps: int
+    optimizer: torch.optim.Optimizer
+
+    @property
+    def base_lr(self) -> float:
+        """The weights' base learning rate, which :attr:`lr_factor` divides by."""
+        raise NotImplementedError
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the schedule's steps taken: before the current step in ``compute_loss`` and ``before_step``,
+        after it in ``after_step`` (where a method prepares the next step)."""
+        return self.step / max(self.total_steps, 1)
+
+    @property
+    def lr(self) -> float:
+        """The weights' learning rate at the current step."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    @property
+    def lr_factor(self) -> float:
+        """The weights' current learning rate over the base rate (1 when the base rate is 0)."""
+        base = self.base_lr
+        return self.lr / base if base > 0 else 1.0
+
+
+class Trainer(LoopPosition):
     """Trains ``model`` for ``epochs`` epochs of ``loader`` with SGD, calling ``hooks`` at each point of the loop.
 
     The hooks' parameter groups (:meth:`TrainHook.param_groups`: a method's own scores or thresholds) are left out
@@ -335,21 +367,9 @@ class Trainer:
         set_rng_state(state["rng"])
 
     @property
-    def progress(self) -> float:
-        """Fraction of the schedule's steps taken: before the current step in ``compute_loss`` and ``before_step``,
-        after it in ``after_step`` (where a method prepares the next step)."""
-        return self.step / max(self.total_steps, 1)
-
-    @property
-    def lr(self) -> float:
-        """The weights' learning rate at the current step."""
-        return self.optimizer.param_groups[0]["lr"]
-
-    @property
-    def lr_factor(self) -> float:
-        """The weights' current learning rate over the recipe's base rate (1 when the base rate is 0)."""
-        base = self.optim_config.lr
-        return self.lr / base if base > 0 else 1.0
+    def base_lr(self) -> float:
+        """The recipe's base learning rate."""
+        return self.optim_config.lr
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         loss = self.sparsification.loss(inputs, targets)
