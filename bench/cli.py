@@ -64,6 +64,7 @@ _EXECUTION_FLAGS = (
     "per_device",
     "checkpoint_every",
     "claim_timeout",
+    "batch",
 )
 _SLURM_FLAGS = (
     "partition",
@@ -613,6 +614,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--claim-timeout",
         type=float,
         help="seconds without a heartbeat after which another runner takes a run over (default: 600)",
+    )
+    run.add_argument(
+        "--batch",
+        help="runs trained together as one stacked computation (the seeds of a cell, the cells of a schedule); "
+        "1: each alone; auto (default): by the device and the model's size (docs/batched.md)",
     )
     run.add_argument(
         "--deterministic",

@@ -84,8 +84,15 @@ def main() -> None:
     parser.add_argument(
         "--plain", action="store_true", help="also time each variant with the opt-in speed-ups off"
     )
+    parser.add_argument(
+        "--batched", type=int, metavar="K", help="time K fixed-mask runs' step batched against K single steps"
+    )
     parser.add_argument("--json", help=argparse.SUPPRESS)  # the child of --against writes its figures here
     args = parser.parse_args()
+    if args.batched:
+        for line in measure_batched(args):
+            print(line)
+        return
     if args.against:
         compare(args)
         return
@@ -213,6 +220,70 @@ def optimizer_step_times(
             f"{label}: optimizer.step() {plain:.0f} us a call, direct {fast:.0f} us ({plain - fast:.0f} saved)"
         )
     return lines
+
+
+def _train_loader(args: argparse.Namespace, dataset, batch_size: int, device: torch.device, seed: int):
+    """The preset's training loader for ``seed``, or ``--random-data`` random inputs of its shape."""
+    if not args.random_data:
+        request = LoaderRequest(batch_size=batch_size, seed=seed, device=device)
+        return dataset.make_loaders(request).train
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(args.random_data, *dataset.input_shape, generator=generator).to(device)
+    targets = torch.randint(0, dataset.num_classes, (args.random_data,), generator=generator).to(device)
+    return TensorLoader(inputs, targets, batch_size, shuffle=True, seed=seed)
+
+
+def measure_batched(args: argparse.Namespace) -> list[str]:
+    """``--batched K``: one fixed-mask training step of K runs (K seeds, each its own mask and data order) as the
+    batched engine takes it (:class:`prunebench.run.batched_engine.StackedRuns`), against the K runs' steps taken
+    one after the other by their own trainers; whole epochs, interleaved round by round, medians over rounds."""
+    from prunebench.run.batched_engine import StackedRuns
+
+    preset = get_preset(args.preset)
+    torch.set_flush_denormal(True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = get_dataset(preset.dataset)
+    recipe = preset.recipe
+    k = args.batched
+
+    def trainers() -> list[Trainer]:
+        built = []
+        for seed in range(k):
+            model = initial_model(RunConfig.from_preset(preset, "dense", "global", 0.0, seed), device)
+            masks = {n: torch.rand_like(w) > args.sparsity for n, w in prunable_weights(model).items()}
+            apply_masks(model, masks)
+            loader = _train_loader(args, dataset, recipe.batch_size, device, seed)
+            trainer = Trainer(model, loader, recipe.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)])
+            trainer.begin()
+            built.append(trainer)
+        return built
+
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    alone, batched = trainers(), trainers()
+    steps = len(alone[0].loader)
+    single_times, batched_times = [], []
+    for epoch in range(args.rounds + 1):
+        started = clock()
+        for trainer in alone:
+            trainer.run_epoch(epoch)
+        single_times.append((clock() - started) / steps)
+        started = clock()
+        for trainer in batched:
+            trainer.start_epoch(epoch)
+        stacked = StackedRuns(batched)
+        for batches in zip(*(iter(t.loader) for t in batched), strict=True):
+            stacked.step(torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))
+        stacked.write_back()
+        batched_times.append((clock() - started) / steps)
+    single = statistics.median(single_times[1:]) * 1e3  # the first round warms up
+    together = statistics.median(batched_times[1:]) * 1e3
+    return [
+        f"{preset.name} ({preset.model}, batch {recipe.batch_size}, {steps} steps an epoch), {device}, "
+        f"{torch.get_num_threads()} thread(s), K = {k}, fixed masks at sparsity {args.sparsity}",
+        f"{k} single steps: {single:.3f} ms ({single / k:.3f} ms a run)",
+        f"one batched step: {together:.3f} ms ({together / k:.3f} ms a run)",
+        f"batched / single: {together / single:.3f}",
+    ]
 
 
 def measure(args: argparse.Namespace) -> dict:

@@ -108,8 +108,19 @@ class Execution:
     claim_timeout: float = 600.0
     deterministic: bool = False
     wait: bool = False
+    batch: str | int = "auto"
     slurm: dict[str, Any] = field(default_factory=dict)
     """``[run.slurm]``: the Slurm options of :mod:`prunebench.grid.slurm_executor` (partition, time, gpus, ...)."""
+
+
+def parse_batch(value: str | int) -> int | None:
+    """``--batch``: a positive number of runs, or ``auto`` (``None``: by the model and device)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise UsageError(f"--batch takes a positive number of runs or auto, got {value!r}")
 
 
 DEFAULT_SPARSITY = (0.9, 0.95, 0.99)
@@ -413,6 +424,8 @@ class Experiment:
                 raise UsageError(
                     f"--claim-timeout takes a positive number of seconds, got {execution.claim_timeout!r}"
                 )
+        with self._key("run.batch"):
+            batch = parse_batch(execution.batch)
         if execution.executor == "slurm":
             from prunebench.grid.slurm_executor import SlurmOptions
 
@@ -422,6 +435,7 @@ class Experiment:
             checkpoint=policy,
             stale_after_s=float(execution.claim_timeout),
             deterministic=bool(execution.deterministic),
+            batch=batch,
         )
 
     def _options(self) -> RunOptions:

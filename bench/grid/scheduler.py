@@ -28,6 +28,8 @@ executes a run again that another finished after the grid was planned.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import time
 import warnings
@@ -38,7 +40,7 @@ import torch
 
 from prunebench.core.environment import describe_device
 from prunebench.core.errors import is_disk_full
-from prunebench.grid.claims import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S, ClaimStore
+from prunebench.grid.claims import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S, Claim, ClaimStore
 from prunebench.grid.result_store import ResultStore
 from prunebench.run.allocation_controls import source_run_id
 from prunebench.run.run_checkpoint import STOP, CheckpointPolicy, ClaimLost, RunCheckpoint, RunInterrupted
@@ -67,6 +69,9 @@ class RunnerSettings:
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     poll_s: float = 2.0
     deterministic: bool = False
+    batch: int | None = 1
+    """Runs executed together by the batched engine (:mod:`prunebench.run.batched_engine`); ``None``: the
+    automatic size for the run's model and device (:func:`prunebench.run.batch_size.auto_batch`); 1: each alone."""
 
 
 def set_deterministic(enabled: bool) -> None:
@@ -254,22 +259,52 @@ class Runner:
         return self.records
 
     def _run_pass(self) -> bool:
-        """Execute every pending run that is ready and that no other runner holds; return whether one was."""
+        """Execute every pending run that is ready and that no other runner holds, alone or in batches of runs
+        that share a model and a recipe; return whether one was."""
         present = self.store.record_names()
         waiting = {config.run_id for config in self.pending}
         progressed = False
         for config in list(self.pending):
             if STOP:
                 break
+            if config not in self.pending:  # executed in an earlier batch of this pass
+                continue
             if self._handled(config, present):
                 self.pending.remove(config)
                 self.reporter.run_finished(config, None)
                 continue
-            if not self._ready(config, present, waiting) or not self._execute(config):
+            if not self._ready(config, present, waiting):
+                continue
+            size = self._batch_size(config)
+            if size > 1:
+                batch = [c for c in self.pending if c is config or self._joins(config, c, present, waiting)]
+                executed = self._execute_batch(batch[:size])
+            else:
+                executed = self._execute(config)
+            if not executed:
                 continue
             progressed = True  # a run executed: list the records again
             present = self.store.record_names()
         return progressed
+
+    def _batch_size(self, config: RunConfig) -> int:
+        """The number of runs ``config`` executes with (``--batch``; ``auto`` by its model and the device)."""
+        if self.settings.batch is not None:
+            return self.settings.batch
+        from prunebench.run.batch_size import auto_batch
+
+        return auto_batch(config, self.device)
+
+    def _joins(
+        self, first: RunConfig, config: RunConfig, present: dict[str, float], waiting: set[str]
+    ) -> bool:
+        """Whether ``config`` can execute in ``first``'s batch: ready, not done, and with its data, model, recipe
+        and schedule, whose phases are then the same (:func:`batch_key`)."""
+        return (
+            batch_key(config) == batch_key(first)
+            and not self._handled(config, present)
+            and self._ready(config, present, waiting)
+        )
 
     def _ready(self, config: RunConfig, present: dict[str, float], waiting: set[str]) -> bool:
         """Whether the runs ``config`` needs have records (a prerequisite outside the grid is not waited for: the
@@ -286,25 +321,49 @@ class Runner:
         return path.exists() or marker.exists()
 
     def _pretraining_pass(self) -> bool:
-        """Compute every pre-training not cached that no other runner holds; return whether one was."""
+        """Compute every pre-training not cached that no other runner holds, alone or in batches (the seeds of
+        one model and recipe); return whether one was."""
         progressed = False
         for job in list(self.pretrainings):
             if STOP:
                 break
+            if job not in self.pretrainings:  # computed in an earlier batch of this pass
+                continue
             if self._cached(job):
                 self.pretrainings.remove(job)
                 continue
-            claim = self.claims.try_claim(job.name)
-            if claim is None:
+            size = self._batch_size(job.config)
+            key = pretraining_batch_key(job.config)
+            batch = [
+                other
+                for other in self.pretrainings
+                if other is job or (pretraining_batch_key(other.config) == key and not self._cached(other))
+            ][:size]
+            claimed = [(j, claim) for j in batch if (claim := self.claims.try_claim(j.name)) is not None]
+            if not claimed:
                 continue
-            with claim:
-                if not self._cached(job):
-                    self._pretrain(job, claim)
-            self.pretrainings.remove(
-                job
-            )  # done, or failed here: each of its runs then trains it and records why
+            with contextlib.ExitStack() as held:
+                for _, claim in claimed:
+                    held.enter_context(claim)
+                if len(claimed) == 1:
+                    self._pretrain_claimed(*claimed[0])
+                else:
+                    from prunebench.run.batched_engine import Batch
+
+                    jobs = [functools.partial(self._pretrain_claimed, j, claim) for j, claim in claimed]
+                    for result in Batch(jobs).run():
+                        if isinstance(result, BaseException):
+                            raise result
+            for done, _ in claimed:
+                self.pretrainings.remove(
+                    done
+                )  # done, or failed here: each of its runs then trains it, recording why
             progressed = True
         return progressed
+
+    def _pretrain_claimed(self, job: Pretraining, claim: Claim) -> None:
+        if not self._cached(job):
+            self._pretrain(job, claim)
 
     def _pretrain(self, job: Pretraining, claim) -> None:
         checkpoint = RunCheckpoint(
@@ -333,11 +392,35 @@ class Runner:
         claim = self.claims.try_claim(config.run_id)
         if claim is None:
             return False
+        self._execute_claimed(config, claim)
+        return True
+
+    def _execute_batch(self, configs: Sequence[RunConfig]) -> bool:
+        """Claim ``configs`` and execute those this runner got as one batch of the batched engine; ``False`` when
+        other runners hold them all. Each run's record is written when it finishes; a stop request (or a full
+        disk) is raised once every run of the batch has stopped."""
+        from prunebench.run.batched_engine import Batch
+
+        claimed = [(c, claim) for c in configs if (claim := self.claims.try_claim(c.run_id)) is not None]
+        if not claimed:
+            return False
+        with contextlib.ExitStack() as held:
+            for _, claim in claimed:  # every heartbeat from now, whichever run's turn it is
+                held.enter_context(claim)
+            jobs = [functools.partial(self._execute_claimed, config, claim) for config, claim in claimed]
+            results = Batch(jobs).run()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return True
+
+    def _execute_claimed(self, config: RunConfig, claim: Claim) -> None:
+        """Execute ``config``, claimed, with its checkpoint; write its record; release the claim."""
         with claim:
             if self._handled(config, self.store.record_names()):
                 self.pending.remove(config)
                 self.reporter.run_finished(config, None)
-                return True
+                return
             checkpoint = RunCheckpoint(
                 self.store.checkpoint_path(config.run_id),
                 self.settings.checkpoint,
@@ -354,13 +437,23 @@ class Runner:
                     f"run {config.run_id} was taken over by another runner; left to it", stacklevel=2
                 )
                 self.pending.remove(config)
-                return True
+                return
             if claim.lost:
                 self.pending.remove(config)
-                return True
+                return
             self.store.save(record)
             checkpoint.delete()
         self.pending.remove(config)
         self.records.append(record)
         self.reporter.run_finished(config, record)
-        return True
+
+
+def pretraining_batch_key(config: RunConfig) -> tuple:
+    """What the dense pre-trainings of one batch share: data, model, recipe, prunable set (their seeds differ)."""
+    return (config.dataset, config.model, repr(config.recipe), repr(config.prunable))
+
+
+def batch_key(config: RunConfig) -> tuple:
+    """What the runs of one batch share: data, model, recipe and schedule (so their phases line up; the engine
+    stacks only the phases that agree, :func:`prunebench.run.batched_engine.group_key`)."""
+    return (config.dataset, config.model, repr(config.recipe), config.spec.schedule, repr(config.prunable))

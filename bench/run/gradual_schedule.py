@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from prunebench.methods.base import Masks
@@ -113,6 +114,14 @@ class GradualPruning(TrainHook):
         if self._enforcer is not None:
             self._enforcer.after_step(trainer)
         self.maybe_prune(trainer.step)
+
+    def stacked_masks(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Between its pruning steps the pruner only keeps its masks (none before the first)."""
+        return [] if self._enforcer is None else self._enforcer.stacked_masks()
+
+    def acts_after_step(self, step: int) -> bool:
+        """It prunes after the steps :meth:`is_pruning_step` names."""
+        return self.is_pruning_step(step)
 
     def curve_values(self, trainer: Trainer) -> dict[str, float]:
         """For the curves: the target sparsity the masks hold now."""

@@ -16,11 +16,15 @@ from prunebench.core.atomic_files import atomic_save_tensors, atomic_write_text
 from prunebench.core.errors import UsageError
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.pruning.prunable import prunable_weights
+from prunebench.run.batched_engine import batchable, current_member
 from prunebench.run.curves import CurveLog
 from prunebench.run.run_checkpoint import RunCheckpoint, SkippedPhase
 from prunebench.run.run_config import RunConfig, dense_pretrain_key
 from prunebench.run.trainer import Diverged, Trainer
 from prunebench.zoo.model_zoo import build_model, model_is_pretrained
+
+BATCHED_KEY = "batched_phases"
+"""The checkpoint value that remembers the phases the batched engine trained."""
 
 EpochCallback = Callable[[str, int, int, float], None]
 """``(phase, epoch, epochs, loss)``: reported after each training epoch."""
@@ -94,6 +98,12 @@ def dense_cache(config: RunConfig, cache_dir: Path) -> tuple[Path, Path]:
     return cache_dir / f"{stem}.pt", cache_dir / f"{stem}.diverged"
 
 
+def engine_note(cache: Path) -> Path:
+    """Beside a dense pre-training's cache: the number of runs the batched engine stacked it with, when it did
+    (absent when it trained alone)."""
+    return cache.with_suffix(".batched")
+
+
 def _state_problem(state: Any, model: nn.Module) -> str | None:
     """Why ``state`` (loaded from a cache) is not a dense pre-training of ``model``, or ``None`` when it is."""
     if not isinstance(state, dict):
@@ -135,7 +145,9 @@ class RunContext:
     structured track, in place of the six arguments that travelled together through every per-run function.
 
     ``checkpoint`` ``None``: the run's phases are not checkpointed (the controls and the structured track).
-    ``curves``: the run's per-epoch curves, which every epoch :meth:`fit` trains adds a row to."""
+    ``curves``: the run's per-epoch curves, which every epoch :meth:`fit` trains adds a row to. A run executed as a
+    member of a batch (:mod:`prunebench.run.batched_engine`) trains each phase :meth:`fit` can stack with other
+    runs' in the batch."""
 
     config: RunConfig
     device: torch.device
@@ -144,6 +156,8 @@ class RunContext:
     checkpoint: RunCheckpoint | None = None
     on_epoch: EpochCallback | None = None
     curves: CurveLog | None = None
+    batched: dict[str, int] = field(default_factory=dict)
+    """The phases the batched engine trained (:meth:`batched_phases`); shared by the contexts ``replace`` derives."""
 
     def initial_model(self) -> nn.Module:
         """The seed's initial weights (:func:`initial_model`); the curves count the sparsity of its prunable set."""
@@ -179,8 +193,11 @@ class RunContext:
                 f"{marker} remembers it, --force trains it again"
             )
         state = _cached_state(path, model, self.device) if path.exists() else None
+        note = engine_note(path)
         if state is not None:
             model.load_state_dict(state)
+            if note.exists():
+                self.note_batched("pretrain", int(note.read_text()))
             return model
         recipe = self.config.recipe
         try:
@@ -192,6 +209,11 @@ class RunContext:
             raise RuntimeError(
                 f"the dense pre-training cache {path} vanished after the run had used it; rerun"
             )
+        stacked_with = self.batched.get("pretrain")
+        if stacked_with:
+            atomic_write_text(note, f"{stacked_with}\n")
+        else:
+            note.unlink(missing_ok=True)
         atomic_save_tensors(model.state_dict(), path)
         return model
 
@@ -230,8 +252,29 @@ class RunContext:
             checkpoint=self.checkpoint,
             phase=phase,
         )
-        trainer.fit()
+        member = current_member()
+        if member is not None and batchable(trainer):
+            trainer.begin()
+            stacked_with = member.fit(trainer)
+            trainer.finish()
+            if stacked_with:
+                self.note_batched(phase, stacked_with)
+        else:
+            trainer.fit()
         return trainer
+
+    def note_batched(self, phase: str, runs: int) -> None:
+        """Remember that ``phase`` was trained by the batched engine stacked with ``runs`` runs (the record's
+        ``engine``), in the checkpoint too, so that a resumed run still says it."""
+        self.batched[phase] = runs
+        if self.checkpoint is not None:
+            self.checkpoint.values[BATCHED_KEY] = dict(self.batched)
+
+    def batched_phases(self) -> dict[str, int]:
+        """The phases of the run the batched engine trained, with the number of runs each was stacked with (those
+        of a resumed run's earlier invocation included)."""
+        earlier = self.checkpoint.values.get(BATCHED_KEY, {}) if self.checkpoint is not None else {}
+        return {**earlier, **self.batched}
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, kept in the run's checkpoint so that a resumed run reads it back instead."""

@@ -22,6 +22,7 @@ from prunebench.methods.base import ScoringData
 from prunebench.pruning.accounting import account
 from prunebench.pruning.allocation import keep_budget
 from prunebench.pruning.saved_masks import MASK_KEY, pack
+from prunebench.run.batched_engine import ENGINE
 from prunebench.run.control_plans import control_plan
 from prunebench.run.curves import CURVES_KEY, CurveLog
 from prunebench.run.phases import Outcome, run_plan
@@ -88,7 +89,7 @@ def execute(
     curves = curves or CurveLog(checkpoint, eval_every=options.eval_every)
     ctx = RunContext(config, device, cache_dir, options, checkpoint, on_epoch, curves)
     if config.track.name == "structured":
-        return execute_structured(replace(ctx, checkpoint=None))
+        return {**execute_structured(replace(ctx, checkpoint=None)), **engine_fields(ctx)}
     started = time.perf_counter()
     outcome, loaders = _train_run(ctx)
     evaluation = evaluation_fields(outcome.model, loaders.test)
@@ -112,7 +113,16 @@ def execute(
         "train_loss": outcome.train_loss,
         "loader": loaders.kind,
         "precision": "bf16-autocast" if device.type == "cuda" else "fp32",
+        **engine_fields(ctx),
     }
+
+
+def engine_fields(ctx: RunContext) -> dict:
+    """The record's ``engine``, only where the batched engine trained a phase of the run (so a record of a run
+    trained alone is today's): its name and the phases it trained, each with the number of runs it was stacked
+    with (``docs/batched.md``)."""
+    phases = ctx.batched_phases()
+    return {"engine": {"name": ENGINE, "phases": phases}} if phases else {}
 
 
 def run_or_record_failure(

@@ -143,6 +143,18 @@ class TrainHook:
     def on_train_end(self, trainer: Trainer) -> None:
         """After the last step."""
 
+    def stacked_masks(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """For the batched engine (:mod:`prunebench.run.batched_engine`): the (weight, mask factor) pairs the hook
+        multiplies after each step, if that is all it does between the steps :meth:`acts_after_step` names
+        (``[]``: no mask yet); ``None`` (the default): the hook does more, and its run's phase trains alone."""
+        return None
+
+    def acts_after_step(self, step: int) -> bool:
+        """Whether :meth:`after_step` after ``step`` optimizer steps does more than multiply the
+        :meth:`stacked_masks` (a gradual pruner's mask update): the batched engine then calls it on the run's own
+        model. Asked only of a hook whose :meth:`stacked_masks` is not ``None``."""
+        return False
+
     def state_dict(self) -> dict[str, Any]:
         """The hook's state at a step boundary, for a checkpoint (tensors, numbers, strings, lists and dicts of
         them). State held by the model itself (parameters and buffers of a parametrization) is saved with the
@@ -378,30 +390,51 @@ class Trainer(LoopPosition):
     def fit(self) -> float:
         """Run every epoch (of ``start..stop``); return the mean training loss of the last one.
 
-        Raises :class:`Diverged` when an epoch's mean loss is not finite, or a weight is not at the end.
+        Raises :class:`Diverged` when an epoch's mean loss is not finite, or a weight is not at the end. The three
+        parts (:meth:`begin`, the epochs, :meth:`finish`) are apart so that the batched engine
+        (:mod:`prunebench.run.batched_engine`) can train the epochs of several trainers as one computation.
         """
+        self.begin()
+        for epoch in self.epochs_left():
+            self.end_epoch(epoch, self.run_epoch(epoch))
+        return self.finish()
+
+    def begin(self) -> None:
+        """Start the hooks, then resume the phase from the checkpoint's saved state if it holds one."""
         self.sparsification.start()
         saved = self.checkpoint.resume_state(self.phase) if self.checkpoint is not None else None
         if saved is not None:
             self.load_state_dict(saved)
+
+    def epochs_left(self) -> range:
+        """The epochs (0-based) that hold steps of ``step..stop``."""
+        if self.step >= self.stop:
+            return range(0)
         per_epoch = max(self.steps_per_epoch, 1)
-        if self.step < self.stop:
-            for epoch in range(self.step // per_epoch, -(-self.stop // per_epoch)):
-                self.last_loss = self.run_epoch(epoch)
-                if not math.isfinite(self.last_loss):
-                    raise Diverged(f"training loss became {self.last_loss} in epoch {epoch + 1}")
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(epoch, self.last_loss)
-                if self.checkpoint is not None:
-                    self.checkpoint.after_step(self, self.phase, epoch_end=True)
+        return range(self.step // per_epoch, -(-self.stop // per_epoch))
+
+    def end_epoch(self, epoch: int, loss: float) -> None:
+        """After epoch ``epoch``'s steps: keep its mean loss (:class:`Diverged` if not finite), report it, and let
+        the checkpoint save as its policy says."""
+        self.last_loss = loss
+        if not math.isfinite(loss):
+            raise Diverged(f"training loss became {loss} in epoch {epoch + 1}")
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch, loss)
+        if self.checkpoint is not None:
+            self.checkpoint.after_step(self, self.phase, epoch_end=True)
+
+    def finish(self) -> float:
+        """End the hooks, check the weights are finite, mark the phase done; return the last epoch's loss."""
         self.sparsification.end()
         check_finite_weights(self.model)
         if self.checkpoint is not None:
             self.checkpoint.phase_done(self.phase, self)
         return self.last_loss
 
-    def run_epoch(self, epoch: int) -> float:
-        """Train the steps of ``start..stop`` in epoch ``epoch`` (0-based); return their mean training loss."""
+    def start_epoch(self, epoch: int) -> None:
+        """Set up epoch ``epoch``: train mode, the loader's order, the hooks, a fresh running loss (kept when the
+        epoch resumes in its middle)."""
         self.epoch = epoch
         self.model.train()
         self.loader.set_epoch(epoch)
@@ -410,8 +443,21 @@ class Trainer(LoopPosition):
             self._epoch_total = torch.zeros((), device=next(self.model.parameters()).device)
             self._epoch_batches = 0
         self._in_epoch = True
+
+    def epoch_steps(self, epoch: int) -> tuple[int, int]:
+        """The schedule's steps of epoch ``epoch``: its first, and the last it trains (before ``stop``)."""
         first = epoch * self.steps_per_epoch
-        last = min(self.stop, first + self.steps_per_epoch) - 1
+        return first, min(self.stop, first + self.steps_per_epoch) - 1
+
+    def epoch_loss(self) -> float:
+        """Close the epoch: the mean training loss of its steps."""
+        self._in_epoch = False
+        return float(self._epoch_total) / max(self._epoch_batches, 1)
+
+    def run_epoch(self, epoch: int) -> float:
+        """Train the steps of ``start..stop`` in epoch ``epoch`` (0-based); return their mean training loss."""
+        self.start_epoch(epoch)
+        first, last = self.epoch_steps(epoch)
         for index, (inputs, targets) in enumerate(self.loader):
             if first + index < self.step:
                 continue
@@ -433,8 +479,7 @@ class Trainer(LoopPosition):
             self._epoch_batches += 1
             if self.checkpoint is not None and first + index < last:  # the epoch's end saves after it
                 self.checkpoint.after_step(self, self.phase, epoch_end=False)
-        self._in_epoch = False
-        return float(self._epoch_total) / max(self._epoch_batches, 1)
+        return self.epoch_loss()
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -1,0 +1,437 @@
+"""The batched engine: the runs of a batch train their shared phases as one stacked computation.
+
+A batch is K runs executed together (``bench run --batch K``). Each run executes its own plan, unchanged, in a
+thread of its own; the threads take turns (one holds the baton at a time, so the runs' Python code never
+interleaves within a turn), and each keeps its own torch, NumPy and Python random state across turns, so that a run
+draws exactly the numbers it draws alone. A run that reaches a phase the engine can batch (:func:`batchable`: fixed
+masks only, which every fixed-mask phase is: dense pre-training, sparse training from initialization, fine-tuning
+after pruning, iterative rounds, the allocation controls) hands its :class:`~prunebench.run.trainer.Trainer` to the
+coordinator and waits. When every live run waits or has finished, the coordinator trains each group of waiting
+trainers that agree on the phase, the recipe, the schedule's steps and the model's shapes (:func:`group_key`) as one
+computation, and the runs go on. A phase that no other run of the batch reaches with it, or that the engine cannot
+batch (a learned-mask method's scores, a gradual pruner's hook, dropout), trains alone, in its run's thread.
+
+The stacked step (:class:`StackedRuns`) is the trainer's step over K runs at once, with PyTorch's public API:
+:func:`torch.func.stack_module_state` stacks the K models' weights and buffers, :func:`torch.func.vmap` over
+:func:`torch.func.functional_call` runs the K forward passes (each on its own run's batch, drawn from that run's own
+loader: its order and augmentation), the sum of the K mean losses is backpropagated (run k's weights receive run k's
+gradient only), one optimizer of the recipe (:func:`~prunebench.run.trainer.build_optimizer`) steps the stacked
+weights (SGD and Adam act elementwise, so each run's slice takes its own step, with its own momentum), and one fused
+multiply applies the K runs' masks. BatchNorm's running statistics are stacked buffers, updated per run. The
+learning rate is the runs' own schedule: each run's scheduler steps as it would alone, and they agree, since the
+group's runs share the recipe, the phase's length and its start.
+
+The runs' own trainers stay the truth between epochs: at each epoch's end (and before a checkpoint is written when
+a stop is requested mid-epoch) the stacked state is written back into each run's model, optimizer state and
+counters, each run's epoch end runs as it would alone (its loss check, its curves, its checkpoint, under its own
+random state), and the next epoch stacks them again. So a batched run's checkpoint is the same per-run checkpoint as
+today's, and a killed batch resumes each run from it, batched or alone. A run that diverges, is stopped or loses its
+claim leaves the group and raises in its own thread; the others train on.
+
+The mathematics are the same as alone; the stacked products and convolutions may round differently in the last
+bits (the ``engine`` field of a record says which phases were batched, ``docs/batched.md``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from prunebench.run.run_checkpoint import rng_state, set_rng_state
+from prunebench.run.trainer import Trainer, autocast_context, build_optimizer, cross_entropy
+
+ENGINE = "vmap"
+"""The ``engine`` a record names when a phase of its run was trained batched."""
+
+_MEMBER: contextvars.ContextVar[BatchMember | None] = contextvars.ContextVar("batch_member", default=None)
+
+
+def current_member() -> BatchMember | None:
+    """The batch member the calling run executes as, ``None`` for a run executed alone."""
+    return _MEMBER.get()
+
+
+def batchable(trainer: Trainer) -> bool:
+    """Whether the engine can train ``trainer``'s phase stacked with others: every hook says what it multiplies
+    after a step (:meth:`~prunebench.run.trainer.TrainHook.stacked_masks`: fixed masks, a gradual pruner), no
+    method parameters, no gradient clipping (a norm per run), no active dropout (random per run), and no weight
+    shared between modules."""
+    model = trainer.model
+    if trainer.method_parameters or trainer.optim_config.grad_clip is not None:
+        return False
+    if any(hook.stacked_masks() is None for hook in trainer.hooks):
+        return False
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return False
+    shared = len(list(model.named_parameters(remove_duplicate=False))) != len(list(model.parameters()))
+    return not shared and any(True for _ in model.parameters())
+
+
+def mask_factors(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """The factor each weight of ``trainer``'s model is multiplied by after a step (its hooks' masks), by the
+    weight's name; a weight two hooks mask has the product."""
+    names = {id(p): name for name, p in trainer.model.named_parameters()}
+    factors: dict[str, torch.Tensor] = {}
+    for hook in trainer.hooks:
+        for weight, factor in hook.stacked_masks() or ():
+            name = names[id(weight)]
+            factors[name] = factors[name] * factor if name in factors else factor
+    return factors
+
+
+def group_key(trainer: Trainer) -> tuple:
+    """What the trainers of one stacked computation share: the phase, the recipe, the schedule's steps (length,
+    start, stop and where it stands), the loader's length, the model's class, tensors and device, the hooks'
+    kinds and the precision."""
+    state = tuple((name, tuple(t.shape), str(t.dtype)) for name, t in trainer.model.state_dict().items())
+    return (
+        trainer.phase,
+        repr(trainer.optim_config),
+        trainer.epochs,
+        trainer.start,
+        trainer.stop,
+        trainer.step,
+        trainer._in_epoch,
+        trainer.steps_per_epoch,
+        type(trainer.model).__qualname__,
+        state,
+        str(next(trainer.model.parameters()).device),
+        tuple(type(hook).__qualname__ for hook in trainer.hooks),
+        str(trainer.autocast),
+    )
+
+
+@dataclass(eq=False)
+class BatchMember:
+    """One run of a batch, as its thread and the coordinator see it.
+
+    ``outcome``: what the coordinator decided for the phase the run waits in: the number of runs it was trained
+    stacked with, ``"alone"``, or the exception the run raises."""
+
+    index: int
+    batch: Batch
+    rng: dict[str, Any] | None = None
+    waiting: Trainer | None = None
+    outcome: BaseException | str | None = None
+    done: bool = False
+    result: Any = None
+
+    def fit(self, trainer: Trainer) -> int:
+        """Train ``trainer``'s epochs in the batch (``trainer.begin()`` was called, ``finish()`` is the caller's):
+        wait for the coordinator to train them stacked, or train them here alone if no other run joins. Returns the
+        number of runs the phase was stacked with (0: alone)."""
+        self.waiting, self.outcome = trainer, None
+        self.batch.pass_baton(self)
+        outcome, self.outcome = self.outcome, None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome == "alone":
+            for epoch in trainer.epochs_left():
+                trainer.end_epoch(epoch, trainer.run_epoch(epoch))
+            return 0
+        return int(outcome)
+
+
+class Batch:
+    """Executes ``jobs`` (one per run) as a batch: each in its thread, taking turns, their batchable phases trained
+    stacked. :meth:`run` returns each job's result, or the exception it raised, in order."""
+
+    def __init__(self, jobs: Sequence[Callable[[], Any]]) -> None:
+        self.jobs = list(jobs)
+        self.members = [BatchMember(index, self) for index in range(len(self.jobs))]
+        self._turn: BatchMember | None = None
+        self._condition = threading.Condition()
+
+    # The baton ----------------------------------------------------------------------------------------------
+    def _give(self, member: BatchMember | None) -> None:
+        with self._condition:
+            self._turn = member
+            self._condition.notify_all()
+
+    def _await(self, member: BatchMember | None) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: self._turn is member)
+
+    def pass_baton(self, member: BatchMember) -> None:
+        """From ``member``'s thread: give the turn back to the coordinator, keeping ``member``'s random state, and
+        wait for the next turn."""
+        member.rng = rng_state()
+        self._give(None)
+        self._await(member)
+        set_rng_state(member.rng)
+
+    def _thread(self, member: BatchMember, job: Callable[[], Any], settings: tuple[int, bool]) -> None:
+        threads, denormals = settings
+        self._await(member)
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(denormals)
+        _MEMBER.set(member)
+        set_rng_state(member.rng)
+        try:
+            member.result = job()
+        except BaseException as error:  # noqa: BLE001  (handed to the caller of run(), in order)
+            member.result = error
+        member.done = True
+        self._give(None)
+
+    # The coordinator ----------------------------------------------------------------------------------------
+    def run(self) -> list[Any]:
+        """Execute the jobs; return each one's result or exception."""
+        start = rng_state()
+        denormals = torch.set_flush_denormal(
+            True
+        )  # probes support; every run sets it itself (runner.execute)
+        settings = (torch.get_num_threads(), denormals)
+        threads = []
+        for member, job in zip(self.members, self.jobs, strict=True):
+            member.rng = start
+            thread = threading.Thread(
+                target=self._thread,
+                args=(member, job, settings),
+                name=f"batch-run-{member.index}",
+                daemon=True,
+            )
+            thread.start()
+            threads.append(thread)
+        while not all(member.done for member in self.members):
+            for member in self.members:
+                if not member.done and member.waiting is None:
+                    self._give(member)
+                    self._await(None)
+            self._train_waiting()
+        for thread in threads:
+            thread.join()
+        set_rng_state(start)
+        return [member.result for member in self.members]
+
+    def _train_waiting(self) -> None:
+        """Train the phases the runs wait in: stacked per group, alone where a group has one run."""
+        groups: dict[tuple, list[BatchMember]] = {}
+        for member in self.members:
+            if member.waiting is not None and not member.done:
+                groups.setdefault(group_key(member.waiting), []).append(member)
+        for members in groups.values():
+            if len(members) == 1:
+                members[0].outcome = "alone"
+            else:
+                train_stacked(members)
+            for member in members:
+                member.waiting = None
+
+
+class StackedRuns:
+    """The stacked state of the trainers of one group: weights and buffers (:func:`torch.func.stack_module_state`),
+    one optimizer over the stacked weights with the runs' optimizer state, and the runs' stacked masks."""
+
+    def __init__(self, trainers: Sequence[Trainer]) -> None:
+        self.trainers = list(trainers)
+        template = self.trainers[0]
+        self.model = template.model
+        self.params, self.buffers = stack_module_state([t.model for t in self.trainers])
+        own = [dict(t.model.named_parameters()) for t in self.trainers]
+        trained = {id(p) for p in template.weight_parameters}
+        self.names = [name for name, p in template.model.named_parameters() if id(p) in trained]
+        for name, stacked in self.params.items():
+            stacked.requires_grad_(name in self.names)
+        self._own = [[weights[name] for name in self.names] for weights in own]
+        self.optimizer = build_optimizer([self.params[name] for name in self.names], template.optim_config)
+        self.optimizer.param_groups[0]["lr"] = template.optimizer.param_groups[0]["lr"]
+        for position, name in enumerate(self.names):
+            states = [
+                t.optimizer.state.get(weights[position], {})
+                for t, weights in zip(self.trainers, self._own, strict=True)
+            ]
+            if states[0]:
+                self.optimizer.state[self.params[name]] = _stack_state(states)
+        factors = [mask_factors(t) for t in self.trainers]
+        masked = sorted(set().union(*factors))
+        self.masked = [self.params[name] for name in masked]
+        self.factors = [
+            torch.stack([f[name] if name in f else torch.ones_like(self.params[name][0]) for f in factors])
+            for name in masked
+        ]
+        self.loss = vmap(self._one_loss, randomness="error")
+
+    def _one_loss(self, params, buffers, inputs, targets) -> torch.Tensor:
+        return cross_entropy(functional_call(self.model, (params, buffers), (inputs,)), targets)
+
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One training step of every run on its own batch (``inputs[k]``, ``targets[k]``); the K losses."""
+        with autocast_context(self.model, self.trainers[0].autocast):
+            losses = self.loss(self.params, self.buffers, inputs, targets)
+        for name in self.names:
+            self.params[name].grad = None
+        losses.sum().backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            if self.masked:
+                torch._foreach_mul_(self.masked, self.factors)
+        for trainer in self.trainers:
+            _scheduler_step(trainer.scheduler)
+            trainer.step += 1
+        self.optimizer.param_groups[0]["lr"] = self.trainers[0].optimizer.param_groups[0]["lr"]
+        return losses.detach()
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy each run's slice of the stacked weights, buffers and optimizer state into its own trainer."""
+        for k, trainer in enumerate(self.trainers):
+            for name, parameter in trainer.model.named_parameters():
+                parameter.copy_(self.params[name][k])
+            for name, buffer in trainer.model.named_buffers():
+                buffer.copy_(self.buffers[name][k])
+            for position, name in enumerate(self.names):
+                stacked = self.optimizer.state.get(self.params[name])
+                if stacked:
+                    own = self._own[k][position]
+                    trainer.optimizer.state[own] = _slice_state(stacked, k, own.shape)
+
+
+def _scheduler_step(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Step a run's own schedule, whose optimizer the stacked one stands in for: its first step is not preceded by
+    that optimizer's own, which PyTorch's scheduler warns about (the rates are the same: the stacked optimizer takes
+    the step with the rate the schedule gave)."""
+    if scheduler._step_count > 1:
+        scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        scheduler.step()
+
+
+def _stack_state(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One optimizer state over stacked weights from the runs' own: per-weight tensors stacked, the shared rest
+    (Adam's step count) taken from the first run (the group's runs are at one step)."""
+    stacked: dict[str, Any] = {}
+    for key, value in states[0].items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            stacked[key] = torch.stack([state[key] for state in states])
+        else:
+            stacked[key] = value.clone() if isinstance(value, torch.Tensor) else value
+    return stacked
+
+
+def _slice_state(stacked: dict[str, Any], k: int, shape: torch.Size) -> dict[str, Any]:
+    own: dict[str, Any] = {}
+    for key, value in stacked.items():
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[1:] == shape:
+            own[key] = value[k].clone()
+        else:
+            own[key] = value.clone() if isinstance(value, torch.Tensor) else value
+    return own
+
+
+def _as_member(member: BatchMember, call: Callable[[], None]) -> BaseException | None:
+    """``call()`` under ``member``'s random state (what it draws stays its own); the exception it raised, if any."""
+    set_rng_state(member.rng)
+    try:
+        call()
+    except BaseException as error:  # noqa: BLE001  (the run's own: raised in its thread)
+        return error
+    finally:
+        member.rng = rng_state()
+    return None
+
+
+def train_stacked(members: list[BatchMember]) -> None:
+    """Train the waiting trainers of ``members`` (one group) stacked, epoch by epoch; a run whose epoch start or
+    end, hook or checkpoint raises (diverged, stopped, claim lost) leaves the group with that exception as its
+    outcome, the others go on."""
+    live = list(members)
+    size = len(live)
+    template = live[0].waiting
+    assert template is not None
+    for epoch in template.epochs_left():
+        live = _each(live, lambda trainer, epoch=epoch: trainer.start_epoch(epoch))
+        live = _train_epoch(live, epoch)
+        live = _each(live, lambda trainer, epoch=epoch: trainer.end_epoch(epoch, trainer.epoch_loss()))
+        if not live:
+            return
+    for member in live:
+        member.outcome = str(size)
+
+
+def _each(live: list[BatchMember], call: Callable[[Trainer], None]) -> list[BatchMember]:
+    """``call`` on each live run's trainer under its random state; the runs it did not raise for (a run it
+    raised for has the exception as its outcome)."""
+    kept = []
+    for member in live:
+        error = _as_member(member, functools.partial(call, member.waiting))
+        if error is None:
+            kept.append(member)
+        else:
+            member.outcome = error
+    return kept
+
+
+def _train_epoch(live: list[BatchMember], epoch: int) -> list[BatchMember]:
+    """The steps of ``epoch`` for the ``live`` runs stacked; the runs still live at its end (their state written
+    back). Where a run's hook acts after a step (:meth:`~prunebench.run.trainer.TrainHook.acts_after_step`), or a
+    stop or a lost claim asks its checkpoint to act, the state is written back, each run's own code acts on its own
+    trainer, and the runs left are stacked again."""
+    trainers = [member.waiting for member in live]
+    template = trainers[0]
+    first, last = template.epoch_steps(epoch)
+    iterators = [iter(t.loader) for t in trainers]
+    stacked = None
+    for index in range(template.steps_per_epoch):
+        batches = [next(iterator) for iterator in iterators]
+        if first + index < template.step:
+            continue
+        if first + index >= template.stop:
+            break
+        if stacked is None:
+            stacked = StackedRuns([member.waiting for member in live])
+        inputs = torch.stack([batch[0] for batch in batches])
+        targets = torch.stack([batch[1] for batch in batches])
+        losses = stacked.step(inputs, targets)
+        for k, trainer in enumerate(stacked.trainers):
+            trainer._epoch_total += losses[k]
+            trainer._epoch_batches += 1
+        step = template.step
+        acting = [any(hook.acts_after_step(step) for hook in t.hooks) for t in stacked.trainers]
+        checkpoints = first + index < last and any(_checkpoint_acts(t) for t in stacked.trainers)
+        if any(acting) or checkpoints:
+            stacked.write_back()
+            stacked = None
+            for member, acts in zip(list(live), acting, strict=True):
+                if acts and _fails(member, _hook_events):
+                    live.remove(member)
+            if checkpoints:
+                live = _each(live, lambda t: t.checkpoint.after_step(t, t.phase, epoch_end=False))
+            if len(live) < len(iterators):
+                kept = {id(member.waiting) for member in live}
+                iterators = [it for it, t in zip(iterators, trainers, strict=True) if id(t) in kept]
+                trainers = [t for t in trainers if id(t) in kept]
+            if not live:
+                return live
+    if stacked is not None:
+        stacked.write_back()
+    return live
+
+
+def _hook_events(trainer: Trainer) -> None:
+    """The hooks' own ``after_step`` on the run's own (written-back) trainer, where they act after this step."""
+    for hook in trainer.hooks:
+        if hook.acts_after_step(trainer.step):
+            hook.after_step(trainer)
+
+
+def _fails(member: BatchMember, call: Callable[[Trainer], None]) -> bool:
+    """``call`` on the run's trainer under its random state; whether it raised (the exception is its outcome)."""
+    return not _each([member], call)
+
+
+def _checkpoint_acts(trainer: Trainer) -> bool:
+    """Whether ``trainer``'s checkpoint acts at a step inside an epoch: a stop was asked for, or the claim lost."""
+    checkpoint = trainer.checkpoint
+    return checkpoint is not None and (checkpoint.stop() or checkpoint.lost())

@@ -1,0 +1,214 @@
+"""The batched engine against the runs trained alone: the same weights, masks and losses (float64, so that only the
+mathematics count, not the rounding of stacked products), and the grid's scheduling of batches."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from prunebench.core.errors import UsageError
+from prunebench.datasets.embedded import _synthetic_splits
+from prunebench.grid.experiment import Experiment, parse_batch
+from prunebench.grid.grid_run import run_grid
+from prunebench.grid.result_store import ResultStore
+from prunebench.grid.scheduler import RunnerSettings
+from prunebench.pruning.saved_masks import MASK_KEY
+from prunebench.run.batched_engine import Batch, batchable
+from prunebench.run.run_context import RunContext
+from prunebench.run.runner import _train_run
+from prunebench.run.trainer import Trainer
+
+CPU = torch.device("cpu")
+TOLERANCE = 1e-9
+
+
+@pytest.fixture
+def float64():
+    """Float64 weights and data; the synthetic data (made once per process in the default dtype) is made again
+    before and after, so that no other test sees it in float64."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    _synthetic_splits.cache_clear()
+    yield
+    torch.set_default_dtype(previous)
+    _synthetic_splits.cache_clear()
+
+
+def _configs(
+    method: str,
+    model: str = "lenet5",
+    epochs: int = 13,
+    seeds: int = 3,
+    scopes: str = "global",
+    keep_dense: bool = False,
+    **experiment,
+):
+    """Three seeds of ``method`` on the synthetic data, ``epochs`` of fine-tuning in a budget of twice that (8 steps
+    an epoch: 13 epochs are 104 steps a phase)."""
+    grid = Experiment(
+        preset="synthetic-tiny",
+        model=model,
+        methods=method,
+        scopes=scopes,
+        sparsity=[0.9],
+        seeds=seeds,
+        **experiment,
+    )
+    grid.set("recipe", "epochs", [2 * epochs])
+    grid.set("recipe", "finetune_epochs", [epochs])
+    names = {name.split("@")[0] for name in method.split(",")}
+    return [c for c in grid.configs() if c.method in names or keep_dense]
+
+
+def _trained(config, cache_dir):
+    """The run's final model and loss, and the phases the batched engine trained (when in a batch)."""
+    ctx = RunContext(config, CPU, cache_dir)
+    outcome, _ = _train_run(ctx)
+    return outcome.model.state_dict(), outcome.train_loss, ctx.batched_phases()
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+
+def _assert_agree(alone, batched):
+    (state_a, loss_a, phases_a), (state_b, loss_b, phases_b) = alone, batched
+    assert phases_a == {}
+    assert abs(loss_a - loss_b) <= TOLERANCE * abs(loss_a)
+    for name, tensor in state_a.items():
+        if tensor.is_floating_point():
+            assert _relative(state_b[name], tensor) <= TOLERANCE, name
+            if name.endswith("weight"):
+                assert torch.equal(state_b[name] != 0, tensor != 0), f"{name}: masks differ"
+        else:
+            assert torch.equal(state_b[name], tensor), name
+    return phases_b
+
+
+@pytest.mark.parametrize(
+    ("method", "model", "phases"),
+    [
+        ("dense", "lenet5", {"train"}),
+        ("magnitude", "cnn_bn", {"pretrain", "finetune"}),  # after training, BatchNorm's statistics stacked
+        ("snip", "lenet5", {"train"}),  # at initialization: the scores per run, the training stacked
+        ("gmp", "lenet5", {"train"}),  # gradual: the pruner's steps on each run's own model
+    ],
+)
+def test_k3_batched_runs_equal_the_runs_alone_after_100_steps(tmp_path, float64, method, model, phases):
+    configs = _configs(method, model)
+    alone = [_trained(c, tmp_path / "alone") for c in configs]
+    jobs = [lambda c=c: _trained(c, tmp_path / "batched") for c in configs]
+    batched = Batch(jobs).run()
+    for one, together in zip(alone, batched, strict=True):
+        assert not isinstance(together, BaseException), together
+        stacked = _assert_agree(one, together)
+        assert set(stacked) == phases and set(stacked.values()) == {3}
+
+
+def test_iterative_rounds_with_rewinding_batch_every_round(tmp_path, float64):
+    configs = _configs("imp", epochs=2)
+    alone = [_trained(c, tmp_path / "alone") for c in configs]
+    batched = Batch([lambda c=c: _trained(c, tmp_path / "batched") for c in configs]).run()
+    for one, together in zip(alone, batched, strict=True):
+        stacked = _assert_agree(one, together)
+        assert len(stacked) > 3 and all(name.startswith("round") for name in stacked)
+
+
+def test_a_learned_mask_method_learns_its_mask_alone_and_fine_tunes_stacked(tmp_path, float64):
+    configs = _configs("str", epochs=3, scopes="all")
+    alone = [_trained(c, tmp_path / "alone") for c in configs]
+    batched = Batch([lambda c=c: _trained(c, tmp_path / "batched") for c in configs]).run()
+    for one, together in zip(alone, batched, strict=True):
+        stacked = _assert_agree(one, together)
+        assert "finetune" in stacked and "learn" not in " ".join(stacked)
+
+
+def test_runs_with_different_recipes_are_not_stacked_together(tmp_path):
+    first = _configs("snip", epochs=2, seeds=1)[0]
+    second = _configs("snip", epochs=3, seeds=1)[0]
+    results = Batch([lambda c=c: _trained(c, tmp_path) for c in (first, second)]).run()
+    assert not any(isinstance(r, BaseException) for r in results), results
+    assert [phases for _, _, phases in results] == [{}, {}]
+
+
+def test_a_run_that_raises_leaves_the_batch_and_the_others_finish(tmp_path):
+    configs = _configs("snip", epochs=2)[:3]
+
+    def failing():
+        raise RuntimeError("boom")
+
+    jobs = [lambda c=c: _trained(c, tmp_path) for c in configs[:2]] + [failing]
+    results = Batch(jobs).run()
+    assert isinstance(results[2], RuntimeError)
+    assert all(set(phases.values()) == {2} for _, _, phases in results[:2])
+
+
+def test_only_fixed_mask_phases_without_dropout_or_clipping_are_batchable(small_convnet):
+    from prunebench.run.recipe import OptimConfig
+
+    loader = [(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long))]
+
+    class Loader(list):
+        def set_epoch(self, epoch):
+            pass
+
+    assert batchable(Trainer(small_convnet, Loader(loader), OptimConfig(lr=0.1), 1))
+    assert not batchable(Trainer(small_convnet, Loader(loader), OptimConfig(lr=0.1, grad_clip=1.0), 1))
+    with_dropout = torch.nn.Sequential(small_convnet, torch.nn.Dropout(0.5))
+    assert not batchable(Trainer(with_dropout, Loader(loader), OptimConfig(lr=0.1), 1))
+
+
+def _records(store: ResultStore) -> dict[str, dict]:
+    found = {}
+    for path in (store.root / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        found[record["run_id"]] = record
+    return found
+
+
+def _masks(store: ResultStore, run_id: str) -> dict[str, np.ndarray]:
+    with np.load(store.root / "runs" / f"{run_id}.mask.npz") as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+def test_a_batched_grid_writes_each_record_as_the_grid_alone_does(tmp_path, float64):
+    configs = _configs("magnitude,random", epochs=2, controls="shuffle", keep_dense=True)
+    alone, batched = ResultStore(tmp_path / "alone"), ResultStore(tmp_path / "batched")
+    run_grid(configs, alone, CPU, settings=RunnerSettings(batch=1))
+    run_grid(configs, batched, CPU, settings=RunnerSettings(batch=4))
+    one, together = _records(alone), _records(batched)
+    assert one.keys() == together.keys() == {c.run_id for c in configs}
+    stacked = 0
+    for run_id, record in one.items():
+        other = together[run_id]
+        assert record["status"] == other["status"] == "ok"
+        assert "engine" not in record
+        stacked += "engine" in other
+        for key in ("loss", "train_loss", "top1"):
+            assert abs(record[key] - other[key]) <= TOLERANCE * max(abs(record[key]), 1e-12), key
+        assert record["layers"] == other["layers"]
+        if record["method"] != "dense":
+            assert MASK_KEY not in record
+            saved_alone, saved_batched = _masks(alone, run_id), _masks(batched, run_id)
+            assert saved_alone.keys() == saved_batched.keys()
+            assert all(np.array_equal(saved_alone[k], saved_batched[k]) for k in saved_alone)
+    assert stacked == len(configs)  # the pre-trainings, the pruned runs' fine-tuning, the controls' training
+    assert {c["engine"]["name"] for c in together.values()} == {"vmap"}
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "two", "1.5"])
+def test_batch_takes_a_positive_count_or_auto(text):
+    assert parse_batch("auto") is None and parse_batch(4) == 4
+    with pytest.raises(UsageError, match="--batch takes a positive number of runs or auto"):
+        parse_batch(text)
+
+
+def test_auto_batch_trains_alone_on_the_cpu_and_stacks_small_models_on_a_gpu():
+    from prunebench.run.batch_size import CUDA_BATCHES, auto_batch
+
+    small = _configs("magnitude", seeds=1)[0]  # lenet5: far below the smallest bound
+    assert auto_batch(small, CPU) == 1
+    assert auto_batch(small, torch.device("cuda")) == CUDA_BATCHES[0][1]
