@@ -1,9 +1,11 @@
-"""Leaderboard cells whose seeds ran on different machines (CPU instruction set, CPU model or CUDA device), which
-do not give bit-identical results (docs/results.md, "Reproducibility").
+"""Leaderboard cells whose seeds ran on different machines (CPU instruction set, CPU model or CUDA device), or were
+trained by different engines (alone, or batched: :mod:`prunebench.run.batched_engine`), which do not give
+bit-identical results (docs/results.md, "Reproducibility").
 
 A cell is the records of one method, variant, scope and sparsity of one section, over seeds. A record's machine is
 its ``machine`` field (:func:`prunebench.core.environment.machine`); records written before that field existed are
 ``unknown`` and never make a cell mixed by themselves: a cell is mixed when two of its records that do say differ.
+A record's engine is always known (:func:`engine_of`): without an ``engine`` field its run trained alone.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def _cell(record: dict[str, Any]) -> tuple:
     )
 
 
+def engine_of(record: dict[str, Any]) -> str:
+    """``alone``, or the batched engine with the phases it trained: ``vmap (pretrain, finetune)``."""
+    engine = record.get("engine")
+    if not isinstance(engine, dict):
+        return "alone"
+    return f"{engine.get('name', 'batched')} ({', '.join(engine.get('phases') or {})})"
+
+
 def _differences(records: list[dict[str, Any]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     found = []
     for field, label in FACETS:
@@ -69,6 +79,9 @@ def _differences(records: list[dict[str, Any]]) -> tuple[tuple[str, tuple[str, .
         }
         if len(values) > 1:
             found.append((label, tuple(sorted(values))))
+    engines = {engine_of(record) for record in records}
+    if len(engines) > 1:
+        found.append(("engine", tuple(sorted(engines))))
     return tuple(found)
 
 

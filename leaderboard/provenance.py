@@ -78,7 +78,7 @@ def machine_warning(records: list[dict[str, Any]]) -> str | None:
     more = f" and {len(mixed) - SHOWN_MIXED_CELLS} more" if len(mixed) > SHOWN_MIXED_CELLS else ""
     cells = "1 cell mixes" if len(mixed) == 1 else f"{len(mixed)} cells mix"
     return (
-        f"Warning: {cells} records of different machines ({what}), whose results differ beyond the last bits "
+        f"Warning: {cells} records of different machines or engines ({what}), whose results differ beyond the last bits "
         f"(docs/results.md, Reproducibility): {named}{more}"
     )
 

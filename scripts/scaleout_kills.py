@@ -18,7 +18,11 @@ pruning at two sparsities over as many seeds as needed, each seed with its dense
 Every record write is logged (through a ``sitecustomize`` on the runners' path), so the script counts the runs
 written twice; then it checks that each record equals the undisturbed grid's (all but the timing fields).
 
+``--batch K`` runs every runner, the undisturbed one too, with the batched engine (``bench run --batch K``): a killed
+batch must then resume each of its runs from its own checkpoint, batched again or alone, to the same record.
+
     python scripts/scaleout_kills.py [--runs 1000] [--jobs 4] [--kill-every 3] [--scenarios kills,late,slurm]
+                                     [--batch K]
 """
 
 from __future__ import annotations
@@ -155,9 +159,12 @@ def main() -> None:
     parser.add_argument("--slurm-tasks", type=int, default=2)
     parser.add_argument("--scenarios", default="kills,late,slurm", help="comma-separated: kills, late, slurm")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--batch", type=int, default=1, help="runs each runner trains together (bench run --batch)"
+    )
     args = parser.parse_args()
     chance = random.Random(args.seed)
-    flags = grid_flags(args.runs)
+    flags = [*grid_flags(args.runs), "--batch", str(args.batch)]
     scenarios = {
         "kills": lambda out, env: with_kills(flags, out, args.jobs, env, args.kill_every, chance),
         "late": lambda out, env: started_late(flags, out, args.jobs, env, args.late),
@@ -175,7 +182,8 @@ def main() -> None:
         quiet = {**env, "PRUNEBENCH_AUDIT": os.devnull}
         workers, calm_time = undisturbed(flags, root / "calm", args.jobs, quiet)
         print(
-            f"{len(workers)} runs, synthetic-tiny at 2 epochs; undisturbed with {args.jobs} workers: {calm_time:.1f} s"
+            f"{len(workers)} runs, synthetic-tiny at 2 epochs, batches of {args.batch}; undisturbed with {args.jobs} "
+            f"workers: {calm_time:.1f} s"
         )
         if "slurm" in chosen:  # a task trains in one process with its threads: compared with one alike
             alone, alone_time = undisturbed(flags, root / "calm-alone", 1, quiet, "--jobs", "1")

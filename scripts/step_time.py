@@ -237,7 +237,7 @@ def measure_batched(args: argparse.Namespace) -> list[str]:
     """``--batched K``: one fixed-mask training step of K runs (K seeds, each its own mask and data order) as the
     batched engine takes it (:class:`prunebench.run.batched_engine.StackedRuns`), against the K runs' steps taken
     one after the other by their own trainers; whole epochs, interleaved round by round, medians over rounds."""
-    from prunebench.run.batched_engine import StackedRuns
+    from prunebench.run.batched_engine import stacked_epoch
 
     preset = get_preset(args.preset)
     torch.set_flush_denormal(True)
@@ -253,7 +253,9 @@ def measure_batched(args: argparse.Namespace) -> list[str]:
             masks = {n: torch.rand_like(w) > args.sparsity for n, w in prunable_weights(model).items()}
             apply_masks(model, masks)
             loader = _train_loader(args, dataset, recipe.batch_size, device, seed)
-            trainer = Trainer(model, loader, recipe.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)])
+            trainer = Trainer(
+                model, loader, recipe.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)]
+            )
             trainer.begin()
             built.append(trainer)
         return built
@@ -268,12 +270,7 @@ def measure_batched(args: argparse.Namespace) -> list[str]:
             trainer.run_epoch(epoch)
         single_times.append((clock() - started) / steps)
         started = clock()
-        for trainer in batched:
-            trainer.start_epoch(epoch)
-        stacked = StackedRuns(batched)
-        for batches in zip(*(iter(t.loader) for t in batched), strict=True):
-            stacked.step(torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))
-        stacked.write_back()
+        stacked_epoch(batched, epoch)
         batched_times.append((clock() - started) / steps)
     single = statistics.median(single_times[1:]) * 1e3  # the first round warms up
     together = statistics.median(batched_times[1:]) * 1e3

@@ -76,7 +76,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _assert_agree(alone, batched):
     (state_a, loss_a, phases_a), (state_b, loss_b, phases_b) = alone, batched
-    assert phases_a == {}
+    assert phases_a == []
     assert abs(loss_a - loss_b) <= TOLERANCE * abs(loss_a)
     for name, tensor in state_a.items():
         if tensor.is_floating_point():
@@ -105,7 +105,7 @@ def test_k3_batched_runs_equal_the_runs_alone_after_100_steps(tmp_path, float64,
     for one, together in zip(alone, batched, strict=True):
         assert not isinstance(together, BaseException), together
         stacked = _assert_agree(one, together)
-        assert set(stacked) == phases and set(stacked.values()) == {3}
+        assert set(stacked) == phases
 
 
 def test_iterative_rounds_with_rewinding_batch_every_round(tmp_path, float64):
@@ -126,12 +126,18 @@ def test_a_learned_mask_method_learns_its_mask_alone_and_fine_tunes_stacked(tmp_
         assert "finetune" in stacked and "learn" not in " ".join(stacked)
 
 
-def test_runs_with_different_recipes_are_not_stacked_together(tmp_path):
-    first = _configs("snip", epochs=2, seeds=1)[0]
-    second = _configs("snip", epochs=3, seeds=1)[0]
-    results = Batch([lambda c=c: _trained(c, tmp_path) for c in (first, second)]).run()
+def test_runs_with_different_recipes_are_not_stacked_together(tmp_path, monkeypatch):
+    from prunebench.run import batched_engine
+
+    groups = []
+    train = batched_engine.train_stacked
+    monkeypatch.setattr(
+        batched_engine, "train_stacked", lambda members: groups.append(len(members)) or train(members)
+    )
+    short, longer = _configs("snip", epochs=2, seeds=2), _configs("snip", epochs=3, seeds=1)
+    results = Batch([lambda c=c: _trained(c, tmp_path) for c in (*short, *longer)]).run()
     assert not any(isinstance(r, BaseException) for r in results), results
-    assert [phases for _, _, phases in results] == [{}, {}]
+    assert sorted(groups) == [1, 2] and [phases for _, _, phases in results] == [["train"]] * 3
 
 
 def test_a_run_that_raises_leaves_the_batch_and_the_others_finish(tmp_path):
@@ -143,7 +149,7 @@ def test_a_run_that_raises_leaves_the_batch_and_the_others_finish(tmp_path):
     jobs = [lambda c=c: _trained(c, tmp_path) for c in configs[:2]] + [failing]
     results = Batch(jobs).run()
     assert isinstance(results[2], RuntimeError)
-    assert all(set(phases.values()) == {2} for _, _, phases in results[:2])
+    assert all(phases == ["train"] for _, _, phases in results[:2])
 
 
 def test_only_fixed_mask_phases_without_dropout_or_clipping_are_batchable(small_convnet):
@@ -212,3 +218,21 @@ def test_auto_batch_trains_alone_on_the_cpu_and_stacks_small_models_on_a_gpu():
     small = _configs("magnitude", seeds=1)[0]  # lenet5: far below the smallest bound
     assert auto_batch(small, CPU) == 1
     assert auto_batch(small, torch.device("cuda")) == CUDA_BATCHES[0][1]
+
+
+@pytest.mark.slow
+def test_the_gpu_check_prints_every_figure_in_its_dry_run():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "scripts" / "gpu_check.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--dry-run"], capture_output=True, text=True, check=True
+    )
+    lines = out.stdout.splitlines()
+    for k in (1, 2):
+        assert any(line.startswith(f"epoch time K={k}: ") for line in lines)
+        assert any(line.startswith(f"runs per GPU-hour K={k}: ") for line in lines)
+    assert any(line.startswith("loader torch: ") and "images/s" in line for line in lines)
+    assert not any("failed" in line for line in lines), out.stdout

@@ -123,3 +123,11 @@ def test_the_record_declaration_checks_machine_where_present():
 def test_a_mixed_dense_cell_is_named_the_dense_baseline():
     dense = [{**_record(s, m, "dense", 0.0), "scope": "none"} for s, m in ((0, AVX512), (1, AVX2))]
     assert [c.label for c in mixed_cells(dense)] == ["dense baseline"]
+
+
+def test_a_cell_is_mixed_by_runs_of_different_engines():
+    alone = _record(0, AVX512)
+    batched = {**_record(1, AVX512), "engine": {"name": "vmap", "phases": ["pretrain", "finetune"]}}
+    mixed = mixed_cells([alone, batched])
+    assert [cell.differences for cell in mixed] == [(("engine", ("alone", "vmap (pretrain, finetune)")),)]
+    assert mixed_cells([batched, {**batched, "seed": 2}]) == []

@@ -35,11 +35,13 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from prunebench.core.environment import describe_device
 from prunebench.core.errors import is_disk_full
+from prunebench.core.hashing import stable_hash
 from prunebench.grid.claims import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S, Claim, ClaimStore
 from prunebench.grid.result_store import ResultStore
 from prunebench.run.allocation_controls import source_run_id
@@ -241,6 +243,7 @@ class Runner:
         self.since = store.clock() if since is None else since
         """When the invocation started: records written since are this invocation's (see the module docstring)."""
         self.records: list[dict] = []
+        self._batch_ids: dict[str, tuple[str, int]] = {}
 
     def _handled(self, config: RunConfig, present: dict[str, float]) -> bool:
         """Whether a runner of this invocation wrote the run's record (since the grid was planned)."""
@@ -259,8 +262,8 @@ class Runner:
         return self.records
 
     def _run_pass(self) -> bool:
-        """Execute every pending run that is ready and that no other runner holds, alone or in batches of runs
-        that share a model and a recipe; return whether one was."""
+        """Execute every pending run that is ready and that no other runner holds, alone or in batches (the seeds
+        of a cell, :func:`batch_id`); return whether one was."""
         present = self.store.record_names()
         waiting = {config.run_id for config in self.pending}
         progressed = False
@@ -275,10 +278,11 @@ class Runner:
                 continue
             if not self._ready(config, present, waiting):
                 continue
-            size = self._batch_size(config)
-            if size > 1:
-                batch = [c for c in self.pending if c is config or self._joins(config, c, present, waiting)]
-                executed = self._execute_batch(batch[:size])
+            batch = self._batch_of(config, present)
+            if len(batch) > 1 or self._batch_size(config) > 1:
+                if not all(self._ready(c, present, waiting) for c in batch):
+                    continue
+                executed = self._execute_batch(batch)
             else:
                 executed = self._execute(config)
             if not executed:
@@ -295,16 +299,18 @@ class Runner:
 
         return auto_batch(config, self.device)
 
-    def _joins(
-        self, first: RunConfig, config: RunConfig, present: dict[str, float], waiting: set[str]
-    ) -> bool:
-        """Whether ``config`` can execute in ``first``'s batch: ready, not done, and with its data, model, recipe
-        and schedule, whose phases are then the same (:func:`batch_key`)."""
-        return (
-            batch_key(config) == batch_key(first)
-            and not self._handled(config, present)
-            and self._ready(config, present, waiting)
-        )
+    def _batch_of(self, config: RunConfig, present: dict[str, float]) -> list[RunConfig]:
+        """The pending runs of ``config``'s batch (:func:`batch_id`) that no runner has finished, ``config``
+        first."""
+        if config.run_id not in self._batch_ids:
+            self._batch_ids[config.run_id] = batch_id(config, self._batch_size(config))
+        own = self._batch_ids[config.run_id]
+        members = [config]
+        for other in self.pending:
+            if other is not config and self._batch_ids.get(other.run_id) == own:
+                if not self._handled(other, present):
+                    members.append(other)
+        return members
 
     def _ready(self, config: RunConfig, present: dict[str, float], waiting: set[str]) -> bool:
         """Whether the runs ``config`` needs have records (a prerequisite outside the grid is not waited for: the
@@ -333,19 +339,21 @@ class Runner:
                 self.pretrainings.remove(job)
                 continue
             size = self._batch_size(job.config)
-            key = pretraining_batch_key(job.config)
-            batch = [
+            own = pretraining_batch_id(job.config, size)
+            batch = [job] + [
                 other
                 for other in self.pretrainings
-                if other is job or (pretraining_batch_key(other.config) == key and not self._cached(other))
-            ][:size]
-            claimed = [(j, claim) for j in batch if (claim := self.claims.try_claim(j.name)) is not None]
+                if other is not job
+                and pretraining_batch_id(other.config, size) == own
+                and not self._cached(other)
+            ]
+            claimed = self._claim_all([(j, j.name) for j in batch])
             if not claimed:
                 continue
             with contextlib.ExitStack() as held:
                 for _, claim in claimed:
                     held.enter_context(claim)
-                if len(claimed) == 1:
+                if size == 1:
                     self._pretrain_claimed(*claimed[0])
                 else:
                     from prunebench.run.batched_engine import Batch
@@ -401,7 +409,7 @@ class Runner:
         disk) is raised once every run of the batch has stopped."""
         from prunebench.run.batched_engine import Batch
 
-        claimed = [(c, claim) for c in configs if (claim := self.claims.try_claim(c.run_id)) is not None]
+        claimed = self._claim_all([(c, c.run_id) for c in configs])
         if not claimed:
             return False
         with contextlib.ExitStack() as held:
@@ -413,6 +421,19 @@ class Runner:
             if isinstance(result, BaseException):
                 raise result
         return True
+
+    def _claim_all(self, jobs: list[tuple[Any, str]]) -> list[tuple[Any, Claim]]:
+        """Claim every job of a batch (by its claim key), or none: a batch runs whole, so that a resumed batch
+        stacks the same runs as the batch that was interrupted, and computes the same bits."""
+        claimed = []
+        for job, key in jobs:
+            claim = self.claims.try_claim(key)
+            if claim is None:
+                for _, held in claimed:
+                    held.release()
+                return []
+            claimed.append((job, claim))
+        return claimed
 
     def _execute_claimed(self, config: RunConfig, claim: Claim) -> None:
         """Execute ``config``, claimed, with its checkpoint; write its record; release the claim."""
@@ -448,12 +469,16 @@ class Runner:
         self.reporter.run_finished(config, record)
 
 
-def pretraining_batch_key(config: RunConfig) -> tuple:
-    """What the dense pre-trainings of one batch share: data, model, recipe, prunable set (their seeds differ)."""
-    return (config.dataset, config.model, repr(config.recipe), repr(config.prunable))
+def batch_id(config: RunConfig, size: int) -> tuple[str, int]:
+    """The batch ``config`` runs in with batches of ``size``: the seeds of its cell (its identity but the seed),
+    ``size`` consecutive seeds at a time (seeds ``0..size-1``, ``size..2 size-1``, ...). It depends on the run alone,
+    not on which runs are pending, so that every runner, however late, and every resume forms the same batches."""
+    cell = {key: value for key, value in config.identity.items() if key != "seed"}
+    return stable_hash(cell), config.seed // size
 
 
-def batch_key(config: RunConfig) -> tuple:
-    """What the runs of one batch share: data, model, recipe and schedule (so their phases line up; the engine
-    stacks only the phases that agree, :func:`prunebench.run.batched_engine.group_key`)."""
-    return (config.dataset, config.model, repr(config.recipe), config.spec.schedule, repr(config.prunable))
+def pretraining_batch_id(config: RunConfig, size: int) -> tuple[str, int]:
+    """The batch of the dense pre-training ``config`` starts from: the seeds of one data, model and recipe, as
+    :func:`batch_id` groups them."""
+    shared = (config.dataset, config.model, repr(config.recipe), repr(config.prunable))
+    return stable_hash(shared), config.seed // size

@@ -8,8 +8,9 @@ masks only, which every fixed-mask phase is: dense pre-training, sparse training
 after pruning, iterative rounds, the allocation controls) hands its :class:`~prunebench.run.trainer.Trainer` to the
 coordinator and waits. When every live run waits or has finished, the coordinator trains each group of waiting
 trainers that agree on the phase, the recipe, the schedule's steps and the model's shapes (:func:`group_key`) as one
-computation, and the runs go on. A phase that no other run of the batch reaches with it, or that the engine cannot
-batch (a learned-mask method's scores, a gradual pruner's hook, dropout), trains alone, in its run's thread.
+computation (a group of one run too: a run of a batch is trained by the engine whatever its batch holds), and the
+runs go on. A phase the engine cannot batch (a learned-mask method's scores, a dynamic
+sparse training's regrowth, dropout) trains alone, in its run's thread.
 
 The stacked step (:class:`StackedRuns`) is the trainer's step over K runs at once, with PyTorch's public API:
 :func:`torch.func.stack_module_state` stacks the K models' weights and buffers, :func:`torch.func.vmap` over
@@ -114,31 +115,25 @@ def group_key(trainer: Trainer) -> tuple:
 class BatchMember:
     """One run of a batch, as its thread and the coordinator see it.
 
-    ``outcome``: what the coordinator decided for the phase the run waits in: the number of runs it was trained
-    stacked with, ``"alone"``, or the exception the run raises."""
+    ``outcome``: ``None`` once the coordinator has trained the phase the run waits in, else the exception the run
+    raises."""
 
     index: int
     batch: Batch
     rng: dict[str, Any] | None = None
     waiting: Trainer | None = None
-    outcome: BaseException | str | None = None
+    outcome: BaseException | None = None
     done: bool = False
     result: Any = None
 
-    def fit(self, trainer: Trainer) -> int:
+    def fit(self, trainer: Trainer) -> None:
         """Train ``trainer``'s epochs in the batch (``trainer.begin()`` was called, ``finish()`` is the caller's):
-        wait for the coordinator to train them stacked, or train them here alone if no other run joins. Returns the
-        number of runs the phase was stacked with (0: alone)."""
+        wait for the coordinator to train them stacked."""
         self.waiting, self.outcome = trainer, None
         self.batch.pass_baton(self)
         outcome, self.outcome = self.outcome, None
-        if isinstance(outcome, BaseException):
+        if outcome is not None:
             raise outcome
-        if outcome == "alone":
-            for epoch in trainer.epochs_left():
-                trainer.end_epoch(epoch, trainer.run_epoch(epoch))
-            return 0
-        return int(outcome)
 
 
 class Batch:
@@ -214,16 +209,13 @@ class Batch:
         return [member.result for member in self.members]
 
     def _train_waiting(self) -> None:
-        """Train the phases the runs wait in: stacked per group, alone where a group has one run."""
+        """Train the phases the runs wait in, stacked per group."""
         groups: dict[tuple, list[BatchMember]] = {}
         for member in self.members:
             if member.waiting is not None and not member.done:
                 groups.setdefault(group_key(member.waiting), []).append(member)
         for members in groups.values():
-            if len(members) == 1:
-                members[0].outcome = "alone"
-            else:
-                train_stacked(members)
+            train_stacked(members)
             for member in members:
                 member.waiting = None
 
@@ -347,17 +339,15 @@ def train_stacked(members: list[BatchMember]) -> None:
     end, hook or checkpoint raises (diverged, stopped, claim lost) leaves the group with that exception as its
     outcome, the others go on."""
     live = list(members)
-    size = len(live)
     template = live[0].waiting
     assert template is not None
     for epoch in template.epochs_left():
         live = _each(live, lambda trainer, epoch=epoch: trainer.start_epoch(epoch))
         live = _train_epoch(live, epoch)
         live = _each(live, lambda trainer, epoch=epoch: trainer.end_epoch(epoch, trainer.epoch_loss()))
+        live = _each(live, _checkpoint_written)
         if not live:
             return
-    for member in live:
-        member.outcome = str(size)
 
 
 def _each(live: list[BatchMember], call: Callable[[Trainer], None]) -> list[BatchMember]:
@@ -429,6 +419,30 @@ def _hook_events(trainer: Trainer) -> None:
 def _fails(member: BatchMember, call: Callable[[Trainer], None]) -> bool:
     """``call`` on the run's trainer under its random state; whether it raised (the exception is its outcome)."""
     return not _each([member], call)
+
+
+def stacked_epoch(trainers: Sequence[Trainer], epoch: int) -> list[float]:
+    """One epoch of ``trainers`` (started with :meth:`~prunebench.run.trainer.Trainer.begin`, fixed masks, no
+    checkpoints) trained stacked; each one's mean loss. What the benchmark scripts time
+    (``scripts/step_time.py --batched``, ``scripts/gpu_check.py``)."""
+    for trainer in trainers:
+        trainer.start_epoch(epoch)
+    stacked = StackedRuns(trainers)
+    for batches in zip(*(iter(t.loader) for t in trainers), strict=True):
+        losses = stacked.step(torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))
+        for k, trainer in enumerate(trainers):
+            trainer._epoch_total += losses[k]
+            trainer._epoch_batches += 1
+    stacked.write_back()
+    return [trainer.epoch_loss() for trainer in trainers]
+
+
+def _checkpoint_written(trainer: Trainer) -> None:
+    """Wait for the run's checkpoint write of this epoch's end (if one is in flight): the batch's runs then hold
+    checkpoints of the same epoch before any trains on, so that a batch killed now resumes them together, in one
+    group, as it trained them (a run resumed a step apart from the others would train in a group of its own)."""
+    if trainer.checkpoint is not None:
+        trainer.checkpoint.wait()
 
 
 def _checkpoint_acts(trainer: Trainer) -> bool:

@@ -16,7 +16,7 @@ from prunebench.core.atomic_files import atomic_save_tensors, atomic_write_text
 from prunebench.core.errors import UsageError
 from prunebench.datasets import DataLoaders, LoaderRequest, get_dataset
 from prunebench.pruning.prunable import prunable_weights
-from prunebench.run.batched_engine import batchable, current_member
+from prunebench.run.batched_engine import ENGINE, batchable, current_member
 from prunebench.run.curves import CurveLog
 from prunebench.run.run_checkpoint import RunCheckpoint, SkippedPhase
 from prunebench.run.run_config import RunConfig, dense_pretrain_key
@@ -99,8 +99,7 @@ def dense_cache(config: RunConfig, cache_dir: Path) -> tuple[Path, Path]:
 
 
 def engine_note(cache: Path) -> Path:
-    """Beside a dense pre-training's cache: the number of runs the batched engine stacked it with, when it did
-    (absent when it trained alone)."""
+    """Beside a dense pre-training's cache when the batched engine trained it (absent when it trained alone)."""
     return cache.with_suffix(".batched")
 
 
@@ -156,7 +155,7 @@ class RunContext:
     checkpoint: RunCheckpoint | None = None
     on_epoch: EpochCallback | None = None
     curves: CurveLog | None = None
-    batched: dict[str, int] = field(default_factory=dict)
+    batched: list[str] = field(default_factory=list)
     """The phases the batched engine trained (:meth:`batched_phases`); shared by the contexts ``replace`` derives."""
 
     def initial_model(self) -> nn.Module:
@@ -197,7 +196,7 @@ class RunContext:
         if state is not None:
             model.load_state_dict(state)
             if note.exists():
-                self.note_batched("pretrain", int(note.read_text()))
+                self.note_batched("pretrain")
             return model
         recipe = self.config.recipe
         try:
@@ -209,9 +208,8 @@ class RunContext:
             raise RuntimeError(
                 f"the dense pre-training cache {path} vanished after the run had used it; rerun"
             )
-        stacked_with = self.batched.get("pretrain")
-        if stacked_with:
-            atomic_write_text(note, f"{stacked_with}\n")
+        if "pretrain" in self.batched:
+            atomic_write_text(note, f"{ENGINE}\n")
         else:
             note.unlink(missing_ok=True)
         atomic_save_tensors(model.state_dict(), path)
@@ -255,26 +253,26 @@ class RunContext:
         member = current_member()
         if member is not None and batchable(trainer):
             trainer.begin()
-            stacked_with = member.fit(trainer)
+            member.fit(trainer)
             trainer.finish()
-            if stacked_with:
-                self.note_batched(phase, stacked_with)
+            self.note_batched(phase)
         else:
             trainer.fit()
         return trainer
 
-    def note_batched(self, phase: str, runs: int) -> None:
-        """Remember that ``phase`` was trained by the batched engine stacked with ``runs`` runs (the record's
-        ``engine``), in the checkpoint too, so that a resumed run still says it."""
-        self.batched[phase] = runs
+    def note_batched(self, phase: str) -> None:
+        """Remember that the batched engine trained ``phase`` (the record's ``engine``), in the checkpoint too, so
+        that a resumed run still says it."""
+        if phase not in self.batched:
+            self.batched.append(phase)
         if self.checkpoint is not None:
-            self.checkpoint.values[BATCHED_KEY] = dict(self.batched)
+            self.checkpoint.values[BATCHED_KEY] = list(self.batched)
 
-    def batched_phases(self) -> dict[str, int]:
-        """The phases of the run the batched engine trained, with the number of runs each was stacked with (those
-        of a resumed run's earlier invocation included)."""
-        earlier = self.checkpoint.values.get(BATCHED_KEY, {}) if self.checkpoint is not None else {}
-        return {**earlier, **self.batched}
+    def batched_phases(self) -> list[str]:
+        """The phases of the run the batched engine trained, in order (those of a resumed run's earlier invocation
+        included)."""
+        earlier = self.checkpoint.values.get(BATCHED_KEY, []) if self.checkpoint is not None else []
+        return [*earlier, *(phase for phase in self.batched if phase not in earlier)]
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, kept in the run's checkpoint so that a resumed run reads it back instead."""

@@ -140,6 +140,9 @@ class RunRecord(RunHead, RunResults, total=False):
     machine: MachineRecord
     """The CPU model and capability, threads and CUDA device under the run; absent from records written before it
     was added, checked where present (:func:`problem`)."""
+    engine: dict[str, Any]
+    """Where the batched engine trained phases of the run (:mod:`prunebench.run.batched_engine`): ``name``
+    (``vmap``) and ``phases``, the phases it trained; absent for a run trained alone."""
 
 
 def _matches(value: Any, annotation: Any) -> bool:

@@ -119,8 +119,7 @@ def execute(
 
 def engine_fields(ctx: RunContext) -> dict:
     """The record's ``engine``, only where the batched engine trained a phase of the run (so a record of a run
-    trained alone is today's): its name and the phases it trained, each with the number of runs it was stacked
-    with (``docs/batched.md``)."""
+    trained alone is today's): its name and the phases it trained, in order (``docs/batched.md``)."""
     phases = ctx.batched_phases()
     return {"engine": {"name": ENGINE, "phases": phases}} if phases else {}
 
