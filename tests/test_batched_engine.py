@@ -180,11 +180,19 @@ def _masks(store: ResultStore, run_id: str) -> dict[str, np.ndarray]:
         return {key: saved[key] for key in saved.files}
 
 
-def test_a_batched_grid_writes_each_record_as_the_grid_alone_does(tmp_path, float64):
+def test_a_batched_grid_writes_each_record_as_the_grid_alone_does(tmp_path, float64, monkeypatch):
+    from prunebench.run import batched_engine
+
     configs = _configs("magnitude,random", epochs=2, controls="shuffle", keep_dense=True)
     alone, batched = ResultStore(tmp_path / "alone"), ResultStore(tmp_path / "batched")
     run_grid(configs, alone, CPU, settings=RunnerSettings(batch=1))
+    groups = []
+    train = batched_engine.train_stacked
+    monkeypatch.setattr(
+        batched_engine, "train_stacked", lambda members: groups.append(len(members)) or train(members)
+    )
     run_grid(configs, batched, CPU, settings=RunnerSettings(batch=4))
+    assert set(groups) == {3}  # every phase stacked the three seeds of its cell (or of its pre-training)
     one, together = _records(alone), _records(batched)
     assert one.keys() == together.keys() == {c.run_id for c in configs}
     stacked = 0

@@ -244,6 +244,7 @@ class Runner:
         """When the invocation started: records written since are this invocation's (see the module docstring)."""
         self.records: list[dict] = []
         self._batch_ids: dict[str, tuple[str, int]] = {}
+        self._members: dict[tuple[str, int], list[RunConfig]] | None = None
 
     def _handled(self, config: RunConfig, present: dict[str, float]) -> bool:
         """Whether a runner of this invocation wrote the run's record (since the grid was planned)."""
@@ -278,8 +279,8 @@ class Runner:
                 continue
             if not self._ready(config, present, waiting):
                 continue
-            batch = self._batch_of(config, present)
-            if len(batch) > 1 or self._batch_size(config) > 1:
+            if self._batch_size(config) > 1:
+                batch = self._batch_of(config, present, waiting)
                 if not all(self._ready(c, present, waiting) for c in batch):
                     continue
                 executed = self._execute_batch(batch)
@@ -299,18 +300,23 @@ class Runner:
 
         return auto_batch(config, self.device)
 
-    def _batch_of(self, config: RunConfig, present: dict[str, float]) -> list[RunConfig]:
-        """The pending runs of ``config``'s batch (:func:`batch_id`) that no runner has finished, ``config``
-        first."""
+    def _batch_of(self, config: RunConfig, present: dict[str, float], pending: set[str]) -> list[RunConfig]:
+        """The runs of ``config``'s batch (:func:`batch_id`) still pending (``pending``: their ids) and not finished
+        by any runner, ``config`` first."""
+        if self._members is None:  # each batch's runs, indexed once
+            self._members = {}
+            for run in self.pending:
+                self._members.setdefault(self._batch_id(run), []).append(run)
+        others = self._members.get(self._batch_id(config), [])
+        return [config] + [
+            c for c in others if c is not config and c.run_id in pending and not self._handled(c, present)
+        ]
+
+    def _batch_id(self, config: RunConfig) -> tuple[str, int]:
+        """:func:`batch_id` of ``config`` at its batch size, worked out once per run."""
         if config.run_id not in self._batch_ids:
             self._batch_ids[config.run_id] = batch_id(config, self._batch_size(config))
-        own = self._batch_ids[config.run_id]
-        members = [config]
-        for other in self.pending:
-            if other is not config and self._batch_ids.get(other.run_id) == own:
-                if not self._handled(other, present):
-                    members.append(other)
-        return members
+        return self._batch_ids[config.run_id]
 
     def _ready(self, config: RunConfig, present: dict[str, float], waiting: set[str]) -> bool:
         """Whether the runs ``config`` needs have records (a prerequisite outside the grid is not waited for: the

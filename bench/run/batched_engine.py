@@ -3,14 +3,15 @@
 A batch is K runs executed together (``bench run --batch K``). Each run executes its own plan, unchanged, in a
 thread of its own; the threads take turns (one holds the baton at a time, so the runs' Python code never
 interleaves within a turn), and each keeps its own torch, NumPy and Python random state across turns, so that a run
-draws exactly the numbers it draws alone. A run that reaches a phase the engine can batch (:func:`batchable`: fixed
-masks only, which every fixed-mask phase is: dense pre-training, sparse training from initialization, fine-tuning
-after pruning, iterative rounds, the allocation controls) hands its :class:`~prunebench.run.trainer.Trainer` to the
-coordinator and waits. When every live run waits or has finished, the coordinator trains each group of waiting
-trainers that agree on the phase, the recipe, the schedule's steps and the model's shapes (:func:`group_key`) as one
-computation (a group of one run too: a run of a batch is trained by the engine whatever its batch holds), and the
-runs go on. A phase the engine cannot batch (a learned-mask method's scores, a dynamic
-sparse training's regrowth, dropout) trains alone, in its run's thread.
+draws exactly the numbers it draws alone. A run that reaches a phase the engine can batch (:func:`batchable`: hooks
+that only multiply masks between their own steps, which every fixed-mask phase is: dense pre-training, sparse
+training from initialization, fine-tuning after pruning, gradual pruning, iterative rounds, the allocation controls,
+the structured track's fine-tuning) hands its :class:`~prunebench.run.trainer.Trainer` to the coordinator and waits.
+When every live run waits or has finished, the coordinator trains each group of waiting trainers that agree on the
+phase, the recipe, the schedule's steps and the model's shapes (:func:`group_key`) as one computation (a group of
+one run too: a run of a batch is trained by the engine whatever its batch holds), and the runs go on. A phase the
+engine cannot batch (a learned-mask method's scores, a dynamic sparse training's regrowth, dropout) trains alone,
+in its run's thread.
 
 The stacked step (:class:`StackedRuns`) is the trainer's step over K runs at once, with PyTorch's public API:
 :func:`torch.func.stack_module_state` stacks the K models' weights and buffers, :func:`torch.func.vmap` over
@@ -26,7 +27,8 @@ The runs' own trainers stay the truth between epochs: at each epoch's end (and b
 a stop is requested mid-epoch) the stacked state is written back into each run's model, optimizer state and
 counters, each run's epoch end runs as it would alone (its loss check, its curves, its checkpoint, under its own
 random state), and the next epoch stacks them again. So a batched run's checkpoint is the same per-run checkpoint as
-today's, and a killed batch resumes each run from it, batched or alone. A run that diverges, is stopped or loses its
+today's, and a killed batch resumes each run from it (the grid claims and resumes a batch whole:
+:func:`prunebench.grid.scheduler.batch_id`). A run that diverges, is stopped or loses its
 claim leaves the group and raises in its own thread; the others train on.
 
 The mathematics are the same as alone; the stacked products and convolutions may round differently in the last
