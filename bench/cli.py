@@ -617,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--batch",
-        help="runs trained together as one stacked computation (the seeds of a cell, the cells of a schedule); "
+        help="runs trained together as one stacked computation (the seeds of a cell, K at a time); "
         "1: each alone; auto (default): by the device and the model's size (docs/batched.md)",
     )
     run.add_argument(
