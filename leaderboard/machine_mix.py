@@ -66,7 +66,7 @@ def engine_of(record: dict[str, Any]) -> str:
     engine = record.get("engine")
     if not isinstance(engine, dict):
         return "alone"
-    return f"{engine.get('name', 'batched')} ({', '.join(engine.get('phases') or {})})"
+    return f"{engine.get('name', 'batched')} ({', '.join(engine.get('phases') or ())})"
 
 
 def _differences(records: list[dict[str, Any]]) -> tuple[tuple[str, tuple[str, ...]], ...]:

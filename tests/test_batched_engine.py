@@ -4,6 +4,7 @@ mathematics count, not the rounding of stacked products), and the grid's schedul
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,6 +214,19 @@ def test_a_batched_grid_writes_each_record_as_the_grid_alone_does(tmp_path, floa
     assert {c["engine"]["name"] for c in together.values()} == {"vmap"}
 
 
+def test_a_resumed_run_keeps_the_batched_phases_of_its_earlier_invocation():
+    from prunebench.run.run_checkpoint import RunCheckpoint
+    from prunebench.run.run_context import BATCHED_KEY
+
+    checkpoint = RunCheckpoint(None)
+    checkpoint.values[BATCHED_KEY] = ["round 0", "round 1"]  # read back from the interrupted run's checkpoint
+    ctx = RunContext(_configs("imp", seeds=1)[0], CPU, Path("unused"), checkpoint=checkpoint)
+    ctx.note_batched("round 2")
+    assert ctx.batched_phases() == ["round 0", "round 1", "round 2"]
+    # what a second resume reads back keeps them too
+    assert checkpoint.values[BATCHED_KEY] == ["round 0", "round 1", "round 2"]
+
+
 @pytest.mark.parametrize("text", ["0", "-2", "two", "1.5"])
 def test_batch_takes_a_positive_count_or_auto(text):
     assert parse_batch("auto") is None and parse_batch(4) == 4
@@ -232,7 +246,6 @@ def test_auto_batch_trains_alone_on_the_cpu_and_stacks_small_models_on_a_gpu():
 def test_the_gpu_check_prints_every_figure_in_its_dry_run():
     import subprocess
     import sys
-    from pathlib import Path
 
     script = Path(__file__).parent.parent / "scripts" / "gpu_check.py"
     out = subprocess.run(

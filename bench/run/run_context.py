@@ -266,7 +266,7 @@ class RunContext:
         if phase not in self.batched:
             self.batched.append(phase)
         if self.checkpoint is not None:
-            self.checkpoint.values[BATCHED_KEY] = list(self.batched)
+            self.checkpoint.values[BATCHED_KEY] = self.batched_phases()
 
     def batched_phases(self) -> list[str]:
         """The phases of the run the batched engine trained, in order (those of a resumed run's earlier invocation
