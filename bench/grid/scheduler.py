@@ -244,6 +244,7 @@ class Runner:
         """When the invocation started: records written since are this invocation's (see the module docstring)."""
         self.records: list[dict] = []
         self._batch_ids: dict[str, tuple[str, int]] = {}
+        self._pretraining_ids: dict[str, tuple[str, int]] = {}
         self._members: dict[tuple[str, int], list[RunConfig]] | None = None
 
     def _handled(self, config: RunConfig, present: dict[str, float]) -> bool:
@@ -345,35 +346,28 @@ class Runner:
                 self.pretrainings.remove(job)
                 continue
             size = self._batch_size(job.config)
-            own = pretraining_batch_id(job.config, size)
+            own = self._pretraining_batch_id(job, size)
             batch = [job] + [
                 other
                 for other in self.pretrainings
                 if other is not job
-                and pretraining_batch_id(other.config, size) == own
+                and self._pretraining_batch_id(other, size) == own
                 and not self._cached(other)
             ]
             claimed = self._claim_all([(j, j.name) for j in batch])
             if not claimed:
                 continue
-            with contextlib.ExitStack() as held:
-                for _, claim in claimed:
-                    held.enter_context(claim)
-                if size == 1:
-                    self._pretrain_claimed(*claimed[0])
-                else:
-                    from prunebench.run.batched_engine import Batch
-
-                    jobs = [functools.partial(self._pretrain_claimed, j, claim) for j, claim in claimed]
-                    for result in Batch(jobs).run():
-                        if isinstance(result, BaseException):
-                            raise result
-            for done, _ in claimed:
-                self.pretrainings.remove(
-                    done
-                )  # done, or failed here: each of its runs then trains it, recording why
+            self._run_claimed(claimed, self._pretrain_claimed, batched=size > 1)
+            for done, _ in claimed:  # done, or failed here: each of its runs then trains it, recording why
+                self.pretrainings.remove(done)
             progressed = True
         return progressed
+
+    def _pretraining_batch_id(self, job: Pretraining, size: int) -> tuple[str, int]:
+        """:func:`pretraining_batch_id` of ``job``, worked out once per pre-training."""
+        if job.key not in self._pretraining_ids:
+            self._pretraining_ids[job.key] = pretraining_batch_id(job.config, size)
+        return self._pretraining_ids[job.key]
 
     def _pretrain_claimed(self, job: Pretraining, claim: Claim) -> None:
         if not self._cached(job):
@@ -413,20 +407,30 @@ class Runner:
         """Claim ``configs`` and execute those this runner got as one batch of the batched engine; ``False`` when
         other runners hold them all. Each run's record is written when it finishes; a stop request (or a full
         disk) is raised once every run of the batch has stopped."""
-        from prunebench.run.batched_engine import Batch
-
         claimed = self._claim_all([(c, c.run_id) for c in configs])
         if not claimed:
             return False
+        self._run_claimed(claimed, self._execute_claimed, batched=True)
+        return True
+
+    @staticmethod
+    def _run_claimed(claimed: list[tuple[Any, Claim]], execute, batched: bool) -> None:
+        """``execute(job, claim)`` for each claimed job, as one batch of the batched engine (or the one job alone
+        when not ``batched``), every claim's heartbeat running from now whichever job's turn it is; the first
+        exception a job raised (a stop request, a full disk) is raised once every job of the batch has stopped."""
+        from prunebench.run.batched_engine import Batch
+
         with contextlib.ExitStack() as held:
-            for _, claim in claimed:  # every heartbeat from now, whichever run's turn it is
+            for _, claim in claimed:
                 held.enter_context(claim)
-            jobs = [functools.partial(self._execute_claimed, config, claim) for config, claim in claimed]
-            results = Batch(jobs).run()
+            if not batched:
+                (job, claim), *_ = claimed
+                execute(job, claim)
+                return
+            results = Batch([functools.partial(execute, job, claim) for job, claim in claimed]).run()
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        return True
 
     def _claim_all(self, jobs: list[tuple[Any, str]]) -> list[tuple[Any, Claim]]:
         """Claim every job of a batch (by its claim key), or none: a batch runs whole, so that a resumed batch

@@ -184,9 +184,8 @@ class Batch:
     def run(self) -> list[Any]:
         """Execute the jobs; return each one's result or exception."""
         start = rng_state()
-        denormals = torch.set_flush_denormal(
-            True
-        )  # probes support; every run sets it itself (runner.execute)
+        # Whether flushing denormals is supported here (every run turns it on itself, in runner.execute).
+        denormals = torch.set_flush_denormal(True)
         settings = (torch.get_num_threads(), denormals)
         threads = []
         for member, job in zip(self.members, self.jobs, strict=True):
@@ -274,6 +273,14 @@ class StackedRuns:
             trainer.step += 1
         self.optimizer.param_groups[0]["lr"] = self.trainers[0].optimizer.param_groups[0]["lr"]
         return losses.detach()
+
+    def train_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """:meth:`step` on each run's own batch (``batches[k]``, from run k's loader), its loss added to the run's
+        running epoch loss."""
+        losses = self.step(torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))
+        for k, trainer in enumerate(self.trainers):
+            trainer._epoch_total += losses[k]
+            trainer._epoch_batches += 1
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -383,12 +390,7 @@ def _train_epoch(live: list[BatchMember], epoch: int) -> list[BatchMember]:
             break
         if stacked is None:
             stacked = StackedRuns([member.waiting for member in live])
-        inputs = torch.stack([batch[0] for batch in batches])
-        targets = torch.stack([batch[1] for batch in batches])
-        losses = stacked.step(inputs, targets)
-        for k, trainer in enumerate(stacked.trainers):
-            trainer._epoch_total += losses[k]
-            trainer._epoch_batches += 1
+        stacked.train_step(batches)
         step = template.step
         acting = [any(hook.acts_after_step(step) for hook in t.hooks) for t in stacked.trainers]
         checkpoints = first + index < last and any(_checkpoint_acts(t) for t in stacked.trainers)
@@ -431,10 +433,7 @@ def stacked_epoch(trainers: Sequence[Trainer], epoch: int) -> list[float]:
         trainer.start_epoch(epoch)
     stacked = StackedRuns(trainers)
     for batches in zip(*(iter(t.loader) for t in trainers), strict=True):
-        losses = stacked.step(torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches]))
-        for k, trainer in enumerate(trainers):
-            trainer._epoch_total += losses[k]
-            trainer._epoch_batches += 1
+        stacked.train_step(batches)
     stacked.write_back()
     return [trainer.epoch_loss() for trainer in trainers]
 
