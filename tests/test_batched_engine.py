@@ -3,6 +3,7 @@ mathematics count, not the rounding of stacked products), and the grid's schedul
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -212,6 +213,33 @@ def test_a_batched_grid_writes_each_record_as_the_grid_alone_does(tmp_path, floa
             assert all(np.array_equal(saved_alone[k], saved_batched[k]) for k in saved_alone)
     assert stacked == len(configs)  # the pre-trainings, the pruned runs' fine-tuning, the controls' training
     assert {c["engine"]["name"] for c in together.values()} == {"vmap"}
+
+
+def test_a_stop_that_comes_between_two_runs_epoch_ends_stops_the_batch_at_one_step(tmp_path):
+    from prunebench.run.run_checkpoint import RunCheckpoint, RunInterrupted
+    from prunebench.run.runner import run_or_record_failure
+
+    configs = _configs("magnitude_init", epochs=2, seeds=2)
+    stop = []
+    checkpoints = [RunCheckpoint(tmp_path / f"{c.run_id}.pt", stop=lambda: bool(stop)) for c in configs]
+
+    def second_run_ends_an_epoch(phase, epoch, epochs, loss):  # after the first run asked its checkpoint
+        if epoch == 1:
+            stop.append(True)
+
+    reporters = [None, second_run_ends_an_epoch]
+    jobs = [
+        functools.partial(run_or_record_failure, c, CPU, tmp_path / "cache", on_epoch, None, checkpoint)
+        for c, on_epoch, checkpoint in zip(configs, reporters, checkpoints, strict=True)
+    ]
+    results = Batch(jobs).run()
+    assert all(isinstance(result, RunInterrupted) for result in results)
+    steps = [torch.load(cp.path, weights_only=True)["current"]["step"] for cp in checkpoints]
+    assert steps[0] == steps[1] == 2 * len(_trained_loader(configs[0]))
+
+
+def _trained_loader(config):
+    return RunContext(config, CPU, Path("unused")).loaders().train
 
 
 def test_a_resumed_run_keeps_the_batched_phases_of_its_earlier_invocation():

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from prunebench.run.run_checkpoint import rng_state, set_rng_state
+from prunebench.run.run_checkpoint import RunInterrupted, rng_state, set_rng_state
 from prunebench.run.trainer import Trainer, autocast_context, build_optimizer, cross_entropy
 
 ENGINE = "vmap"
@@ -352,8 +352,10 @@ def train_stacked(members: list[BatchMember]) -> None:
     assert template is not None
     for epoch in template.epochs_left():
         live = _each(live, lambda trainer, epoch=epoch: trainer.start_epoch(epoch))
-        live = _train_epoch(live, epoch)
-        live = _each(live, lambda trainer, epoch=epoch: trainer.end_epoch(epoch, trainer.epoch_loss()))
+        trained = _train_epoch(live, epoch)
+        live = _each(trained, lambda trainer, epoch=epoch: trainer.end_epoch(epoch, trainer.epoch_loss()))
+        if any(isinstance(member.outcome, RunInterrupted) for member in trained if member not in live):
+            live = _each(live, _stop_with_the_others)
         live = _each(live, _checkpoint_written)
         if not live:
             return
@@ -436,6 +438,14 @@ def stacked_epoch(trainers: Sequence[Trainer], epoch: int) -> list[float]:
         stacked.train_step(batches)
     stacked.write_back()
     return [trainer.epoch_loss() for trainer in trainers]
+
+
+def _stop_with_the_others(trainer: Trainer) -> None:
+    """A stop request that came while the batch's runs ended an epoch reached the checkpoints of the runs after it
+    and not of those before: let those ask their checkpoint again (a stop request stays), so that every run of the
+    batch stops, and is resumed, at this epoch's end."""
+    if trainer.checkpoint is not None:
+        trainer.checkpoint.after_step(trainer, trainer.phase, epoch_end=True)
 
 
 def _checkpoint_written(trainer: Trainer) -> None:
