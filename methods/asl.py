@@ -95,10 +95,10 @@ from prunebench.methods.base import FinalMasks, TrainingContext, TrainingMethod,
 from prunebench.methods.masked import MaskedSession
 from prunebench.methods.method_registry import register
 from prunebench.pruning.allocation import masks_from_scores
-from prunebench.run.trainer import ParamGroup, cross_entropy
+from prunebench.run.trainer import ParamGroup, cross_entropy, run_passes
 
 if TYPE_CHECKING:
-    from prunebench.run.trainer import Trainer
+    from prunebench.run.trainer import LossPasses, Trainer
 
 R_MAX = 5.0
 """The official clamp of ``r``: thresholds between 0 and 5 standard deviations."""
@@ -230,7 +230,11 @@ class ASLSession(MaskedSession):
             weight.sub_(weight.mean())
 
     def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss = cross_entropy(self.model(inputs), targets)
+        return run_passes(self.loss_passes(trainer, inputs, targets), lambda: self.model(inputs))
+
+    def loss_passes(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> LossPasses:
+        """The cross-entropy of one forward pass plus the weighted budget loss."""
+        loss = cross_entropy((yield), targets)
         return loss + self.method.loss_weight * budget_loss(self.r, self.sizes, self.sparsity, self.scope)
 
     def after_step(self, trainer: Trainer) -> None:

@@ -89,10 +89,10 @@ from prunebench.methods.masked import MaskedSession, count_ones, exact_top_k
 from prunebench.methods.method_registry import register
 from prunebench.methods.sparsity_schedules import cubic_keep_fraction
 from prunebench.pruning.allocation import keep_budget, layer_keep_counts, masks_from_scores, top_mask
-from prunebench.run.trainer import ParamGroup, cross_entropy
+from prunebench.run.trainer import ParamGroup, cross_entropy, run_passes
 
 if TYPE_CHECKING:
-    from prunebench.run.trainer import Trainer
+    from prunebench.run.trainer import LossPasses, Trainer
 
 PAPER = "Sanh, Wolf & Rush, NeurIPS 2020, 'Movement Pruning: Adaptive Sparsity by Fine-Tuning'"
 
@@ -358,7 +358,11 @@ class SoftMovementSession(MovementSession):
         self._write(self.threshold_masks(tau))
 
     def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss = cross_entropy(trainer.model(inputs), targets)
+        return run_passes(self.loss_passes(trainer, inputs, targets), lambda: trainer.model(inputs))
+
+    def loss_passes(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> LossPasses:
+        """The cross-entropy of one forward pass plus the scores' penalty at its current weight."""
+        loss = cross_entropy((yield), targets)
         if self.regu_lambda == 0.0:
             return loss
         penalty = torch.stack([torch.sigmoid(s).sum() / s.numel() for s in self.scores.values()]).mean()

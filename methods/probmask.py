@@ -91,11 +91,11 @@ from prunebench.methods.method_registry import register
 from prunebench.methods.sparsity_schedules import cubic_keep_fraction
 from prunebench.pruning.allocation import keep_budget
 from prunebench.run.recipe import OptimConfig
-from prunebench.run.trainer import ParamGroup, cross_entropy
+from prunebench.run.trainer import ParamGroup, cross_entropy, run_passes
 
 if TYPE_CHECKING:
     from prunebench.run.recipe import Recipe
-    from prunebench.run.trainer import Trainer
+    from prunebench.run.trainer import LossPasses, Trainer
 
 LOG_EPS = 1e-20
 """Added inside both logarithms of the log-odds, as the official code, so that ``s = 0`` and ``s = 1`` stay finite."""
@@ -377,13 +377,17 @@ class ProbMaskSession(MaskedSession):
         return keep * self.size
 
     def compute_loss(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return run_passes(self.loss_passes(trainer, inputs, targets), lambda: self.model(inputs))
+
+    def loss_passes(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> LossPasses:
+        """The mean cross-entropy of ``samples`` forward passes, each with its own relaxed mask of one draw."""
         tau = self.temperature(trainer.progress)
         loss = torch.zeros((), device=inputs.device)
         sizes = [b - a for a, b in self.slices.values()]
         parts = RelaxedMasks.apply(self.scores, tau, self.method.samples, sizes, self.scratch)
         for k in range(self.method.samples):
             self.current_masks = parts[k * len(sizes) : (k + 1) * len(sizes)]
-            loss = loss + cross_entropy(self.model(inputs), targets)
+            loss = loss + cross_entropy((yield), targets)
         self.current_masks = None
         return loss / self.method.samples
 

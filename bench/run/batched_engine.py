@@ -38,6 +38,7 @@ bits (the ``engine`` field of a record says which phases were batched, ``docs/ba
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import threading
 import warnings
@@ -48,9 +49,17 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn.utils import parametrize
 
 from prunebench.run.run_checkpoint import RunInterrupted, rng_state, set_rng_state
-from prunebench.run.trainer import Trainer, autocast_context, build_optimizer, cross_entropy
+from prunebench.run.trainer import (
+    Trainer,
+    TrainHook,
+    autocast_context,
+    build_optimizer,
+    computes_own_loss,
+    cross_entropy,
+)
 
 ENGINE = "vmap"
 """The ``engine`` a record names when a phase of its run was trained batched."""
@@ -64,19 +73,47 @@ def current_member() -> BatchMember | None:
 
 
 def batchable(trainer: Trainer) -> bool:
-    """Whether the engine can train ``trainer``'s phase stacked with others: every hook says what it multiplies
-    after a step (:meth:`~prunebench.run.trainer.TrainHook.stacked_masks`: fixed masks, a gradual pruner), no
-    method parameters, no gradient clipping (a norm per run), no active dropout (random per run), and no weight
-    shared between modules."""
-    model = trainer.model
+    """Whether the engine can train ``trainer``'s phase stacked with others, in either way: :func:`stacks_steps`
+    or :func:`stacks_passes`."""
+    return stacks_steps(trainer) or stacks_passes(trainer)
+
+
+def stacks_steps(trainer: Trainer) -> bool:
+    """Whether the engine can train ``trainer``'s whole steps stacked (:class:`StackedRuns`): every hook says what
+    it multiplies after a step (:meth:`~prunebench.run.trainer.TrainHook.stacked_masks`: fixed masks, a gradual
+    pruner), no method parameters, no gradient clipping (a norm per run), and the model computes as
+    :func:`stacks_passes` asks."""
     if trainer.method_parameters or trainer.optim_config.grad_clip is not None:
         return False
     if any(hook.stacked_masks() is None for hook in trainer.hooks):
         return False
+    return _plain_forward(trainer.model)
+
+
+def stacks_passes(trainer: Trainer) -> bool:
+    """Whether the engine can stack ``trainer``'s forward and backward passes and leave each run its own step
+    (:class:`StackedPasses`: a learned-mask method, a dynamic sparse training): every hook that computes the loss
+    itself says its forward passes (:meth:`~prunebench.run.trainer.TrainHook.loss_passes`), and the model computes
+    as a function of its weights and buffers alone: no active dropout (random per run), no weight shared between
+    modules, no module hooks (the stacked pass calls none)."""
+    if any(computes_own_loss(hook) and type(hook).loss_passes is TrainHook.loss_passes for hook in trainer.hooks):
+        return False
+    return _plain_forward(trainer.model)
+
+
+def _plain_forward(model: nn.Module) -> bool:
     if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         return False
-    shared = len(list(model.named_parameters(remove_duplicate=False))) != len(list(model.parameters()))
-    return not shared and any(True for _ in model.parameters())
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules()):
+        return False
+    # The model's own weights (a parametrized one by its original; a method's parameters held by its
+    # parametrizations, such as STR's thresholds shared by every layer, are the method's, not the model's).
+    weights = [
+        p
+        for name, p in model.named_parameters(remove_duplicate=False)
+        if ".parametrizations." not in name or name.endswith(".original")
+    ]
+    return bool(weights) and len({id(p) for p in weights}) == len(weights)
 
 
 def mask_factors(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -94,7 +131,7 @@ def mask_factors(trainer: Trainer) -> dict[str, torch.Tensor]:
 def group_key(trainer: Trainer) -> tuple:
     """What the trainers of one stacked computation share: the phase, the recipe, the schedule's steps (length,
     start, stop and where it stands), the loader's length, the model's class, tensors and device, the hooks'
-    kinds and the precision."""
+    kinds, the precision and the way they stack (:func:`stacks_steps`)."""
     state = tuple((name, tuple(t.shape), str(t.dtype)) for name, t in trainer.model.state_dict().items())
     return (
         trainer.phase,
@@ -110,6 +147,7 @@ def group_key(trainer: Trainer) -> tuple:
         str(next(trainer.model.parameters()).device),
         tuple(type(hook).__qualname__ for hook in trainer.hooks),
         str(trainer.autocast),
+        stacks_steps(trainer),
     )
 
 
@@ -297,6 +335,123 @@ class StackedRuns:
                     trainer.optimizer.state[own] = _slice_state(stacked, k, own.shape)
 
 
+class StackedPasses:
+    """The runs of one group whose hooks do more between steps than multiply masks (a learned-mask method's scores
+    and thresholds, a dynamic sparse training's regrowth): their forward and backward passes stacked, each run's step
+    its own.
+
+    Each run's loss (:meth:`~prunebench.run.trainer.Trainer.loss_passes`) runs in its own code, under its random
+    state, up to each forward pass; the pass itself is one :func:`torch.func.vmap` of :func:`functional_call` over
+    the runs' weights as their models compute with them (through a method's parametrizations, with the run's own
+    draws) and their buffers (written back after the pass), on a copy of the model without the parametrizations
+    (:func:`plain_copy`). The sum of the runs' losses is backpropagated once (each run's parameters, weights and the
+    method's own, receive their own run's gradient), and each run takes its own step
+    (:meth:`~prunebench.run.trainer.Trainer.take_step`: clipping, its hooks, its parameter groups' and weights'
+    optimizers), under its random state. The runs' own models and optimizers are the truth at every step."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = plain_copy(model)
+        self.param_names = [name for name, _ in self.model.named_parameters()]
+        self.buffer_names = [name for name, _ in self.model.named_buffers()]
+        self.forward = vmap(self._one_forward, randomness="error")
+
+    def _one_forward(self, params, buffers, inputs) -> torch.Tensor:
+        return functional_call(self.model, (params, buffers), (inputs,))
+
+    def tensors(self, model: nn.Module, names: Sequence[str]) -> list[torch.Tensor]:
+        """``model``'s tensors by name, each as the module computes with it (a parametrized weight computed)."""
+        tensors = []
+        for name in names:
+            path, _, attribute = name.rpartition(".")
+            tensors.append(getattr(model.get_submodule(path), attribute))
+        return tensors
+
+    def train_step(
+        self, live: list[BatchMember], batches: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    ) -> list[BatchMember]:
+        """One step of every live run on its own batch (``batches[k]``); the runs still live after it (a run whose
+        own code raised has the exception as its outcome)."""
+        template = live[0].waiting
+        assert template is not None
+        passes = {id(m): m.waiting.loss_passes(*batch) for m, batch in zip(live, batches, strict=True)}
+        inputs = {id(m): batch[0] for m, batch in zip(live, batches, strict=True)}
+        outputs: dict[int, torch.Tensor | None] = {id(m): None for m in live}
+        losses: dict[int, torch.Tensor] = {}
+        pending = list(live)
+        while pending:
+            asking: list[BatchMember] = []
+            weights: list[list[torch.Tensor]] = []
+            for member in pending:
+                error = _as_member(
+                    member,
+                    functools.partial(self._advance, member, passes, outputs, losses, asking, weights),
+                )
+                if error is not None:
+                    member.outcome = error
+            if not asking:
+                break
+            own = [self.tensors(m.waiting.model, self.buffer_names) for m in asking]
+            params = {n: torch.stack([w[i] for w in weights]) for i, n in enumerate(self.param_names)}
+            buffers = {n: torch.stack([b[i] for b in own]) for i, n in enumerate(self.buffer_names)}
+            with autocast_context(self.model, template.autocast):
+                stacked = self.forward(params, buffers, torch.stack([inputs[id(m)] for m in asking]))
+            with torch.no_grad():
+                for k, member_buffers in enumerate(own):
+                    for i, buffer in enumerate(member_buffers):
+                        buffer.copy_(buffers[self.buffer_names[i]][k])
+            for k, member in enumerate(asking):
+                outputs[id(member)] = stacked[k]
+            pending = asking
+        alive = [m for m in live if m.outcome is None and id(m) in losses]
+        if not alive:
+            return alive
+        for member in alive:
+            member.waiting.clear_gradients()
+        torch.stack([losses[id(m)] for m in alive]).sum().backward()
+        kept = []
+        for member in alive:
+            error = _as_member(member, functools.partial(member.waiting.take_step, losses[id(member)]))
+            if error is None:
+                kept.append(member)
+            else:
+                member.outcome = error
+        return kept
+
+    def _advance(self, member, passes, outputs, losses, asking, weights) -> None:
+        """Run ``member``'s loss up to its next forward pass (then it asks for it, with its weights as its model
+        computes with them now), or to its end (its loss)."""
+        trainer = member.waiting
+        with autocast_context(trainer.model, trainer.autocast):
+            try:
+                passes[id(member)].send(outputs[id(member)])
+            except StopIteration as done:
+                losses[id(member)] = done.value
+                return
+            weights.append(self.tensors(trainer.model, self.param_names))
+        asking.append(member)
+
+
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` without its parametrizations (:mod:`torch.nn.utils.parametrize`: a learned-mask method's
+    mask functions), each parametrized tensor a placeholder of its shape on the meta device: the template the
+    stacked passes call with the tensors the runs' models compute with."""
+    lists = {
+        name: module.parametrizations
+        for name, module in model.named_modules()
+        if parametrize.is_parametrized(module)
+    }
+    replica = copy.deepcopy(model, {id(plist): None for plist in lists.values()})
+    for name, plist in lists.items():
+        module = replica.get_submodule(name)
+        module.__class__ = parametrize.type_before_parametrizations(model.get_submodule(name))
+        del module._modules["parametrizations"]
+        for attribute, parametrizations in plist.items():
+            module._parameters[attribute] = nn.Parameter(
+                torch.empty_like(parametrizations.original, device="meta"), requires_grad=False
+            )
+    return replica
+
+
 def _scheduler_step(scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
     """Step a run's own schedule, whose optimizer the stacked one stands in for: its first step is not preceded by
     that optimizer's own, which PyTorch's scheduler warns about (the rates are the same: the stacked optimizer takes
@@ -375,8 +530,50 @@ def _each(live: list[BatchMember], call: Callable[[Trainer], None]) -> list[Batc
 
 
 def _train_epoch(live: list[BatchMember], epoch: int) -> list[BatchMember]:
-    """The steps of ``epoch`` for the ``live`` runs stacked; the runs still live at its end (their state written
-    back). Where a run's hook acts after a step (:meth:`~prunebench.run.trainer.TrainHook.acts_after_step`), or a
+    """The steps of ``epoch`` for the ``live`` runs, stacked as :func:`stacks_steps` or :func:`stacks_passes` allows;
+    the runs still live at its end."""
+    if stacks_steps(live[0].waiting):
+        return _stacked_steps_epoch(live, epoch)
+    return _stacked_passes_epoch(live, epoch)
+
+
+def _stacked_passes_epoch(live: list[BatchMember], epoch: int) -> list[BatchMember]:
+    """The steps of ``epoch`` for the ``live`` runs, their passes stacked (:class:`StackedPasses`); where a stop or a
+    lost claim asks the checkpoints to act, each run's own checkpoint acts on its own trainer."""
+    template = live[0].waiting
+    first, last = template.epoch_steps(epoch)
+    iterators = {id(member): iter(member.waiting.loader) for member in live}
+    passes = StackedPasses(template.model)
+    for index in range(template.steps_per_epoch):
+        batches = [next(iterators[id(member)]) for member in live]
+        if first + index < live[0].waiting.step:
+            continue
+        if first + index >= template.stop:
+            break
+        live = passes.train_step(live, batches)
+        if live and first + index < last and any(_checkpoint_acts(m.waiting) for m in live):
+            live = _mid_epoch_checkpoints(live)
+        if not live:
+            return live
+    return live
+
+
+def _mid_epoch_checkpoints(live: list[BatchMember]) -> list[BatchMember]:
+    """Each live run's checkpoint acts inside an epoch (a stop was asked for, or a claim lost); if one stopped, the
+    others stop at the same step (a stop request stays), so that the batch resumes together."""
+
+    def act(trainer: Trainer) -> None:
+        trainer.checkpoint.after_step(trainer, trainer.phase, epoch_end=False)
+
+    kept = _each(live, act)
+    if len(kept) < len(live) and any(isinstance(m.outcome, RunInterrupted) for m in live if m not in kept):
+        kept = _each(kept, act)
+    return kept
+
+
+def _stacked_steps_epoch(live: list[BatchMember], epoch: int) -> list[BatchMember]:
+    """The steps of ``epoch`` for the ``live`` runs stacked (:class:`StackedRuns`); the runs still live at its end
+    (their state written back). Where a run's hook acts after a step (:meth:`~prunebench.run.trainer.TrainHook.acts_after_step`), or a
     stop or a lost claim asks its checkpoint to act, the state is written back, each run's own code acts on its own
     trainer, and the runs left are stacked again."""
     trainers = [member.waiting for member in live]
@@ -393,7 +590,7 @@ def _train_epoch(live: list[BatchMember], epoch: int) -> list[BatchMember]:
         if stacked is None:
             stacked = StackedRuns([member.waiting for member in live])
         stacked.train_step(batches)
-        step = template.step
+        step = stacked.trainers[0].step
         acting = [any(hook.acts_after_step(step) for hook in t.hooks) for t in stacked.trainers]
         checkpoints = first + index < last and any(_checkpoint_acts(t) for t in stacked.trainers)
         if any(acting) or checkpoints:
@@ -403,7 +600,7 @@ def _train_epoch(live: list[BatchMember], epoch: int) -> list[BatchMember]:
                 if acts and _fails(member, _hook_events):
                     live.remove(member)
             if checkpoints:
-                live = _each(live, lambda t: t.checkpoint.after_step(t, t.phase, epoch_end=False))
+                live = _mid_epoch_checkpoints(live)
             if len(live) < len(iterators):
                 kept = {id(member.waiting) for member in live}
                 iterators = [it for it, t in zip(iterators, trainers, strict=True) if id(t) in kept]

@@ -23,7 +23,7 @@ from prunebench.run.fused_step import optimizer_step
 from prunebench.run.recipe import OptimConfig
 
 if TYPE_CHECKING:
-    from prunebench.run.trainer import ParamGroup, Schedule, TrainHook
+    from prunebench.run.trainer import LossPasses, ParamGroup, Schedule, TrainHook
 
 
 class Sparsification:
@@ -74,6 +74,15 @@ class Sparsification:
             loss = hook.compute_loss(self.loop, inputs, targets)
             if loss is not None:
                 return loss
+        return None
+
+    def loss_passes(self, inputs: torch.Tensor, targets: torch.Tensor) -> LossPasses | None:
+        """The first hook's own loss of the batch as forward passes (:meth:`~prunebench.run.trainer.TrainHook.
+        loss_passes`), or ``None`` when no hook computes one."""
+        for hook in self.hooks:
+            passes = hook.loss_passes(self.loop, inputs, targets)
+            if passes is not None:
+                return passes
         return None
 
     def before_step(self) -> None:

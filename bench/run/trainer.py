@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal, Protocol
 
@@ -124,6 +124,14 @@ class TrainHook:
         """The loss to backpropagate, or ``None`` for the default (cross-entropy of one forward pass)."""
         return None
 
+    def loss_passes(self, trainer: Trainer, inputs: torch.Tensor, targets: torch.Tensor) -> LossPasses | None:
+        """:meth:`compute_loss` written as a generator, for the batched engine (:mod:`prunebench.run.batched_engine`),
+        which runs the forward passes of several runs as one: it yields before each forward pass of the model,
+        receives that pass's output, and returns the loss. ``None`` (the default): the hook's loss is only what
+        :meth:`compute_loss` computes (a hook that overrides :meth:`compute_loss` and not this trains alone in a
+        batch). A hook that writes both computes one with the other (:func:`run_passes`)."""
+        return None
+
     def before_step(self, trainer: Trainer) -> None:
         """After ``backward``, before the declared parameter groups and then the weights step (gradients are
         available: a hook may clip them, or add a term of its own)."""
@@ -174,6 +182,33 @@ class TrainHook:
         threshold, a temperature, a budget. None by default. A ``sparsity`` replaces the harness's count of the
         stored weights' zeros (a method whose layers multiply a reparametrized weight)."""
         return {}
+
+
+LossPasses = Generator[None, torch.Tensor, torch.Tensor]
+"""A loss computed over forward passes the caller runs (:meth:`TrainHook.loss_passes`): it yields before each pass,
+is sent the pass's output, and returns the loss."""
+
+
+def run_passes(passes: LossPasses, forward: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The loss ``passes`` computes, each of its forward passes computed by ``forward()``."""
+    output = None
+    try:
+        while True:
+            passes.send(output)
+            output = forward()
+    except StopIteration as done:
+        return done.value
+
+
+def one_pass(targets: torch.Tensor) -> LossPasses:
+    """The default loss as passes: the cross-entropy of one forward pass."""
+    logits = yield
+    return cross_entropy(logits, targets)
+
+
+def computes_own_loss(hook: TrainHook) -> bool:
+    """Whether ``hook`` computes the training loss itself (:meth:`TrainHook.compute_loss`)."""
+    return type(hook).compute_loss is not TrainHook.compute_loss
 
 
 def build_optimizer(params: Iterable[torch.Tensor], config: OptimConfig) -> torch.optim.Optimizer:
@@ -454,6 +489,31 @@ class Trainer(LoopPosition):
         self._in_epoch = False
         return float(self._epoch_total) / max(self._epoch_batches, 1)
 
+    def loss_passes(self, inputs: torch.Tensor, targets: torch.Tensor) -> LossPasses:
+        """The loss of one batch as forward passes for the batched engine (:meth:`TrainHook.loss_passes`): the first
+        hook's own, else the cross-entropy of one pass; :meth:`loss` computes the same."""
+        passes = self.sparsification.loss_passes(inputs, targets)
+        return one_pass(targets) if passes is None else passes
+
+    def clear_gradients(self) -> None:
+        """Before a backward pass: no gradient on any trained parameter (``zero_grad(set_to_none=True)``, without its
+        overhead)."""
+        for parameter in self._trained_parameters:
+            parameter.grad = None
+
+    def take_step(self, loss: torch.Tensor) -> None:
+        """After the backward pass of ``loss``: clip, the hooks' and the groups' steps, the weights' step and schedule,
+        the hooks' ``after_step``, and the running epoch loss."""
+        if self.optim_config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.weight_parameters, self.optim_config.grad_clip, foreach=True)
+        self.sparsification.before_step()
+        self._optimizer_step()
+        self.scheduler.step()
+        self.step += 1
+        self.sparsification.after_step()
+        self._epoch_total += loss.detach()
+        self._epoch_batches += 1
+
     def run_epoch(self, epoch: int) -> float:
         """Train the steps of ``start..stop`` in epoch ``epoch`` (0-based); return their mean training loss."""
         self.start_epoch(epoch)
@@ -465,18 +525,9 @@ class Trainer(LoopPosition):
                 break
             with autocast_context(self.model, self.autocast):
                 loss = self.loss(inputs, targets)
-            for parameter in self._trained_parameters:  # zero_grad(set_to_none=True), without its overhead
-                parameter.grad = None
+            self.clear_gradients()
             loss.backward()
-            if self.optim_config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.weight_parameters, self.optim_config.grad_clip, foreach=True)
-            self.sparsification.before_step()
-            self._optimizer_step()
-            self.scheduler.step()
-            self.step += 1
-            self.sparsification.after_step()
-            self._epoch_total += loss.detach()
-            self._epoch_batches += 1
+            self.take_step(loss)
             if self.checkpoint is not None and first + index < last:  # the epoch's end saves after it
                 self.checkpoint.after_step(self, self.phase, epoch_end=False)
         return self.epoch_loss()
