@@ -85,7 +85,10 @@ def main() -> None:
         "--plain", action="store_true", help="also time each variant with the opt-in speed-ups off"
     )
     parser.add_argument(
-        "--batched", type=int, metavar="K", help="time K fixed-mask runs' step batched against K single steps"
+        "--batched",
+        type=int,
+        metavar="K",
+        help="time K runs' step batched against K single steps: fixed masks, and each of --methods if given",
     )
     parser.add_argument("--json", help=argparse.SUPPRESS)  # the child of --against writes its figures here
     args = parser.parse_args()
@@ -233,10 +236,40 @@ def _train_loader(args: argparse.Namespace, dataset, batch_size: int, device: to
     return TensorLoader(inputs, targets, batch_size, shuffle=True, seed=seed)
 
 
+def learned_methods(args: argparse.Namespace) -> list:
+    """The registered during-training methods of the unstructured track (``--methods`` picks some)."""
+    chosen = args.methods.split(",") if args.methods else None
+    return [
+        s
+        for s in all_methods()
+        if s.schedule == "during_training"
+        and s.track == "unstructured"
+        and (chosen is None or s.name in chosen)
+    ]
+
+
+def learned_trainer(
+    spec, model, loader, optim, args: argparse.Namespace, num_classes: int, seed: int
+) -> Trainer:
+    """A trainer of ``spec``'s learning phase (its first scope) on ``model``, ``args.rounds + 1`` epochs long."""
+    context = TrainingContext(
+        epochs=args.rounds + 1,
+        steps_per_epoch=len(loader),
+        device=next(model.parameters()).device,
+        seed=seed,
+        num_classes=num_classes,
+        train_data=ScoringData(loader, num_classes),
+    )
+    session = spec.build().attach(model, prunable_weights(model), args.sparsity, spec.scopes[0], context)
+    return Trainer(model, loader, optim, args.rounds + 1, hooks=[session])
+
+
 def measure_batched(args: argparse.Namespace) -> list[str]:
-    """``--batched K``: one fixed-mask training step of K runs (K seeds, each its own mask and data order) as the
-    batched engine takes it (:class:`prunebench.run.batched_engine.StackedRuns`), against the K runs' steps taken
-    one after the other by their own trainers; whole epochs, interleaved round by round, medians over rounds."""
+    """``--batched K``: one training step of K runs (K seeds, each its own mask or method state and data order) as
+    the batched engine takes it (:func:`prunebench.run.batched_engine.stacked_epoch`: whole steps stacked for fixed
+    masks, the passes stacked and each run's own step for the learned-mask and dynamic sparse methods), against the
+    K runs' steps taken one after the other by their own trainers; whole epochs, interleaved round by round, medians
+    over rounds."""
     from prunebench.run.batched_engine import stacked_epoch
 
     preset = get_preset(args.preset)
@@ -246,41 +279,52 @@ def measure_batched(args: argparse.Namespace) -> list[str]:
     recipe = preset.recipe
     k = args.batched
 
-    def trainers() -> list[Trainer]:
+    def trainers(variant) -> list[Trainer]:
         built = []
         for seed in range(k):
             model = initial_model(RunConfig.from_preset(preset, "dense", "global", 0.0, seed), device)
-            masks = {n: torch.rand_like(w) > args.sparsity for n, w in prunable_weights(model).items()}
-            apply_masks(model, masks)
             loader = _train_loader(args, dataset, recipe.batch_size, device, seed)
-            trainer = Trainer(
-                model, loader, recipe.optim, args.rounds + 1, hooks=[MaskEnforcer(model, masks)]
-            )
+            if variant == "fixed mask":
+                masks = {n: torch.rand_like(w) > args.sparsity for n, w in prunable_weights(model).items()}
+                apply_masks(model, masks)
+                hooks = [MaskEnforcer(model, masks)]
+                trainer = Trainer(model, loader, recipe.optim, args.rounds + 1, hooks=hooks)
+            else:
+                trainer = learned_trainer(
+                    variant, model, loader, recipe.optim, args, dataset.num_classes, seed
+                )
             trainer.begin()
             built.append(trainer)
         return built
 
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    alone, batched = trainers(), trainers()
-    steps = len(alone[0].loader)
-    single_times, batched_times = [], []
-    for epoch in range(args.rounds + 1):
-        started = clock()
-        for trainer in alone:
-            trainer.run_epoch(epoch)
-        single_times.append((clock() - started) / steps)
-        started = clock()
-        stacked_epoch(batched, epoch)
-        batched_times.append((clock() - started) / steps)
-    single = statistics.median(single_times[1:]) * 1e3  # the first round warms up
-    together = statistics.median(batched_times[1:]) * 1e3
-    return [
-        f"{preset.name} ({preset.model}, batch {recipe.batch_size}, {steps} steps an epoch), {device}, "
-        f"{torch.get_num_threads()} thread(s), K = {k}, fixed masks at sparsity {args.sparsity}",
-        f"{k} single steps: {single:.3f} ms ({single / k:.3f} ms a run)",
-        f"one batched step: {together:.3f} ms ({together / k:.3f} ms a run)",
-        f"batched / single: {together / single:.3f}",
-    ]
+    variants = ["fixed mask", *learned_methods(args)] if args.methods else ["fixed mask"]
+    lines = []
+    for variant in variants:
+        alone, batched = trainers(variant), trainers(variant)
+        steps = len(alone[0].loader)
+        single_times, batched_times = [], []
+        for epoch in range(args.rounds + 1):
+            started = clock()
+            for trainer in alone:
+                trainer.run_epoch(epoch)
+            single_times.append((clock() - started) / steps)
+            started = clock()
+            stacked_epoch(batched, epoch)
+            batched_times.append((clock() - started) / steps)
+        single = statistics.median(single_times[1:]) * 1e3  # the first round warms up
+        together = statistics.median(batched_times[1:]) * 1e3
+        name = variant if variant == "fixed mask" else f"{variant.name} ({variant.scopes[0]})"
+        if not lines:
+            lines.append(
+                f"{preset.name} ({preset.model}, batch {recipe.batch_size}, {steps} steps an epoch), {device}, "
+                f"{torch.get_num_threads()} thread(s), K = {k}, sparsity {args.sparsity}"
+            )
+        lines.append(
+            f"{name}: {k} single steps {single:.3f} ms, one batched step {together:.3f} ms "
+            f"({together / k:.3f} ms a run), batched / single {together / single:.3f}"
+        )
+    return lines
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -299,14 +343,7 @@ def measure(args: argparse.Namespace) -> dict:
     else:
         loaders = dataset.make_loaders(LoaderRequest(batch_size=recipe.batch_size, seed=0, device=device))
     steps = len(loaders.train)
-    chosen = args.methods.split(",") if args.methods else None
-    learned = [
-        s
-        for s in all_methods()
-        if s.schedule == "during_training"
-        and s.track == "unstructured"
-        and (chosen is None or s.name in chosen)
-    ]
+    learned = learned_methods(args)
 
     def trainer_for(variant: str) -> Trainer:
         model = initial_model(RunConfig.from_preset(preset, "dense", "global", 0.0, 0), device)
@@ -332,22 +369,7 @@ def measure(args: argparse.Namespace) -> dict:
             MaskedSession(model, weights, {name: ConstantSoftThreshold(c) for name, c in cutoffs.items()})
             return Trainer(model, loaders.train, recipe.optim, args.rounds + 1)
         spec = next(s for s in learned if f"{s.name} ({s.scopes[0]})" == variant)
-        context = TrainingContext(
-            epochs=args.rounds + 1,
-            steps_per_epoch=steps,
-            device=device,
-            seed=0,
-            num_classes=dataset.num_classes,
-            train_data=ScoringData(loaders.train, dataset.num_classes),
-        )
-        session = spec.build().attach(model, prunable_weights(model), args.sparsity, spec.scopes[0], context)
-        return Trainer(
-            model,
-            loaders.train,
-            recipe.optim,
-            args.rounds + 1,
-            hooks=[session],
-        )
+        return learned_trainer(spec, model, loaders.train, recipe.optim, args, dataset.num_classes, seed=0)
 
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     variants = ["dense", "fixed mask", *(f"{s.name} ({s.scopes[0]})" for s in learned)]

@@ -16,12 +16,12 @@ from prunebench.datasets.embedded import _synthetic_splits
 from prunebench.grid.experiment import Experiment, parse_batch
 from prunebench.grid.grid_run import run_grid
 from prunebench.grid.result_store import ResultStore
-from prunebench.grid.scheduler import RunnerSettings
+from prunebench.grid.scheduler import GridReporter, RunnerSettings
 from prunebench.pruning.saved_masks import MASK_KEY
 from prunebench.run.batched_engine import Batch, batchable, stacks_passes, stacks_steps
 from prunebench.run.run_context import RunContext
 from prunebench.run.runner import _train_run
-from prunebench.run.trainer import TrainHook, Trainer
+from prunebench.run.trainer import Trainer, TrainHook
 
 CPU = torch.device("cpu")
 TOLERANCE = 1e-9
@@ -131,7 +131,9 @@ def test_iterative_rounds_with_rewinding_batch_every_round(tmp_path, float64):
         ("set", "global", {"learn"}),
     ],
 )
-def test_k3_learned_masks_batched_equal_the_runs_alone_after_100_steps(tmp_path, float64, method, scope, phases):
+def test_k3_learned_masks_batched_equal_the_runs_alone_after_100_steps(
+    tmp_path, float64, method, scope, phases
+):
     """Learned-mask and dynamic sparse phases: the passes stacked, each run's step its own (StackedPasses)."""
     configs = _configs(method, scopes=scope)
     assert len(configs) == 3
@@ -243,6 +245,29 @@ def test_a_batched_grid_writes_each_record_as_the_grid_alone_does(tmp_path, floa
             assert all(np.array_equal(saved_alone[k], saved_batched[k]) for k in saved_alone)
     assert stacked == len(configs)  # the pre-trainings, the pruned runs' fine-tuning, the controls' training
     assert {c["engine"]["name"] for c in together.values()} == {"vmap"}
+
+
+def test_a_batch_shows_the_start_and_epochs_of_its_first_run_only(tmp_path):
+    class Seen(GridReporter):
+        def __init__(self):
+            self.started, self.epochs = [], []
+
+        def run_started(self, config):
+            self.started.append(config.seed)
+
+        def epoch_done(self, phase, epoch, epochs, loss):
+            self.epochs.append((phase, epoch))
+
+    seen = Seen()
+    records = run_grid(
+        _configs("snip", epochs=2),
+        ResultStore(tmp_path),
+        CPU,
+        reporter=seen,
+        settings=RunnerSettings(batch=4),
+    )
+    assert len(records) == 3 and seen.started == [0]
+    assert seen.epochs == [("train", epoch) for epoch in range(4)]
 
 
 def test_a_stop_that_comes_between_two_runs_epoch_ends_stops_the_batch_at_one_step(tmp_path):

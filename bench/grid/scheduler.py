@@ -410,7 +410,12 @@ class Runner:
         claimed = self._claim_all([(c, c.run_id) for c in configs])
         if not claimed:
             return False
-        self._run_claimed(claimed, self._execute_claimed, batched=True)
+        lead = claimed[0][0]
+
+        def execute(config: RunConfig, claim: Claim) -> None:  # the progress shown is the batch's first run's
+            self._execute_claimed(config, claim, reports=config is lead)
+
+        self._run_claimed(claimed, execute, batched=True)
         return True
 
     @staticmethod
@@ -445,8 +450,9 @@ class Runner:
             claimed.append((job, claim))
         return claimed
 
-    def _execute_claimed(self, config: RunConfig, claim: Claim) -> None:
-        """Execute ``config``, claimed, with its checkpoint; write its record; release the claim."""
+    def _execute_claimed(self, config: RunConfig, claim: Claim, reports: bool = True) -> None:
+        """Execute ``config``, claimed, with its checkpoint; write its record; release the claim. ``reports``:
+        whether the reporter hears of its start and epochs (in a batch, of its first run's only)."""
         with claim:
             if self._handled(config, self.store.record_names()):
                 self.pending.remove(config)
@@ -458,10 +464,16 @@ class Runner:
                 lost=lambda: claim.lost,
                 device=self.device,
             )
-            self.reporter.run_started(config)
+            if reports:
+                self.reporter.run_started(config)
             try:
                 record = run_or_record_failure(
-                    config, self.device, self.cache_dir, self.reporter.epoch_done, self.options, checkpoint
+                    config,
+                    self.device,
+                    self.cache_dir,
+                    self.reporter.epoch_done if reports else None,
+                    self.options,
+                    checkpoint,
                 )
             except ClaimLost:
                 warnings.warn(

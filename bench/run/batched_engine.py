@@ -96,7 +96,9 @@ def stacks_passes(trainer: Trainer) -> bool:
     itself says its forward passes (:meth:`~prunebench.run.trainer.TrainHook.loss_passes`), and the model computes
     as a function of its weights and buffers alone: no active dropout (random per run), no weight shared between
     modules, no module hooks (the stacked pass calls none)."""
-    if any(computes_own_loss(hook) and type(hook).loss_passes is TrainHook.loss_passes for hook in trainer.hooks):
+    if any(
+        computes_own_loss(hook) and type(hook).loss_passes is TrainHook.loss_passes for hook in trainer.hooks
+    ):
         return False
     return _plain_forward(trainer.model)
 
@@ -159,7 +161,7 @@ class BatchMember:
     raises."""
 
     index: int
-    batch: Batch
+    batch: Batch | None
     rng: dict[str, Any] | None = None
     waiting: Trainer | None = None
     outcome: BaseException | None = None
@@ -170,6 +172,7 @@ class BatchMember:
         """Train ``trainer``'s epochs in the batch (``trainer.begin()`` was called, ``finish()`` is the caller's):
         wait for the coordinator to train them stacked."""
         self.waiting, self.outcome = trainer, None
+        assert self.batch is not None
         self.batch.pass_baton(self)
         outcome, self.outcome = self.outcome, None
         if outcome is not None:
@@ -625,15 +628,26 @@ def _fails(member: BatchMember, call: Callable[[Trainer], None]) -> bool:
 
 
 def stacked_epoch(trainers: Sequence[Trainer], epoch: int) -> list[float]:
-    """One epoch of ``trainers`` (started with :meth:`~prunebench.run.trainer.Trainer.begin`, fixed masks, no
-    checkpoints) trained stacked; each one's mean loss. What the benchmark scripts time
-    (``scripts/step_time.py --batched``, ``scripts/gpu_check.py``)."""
+    """One epoch of ``trainers`` (started with :meth:`~prunebench.run.trainer.Trainer.begin`, no checkpoints)
+    trained stacked as the engine trains them (:class:`StackedRuns` or :class:`StackedPasses`), each with its own
+    random state; each one's mean loss. What the benchmark scripts time (``scripts/step_time.py --batched``,
+    ``scripts/gpu_check.py``)."""
     for trainer in trainers:
         trainer.start_epoch(epoch)
-    stacked = StackedRuns(trainers)
-    for batches in zip(*(iter(t.loader) for t in trainers), strict=True):
-        stacked.train_step(batches)
-    stacked.write_back()
+    batches = zip(*(iter(t.loader) for t in trainers), strict=True)
+    if stacks_steps(trainers[0]):
+        stacked = StackedRuns(trainers)
+        for step in batches:
+            stacked.train_step(step)
+        stacked.write_back()
+    else:
+        start = rng_state()
+        members = [BatchMember(k, None, rng=start, waiting=t) for k, t in enumerate(trainers)]
+        passes, live = StackedPasses(trainers[0].model), members
+        for step in batches:
+            live = passes.train_step(live, step)
+        if failed := [m.outcome for m in members if m.outcome is not None]:
+            raise failed[0]
     return [trainer.epoch_loss() for trainer in trainers]
 
 
