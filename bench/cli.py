@@ -183,7 +183,7 @@ def _with_curve_options(plan, args: argparse.Namespace):
 def _submit(experiment, plan, console) -> int:
     """``--executor slurm``: submit the grid's runs not finished yet as a job array; follow it with ``--wait``."""
     from prunebench.grid.grid_status import grid_status
-    from prunebench.grid.scheduler import start_invocation
+    from prunebench.grid.scheduler import start_invocation, with_batch_order
     from prunebench.grid.slurm_executor import SlurmOptions, check_cluster, follow, submit
 
     slurm = SlurmOptions.from_mapping(experiment.execution.slurm)
@@ -193,7 +193,8 @@ def _submit(experiment, plan, console) -> int:
     if not todo:
         console.print(f"All {len(plan.configs)} runs are done in {plan.store.root}; nothing to submit")
         return 0
-    jobs = submit(todo, plan.store.root, plan.options, plan.settings, slurm, invocation.since)
+    settings = with_batch_order(plan.settings, plan.configs)
+    jobs = submit(todo, plan.store.root, plan.options, settings, slurm, invocation.since)
     ids = ", ".join(job.job_id for job in jobs)
     console.print(
         f"Submitted {len(jobs)} task(s) for {len(todo)} runs ({len(finished)} already done): {ids}\n"

@@ -16,7 +16,14 @@ from prunebench.datasets.embedded import _synthetic_splits
 from prunebench.grid.experiment import Experiment, parse_batch
 from prunebench.grid.grid_run import run_grid
 from prunebench.grid.result_store import ResultStore
-from prunebench.grid.scheduler import GridReporter, RunnerSettings
+from prunebench.grid.scheduler import (
+    GridReporter,
+    Runner,
+    RunnerSettings,
+    batch_id,
+    batch_order,
+    with_batch_order,
+)
 from prunebench.pruning.saved_masks import MASK_KEY
 from prunebench.run.batched_engine import Batch, batchable, stacks_passes, stacks_steps
 from prunebench.run.run_context import RunContext
@@ -226,7 +233,9 @@ def test_a_batched_grid_writes_each_record_as_the_grid_alone_does(tmp_path, floa
         batched_engine, "train_stacked", lambda members: groups.append(len(members)) or train(members)
     )
     run_grid(configs, batched, CPU, settings=RunnerSettings(batch=4))
-    assert set(groups) == {3}  # every phase stacked the three seeds of its cell (or of its pre-training)
+    # Each schedule's runs, four at a time: the pre-trainings (3 seeds), dense (3), after training (magnitude's 3
+    # seeds with random's first, then random's other 2), random at initialization (3), the controls (3).
+    assert sorted(groups) == [2, 3, 3, 3, 3, 4]
     one, together = _records(alone), _records(batched)
     assert one.keys() == together.keys() == {c.run_id for c in configs}
     stacked = 0
@@ -245,6 +254,25 @@ def test_a_batched_grid_writes_each_record_as_the_grid_alone_does(tmp_path, floa
             assert all(np.array_equal(saved_alone[k], saved_batched[k]) for k in saved_alone)
     assert stacked == len(configs)  # the pre-trainings, the pruned runs' fine-tuning, the controls' training
     assert {c["engine"]["name"] for c in together.values()} == {"vmap"}
+
+
+def test_batches_are_cut_from_the_whole_grid_whatever_its_order_or_what_is_pending(tmp_path):
+    # After training: magnitude's 3 scopes and LAMP's one, 3 seeds each.
+    configs = _configs("magnitude,lamp", epochs=2, scopes="global,uniform,erk")
+    order = batch_order(configs)
+    assert batch_order(list(reversed(configs))) == order
+    batches: dict[tuple, list] = {}
+    for config in sorted(configs, key=lambda c: order[c.run_id]):
+        batches.setdefault(batch_id(order[config.run_id], 4), []).append(config)
+    cells = [[(c.method, c.scope, c.seed) for c in batch] for batch in batches.values()]
+    assert [len(batch) for batch in cells] == [4, 4, 4]
+    flat = [run for batch in cells for run in batch]
+    assert [seed for _, _, seed in flat] == [0, 1, 2] * 4  # each cell's seeds in order, cell after cell
+    assert [method for method, _, _ in flat] == ["lamp"] * 3 + ["magnitude"] * 9
+    settings = with_batch_order(RunnerSettings(batch=4), configs)
+    late = Runner(configs[5:], ResultStore(tmp_path), CPU, settings=settings)  # a runner that starts late
+    assert all(late._batch_id(c) == batch_id(order[c.run_id], 4) for c in configs[5:])
+    assert with_batch_order(RunnerSettings(batch=1), configs).batch_order == {}
 
 
 def test_a_batch_shows_the_start_and_epochs_of_its_first_run_only(tmp_path):

@@ -22,6 +22,7 @@ from prunebench.grid.scheduler import (
     RunnerSettings,
     set_deterministic,
     start_invocation,
+    with_batch_order,
 )
 from prunebench.run.allocation_controls import controls_last
 from prunebench.run.run_checkpoint import stop_on_signals
@@ -56,6 +57,7 @@ def run_grid(
     store.remove_stale_temporaries()
     invocation = start_invocation(configs, store, force)
     since, todo = invocation.since, invocation.todo
+    settings = with_batch_order(settings, configs)
     reporter.grid_started(len(configs), len(invocation.finished))
     for config in invocation.finished:
         reporter.run_finished(config, None)

@@ -29,11 +29,12 @@ executes a run again that another finished after the grid was planned.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,18 @@ class RunnerSettings:
     batch: int | None = 1
     """Runs executed together by the batched engine (:mod:`prunebench.run.batched_engine`); ``None``: the
     automatic size for the run's model and device (:func:`prunebench.run.batch_size.auto_batch`); 1: each alone."""
+    batch_order: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    """Each run's place in the sequence its batches are cut from (:func:`batch_order`, of the whole grid, set by
+    :func:`with_batch_order`); empty: the runner orders the runs it was given."""
+
+
+def with_batch_order(settings: RunnerSettings | None, configs: Sequence[RunConfig]) -> RunnerSettings:
+    """``settings`` with the :func:`batch_order` of the grid ``configs`` (finished runs included), where runs are
+    batched, so that every runner of the grid cuts the same batches."""
+    settings = settings or RunnerSettings()
+    if settings.batch == 1:
+        return settings
+    return dataclasses.replace(settings, batch_order=batch_order(configs))
 
 
 def set_deterministic(enabled: bool) -> None:
@@ -244,6 +257,7 @@ class Runner:
         """When the invocation started: records written since are this invocation's (see the module docstring)."""
         self.records: list[dict] = []
         self._batch_ids: dict[str, tuple[str, int]] = {}
+        self._batch_order = self.settings.batch_order or batch_order(todo)
         self._pretraining_ids: dict[str, tuple[str, int]] = {}
         self._members: dict[tuple[str, int], list[RunConfig]] | None = None
 
@@ -308,15 +322,15 @@ class Runner:
             self._members = {}
             for run in self.pending:
                 self._members.setdefault(self._batch_id(run), []).append(run)
-        others = self._members.get(self._batch_id(config), [])
-        return [config] + [
-            c for c in others if c is not config and c.run_id in pending and not self._handled(c, present)
-        ]
+        members = self._members.get(self._batch_id(config), [])
+        batch = [c for c in members if c is config or (c.run_id in pending and not self._handled(c, present))]
+        return sorted(batch, key=lambda c: self._batch_order[c.run_id][1])  # the order they stack in
 
     def _batch_id(self, config: RunConfig) -> tuple[str, int]:
         """:func:`batch_id` of ``config`` at its batch size, worked out once per run."""
         if config.run_id not in self._batch_ids:
-            self._batch_ids[config.run_id] = batch_id(config, self._batch_size(config))
+            place = self._batch_order[config.run_id]
+            self._batch_ids[config.run_id] = batch_id(place, self._batch_size(config))
         return self._batch_ids[config.run_id]
 
     def _ready(self, config: RunConfig, present: dict[str, float], waiting: set[str]) -> bool:
@@ -491,12 +505,40 @@ class Runner:
         self.reporter.run_finished(config, record)
 
 
-def batch_id(config: RunConfig, size: int) -> tuple[str, int]:
-    """The batch ``config`` runs in with batches of ``size``: the seeds of its cell (its identity but the seed),
-    ``size`` consecutive seeds at a time (seeds ``0..size-1``, ``size..2 size-1``, ...). It depends on the run alone,
-    not on which runs are pending, so that every runner, however late, and every resume forms the same batches."""
-    cell = {key: value for key, value in config.identity.items() if key != "seed"}
-    return stable_hash(cell), config.seed // size
+CELL_KEYS = ("method", "scope", "sparsity", "prunable", "seed")
+"""What tells the runs of one schedule apart (:func:`schedule_key`)."""
+
+
+def schedule_key(config: RunConfig) -> str:
+    """What the runs whose phases the batched engine can stack share: the run's identity but its method, scope,
+    sparsity, prunable set and seed, with the kind of its method's schedule (dense, at initialization, after
+    training, during training, ...) kept."""
+    shared = {key: value for key, value in config.identity.items() if key not in CELL_KEYS}
+    return stable_hash({**shared, "schedule": config.identity["method"]["schedule"]})
+
+
+def batch_order(configs: Sequence[RunConfig]) -> dict[str, tuple[str, int]]:
+    """Each run's place in the sequence its batches are cut from: the grid's runs of one schedule
+    (:func:`schedule_key`) in one sequence, method by method, cell by cell, each cell's seeds in order. A place
+    depends on the whole grid, finished runs included, and not on which runs are pending, so that every runner of
+    the grid, however late, and every resume forms the same batches."""
+    sequences: dict[str, list[RunConfig]] = {}
+    for config in configs:
+        sequences.setdefault(schedule_key(config), []).append(config)
+    order = {}
+    for key, runs in sequences.items():
+        cells = {c.run_id: stable_hash({k: v for k, v in c.identity.items() if k != "seed"}) for c in runs}
+        runs.sort(key=lambda c: (c.method, cells[c.run_id], c.seed))
+        for position, config in enumerate(runs):
+            order[config.run_id] = (key, position)
+    return order
+
+
+def batch_id(place: tuple[str, int], size: int) -> tuple[str, int]:
+    """The batch of the run at ``place`` (:func:`batch_order`) with batches of ``size``: ``size`` consecutive runs
+    of its schedule's sequence (the seeds of a cell, then those of the next cell)."""
+    key, position = place
+    return key, position // size
 
 
 def pretraining_batch_id(config: RunConfig, size: int) -> tuple[str, int]:
