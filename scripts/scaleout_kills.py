@@ -2,7 +2,7 @@
 twice, records that differ, wall time.
 
 Runs a grid of ``--runs`` short runs (the ``synthetic-tiny`` preset at two epochs: random and magnitude-at-init
-pruning at two sparsities over as many seeds as needed, each seed with its dense baseline) once undisturbed with
+pruning, or ``--methods``, at two sparsities over as many seeds as needed, each seed with its dense baseline) once undisturbed with
 ``--jobs`` workers, then once in each scenario of ``--scenarios``, each into a directory of its own:
 
 * ``kills``: a random worker is killed with SIGKILL every ``--kill-every`` seconds on average (as an out-of-memory
@@ -22,7 +22,7 @@ written twice; then it checks that each record equals the undisturbed grid's (al
 batch must then resume each of its runs from its own checkpoint, batched again or alone, to the same record.
 
     python scripts/scaleout_kills.py [--runs 1000] [--jobs 4] [--kill-every 3] [--scenarios kills,late,slurm]
-                                     [--batch K]
+                                     [--batch K] [--methods random,magnitude_init]
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ prunebench.grid.result_store.ResultStore.save = save
 """
 
 
-def grid_flags(runs: int) -> list[str]:
-    seeds = max(1, round(runs / 5))  # per seed: dense, random and magnitude_init at two sparsities
+def grid_flags(runs: int, methods: str) -> list[str]:
+    per_seed = 1 + 2 * len(methods.split(","))  # dense, and each method at two sparsities
+    seeds = max(1, round(runs / per_seed))
     return [
-        "--preset", "synthetic-tiny", "--epochs", "2", "--methods", "random,magnitude_init", "--scopes", "global",
+        "--preset", "synthetic-tiny", "--epochs", "2", "--methods", methods, "--scopes", "global",
         "--sparsity", "0.5,0.9", "--seeds", f"0-{seeds - 1}",
     ]  # fmt: skip
 
@@ -160,11 +161,16 @@ def main() -> None:
     parser.add_argument("--scenarios", default="kills,late,slurm", help="comma-separated: kills, late, slurm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--methods",
+        default="random,magnitude_init",
+        help="the grid's methods, each at sparsities 0.5 and 0.9 with the global scope (default: %(default)s)",
+    )
+    parser.add_argument(
         "--batch", type=int, default=1, help="runs each runner trains together (bench run --batch)"
     )
     args = parser.parse_args()
     chance = random.Random(args.seed)
-    flags = [*grid_flags(args.runs), "--batch", str(args.batch)]
+    flags = [*grid_flags(args.runs, args.methods), "--batch", str(args.batch)]
     scenarios = {
         "kills": lambda out, env: with_kills(flags, out, args.jobs, env, args.kill_every, chance),
         "late": lambda out, env: started_late(flags, out, args.jobs, env, args.late),
