@@ -618,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--batch",
-        help="runs trained together as one stacked computation (the seeds of a cell, K at a time); "
+        help="runs trained together as one stacked computation (K consecutive runs of one schedule: a cell's "
+        "seeds, then the next cell's); "
         "1: each alone; auto (default): by the device and the model's size (docs/batched.md)",
     )
     run.add_argument(

@@ -278,8 +278,8 @@ class Runner:
         return self.records
 
     def _run_pass(self) -> bool:
-        """Execute every pending run that is ready and that no other runner holds, alone or in batches (the seeds
-        of a cell, :func:`batch_id`); return whether one was."""
+        """Execute every pending run that is ready and that no other runner holds, alone or in batches
+        (:func:`batch_id`); return whether one was."""
         present = self.store.record_names()
         waiting = {config.run_id for config in self.pending}
         progressed = False

@@ -1,17 +1,24 @@
 """The batched engine: the runs of a batch train their shared phases as one stacked computation.
 
-A batch is K runs executed together (``bench run --batch K``). Each run executes its own plan, unchanged, in a
-thread of its own; the threads take turns (one holds the baton at a time, so the runs' Python code never
+A batch is K runs executed together (``bench run --batch K``: consecutive runs of one schedule, a cell's seeds
+and then the next cell's, :func:`prunebench.grid.scheduler.batch_order`). Each run executes its own plan,
+unchanged, in a thread of its own; the threads take turns (one holds the baton at a time, so the runs' Python code never
 interleaves within a turn), and each keeps its own torch, NumPy and Python random state across turns, so that a run
-draws exactly the numbers it draws alone. A run that reaches a phase the engine can batch (:func:`batchable`: hooks
-that only multiply masks between their own steps, which every fixed-mask phase is: dense pre-training, sparse
-training from initialization, fine-tuning after pruning, gradual pruning, iterative rounds, the allocation controls,
-the structured track's fine-tuning) hands its :class:`~prunebench.run.trainer.Trainer` to the coordinator and waits.
+draws exactly the numbers it draws alone. A run that reaches a phase the engine can batch (:func:`batchable`)
+hands its :class:`~prunebench.run.trainer.Trainer` to the coordinator and waits.
 When every live run waits or has finished, the coordinator trains each group of waiting trainers that agree on the
 phase, the recipe, the schedule's steps and the model's shapes (:func:`group_key`) as one computation (a group of
 one run too: a run of a batch is trained by the engine whatever its batch holds), and the runs go on. A phase the
-engine cannot batch (a learned-mask method's scores, a dynamic sparse training's regrowth, dropout) trains alone,
-in its run's thread.
+engine cannot batch (active dropout, weights shared between modules, a hook that computes its own loss without
+saying its forward passes) trains alone, in its run's thread.
+
+Two ways to stack. Where every hook only multiplies masks between its own steps (:func:`stacks_steps`: every
+fixed-mask phase: dense pre-training, sparse training from initialization, fine-tuning after pruning, gradual
+pruning, iterative rounds, the allocation controls, the structured track's fine-tuning), whole steps are stacked,
+optimizer included (:class:`StackedRuns`, below). Where the hooks do more (:func:`stacks_passes`: the learned-mask
+methods' scores and thresholds, a dynamic sparse training's regrowth, gradient clipping), only the forward and
+backward passes are stacked and each run takes its own step, with its own hooks and optimizers
+(:class:`StackedPasses`).
 
 The stacked step (:class:`StackedRuns`) is the trainer's step over K runs at once, with PyTorch's public API:
 :func:`torch.func.stack_module_state` stacks the K models' weights and buffers, :func:`torch.func.vmap` over
@@ -576,9 +583,10 @@ def _mid_epoch_checkpoints(live: list[BatchMember]) -> list[BatchMember]:
 
 def _stacked_steps_epoch(live: list[BatchMember], epoch: int) -> list[BatchMember]:
     """The steps of ``epoch`` for the ``live`` runs stacked (:class:`StackedRuns`); the runs still live at its end
-    (their state written back). Where a run's hook acts after a step (:meth:`~prunebench.run.trainer.TrainHook.acts_after_step`), or a
-    stop or a lost claim asks its checkpoint to act, the state is written back, each run's own code acts on its own
-    trainer, and the runs left are stacked again."""
+    (their state written back). Where a run's hook acts after a step
+    (:meth:`~prunebench.run.trainer.TrainHook.acts_after_step`), or a stop or a lost claim asks its checkpoint to
+    act, the state is written back, each run's own code acts on its own trainer, and the runs left are stacked
+    again."""
     trainers = [member.waiting for member in live]
     template = trainers[0]
     first, last = template.epoch_steps(epoch)
