@@ -1,11 +1,12 @@
 """The default grid's time against its arithmetic floor: the FLOPs it computes at the rate torch.mm reaches.
 
-    python scripts/grid_time.py [--seeds 3] [--jobs 2] [--out DIR]     # runs `bench run` with the defaults
+    python scripts/grid_time.py [--seeds 3] [--jobs 2] [--batch K] [--out DIR]  # runs `bench run` with the defaults
     python scripts/grid_time.py --records DIR --jobs 2                  # the floor of records already there
 
 The grid runs as a child process (``bench run --seeds N --jobs J``); its wall time and its CPU time are printed, the
 CPU time divided by the workers being what the grid takes on quiet cores (on a machine shared with other jobs the
-wall time also counts the waits for a core).
+wall time also counts the waits for a core). With ``--batch K`` (the batched engine) a run's own ``wall_time_s`` spans
+its batch, so the per-method table then says little; the grid's own times do not.
 
 The floor counts, from the records and the existing FLOP accounting (each record's ``flops_dense``: one example's
 forward pass, :mod:`prunebench.pruning.accounting`): 3x the forward FLOPs per training example (forward and backward), for
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--out", help="where to run the grid (default: a temporary directory)")
     parser.add_argument("--seeds", default="3", help="seeds of the grid (default: 3, the default grid)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
+    parser.add_argument("--batch", default="auto", help="bench run --batch (default: auto)")
     args = parser.parse_args()
 
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
@@ -133,6 +135,8 @@ def main() -> None:
             args.seeds,
             "--jobs",
             str(args.jobs),
+            "--batch",
+            args.batch,
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
