@@ -127,22 +127,28 @@ def test_iterative_rounds_with_rewinding_batch_every_round(tmp_path, float64):
 
 
 @pytest.mark.parametrize(
-    ("method", "scope", "phases"),
+    ("method", "scope", "model", "phases"),
     [
-        ("str", "learned", {"learn", "finetune"}),  # thresholds shared by the layers' parametrizations
-        ("probmask", "learned", {"learn", "finetune"}),  # two forward passes a step, each run's own draws
-        ("movement", "global", {"pretrain", "learn"}),
-        ("soft_movement", "learned", {"pretrain", "learn", "finetune"}),  # a penalty added to the loss
-        ("asl", "global", {"learn", "finetune"}),  # a budget loss, the weights re-centred after each step
-        ("rigl", "global", {"learn"}),  # regrowth from each run's dense gradient
-        ("set", "global", {"learn"}),
+        (
+            "str",
+            "learned",
+            "lenet5",
+            {"learn", "finetune"},
+        ),  # thresholds shared by the layers' parametrizations
+        ("probmask", "learned", "lenet5", {"learn", "finetune"}),  # two passes a step, each run's own draws
+        ("movement", "global", "lenet5", {"pretrain", "learn"}),
+        ("soft_movement", "learned", "lenet5", {"pretrain", "learn", "finetune"}),  # a penalty in the loss
+        ("asl", "global", "lenet5", {"learn", "finetune"}),  # a budget loss, the weights re-centred each step
+        ("asl", "global", "cnn_bn", {"learn", "finetune"}),  # BatchNorm's statistics written back each pass
+        ("rigl", "global", "lenet5", {"learn"}),  # regrowth from each run's dense gradient
+        ("set", "global", "lenet5", {"learn"}),
     ],
 )
 def test_k3_learned_masks_batched_equal_the_runs_alone_after_100_steps(
-    tmp_path, float64, method, scope, phases
+    tmp_path, float64, method, scope, model, phases
 ):
     """Learned-mask and dynamic sparse phases: the passes stacked, each run's step its own (StackedPasses)."""
-    configs = _configs(method, scopes=scope)
+    configs = _configs(method, model, scopes=scope)
     assert len(configs) == 3
     alone = [_trained(c, tmp_path / "alone") for c in configs]
     batched = Batch([lambda c=c: _trained(c, tmp_path / "batched") for c in configs]).run()

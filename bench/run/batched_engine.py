@@ -443,14 +443,19 @@ class StackedPasses:
 
 def plain_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` without its parametrizations (:mod:`torch.nn.utils.parametrize`: a learned-mask method's
-    mask functions), each parametrized tensor a placeholder of its shape on the meta device: the template the
-    stacked passes call with the tensors the runs' models compute with."""
+    mask functions) and without its data: every parameter and buffer a placeholder of its shape on the meta device.
+    The template the stacked passes call with the tensors the runs' models compute with."""
     lists = {
         name: module.parametrizations
         for name, module in model.named_modules()
         if parametrize.is_parametrized(module)
     }
-    replica = copy.deepcopy(model, {id(plist): None for plist in lists.values()})
+    memo: dict[int, Any] = {id(plist): None for plist in lists.values()}
+    for parameter in model.parameters():
+        memo[id(parameter)] = nn.Parameter(torch.empty_like(parameter, device="meta"), requires_grad=False)
+    for buffer in model.buffers():
+        memo[id(buffer)] = torch.empty_like(buffer, device="meta")
+    replica = copy.deepcopy(model, memo)
     for name, plist in lists.items():
         module = replica.get_submodule(name)
         module.__class__ = parametrize.type_before_parametrizations(model.get_submodule(name))
