@@ -61,7 +61,7 @@ def grid_flags(runs: int, methods: str) -> list[str]:
     per_seed = 1 + 2 * len(methods.split(","))  # dense, and each method at two sparsities
     seeds = max(1, round(runs / per_seed))
     return [
-        "--preset", "synthetic-tiny", "--epochs", "2", "--methods", methods, "--scopes", "global",
+        "--preset", "synthetic-tiny", "--epochs", "2", "--methods", methods, "--scopes", "global,learned",
         "--sparsity", "0.5,0.9", "--seeds", f"0-{seeds - 1}",
     ]  # fmt: skip
 
@@ -163,7 +163,8 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         default="random,magnitude_init",
-        help="the grid's methods, each at sparsities 0.5 and 0.9 with the global scope (default: %(default)s)",
+        help="the grid's methods, each at sparsities 0.5 and 0.9, global scope or a learned-mask method's own "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--batch", type=int, default=1, help="runs each runner trains together (bench run --batch)"
@@ -211,7 +212,8 @@ def main() -> None:
                 for field in expected[k].keys() | got[k].keys()
                 if expected[k].get(field) != got[k].get(field)
             )
-            different = sum(1 for k in expected.keys() & got.keys() if expected[k] != got[k])
+            differing = sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])
+            different = len(differing)
             print(
                 f"{name}: {elapsed:.1f} s ({elapsed / (alone_time if name == 'slurm' else calm_time):.2f}x); {what}"
             )
@@ -219,6 +221,12 @@ def main() -> None:
                 f"  runs lost: {lost}; runs executed twice: {twice}; records that differ from the undisturbed "
                 f"grid: {different}" + (f" (fields: {dict(fields)})" if fields else "")
             )
+            for run_id in differing[:5]:
+                record = got[run_id]
+                print(
+                    f"  differs: {run_id} {record['method']}/{record['scope']} s={record['sparsity']} "
+                    f"seed={record['seed']} engine={record.get('engine')}"
+                )
 
 
 if __name__ == "__main__":

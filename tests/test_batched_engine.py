@@ -327,6 +327,75 @@ def test_a_stop_that_comes_between_two_runs_epoch_ends_stops_the_batch_at_one_st
     assert steps[0] == steps[1] == 2 * len(_trained_loader(configs[0]))
 
 
+def test_a_batch_saves_its_runs_together_and_commits_their_checkpoints_together(tmp_path, monkeypatch):
+    from prunebench.run.run_checkpoint import CheckpointPolicy, RunCheckpoint
+    from prunebench.run.runner import run_or_record_failure
+
+    configs = _configs("magnitude_init", epochs=2, seeds=2)
+    policies = [
+        CheckpointPolicy(every_epochs=1),
+        CheckpointPolicy(every_epochs=0),
+    ]  # the second never saves alone
+    checkpoints = [
+        RunCheckpoint(tmp_path / f"{c.run_id}.pt", p) for c, p in zip(configs, policies, strict=True)
+    ]
+
+    def held(checkpoint):
+        if not checkpoint.path.exists():
+            return None
+        current = torch.load(checkpoint.path, weights_only=True)["current"]
+        return current and current["step"]
+
+    committed = []  # what each run's checkpoint file held whenever one of them had written a save
+    write = RunCheckpoint._write
+
+    def recording(self, snapshot):
+        write(self, snapshot)
+        committed.append([held(checkpoint) for checkpoint in checkpoints])
+
+    monkeypatch.setattr(RunCheckpoint, "_write", recording)
+    jobs = [
+        functools.partial(run_or_record_failure, c, CPU, tmp_path / "cache", None, None, checkpoint)
+        for c, checkpoint in zip(configs, checkpoints, strict=True)
+    ]
+    results = Batch(jobs).run()
+    assert all(result["status"] == "ok" for result in results)
+    assert checkpoints[0].saves == checkpoints[1].saves == 4  # every epoch end of the 4-epoch training
+    assert len(committed) == 8 and all(first == second for first, second in committed)
+    assert {steps[0] for steps in committed} == {None, 8, 16, 24}  # each save staged until both were written
+    assert not any(checkpoint.staging.exists() for checkpoint in checkpoints)
+
+
+def test_a_staged_save_that_was_never_committed_is_ignored(tmp_path):
+    from prunebench.run.run_checkpoint import RunCheckpoint
+
+    path = tmp_path / "run.pt"
+    checkpoint = RunCheckpoint(path)
+    checkpoint.values["kept"] = 1
+    checkpoint.staged = True
+    checkpoint.save(_idle_trainer(), "train")
+    checkpoint.wait()
+    assert checkpoint.staging.exists() and not path.exists()
+    fresh = RunCheckpoint(path)  # a batch killed before its commit: the run starts from what was committed
+    assert not fresh.resumed and not fresh.staging.exists()
+    checkpoint.save(_idle_trainer(), "train")
+    checkpoint.commit()
+    assert RunCheckpoint(path).values == {"kept": 1}
+
+
+def _idle_trainer():
+    from prunebench.run.recipe import OptimConfig
+
+    class Loader(list):
+        def set_epoch(self, epoch):
+            pass
+
+    model = torch.nn.Linear(2, 2)
+    return Trainer(
+        model, Loader([(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))]), OptimConfig(lr=0.1), 1
+    )
+
+
 def _trained_loader(config):
     return RunContext(config, CPU, Path("unused")).loaders().train
 

@@ -520,15 +520,26 @@ def train_stacked(members: list[BatchMember]) -> None:
     live = list(members)
     template = live[0].waiting
     assert template is not None
-    for epoch in template.epochs_left():
-        live = _each(live, lambda trainer, epoch=epoch: trainer.start_epoch(epoch))
-        trained = _train_epoch(live, epoch)
-        live = _each(trained, lambda trainer, epoch=epoch: trainer.end_epoch(epoch, trainer.epoch_loss()))
-        if any(isinstance(member.outcome, RunInterrupted) for member in trained if member not in live):
-            live = _each(live, _stop_with_the_others)
-        live = _each(live, _checkpoint_written)
-        if not live:
-            return
+    checkpoints = [m.waiting.checkpoint for m in live if m.waiting.checkpoint is not None]
+    for checkpoint in checkpoints:
+        checkpoint.staged = True
+    try:
+        for epoch in template.epochs_left():
+            live = _each(live, lambda trainer, epoch=epoch: trainer.start_epoch(epoch))
+            trained = _train_epoch(live, epoch)
+            saves = {id(member.waiting): _saves(member.waiting) for member in trained}
+            live = _each(trained, lambda trainer, epoch=epoch: trainer.end_epoch(epoch, trainer.epoch_loss()))
+            if any(isinstance(member.outcome, RunInterrupted) for member in trained if member not in live):
+                live = _each(live, _stop_with_the_others)
+            if any(_saves(member.waiting) > saves[id(member.waiting)] for member in live):
+                live = _each(live, functools.partial(_saved_with_the_others, saves))
+            live = _each(live, _checkpoint_written)
+            live = _each(live, _checkpoint_committed)
+            if not live:
+                return
+    finally:
+        for checkpoint in checkpoints:
+            checkpoint.staged = False
 
 
 def _each(live: list[BatchMember], call: Callable[[Trainer], None]) -> list[BatchMember]:
@@ -673,11 +684,32 @@ def _stop_with_the_others(trainer: Trainer) -> None:
 
 
 def _checkpoint_written(trainer: Trainer) -> None:
-    """Wait for the run's checkpoint write of this epoch's end (if one is in flight): the batch's runs then hold
-    checkpoints of the same epoch before any trains on, so that a batch killed now resumes them together, in one
-    group, as it trained them (a run resumed a step apart from the others would train in a group of its own)."""
+    """Wait for the run's save of this epoch's end, if one is in flight."""
     if trainer.checkpoint is not None:
         trainer.checkpoint.wait()
+
+
+def _checkpoint_committed(trainer: Trainer) -> None:
+    """Commit the run's save of this epoch's end (staged, :attr:`~prunebench.run.run_checkpoint.RunCheckpoint.
+    staged`) once every run of the batch has written its own: the batch's runs then hold checkpoints of the same
+    epoch before any trains on, and a batch killed while they write keeps the previous epoch's for all, so that it
+    resumes them together, in one group, as it trained them (a run resumed an epoch apart from the others would
+    train in a group of its own, with other bits). Only a kill within the renames of the commits themselves can
+    still part them."""
+    if trainer.checkpoint is not None:
+        trainer.checkpoint.commit()
+
+
+def _saves(trainer: Trainer) -> int:
+    """How many saves the run's checkpoint has made."""
+    return trainer.checkpoint.saves if trainer.checkpoint is not None else 0
+
+
+def _saved_with_the_others(saves: dict[int, int], trainer: Trainer) -> None:
+    """A save that was due for some runs of the batch at this epoch's end (each run's own clock says when a save
+    every so many minutes is due) is made for every run, so that the batch's checkpoints stay at one epoch."""
+    if trainer.checkpoint is not None and trainer.checkpoint.saves == saves[id(trainer)]:
+        trainer.checkpoint.save(trainer, trainer.phase)
 
 
 def _checkpoint_acts(trainer: Trainer) -> bool:

@@ -28,6 +28,7 @@ the new one, whole; only a power cut can leave a damaged one, which is detected 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import threading
@@ -202,8 +203,16 @@ class RunCheckpoint:
         self._last_save = time.monotonic()
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
-        if path is not None and path.exists():
-            self._load(path, device)
+        self.staged = False
+        """Whether saves are written beside the checkpoint (:attr:`staging`) until :meth:`commit`: the batched
+        engine stages the epoch-end saves of a batch's runs and commits them together, so that a batch killed while
+        its runs write leaves every run at the same epoch."""
+        if path is not None:
+            self.staging.unlink(
+                missing_ok=True
+            )  # an uncommitted save: its batch was killed before the commit
+            if path.exists():
+                self._load(path, device)
 
     def _load(self, path: Path, device: torch.device | None) -> None:
         try:
@@ -268,7 +277,7 @@ class RunCheckpoint:
         if due:
             self.save(trainer, phase)
         if stopping:
-            self.wait()
+            self.commit()
             raise RunInterrupted(f"stopped in {phase} at step {trainer.step} (checkpoint saved)")
 
     def save(self, trainer: Trainer, phase: str) -> None:
@@ -289,12 +298,24 @@ class RunCheckpoint:
         self.saves += 1
         self._last_save = time.monotonic()
 
+    @property
+    def staging(self) -> Path:
+        """Where a staged save is written until :meth:`commit`."""
+        assert self.path is not None
+        return self.path.with_name(self.path.name + ".next")
+
     def _write(self, snapshot: dict[str, Any]) -> None:
         assert self.path is not None
         try:
-            atomic_save_tensors(snapshot, self.path, durable=False)
+            atomic_save_tensors(snapshot, self.staging if self.staged else self.path, durable=False)
         except BaseException as error:  # noqa: BLE001  (reported by wait(), in the training thread)
             self._error = error
+
+    def commit(self) -> None:
+        """Put the staged save, if any, in the checkpoint's place (after its write)."""
+        self.wait()
+        if self.path is not None and self.staging.exists():
+            os.replace(self.staging, self.path)
 
     def wait(self) -> None:
         """Wait for the checkpoint being written, if any; raise the error its write met."""
@@ -313,3 +334,4 @@ class RunCheckpoint:
             pass
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+            self.staging.unlink(missing_ok=True)
