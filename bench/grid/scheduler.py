@@ -317,7 +317,7 @@ class Runner:
 
     def _batch_of(self, config: RunConfig, present: dict[str, float], pending: set[str]) -> list[RunConfig]:
         """The runs of ``config``'s batch (:func:`batch_id`) still pending (``pending``: their ids) and not finished
-        by any runner, ``config`` first."""
+        by any runner, ``config`` among them, in their :func:`batch_order`."""
         if self._members is None:  # each batch's runs, indexed once
             self._members = {}
             for run in self.pending:
@@ -542,7 +542,8 @@ def batch_id(place: tuple[str, int], size: int) -> tuple[str, int]:
 
 
 def pretraining_batch_id(config: RunConfig, size: int) -> tuple[str, int]:
-    """The batch of the dense pre-training ``config`` starts from: the seeds of one data, model and recipe, as
-    :func:`batch_id` groups them."""
+    """The batch of the dense pre-training ``config`` starts from: the pre-trainings of one data, model, recipe and
+    prunable set, ``size`` consecutive seeds at a time (they depend on nothing else, so no grid-wide order is
+    needed)."""
     shared = (config.dataset, config.model, repr(config.recipe), repr(config.prunable))
     return stable_hash(shared), config.seed // size

@@ -28,7 +28,7 @@ from prunebench.pruning.prunable import prunable_weights
 from prunebench.pruning.public_api import prune
 from prunebench.run.recipe import OptimConfig
 from prunebench.run.sparsification import Sparsification
-from prunebench.run.trainer import LoopPosition, TrainHook, cross_entropy
+from prunebench.run.trainer import LoopPosition, TrainHook, computes_own_loss, cross_entropy
 
 __all__ = ["OwnLoop", "SparsifySession", "sparsify"]
 
@@ -90,7 +90,7 @@ class SparsifySession:
         self._finish = finish
         self._names = prunable
         self._final: FinalMasks | None = None
-        self._own_loss = any(type(hook).compute_loss is not TrainHook.compute_loss for hook in hooks)
+        self._own_loss = any(computes_own_loss(hook) for hook in hooks)
         """Whether a hook computes the training loss itself (then :meth:`loss` is required)."""
         self._loss_taken = False
         self._stepped = False

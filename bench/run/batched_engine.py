@@ -60,6 +60,7 @@ from torch.nn.utils import parametrize
 
 from prunebench.run.run_checkpoint import RunInterrupted, rng_state, set_rng_state
 from prunebench.run.trainer import (
+    LossPasses,
     Trainer,
     TrainHook,
     autocast_context,
@@ -427,7 +428,15 @@ class StackedPasses:
                 member.outcome = error
         return kept
 
-    def _advance(self, member, passes, outputs, losses, asking, weights) -> None:
+    def _advance(
+        self,
+        member: BatchMember,
+        passes: dict[int, LossPasses],
+        outputs: dict[int, torch.Tensor | None],
+        losses: dict[int, torch.Tensor],
+        asking: list[BatchMember],
+        weights: list[list[torch.Tensor]],
+    ) -> None:
         """Run ``member``'s loss up to its next forward pass (then it asks for it, with its weights as its model
         computes with them now), or to its end (its loss)."""
         trainer = member.waiting
@@ -529,8 +538,7 @@ def train_stacked(members: list[BatchMember]) -> None:
             trained = _train_epoch(live, epoch)
             saves = {id(member.waiting): _saves(member.waiting) for member in trained}
             live = _each(trained, lambda trainer, epoch=epoch: trainer.end_epoch(epoch, trainer.epoch_loss()))
-            if any(isinstance(member.outcome, RunInterrupted) for member in trained if member not in live):
-                live = _each(live, _stop_with_the_others)
+            live = _stopped_together(trained, live, _epoch_end_checkpoint)
             if any(_saves(member.waiting) > saves[id(member.waiting)] for member in live):
                 live = _each(live, functools.partial(_saved_with_the_others, saves))
             live = _each(live, _checkpoint_written)
@@ -572,7 +580,7 @@ def _stacked_passes_epoch(live: list[BatchMember], epoch: int) -> list[BatchMemb
     passes = StackedPasses(template.model)
     for index in range(template.steps_per_epoch):
         batches = [next(iterators[id(member)]) for member in live]
-        if first + index < live[0].waiting.step:
+        if first + index < template.step:
             continue
         if first + index >= template.stop:
             break
@@ -591,9 +599,17 @@ def _mid_epoch_checkpoints(live: list[BatchMember]) -> list[BatchMember]:
     def act(trainer: Trainer) -> None:
         trainer.checkpoint.after_step(trainer, trainer.phase, epoch_end=False)
 
-    kept = _each(live, act)
-    if len(kept) < len(live) and any(isinstance(m.outcome, RunInterrupted) for m in live if m not in kept):
-        kept = _each(kept, act)
+    return _stopped_together(live, _each(live, act), act)
+
+
+def _stopped_together(
+    tried: list[BatchMember], kept: list[BatchMember], act: Callable[[Trainer], None]
+) -> list[BatchMember]:
+    """After ``tried`` runs' checkpoints acted, ``kept`` going on: if a stop request stopped some, it came while
+    the runs acted one after the other and reached those after it only, so ``act`` again on the others (a stop
+    request stays), and every run of the batch stops, and is resumed, at the same step."""
+    if any(isinstance(member.outcome, RunInterrupted) for member in tried if member not in kept):
+        return _each(kept, act)
     return kept
 
 
@@ -675,10 +691,8 @@ def stacked_epoch(trainers: Sequence[Trainer], epoch: int) -> list[float]:
     return [trainer.epoch_loss() for trainer in trainers]
 
 
-def _stop_with_the_others(trainer: Trainer) -> None:
-    """A stop request that came while the batch's runs ended an epoch reached the checkpoints of the runs after it
-    and not of those before: let those ask their checkpoint again (a stop request stays), so that every run of the
-    batch stops, and is resumed, at this epoch's end."""
+def _epoch_end_checkpoint(trainer: Trainer) -> None:
+    """The run's checkpoint acting at its epoch's end again (:func:`_stopped_together`)."""
     if trainer.checkpoint is not None:
         trainer.checkpoint.after_step(trainer, trainer.phase, epoch_end=True)
 

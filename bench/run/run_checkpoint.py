@@ -208,9 +208,8 @@ class RunCheckpoint:
         engine stages the epoch-end saves of a batch's runs and commits them together, so that a batch killed while
         its runs write leaves every run at the same epoch."""
         if path is not None:
-            self.staging.unlink(
-                missing_ok=True
-            )  # an uncommitted save: its batch was killed before the commit
+            # An uncommitted staged save: its batch was killed before the commit, which the run resumes from.
+            self.staging.unlink(missing_ok=True)
             if path.exists():
                 self._load(path, device)
 
